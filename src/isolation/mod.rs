@@ -1,0 +1,2 @@
+//! The kernel-facing isolation layers applied to a container process.
+pub mod seccomp;

@@ -1,0 +1,10 @@
+//! vessel: an OCI runtime. Container mode runs the workload on the host
+//! kernel behind namespaces, cgroups, capabilities and seccomp; VM mode boots
+//! the same bundle in a KVM microVM run by vessel's own VMM.
+
+pub mod cgroups;
+pub mod error;
+pub mod isolation;
+pub mod vm;
+
+pub use error::{Error, Result};
