@@ -22,7 +22,10 @@ pub struct Program {
 }
 
 /// Compile the profile. Warnings (unknown syscall names) go to `warn`.
-pub fn compile(_seccomp: &LinuxSeccomp, _warn: &mut dyn FnMut(String)) -> Result<Program, SeccompError> {
+pub fn compile(
+    _seccomp: &LinuxSeccomp,
+    _warn: &mut dyn FnMut(String),
+) -> Result<Program, SeccompError> {
     Err(SeccompError::Msg("seccomp not implemented yet".into()))
 }
 
@@ -32,4 +35,16 @@ impl Program {
     pub fn install(&self) -> Result<i32, nix::errno::Errno> {
         Err(nix::errno::Errno::ENOSYS)
     }
+}
+
+/// Send the listener fd and the container process state to listenerPath.
+pub fn send_listener(
+    _listener_path: &str,
+    _listener_fd: i32,
+    _state_json: &[u8],
+    _metadata: &str,
+) -> Result<(), SeccompError> {
+    Err(SeccompError::Msg(
+        "seccomp notify not implemented yet".into(),
+    ))
 }
