@@ -61,8 +61,10 @@ pub fn keyed(path: &Path, key: &str) -> Option<u64> {
 /// missing knob is reported as `CgroupError::Missing`.
 pub fn write(dir: &Path, file: &str, value: &str) -> Result<(), CgroupError> {
     let path = dir.join(file);
+    // O_TRUNC as runc does: kernfs ignores it, plain files (tests) need it.
     let mut f = OpenOptions::new()
         .write(true)
+        .truncate(true)
         .open(&path)
         .map_err(|source| {
             if source.kind() == ErrorKind::NotFound {
