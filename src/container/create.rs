@@ -240,6 +240,7 @@ fn start_init(
         preserve_fds: opts.preserve_fds,
         no_pivot: opts.no_pivot,
         no_new_keyring: opts.no_new_keyring,
+        seccomp_flags: &bundle.seccomp_extra_flags,
     })?;
     let linux = bundle.spec.linux().clone().unwrap_or_default();
     let maps = IdMaps {

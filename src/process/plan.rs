@@ -134,6 +134,7 @@ impl ProcessParts {
     pub fn from_process(
         p: &Process,
         seccomp_spec: Option<&oci_spec::runtime::LinuxSeccomp>,
+        seccomp_flags: &[String],
     ) -> Result<ProcessParts> {
         let args = p.args().clone().unwrap_or_default();
         if args.is_empty() {
@@ -194,7 +195,9 @@ impl ProcessParts {
             ));
         }
         let seccomp = match seccomp_spec {
-            Some(s) => Some(seccomp::compile(s, &mut |w| crate::logging::warn(&w))?),
+            Some(s) => Some(seccomp::compile_with_flags(s, seccomp_flags, &mut |w| {
+                crate::logging::warn(&w)
+            })?),
             None => None,
         };
         let cwd = cstring("process.cwd", p.cwd().as_os_str().as_encoded_bytes())?;
@@ -292,6 +295,7 @@ pub struct PlanInput<'a> {
     pub preserve_fds: i32,
     pub no_pivot: bool,
     pub no_new_keyring: bool,
+    pub seccomp_flags: &'a [String],
 }
 
 pub fn build(inp: &PlanInput) -> Result<InitPlan> {
@@ -388,7 +392,8 @@ pub fn build(inp: &PlanInput) -> Result<InitPlan> {
             })
         }
     };
-    let mut proc_parts = ProcessParts::from_process(process, linux.seccomp().as_ref())?;
+    let mut proc_parts =
+        ProcessParts::from_process(process, linux.seccomp().as_ref(), inp.seccomp_flags)?;
     if proc_parts.terminal && inp.console_socket < 0 {
         return Err(Error::invalid(
             "use --console-socket with a container that has process.terminal set",
@@ -478,7 +483,7 @@ fn init_hook(h: &oci_spec::runtime::Hook) -> Result<InitHook> {
         argv_ptrs,
         envp,
         envp_ptrs,
-        timeout_secs: h.timeout().map(|t| t as i64).unwrap_or(0),
+        timeout_secs: h.timeout().unwrap_or(0),
     })
 }
 

@@ -19,6 +19,8 @@ pub struct Bundle {
     pub spec: Spec,
     pub raw: serde_json::Value,
     pub rootfs: PathBuf,
+    /// Seccomp flags oci-spec cannot parse, taken out of the raw JSON.
+    pub seccomp_extra_flags: Vec<String>,
 }
 
 /// Read `<bundle>/config.json`, parse and validate it.
@@ -30,7 +32,9 @@ pub fn load_bundle(bundle: &Path) -> Result<Bundle> {
         .map_err(|e| Error::invalid(format!("read {}: {e}", path.display())))?;
     let raw: serde_json::Value = serde_json::from_str(&text)
         .map_err(|e| Error::invalid(format!("parse {}: {e}", path.display())))?;
-    let spec: Spec = serde_json::from_value(raw.clone())
+    let mut parsable = raw.clone();
+    let seccomp_extra_flags = crate::isolation::seccomp::take_extra_flags(&mut parsable);
+    let spec: Spec = serde_json::from_value(parsable)
         .map_err(|e| Error::invalid(format!("parse {}: {e}", path.display())))?;
     let root = spec
         .root()
@@ -55,6 +59,7 @@ pub fn load_bundle(bundle: &Path) -> Result<Bundle> {
         spec,
         raw,
         rootfs,
+        seccomp_extra_flags,
     })
 }
 
