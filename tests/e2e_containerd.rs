@@ -83,6 +83,17 @@ fn containerd_suite(ctd: &mut Containerd, image: &Image, rt: &RuntimeUnderTest) 
         expect(run_out(&["--rm"], "exit3", &["sh", "-c", "exit 3"]), 3, "")
     });
 
+    c.check("missing command: run fails naming it", || {
+        // The shim reports the last "level":"error" line of the runtime's --log.
+        let out = run_out(&["--rm"], "nocmd", &["/no-such-cmd"]);
+        let _ = ctd.ctr(ns, &["containers", "delete", "nocmd"]);
+        if !out.ok() && out.stderr.contains("/no-such-cmd") {
+            Ok(last_lines(&out.stderr, 1))
+        } else {
+            Err(out.brief())
+        }
+    });
+
     let id = "detached";
     let detached = c.check("run -d --memory-limit 64MiB", || {
         run_out(

@@ -54,6 +54,16 @@ fn podman_suite(base: &std::path::Path, image: &Image, rt: &RuntimeUnderTest) ->
         expect(p.podman(&["run", "--rm", img, "sh", "-c", "exit 3"]), 3, "")
     });
 
+    c.check("missing command: exit 127 naming it", || {
+        // podman maps the runtime's --log error text to 127 ("not found").
+        let out = p.podman(&["run", "--rm", img, "/no-such-cmd"]);
+        if out.code == Some(127) && out.stderr.contains("/no-such-cmd") {
+            Ok(last_lines(&out.stderr, 1))
+        } else {
+            Err(out.brief())
+        }
+    });
+
     // One long-lived container for exec, ps, top, inspect, pause, limits, stop, rm.
     let name = "e2e-detached";
     let detached = c.check("run -d (--memory 64m --pids-limit 50)", || {

@@ -9,25 +9,51 @@ pub struct Podman<'a> {
     pub rt: &'a RuntimeUnderTest,
     env: Vec<(String, String)>,
     /// A short /tmp symlink to the runroot, made only when the real path is
-    /// too long for podman (see `short_runroot`).
+    /// too long for podman (see `short_dir`).
     runroot_link: Option<PathBuf>,
+    /// /tmp/conmon-term.* present before this podman ran (see `stale_console_sockets`).
+    console_sockets_before: Vec<PathBuf>,
     cleaned: bool,
+}
+
+/// conmon makes its console socket as /tmp/conmon-term.XXXXXX (podman does
+/// not pass TMPDIR on) and leaves it when the runtime never connects. The
+/// ones this run left are new since `before` and refuse connections.
+fn conmon_term_sockets() -> Vec<PathBuf> {
+    fs::read_dir("/tmp")
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("conmon-term."))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn stale_console_sockets(before: &[PathBuf]) -> Vec<PathBuf> {
+    conmon_term_sockets()
+        .into_iter()
+        .filter(|p| !before.contains(p))
+        .filter(|p| std::os::unix::net::UnixStream::connect(p).is_err())
+        .collect()
 }
 
 /// podman refuses a --runroot longer than 50 bytes ("the specified runroot is
 /// longer than 50 characters"), and conmon's exit command passes --runroot, so
 /// a long one makes every `podman run` wait 20 s for a cleanup that failed.
 /// The runroot stays under the run dir; a long path is reached through a
-/// short symlink in /tmp.
+/// short symlink in /tmp to the per-runtime dir.
 const MAX_RUNROOT: usize = 50;
 
-fn short_runroot(real: &Path, label: &str) -> Result<(PathBuf, Option<PathBuf>), String> {
-    if real.as_os_str().len() <= MAX_RUNROOT {
-        return Ok((real.to_path_buf(), None));
+/// The path to name `dir` by in paths with length limits: `dir` itself, or
+/// (when `dir/run` is too long) a new /tmp symlink to it, also returned.
+fn short_dir(dir: &Path, label: &str) -> Result<(PathBuf, Option<PathBuf>), String> {
+    if dir.join("run").as_os_str().len() <= MAX_RUNROOT {
+        return Ok((dir.to_path_buf(), None));
     }
     let link = PathBuf::from(format!("/tmp/vessel-e2e-{}-{label}", std::process::id()));
     let _ = fs::remove_file(&link);
-    std::os::unix::fs::symlink(real, &link)
+    std::os::unix::fs::symlink(dir, &link)
         .map_err(|e| format!("symlink {}: {e}", link.display()))?;
     Ok((link.clone(), Some(link)))
 }
@@ -57,7 +83,8 @@ impl<'a> Podman<'a> {
                 .map_err(|e| format!("mkdir {}: {e}", dir.join(sub).display()))?;
         }
         let d = dir.to_string_lossy().into_owned();
-        let (runroot, runroot_link) = short_runroot(&dir.join("run"), &rt.label)?;
+        let (short, runroot_link) = short_dir(&dir, &rt.label)?;
+        let runroot = short.join("run");
         let storage = format!(
             "[storage]\ndriver = \"overlay\"\ngraphroot = \"{d}/graph\"\nrunroot = \"{}\"\n",
             runroot.display()
@@ -105,6 +132,7 @@ impl<'a> Podman<'a> {
             rt,
             env,
             runroot_link,
+            console_sockets_before: conmon_term_sockets(),
             cleaned: false,
         };
         let tar = image.rootfs_tar.to_string_lossy().into_owned();
@@ -188,6 +216,10 @@ impl<'a> Podman<'a> {
         }
         let left = unmount_all_under(&self.dir);
         let procs = ours();
+        for sock in stale_console_sockets(&self.console_sockets_before) {
+            notes.push(format!("removed conmon's unused {}", sock.display()));
+            let _ = fs::remove_file(sock);
+        }
         if let Some(link) = self.runroot_link.take() {
             let _ = fs::remove_file(link);
         }
