@@ -241,7 +241,7 @@ fn containerd_suite(ctd: &mut Containerd, image: &Image, rt: &RuntimeUnderTest) 
             "/dev/pts/0",
         )
     });
-    c.check("cleanup: namespace emptied, nothing mounted", || {
+    c.cleanup("cleanup: namespace emptied, nothing mounted", || {
         ctd.cleanup_namespace(ns)
     });
     c.list

@@ -318,7 +318,7 @@ fn podman_suite(base: &std::path::Path, image: &Image, rt: &RuntimeUnderTest) ->
         ]);
         expect(out, 0, "sea:/tmp")
     });
-    c.check("cleanup: nothing mounted or running", || p.cleanup());
+    c.cleanup("cleanup: nothing mounted or running", || p.cleanup());
     c.list
 }
 

@@ -216,6 +216,8 @@ impl Containerd {
     /// Idempotent: a second call (Drop after an explicit stop) does nothing
     /// but the process, cgroup and mount sweep.
     pub fn stop(&mut self) {
+        // Cleanup commands get their full timeouts, budget or not.
+        set_deadline(None);
         // ctr against a dead socket waits 10 s per call: only while it runs.
         if self.running() {
             for ns in self.namespaces.clone() {

@@ -186,6 +186,8 @@ impl<'a> Podman<'a> {
     /// process, cgroup or mount of this podman is left. Err lists leftovers.
     pub fn cleanup(&mut self) -> Result<String, String> {
         self.cleaned = true;
+        // Cleanup commands get their full timeouts, budget or not.
+        set_deadline(None);
         let mut notes = Vec::new();
         let ids = self.container_ids();
         let rm = self.podman(&["rm", "-a", "-f", "-t", "0"]);
