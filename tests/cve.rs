@@ -23,13 +23,32 @@ fn workload_sees_only_stdio_fds() {
 #[test]
 fn preserve_fds_passes_only_those() {
     let rt = Runtime::new();
-    let b = Bundle::new(&["sh", "-c", "ls /proc/self/fd | sort -n | tr '\\n' ' '; cat <&3"]);
+    let b = Bundle::new(&[
+        "sh",
+        "-c",
+        "ls /proc/self/fd | sort -n | tr '\\n' ' '; cat <&3",
+    ]);
     let payload = scratch_dir().join(unique_id("fd3"));
     std::fs::write(&payload, "through-fd3").unwrap();
     let f = std::fs::File::open(&payload).unwrap();
-    let raw = std::os::fd::AsRawFd::as_raw_fd(&f);
+    // Keep the source fd well above 3, so dup2 really makes a new fd 3.
+    // SAFETY: F_DUPFD_CLOEXEC on a valid fd.
+    let raw = unsafe {
+        libc::fcntl(
+            std::os::fd::AsRawFd::as_raw_fd(&f),
+            libc::F_DUPFD_CLOEXEC,
+            20,
+        )
+    };
     let id = unique_id("pfd");
-    let mut cmd = rt.cmd(&["run", "--preserve-fds", "1", "--bundle", b.dir.to_str().unwrap(), &id]);
+    let mut cmd = rt.cmd(&[
+        "run",
+        "--preserve-fds",
+        "1",
+        "--bundle",
+        b.dir.to_str().unwrap(),
+        &id,
+    ]);
     // SAFETY: dup2 in the forked child before exec.
     unsafe {
         cmd.pre_exec(move || {
@@ -43,7 +62,11 @@ fn preserve_fds_passes_only_those() {
     let _ = rt.run(&["delete", "-f", &id]);
     let _ = std::fs::remove_file(&payload);
     let s = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(s.starts_with("0 1 2 3 4 "), "fds: {s}");
     assert!(!s.starts_with("0 1 2 3 4 5"), "an extra fd leaked: {s}");
     assert!(s.contains("through-fd3"), "fd 3 not readable: {s}");
@@ -63,7 +86,9 @@ fn cwd_through_proc_self_fd_is_refused() {
             // If it ran, its cwd must be inside the container.
             for l in out.lines() {
                 assert!(
-                    !l.contains("cgroup") && !l.contains("/run/") && !l.starts_with("(unreachable)"),
+                    !l.contains("cgroup")
+                        && !l.contains("/run/")
+                        && !l.starts_with("(unreachable)"),
                     "cwd escaped the container with fd {n}: {out}"
                 );
             }
@@ -93,7 +118,8 @@ fn host_binary_unreachable_through_proc_exe() {
     let id = unique_id("cve5736");
     let quiet = |args: &[&str]| {
         let mut c = rt.cmd(args);
-        c.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+        c.stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
         c.status().unwrap()
     };
     assert!(quiet(&["run", "-d", "--bundle", b.dir.to_str().unwrap(), &id]).success());
@@ -108,12 +134,21 @@ fn host_binary_unreachable_through_proc_exe() {
             break;
         }
     }
-    assert!(wait_for(Duration::from_secs(20), || done.exists()), "scan never finished");
+    assert!(
+        wait_for(Duration::from_secs(20), || done.exists()),
+        "scan never finished"
+    );
     let log = std::fs::read_to_string(b.rootfs().join("tmp/scan.log")).unwrap_or_default();
     let _ = rt.run(&["delete", "-f", &id]);
     assert!(execs_ok > 0, "exec never worked, the test proved nothing");
-    assert!(!log.contains("OPENED"), "a container process opened the host binary: {log}");
-    assert!(!log.contains("vessel"), "a container process saw the host binary's path: {log}");
+    assert!(
+        !log.contains("OPENED"),
+        "a container process opened the host binary: {log}"
+    );
+    assert!(
+        !log.contains("vessel"),
+        "a container process saw the host binary's path: {log}"
+    );
 }
 
 /// A mount destination through a symlink that points outside the rootfs
@@ -134,8 +169,15 @@ fn mount_through_symlink_stays_inside() {
     let host_mounts = mounts_under(&host_target);
     let inside = b.rootfs().join(host_target.strip_prefix("/").unwrap());
     let _ = rt.run(&["delete", "-f", &id]);
-    assert!(host_mounts.is_empty(), "mount escaped to the host: {host_mounts:?}");
-    assert!(inside.is_dir(), "the mount point was not created inside the rootfs at {}", inside.display());
+    assert!(
+        host_mounts.is_empty(),
+        "mount escaped to the host: {host_mounts:?}"
+    );
+    assert!(
+        inside.is_dir(),
+        "the mount point was not created inside the rootfs at {}",
+        inside.display()
+    );
     let _ = std::fs::remove_dir_all(&host_target);
 }
 
@@ -144,12 +186,19 @@ fn mount_through_symlink_stays_inside() {
 fn dotdot_destination_refused() {
     let rt = Runtime::new();
     let mut b = Bundle::new(&["true"]);
-    b.spec["mounts"].as_array_mut().unwrap().push(json!({"destination": "/../../etc", "type": "tmpfs", "source": "tmpfs"}));
+    b.spec["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"destination": "/../../etc", "type": "tmpfs", "source": "tmpfs"}));
     b.write();
     let id = unique_id("dotdot");
     let out = rt.run(&["create", "--bundle", b.dir.to_str().unwrap(), &id]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains(".."), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(".."),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!rt.root.join(&id).exists());
 }
 
@@ -170,5 +219,9 @@ fn device_through_symlink_stays_inside() {
     let _ = rt.run(&["delete", "-f", &id]);
     let escaped = host_dir.join("mynull").exists();
     let _ = std::fs::remove_dir_all(&host_dir);
-    assert!(!escaped, "device node created on the host: status {}", out.status);
+    assert!(
+        !escaped,
+        "device node created on the host: status {}",
+        out.status
+    );
 }
