@@ -62,6 +62,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+trap "exit 143" INT TERM
 
 # The bundle.
 mkdir -p "$work/bundle"
