@@ -101,12 +101,19 @@ done
 
 samples="$work/samples.tsv"
 : > "$samples"
+: > "$work/failures.tsv"
 seq_id=0
 # next_id sets $id (not $(next_id): a subshell would lose the counter).
 next_id() { seq_id=$((seq_id + 1)); id="bench-$$-$seq_id"; }
 now_us() { local t=$EPOCHREALTIME; echo "${t/./}"; }
 record() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >> "$samples"; }
 fail() { echo "bench.sh: $*" >&2; exit 1; }
+# A failed run inside a batch is counted and reported, not fatal: on a shared
+# machine one transient failure should not throw away the whole run.
+failed() {
+  echo "bench.sh: $1: $2 failed: $(tr '\n' ' ' < "$work/err")" >&2
+  printf '%s\t%s\t%s\n' "$1" "$2" "$(tr '\n' ' ' < "$work/err")" >> "$work/failures.tsv"
+}
 
 # The runtimes in a rotating order, so none always goes first.
 order() {
@@ -128,7 +135,7 @@ one_run() {  # run + delete, timed separately and together
   next_id
   t0=$(now_us)
   run_rt "$rt" run -b "$work/bundle" "$id" </dev/null >/dev/null 2>"$work/err" \
-    || fail "$rt run failed: $(cat "$work/err")"
+    || { failed "$rt" run; run_rt "$rt" delete -f "$id" >/dev/null 2>&1; return 0; }
   t1=$(now_us)
   run_rt "$rt" delete -f "$id" >/dev/null 2>&1 || fail "$rt delete -f $id failed"
   t2=$(now_us)
@@ -141,7 +148,7 @@ one_lifecycle() {  # create, start, delete, each timed
   next_id
   t0=$(now_us)
   run_rt "$rt" create -b "$work/bundle" "$id" </dev/null >/dev/null 2>"$work/err" \
-    || fail "$rt create failed: $(cat "$work/err")"
+    || { failed "$rt" create; run_rt "$rt" delete -f "$id" >/dev/null 2>&1; return 0; }
   t1=$(now_us)
   run_rt "$rt" start "$id" >/dev/null 2>"$work/err" || fail "$rt start failed: $(cat "$work/err")"
   t2=$(now_us)
@@ -169,7 +176,8 @@ batch_seq() {
   for _ in $(seq "$SEQ"); do
     local id
     next_id
-    run_rt "$rt" run -b "$work/bundle" "$id" </dev/null >/dev/null 2>&1 || fail "$rt run (seq) failed"
+    run_rt "$rt" run -b "$work/bundle" "$id" </dev/null >/dev/null 2>"$work/err" \
+      || failed "$rt" "run (sequential batch)"
     run_rt "$rt" delete -f "$id" >/dev/null 2>&1
   done
   record "seq${SEQ}_total" "$rt" $(($(now_us) - t0))
@@ -186,7 +194,7 @@ batch_par() {
     pids+=($!)
   done
   for p in "${pids[@]}"; do wait "$p" || ok=0; done
-  [ "$ok" = 1 ] || fail "$rt: a parallel run failed: $(cat "$work"/err-bench-* 2>/dev/null)"
+  [ "$ok" = 1 ] || { cat "$work"/err-bench-* > "$work/err" 2>/dev/null; failed "$rt" "run (parallel batch)"; }
   rm -f "$work"/err-bench-*
   record "par${PAR}_total" "$rt" $(($(now_us) - t0))
 }
@@ -217,7 +225,7 @@ version_of() {
 versions=$(for rt in $RUNTIMES; do printf '%s\t%s\n' "$rt" "$(version_of "$rt")"; done)
 mkdir -p "$(dirname "$OUT")"
 
-SAMPLES="$samples" OUT="$OUT" VERSIONS="$versions" RUNTIMES="$RUNTIMES" \
+FAILURES="$work/failures.tsv" SAMPLES="$samples" OUT="$OUT" VERSIONS="$versions" RUNTIMES="$RUNTIMES" \
 PARAMS="N=$N N_RSS=$N_RSS ROUNDS=$ROUNDS SEQ=$SEQ PAR=$PAR" \
 python3 - <<'PY'
 import json, os, platform, statistics, datetime
@@ -271,6 +279,8 @@ doc = {
     "params": os.environ["PARAMS"],
     "results": results,
     "ratios_of_medians": ratios,
+    "failures": [dict(zip(("runtime", "what", "stderr"), l.rstrip("\n").split("\t", 2)))
+                 for l in open(os.environ["FAILURES"]) if l.strip()],
 }
 with open(os.environ["OUT"], "w") as f:
     json.dump(doc, f, indent=1)
@@ -296,5 +306,7 @@ for m in order:
         if p in rts and "vessel" in rts:
             row += f"{ratios.get(m, {}).get('vessel/' + p, float('nan')):>13.2f}"
     print(row)
+for f in doc["failures"]:
+    print(f"failure: {f['runtime']}: {f['what']}: {f['stderr']}")
 print(f"results: {os.environ['OUT']}")
 PY
