@@ -22,7 +22,10 @@ pub struct Program {
 }
 
 /// Compile the profile. Warnings (unknown syscall names) go to `warn`.
-pub fn compile(_seccomp: &LinuxSeccomp, _warn: &mut dyn FnMut(String)) -> Result<Program, SeccompError> {
+pub fn compile(
+    _seccomp: &LinuxSeccomp,
+    _warn: &mut dyn FnMut(String),
+) -> Result<Program, SeccompError> {
     Err(SeccompError::Msg("seccomp not implemented yet".into()))
 }
 
