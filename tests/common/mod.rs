@@ -56,7 +56,11 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// A container id unique within this test run.
 pub fn unique_id(prefix: &str) -> String {
-    format!("{prefix}-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst))
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    )
 }
 
 /// A bundle directory with a copied busybox rootfs and an editable spec.
