@@ -32,8 +32,17 @@ pub fn open_channel() -> Result<File, String> {
     t.control_flags &= !ControlFlags::CRTSCTS;
     termios::tcsetattr(f.as_fd(), SetArg::TCSANOW, &t)
         .map_err(|e| format!("tcsetattr {CHANNEL_DEVICE}: {e}"))?;
+    // Bytes that arrived before raw mode went through the line discipline
+    // (echo, CR/LF mapping): not trustworthy. The host sends nothing before
+    // the ready frame below, so this drops nothing it meant.
+    let _ = termios::tcflush(f.as_fd(), termios::FlushArg::TCIFLUSH);
     // Blocking from here on: writes must complete; reads follow poll.
     set_nonblocking(f.as_raw_fd(), false)?;
+    let mut f = f;
+    // Ready: an empty stdout frame. The VMM holds stdin and signal frames
+    // until the guest's first frame arrives, since the UART drops input
+    // while the port is closed.
+    send(&mut f, protocol::KIND_STDOUT, &[]);
     Ok(f)
 }
 

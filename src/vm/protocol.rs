@@ -4,6 +4,10 @@
 //! guest -> host: `O` stdout data, `R` stderr data.
 //! host -> guest: `I` stdin data, `E` stdin EOF (len 0), `S` a signal (len 1).
 //!
+//! Start-up: the agent sends an empty `O` frame as soon as COM2 is in raw
+//! mode ("ready"). The UART drops input while the guest has the port closed,
+//! so the host holds `I`/`E`/`S` frames until the guest's first frame.
+//!
 //! This file is self-contained (std only): vessel-agent compiles it with
 //! `#[path]` so the agent does not link the rest of the library.
 
