@@ -12,7 +12,7 @@ use super::VmError;
 use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 pub const DEFAULT_CACHE_DIR: &str = "/var/cache/vessel/initramfs";
@@ -344,10 +344,17 @@ pub fn build_cached(inputs: &Inputs, cache_dir: &Path) -> Result<PathBuf, VmErro
         }
         return Ok(path);
     }
+    // config.json may carry secrets in process.env: the cache is root's only.
     fs::create_dir_all(cache_dir).map_err(io_err("create cache directory", cache_dir))?;
+    let _ = fs::set_permissions(cache_dir, fs::Permissions::from_mode(0o700));
     let tmp = cache_dir.join(format!(".{key}.{}.tmp", std::process::id()));
     let result = (|| {
-        let f = File::create(&tmp).map_err(io_err("create", &tmp))?;
+        let f = File::options()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io_err("create", &tmp))?;
         let w = write_archive(BufWriter::with_capacity(1 << 20, f), inputs, &entries)?;
         let f = w.into_inner().map_err(|e| {
             VmError::Msg(format!("initramfs: write {}: {}", tmp.display(), e.error()))
