@@ -151,7 +151,7 @@ if v create --bundle "$work/b3" vm3 > "$work/out3" 2> "$work/err3"; then
   check "state after create is created" '[ "$(state_field vm3 status)" = created ]' "$(v state vm3 2>&1)"
   pid3=$(state_field vm3 pid)
   check "create records the VMM pid" '[ -n "$pid3" ] && [ -d "/proc/$pid3" ]' "pid ${pid3:-?}"
-  check "the VMM is in the container's cgroup" 'grep -q vm3 "/proc/$pid3/cgroup"' "$(cat "/proc/$pid3/cgroup" 2>/dev/null)"
+  check "the VMM is in the container's cgroup" '[ -n "$pid3" ] && grep -q vm3 "/proc/$pid3/cgroup"' "$(cat "/proc/$pid3/cgroup" 2>/dev/null)"
   v start vm3 2>> "$work/err3"
   check "state after start is running" '[ "$(state_field vm3 status)" = running ]' "$(v state vm3 2>&1)"
   v kill vm3 KILL
