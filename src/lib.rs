@@ -3,8 +3,14 @@
 //! the same bundle in a KVM microVM run by vessel's own VMM.
 
 pub mod cgroups;
+pub mod cli;
+pub mod container;
 pub mod error;
+pub mod hooks;
 pub mod isolation;
+pub mod logging;
+pub mod process;
+pub mod spec;
 pub mod vm;
 
 pub use error::{Error, Result};

@@ -1,20 +1,62 @@
 //! cgroups for one container: v1, hybrid (v1 controllers plus a cgroup2
 //! mount with controllers at /sys/fs/cgroup/unified) and pure v2.
 //!
-//! CONTRACT used by the rest of vessel (the cgroups owner fills in the bodies):
+//! CONTRACT used by the rest of vessel:
 //! - `Cgroup::resolve` computes paths only (no side effects), so bad input is
 //!   refused before anything is created.
 //! - `Cgroup` is Serialize/Deserialize: it is stored in state.json so later
 //!   commands act on exactly the directories `create` made.
+//!
+//! Module shape:
+//! - `detect`: pure parsing of /proc/self/mountinfo and /proc/self/cgroup,
+//!   layout detection, cgroupsPath validation and path planning (runc's
+//!   cgroupfs semantics), shares->weight conversions. Unit-tested without root.
+//! - `fsio`: cgroupfs reads/writes whose errors name file, value and errno; a
+//!   missing knob is `CgroupError::Missing`, never a silent success.
+//! - `v1`: limits through the v1 hierarchies (memory, cpu, cpuset, pids,
+//!   blkio, hugetlb, devices allow/deny) and the v1 freezer.
+//! - `v2`: limits through a cgroup2 directory (pure v2, or the unified
+//!   hierarchy of a hybrid host for the controllers that live there, e.g.
+//!   hugetlb here), subtree_control, cgroup.freeze.
+//! - `stats`: runc's `events --stats` "data" object from either flavour.
+//! - this file: the `Cgroup` type and the lifecycle (create, add_task, pids,
+//!   destroy) that is the same for every layout.
+//!
+//! Why not the cgroups-rs crate: it classifies a hybrid host as plain v1 and
+//! so cannot place controllers (hugetlb on this host) that are only available
+//! on the unified cgroup2 mount; it also guesses v1 mountpoints by name. The
+//! kernel interface is a few files per controller, so plain std::fs is less
+//! code than working around it.
 
-use oci_spec::runtime::LinuxResources;
+mod detect;
+mod fsio;
+mod stats;
+mod v1;
+mod v2;
+
+pub use detect::{blkio_weight_to_io_weight, shares_to_weight};
+
+use oci_spec::runtime::{LinuxDeviceCgroup, LinuxResources};
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {
     #[error("{0}")]
     Msg(String),
+    #[error("{what} {}: {source}", path.display())]
+    Io {
+        what: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The host's kernel has no such knob (controller option not built in,
+    /// swap accounting off, no CFQ/BFQ for blkio weight, ...).
+    #[error("{} does not exist: this host's cgroups do not support that limit", path.display())]
+    Missing { path: PathBuf },
 }
 
 /// Which cgroup layout the host has.
@@ -25,6 +67,15 @@ pub enum Layout {
     V2,
 }
 
+/// The container's directory in one v1 hierarchy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct V1Dir {
+    /// The hierarchy's controllers as mounted, e.g. ["cpu", "cpuacct"], or
+    /// ["name=systemd"] for a named hierarchy (joined, never limited).
+    pub controllers: Vec<String>,
+    pub dir: PathBuf,
+}
+
 /// The cgroup directories of one container.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Cgroup {
@@ -32,49 +83,383 @@ pub struct Cgroup {
     /// Every directory that belongs to the container (one per v1 hierarchy,
     /// plus the unified one where there is one).
     pub dirs: Vec<PathBuf>,
+    /// The v1 hierarchies (empty on V2).
+    #[serde(default)]
+    pub v1: Vec<V1Dir>,
+    /// The cgroup2 directory (V2, and Hybrid's unified hierarchy).
+    #[serde(default)]
+    pub unified: Option<PathBuf>,
+    /// The cgroup2 mountpoint `unified` lives under (create walks from it).
+    #[serde(default)]
+    pub unified_mountpoint: Option<PathBuf>,
+    /// Controllers available on the cgroup2 mount when resolved (its root
+    /// cgroup.controllers): on Hybrid these are handled through `unified`.
+    #[serde(default)]
+    pub unified_controllers: Vec<String>,
+}
+
+/// Where one controller's files are for this container.
+#[derive(Clone, Copy)]
+pub(crate) enum Target<'a> {
+    V1(&'a Path),
+    V2(&'a Path),
 }
 
 impl Cgroup {
-    /// Resolve `linux.cgroupsPath` (None: a default under "vessel/<id>") into
-    /// directories on this host. Rejects relative paths with "..".
-    pub fn resolve(_cgroups_path: Option<&str>, _id: &str) -> Result<Cgroup, CgroupError> {
-        Err(CgroupError::Msg("cgroups not implemented yet".into()))
+    /// Resolve `linux.cgroupsPath` (None: "/vessel/<id>") into directories on
+    /// this host. Absolute paths are below each hierarchy's root; relative
+    /// ones below the caller's own cgroup (runc's cgroupfs driver; on pure v2
+    /// the parent of the caller's cgroup, as runc's fs2 driver does). Rejects
+    /// ".." and systemd "slice:prefix:name" paths. Reads /proc only.
+    pub fn resolve(cgroups_path: Option<&str>, id: &str) -> Result<Cgroup, CgroupError> {
+        let inner = detect::inner_path(cgroups_path, id)?;
+        let mountinfo = fsio::read(Path::new("/proc/self/mountinfo"))?;
+        let own_text = fsio::read(Path::new("/proc/self/cgroup"))?;
+        let own = detect::parse_proc_cgroup(&own_text)?;
+        let plan = detect::plan(&detect::parse_mountinfo(&mountinfo), &own, &inner)?;
+        let unified_controllers = plan
+            .unified_mountpoint
+            .as_ref()
+            .and_then(|m| fsio::read_opt(&m.join("cgroup.controllers")))
+            .map(|t| t.split_whitespace().map(str::to_string).collect())
+            .unwrap_or_default();
+        Ok(Cgroup::from_plan(plan, unified_controllers))
     }
+
+    fn from_plan(plan: detect::Plan, unified_controllers: Vec<String>) -> Cgroup {
+        let mut dirs: Vec<PathBuf> = plan.v1.iter().map(|d| d.dir.clone()).collect();
+        dirs.extend(plan.unified.iter().cloned());
+        Cgroup {
+            layout: plan.layout,
+            dirs,
+            v1: plan.v1,
+            unified: plan.unified,
+            unified_mountpoint: plan.unified_mountpoint,
+            unified_controllers,
+        }
+    }
+
+    /// The directory handling `controller`: its v1 hierarchy, else the
+    /// cgroup2 directory when the controller is available there.
+    pub(crate) fn target(&self, controller: &str) -> Option<Target<'_>> {
+        if self.layout == Layout::V2 {
+            return self.unified.as_deref().map(Target::V2);
+        }
+        if let Some(d) = self
+            .v1
+            .iter()
+            .find(|d| d.controllers.iter().any(|c| c == controller))
+        {
+            return Some(Target::V1(&d.dir));
+        }
+        match &self.unified {
+            Some(u) if self.unified_controllers.iter().any(|c| c == controller) => {
+                Some(Target::V2(u))
+            }
+            _ => None,
+        }
+    }
+
+    /// Like `target`, but a limit with nowhere to go is an error.
+    pub(crate) fn need(&self, controller: &str, what: &str) -> Result<Target<'_>, CgroupError> {
+        self.target(controller).ok_or_else(|| {
+            CgroupError::Msg(format!(
+                "cannot set {what}: the {controller} controller is not available on this host"
+            ))
+        })
+    }
+
     /// mkdir the directories (parents too), enabling v2 controllers on the way.
     pub fn create(&self) -> Result<(), CgroupError> {
+        for d in &self.v1 {
+            mkdir_p(&d.dir)?;
+            if d.controllers.iter().any(|c| c == "cpuset") {
+                v1::init_cpuset(&d.dir)?;
+            }
+        }
+        if let (Some(dir), Some(mnt)) = (&self.unified, &self.unified_mountpoint) {
+            v2::create(mnt, dir)?;
+        }
         Ok(())
     }
+
     /// Write the resource limits (create and `update`).
-    pub fn apply(&self, _res: &LinuxResources) -> Result<(), CgroupError> {
+    /// Each controller goes to the directory `target` picks, so a hybrid
+    /// host uses v1 files for its v1 controllers and cgroup2 files for the
+    /// ones on the unified mount. A section that sets nothing needs no
+    /// controller; one that sets something the host lacks is an error.
+    pub fn apply(&self, res: &LinuxResources) -> Result<(), CgroupError> {
+        if let Some(m) = res.memory().as_ref().filter(|m| memory_is_set(m)) {
+            match self.need("memory", "memory limits")? {
+                Target::V1(d) => v1::set_memory(d, m)?,
+                Target::V2(d) => v2::set_memory(d, m)?,
+            }
+        }
+        if let Some(c) = res.cpu() {
+            if cpu_is_set(c) {
+                match self.need("cpu", "CPU limits")? {
+                    Target::V1(d) => v1::set_cpu(d, c)?,
+                    Target::V2(d) => v2::set_cpu(d, c)?,
+                }
+            }
+            if c.cpus().as_deref().is_some_and(|s| !s.is_empty())
+                || c.mems().as_deref().is_some_and(|s| !s.is_empty())
+            {
+                match self.need("cpuset", "cpus/mems")? {
+                    Target::V1(d) | Target::V2(d) => v1::set_cpuset(d, c)?,
+                }
+            }
+        }
+        if let Some(p) = res.pids().filter(|p| p.limit() != 0) {
+            match self.need("pids", "pids.limit")? {
+                Target::V1(d) | Target::V2(d) => v1::set_pids(d, p.limit())?,
+            }
+        }
+        if let Some(b) = res.block_io().as_ref().filter(|b| blkio_is_set(b)) {
+            let ctrl = if self.layout == Layout::V2 {
+                "io"
+            } else {
+                "blkio"
+            };
+            match self.need(ctrl, "blockIO limits")? {
+                Target::V1(d) => v1::set_blkio(d, b)?,
+                Target::V2(d) => v2::set_io(d, b)?,
+            }
+        }
+        if let Some(h) = res.hugepage_limits().as_ref().filter(|h| !h.is_empty()) {
+            match self.need("hugetlb", "hugepageLimits")? {
+                Target::V1(d) => v1::set_hugetlb(d, h)?,
+                Target::V2(d) => v2::set_hugetlb(d, h)?,
+            }
+        }
+        if let Some(rules) = res.devices() {
+            self.apply_devices(rules)?;
+        }
+        if let Some(map) = res.unified().as_ref().filter(|m| !m.is_empty()) {
+            let dir = self.unified.as_deref().ok_or_else(|| {
+                CgroupError::Msg(
+                    "linux.resources.unified needs cgroup v2, and this host has only v1".into(),
+                )
+            })?;
+            let allowed = match self.layout {
+                Layout::V2 => None,
+                _ => Some(self.unified_controllers.as_slice()),
+            };
+            v2::set_unified(dir, map, allowed)?;
+        }
         Ok(())
     }
+
+    /// The device allowlist: on v1 (and Hybrid) the devices cgroup enforces
+    /// it, so it is rewritten as deny-all, `rules` in order, then runc's
+    /// default devices. `apply` calls this only when `resources.devices` is
+    /// present (so an `update` without devices does not briefly deny all);
+    /// at create, pass the spec's rules plus an allow rule for each
+    /// `linux.devices` entry, as runc does. On v2 this is a no-op: cgroup2
+    /// device control needs an eBPF program, which vessel does not attach.
+    pub fn apply_devices(&self, rules: &[LinuxDeviceCgroup]) -> Result<(), CgroupError> {
+        match self.target("devices") {
+            Some(Target::V1(d)) if self.layout != Layout::V2 => v1::set_devices(d, rules),
+            _ => Ok(()),
+        }
+    }
+
     /// Move a process into every directory.
-    pub fn add_task(&self, _pid: i32) -> Result<(), CgroupError> {
+    pub fn add_task(&self, pid: i32) -> Result<(), CgroupError> {
+        for dir in &self.dirs {
+            fsio::write(dir, "cgroup.procs", &pid.to_string()).map_err(|e| {
+                CgroupError::Msg(format!("move pid {pid} into {}: {e}", dir.display()))
+            })?;
+        }
         Ok(())
     }
-    /// Pids in the cgroup (for ps, kill --all, delete).
+
+    /// Pids in the cgroup and its sub-cgroups (for ps, kill --all, delete).
     pub fn pids(&self) -> Result<Vec<i32>, CgroupError> {
-        Ok(vec![])
+        let dir = self
+            .unified
+            .iter()
+            .chain(self.v1.iter().map(|d| &d.dir))
+            .find(|d| d.join("cgroup.procs").exists());
+        let mut pids = Vec::new();
+        if let Some(dir) = dir {
+            collect_pids(dir, &mut pids)?;
+        }
+        pids.sort_unstable();
+        pids.dedup();
+        Ok(pids)
     }
+
     pub fn freeze(&self) -> Result<(), CgroupError> {
-        Ok(())
+        match self.freezer()? {
+            Target::V1(dir) => v1::set_frozen(dir, true),
+            Target::V2(dir) => v2::set_frozen(dir, true),
+        }
     }
+
     pub fn thaw(&self) -> Result<(), CgroupError> {
-        Ok(())
+        match self.freezer()? {
+            Target::V1(dir) => v1::set_frozen(dir, false),
+            Target::V2(dir) => v2::set_frozen(dir, false),
+        }
     }
+
     pub fn is_frozen(&self) -> Result<bool, CgroupError> {
-        Ok(false)
+        match self.freezer()? {
+            Target::V1(dir) => v1::is_frozen(dir),
+            Target::V2(dir) => v2::is_frozen(dir),
+        }
     }
+
+    /// v1 freezer hierarchy when there is one (Hybrid too), else cgroup.freeze.
+    fn freezer(&self) -> Result<Target<'_>, CgroupError> {
+        if self.layout != Layout::V2 {
+            if let Some(d) = self
+                .v1
+                .iter()
+                .find(|d| d.controllers.iter().any(|c| c == "freezer"))
+            {
+                return Ok(Target::V1(&d.dir));
+            }
+        }
+        match &self.unified {
+            Some(u) if u.join("cgroup.freeze").exists() => Ok(Target::V2(u)),
+            _ => Err(CgroupError::Msg(
+                "no freezer: neither a v1 freezer hierarchy nor cgroup.freeze (cgroup2, Linux 5.2+)"
+                    .into(),
+            )),
+        }
+    }
+
     /// runc's `events --stats` "data" object (cpu, memory, pids, blkio, hugetlb).
     pub fn stats(&self) -> Result<serde_json::Value, CgroupError> {
-        Ok(serde_json::json!({}))
+        stats::collect(self)
     }
+
     /// The OOM-kill counter (memory.events oom_kill on v2, memory.oom_control on v1).
     pub fn oom_kills(&self) -> Result<u64, CgroupError> {
-        Ok(0)
+        match self.target("memory") {
+            Some(Target::V2(dir)) => {
+                Ok(fsio::keyed(&dir.join("memory.events"), "oom_kill").unwrap_or(0))
+            }
+            Some(Target::V1(dir)) => {
+                Ok(fsio::keyed(&dir.join("memory.oom_control"), "oom_kill").unwrap_or(0))
+            }
+            None => Ok(0),
+        }
     }
-    /// Remove the directories (retrying EBUSY briefly). Missing dirs are fine.
+
+    /// Remove the directories and any sub-cgroups the container made
+    /// (retrying EBUSY for about a second while the kernel finishes tearing
+    /// exited tasks down). Missing dirs are fine; shared parents stay.
     pub fn destroy(&self) -> Result<(), CgroupError> {
-        Ok(())
+        let mut first_err = None;
+        for dir in &self.dirs {
+            if let Err(e) = remove_tree(dir) {
+                first_err.get_or_insert(e);
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 }
+
+fn memory_is_set(m: &oci_spec::runtime::LinuxMemory) -> bool {
+    [m.limit(), m.reservation(), m.swap(), m.kernel_tcp()]
+        .iter()
+        .any(|v| v.unwrap_or(0) != 0)
+        || m.swappiness().is_some()
+        || m.disable_oom_killer() == Some(true)
+}
+
+fn cpu_is_set(c: &oci_spec::runtime::LinuxCpu) -> bool {
+    c.shares().unwrap_or(0) != 0
+        || c.quota().unwrap_or(0) != 0
+        || c.period().unwrap_or(0) != 0
+        || c.burst().is_some()
+        || c.idle().is_some()
+        || c.realtime_runtime().unwrap_or(0) != 0
+        || c.realtime_period().unwrap_or(0) != 0
+}
+
+fn blkio_is_set(b: &oci_spec::runtime::LinuxBlockIo) -> bool {
+    b.weight().unwrap_or(0) != 0
+        || b.leaf_weight().unwrap_or(0) != 0
+        || [
+            b.weight_device().as_ref().map(Vec::len),
+            b.throttle_read_bps_device().as_ref().map(Vec::len),
+            b.throttle_write_bps_device().as_ref().map(Vec::len),
+            b.throttle_read_iops_device().as_ref().map(Vec::len),
+            b.throttle_write_iops_device().as_ref().map(Vec::len),
+        ]
+        .iter()
+        .any(|n| n.unwrap_or(0) > 0)
+}
+
+fn mkdir_p(dir: &Path) -> Result<(), CgroupError> {
+    std::fs::create_dir_all(dir).map_err(|source| CgroupError::Io {
+        what: "create cgroup directory".into(),
+        path: dir.to_path_buf(),
+        source,
+    })
+}
+
+fn collect_pids(dir: &Path, out: &mut Vec<i32>) -> Result<(), CgroupError> {
+    let text = match std::fs::read_to_string(dir.join("cgroup.procs")) {
+        Ok(t) => t,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(CgroupError::Io {
+                what: "read".into(),
+                path: dir.join("cgroup.procs"),
+                source,
+            })
+        }
+    };
+    out.extend(text.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+    for child in subdirs(dir) {
+        collect_pids(&child, out)?;
+    }
+    Ok(())
+}
+
+fn subdirs(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Depth-first rmdir (cgroupfs directories only hold kernel files, which
+/// rmdir takes with them).
+fn remove_tree(dir: &Path) -> Result<(), CgroupError> {
+    for child in subdirs(dir) {
+        remove_tree(&child)?;
+    }
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        match std::fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(source) => {
+                return Err(CgroupError::Io {
+                    what: "remove cgroup directory".into(),
+                    path: dir.to_path_buf(),
+                    source,
+                })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

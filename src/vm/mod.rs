@@ -17,9 +17,12 @@ pub mod initramfs;
 pub mod protocol;
 pub mod vmm;
 
+pub use vmm::vmm_main;
+
 use crate::cgroups::Cgroup;
 use config::VmSection;
 use oci_spec::runtime::Spec;
+use std::os::unix::ffi::OsStringExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -253,13 +256,30 @@ pub fn launch(req: &LaunchRequest) -> Result<i32, VmError> {
         .stdin(Stdio::inherit())
         .stdout(Stdio::inherit())
         .stderr(Stdio::inherit());
-    // SAFETY: setsid is async-signal-safe and touches no memory of the parent;
-    // the VMM leads its own session like a container's init, so a terminal's
-    // job-control signals to vessel's group do not hit it directly.
+    // The VMM joins the container's cgroup before it exists as the VMM, so
+    // guest RAM it touches while loading the kernel is charged there (create
+    // moves the pid again afterwards, which reports any error).
+    let procs: Vec<std::ffi::CString> = req
+        .cgroup
+        .dirs
+        .iter()
+        .filter_map(|d| std::ffi::CString::new(d.join("cgroup.procs").into_os_string().into_vec()).ok())
+        .collect();
+    // SAFETY: between fork and exec the closure only makes raw syscalls
+    // (setsid, open, write, close) on data prepared above: async-signal-safe.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
+            // Its own session, like a container's init: a terminal's
+            // job-control signals to vessel's group do not hit it directly.
             if libc::setsid() < 0 {
                 return Err(std::io::Error::last_os_error());
+            }
+            for p in &procs {
+                let fd = libc::open(p.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                if fd >= 0 {
+                    libc::write(fd, b"0".as_ptr().cast(), 1);
+                    libc::close(fd);
+                }
             }
             Ok(())
         });

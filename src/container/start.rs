@@ -1,0 +1,75 @@
+//! `start`: release the init (or VMM) waiting on the exec FIFO, then run the
+//! poststart hooks.
+
+use crate::container::lock::Lock;
+use crate::container::state::{Status, EXEC_FIFO};
+use crate::{hooks, Error, Result};
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+pub fn start(root: &Path, id: &str) -> Result<()> {
+    let (dir, st) = super::load(root, id)?;
+    let _lock = Lock::acquire(&dir)?;
+    match st.live_status(&dir) {
+        Status::Created => {}
+        Status::Stopped => {
+            return Err(Error::WrongState(format!(
+                "cannot start a container that has stopped: {id}"
+            )))
+        }
+        s => {
+            return Err(Error::WrongState(format!(
+                "cannot start an already running container: {id} is {}",
+                s.as_str()
+            )))
+        }
+    }
+    let fifo = dir.join(EXEC_FIFO);
+    // Non-blocking open, then wait for the init's byte while it is alive, so
+    // a dead init can never hang `start`.
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(&fifo)
+        .map_err(Error::io("open exec fifo", &fifo))?;
+    let mut buf = [0u8; 1];
+    loop {
+        match f.read(&mut buf) {
+            Ok(1) => break,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(Error::io("read exec fifo", &fifo)(e)),
+        }
+        if !st.init_alive() {
+            return Err(Error::WrongState(format!(
+                "container {id}: its init exited before start"
+            )));
+        }
+        let mut pfd = libc::pollfd {
+            fd: std::os::fd::AsRawFd::as_raw_fd(&f),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: poll on one valid pollfd.
+        unsafe { libc::poll(&mut pfd, 1, 20) };
+        if pfd.revents & libc::POLLHUP != 0 && pfd.revents & libc::POLLIN == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    std::fs::remove_file(&fifo).map_err(Error::io("remove exec fifo", &fifo))?;
+    if let Some(h) = crate::spec::load_bundle(&st.bundle)
+        .ok()
+        .and_then(|b| b.spec.hooks().clone())
+    {
+        let state = st.oci_json(&dir).to_string();
+        hooks::run(
+            "poststart",
+            h.poststart().as_deref().unwrap_or(&[]),
+            &state,
+            None,
+        )?;
+    }
+    Ok(())
+}

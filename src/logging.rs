@@ -1,0 +1,129 @@
+//! runc-style logging: text lines or JSON lines `{"level","msg","time"}` to
+//! the `--log` file (containerd and Podman read the last error line), and
+//! errors on stderr.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+struct Config {
+    path: Option<PathBuf>,
+    format: Format,
+    debug: bool,
+}
+
+static CONFIG: Mutex<Config> = Mutex::new(Config {
+    path: None,
+    format: Format::Text,
+    debug: false,
+});
+
+pub fn init(path: Option<PathBuf>, format: Format, debug: bool) {
+    if let Ok(mut c) = CONFIG.lock() {
+        *c = Config {
+            path,
+            format,
+            debug,
+        };
+    }
+}
+
+pub fn debug_enabled() -> bool {
+    CONFIG.lock().map(|c| c.debug).unwrap_or(false)
+}
+
+/// RFC 3339 UTC time with nanoseconds, computed without a date crate.
+pub fn rfc3339_now() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    rfc3339(now.as_secs() as i64, now.subsec_nanos())
+}
+
+pub fn rfc3339(secs: i64, nanos: u32) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60
+    )
+}
+
+fn write(level: &str, msg: &str) {
+    let Ok(c) = CONFIG.lock() else { return };
+    let Some(path) = &c.path else { return };
+    let line = match c.format {
+        Format::Json => {
+            serde_json::json!({"level": level, "msg": msg, "time": rfc3339_now()}).to_string()
+        }
+        Format::Text => format!(
+            "time=\"{}\" level={level} msg=\"{}\"",
+            rfc3339_now(),
+            msg.replace('"', "\\\"")
+        ),
+    };
+    if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(path) {
+        let _ = writeln!(f, "{line}");
+    }
+}
+
+/// An error: to the log file, and to stderr.
+pub fn error(msg: &str) {
+    write("error", msg);
+    eprintln!("vessel: {msg}");
+}
+
+/// An error for the log file only (clap already printed it on stderr).
+pub fn error_to_log_only(msg: &str) {
+    write("error", msg);
+}
+
+/// A warning: to the log file, and to stderr only with --debug.
+pub fn warn(msg: &str) {
+    write("warning", msg);
+    if debug_enabled() {
+        eprintln!("vessel: warning: {msg}");
+    }
+}
+
+pub fn info(msg: &str) {
+    write("info", msg);
+}
+
+pub fn debug(msg: &str) {
+    if debug_enabled() {
+        write("debug", msg);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn formats_epoch_and_leap_day() {
+        assert_eq!(super::rfc3339(0, 0), "1970-01-01T00:00:00.000000000Z");
+        assert_eq!(
+            super::rfc3339(951_782_400, 5),
+            "2000-02-29T00:00:00.000000005Z"
+        );
+    }
+}

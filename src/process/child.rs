@@ -1,0 +1,1144 @@
+//! The container init, from clone to execve. Everything here is
+//! async-signal-safe: raw syscalls on the data in `InitPlan`, stack buffers
+//! for paths, no allocation and no locks. Failures go to the parent as a
+//! (step, index, errno) record and the child exits.
+
+use crate::isolation::caps::errno;
+use crate::process::plan::{InitPlan, Step};
+use crate::process::sync::{self, Kind, Msg};
+use libc::{c_char, c_int, c_ulong};
+use std::ffi::CStr;
+use std::os::fd::RawFd;
+
+const PATH_MAX: usize = 4096;
+
+/// Report a failure to the parent and exit.
+fn fail(sock: RawFd, step: Step, index: i32, err: i32) -> ! {
+    let msg = Msg {
+        kind: Kind::Error as u32,
+        step: step as u32,
+        index,
+        errno: err,
+    };
+    sync::send(sock, &msg);
+    // SAFETY: _exit never returns and runs no atexit handlers.
+    unsafe { libc::_exit(1) }
+}
+
+fn check(sock: RawFd, r: c_int, step: Step, index: i32) {
+    if r < 0 {
+        fail(sock, step, index, errno());
+    }
+}
+
+/// "/proc/self/fd/<fd>" into a stack buffer.
+struct FdPath {
+    buf: [u8; 32],
+}
+
+impl FdPath {
+    fn new(fd: RawFd) -> FdPath {
+        let mut buf = [0u8; 32];
+        let prefix = b"/proc/self/fd/";
+        buf[..prefix.len()].copy_from_slice(prefix);
+        let mut digits = [0u8; 12];
+        let mut n = fd as u32;
+        let mut i = 0;
+        loop {
+            digits[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            i += 1;
+            if n == 0 {
+                break;
+            }
+        }
+        for k in 0..i {
+            buf[prefix.len() + k] = digits[i - 1 - k];
+        }
+        FdPath { buf }
+    }
+    fn ptr(&self) -> *const c_char {
+        self.buf.as_ptr() as *const c_char
+    }
+}
+
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+const RESOLVE_IN_ROOT: u64 = 0x10;
+
+/// openat2(root, rel, RESOLVE_IN_ROOT): symlinks resolve as if `root` were /.
+fn open_in_root(root: RawFd, rel: *const c_char, flags: c_int) -> Result<RawFd, i32> {
+    let how = OpenHow {
+        flags: (flags | libc::O_CLOEXEC) as u64,
+        mode: 0,
+        resolve: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+    };
+    // SAFETY: rel is NUL-terminated, how is a valid open_how of the given size.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            root,
+            rel,
+            &how as *const OpenHow,
+            std::mem::size_of::<OpenHow>(),
+        )
+    };
+    if fd < 0 {
+        Err(errno())
+    } else {
+        Ok(fd as RawFd)
+    }
+}
+
+/// Copy `s[..len]` into a NUL-terminated stack buffer.
+fn prefix_buf(s: &[u8], len: usize, out: &mut [u8; PATH_MAX]) -> bool {
+    if len >= PATH_MAX {
+        return false;
+    }
+    out[..len].copy_from_slice(&s[..len]);
+    out[len] = 0;
+    true
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Leaf {
+    Dir,
+    File,
+}
+
+/// mkdir -p of `rel` inside `root`, each step resolved in the root; the last
+/// component is created as a directory or an empty file.
+fn mkdir_all_in_root(root: RawFd, rel: &CStr, mode: u32, leaf: Leaf) -> Result<(), i32> {
+    let bytes = rel.to_bytes();
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    let mut buf = [0u8; PATH_MAX];
+    let mut start = 0usize;
+    while start <= bytes.len() {
+        let end = bytes[start..]
+            .iter()
+            .position(|&b| b == b'/')
+            .map(|p| start + p)
+            .unwrap_or(bytes.len());
+        let last = end == bytes.len();
+        if end > start {
+            if !prefix_buf(bytes, end, &mut buf) {
+                return Err(libc::ENAMETOOLONG);
+            }
+            match open_in_root(root, buf.as_ptr() as *const c_char, libc::O_PATH) {
+                Ok(fd) => {
+                    // SAFETY: closing an fd we own.
+                    unsafe { libc::close(fd) };
+                }
+                Err(libc::ENOENT) => {
+                    // Open the parent (resolved in root) and create the name in it.
+                    let parent = if start == 0 {
+                        // SAFETY: dup of a valid fd.
+                        let fd = unsafe { libc::fcntl(root, libc::F_DUPFD_CLOEXEC, 0) };
+                        if fd < 0 {
+                            return Err(errno());
+                        }
+                        fd
+                    } else {
+                        let mut pbuf = [0u8; PATH_MAX];
+                        prefix_buf(bytes, start - 1, &mut pbuf);
+                        open_in_root(root, pbuf.as_ptr() as *const c_char, libc::O_PATH)?
+                    };
+                    let mut name = [0u8; 256];
+                    let n = end - start;
+                    if n >= name.len() {
+                        // SAFETY: closing an fd we own.
+                        unsafe { libc::close(parent) };
+                        return Err(libc::ENAMETOOLONG);
+                    }
+                    name[..n].copy_from_slice(&bytes[start..end]);
+                    let np = name.as_ptr() as *const c_char;
+                    // SAFETY: parent is a valid dirfd, np NUL-terminated.
+                    let r = unsafe {
+                        if last && leaf == Leaf::File {
+                            // O_EXCL: never follow a dangling symlink.
+                            let fd = libc::openat(
+                                parent,
+                                np,
+                                libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_CLOEXEC,
+                                0o644,
+                            );
+                            if fd >= 0 {
+                                libc::close(fd);
+                            }
+                            fd
+                        } else {
+                            libc::mkdirat(parent, np, mode)
+                        }
+                    };
+                    let e = errno();
+                    // SAFETY: closing an fd we own.
+                    unsafe { libc::close(parent) };
+                    if r < 0 && e != libc::EEXIST {
+                        return Err(e);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        start = end + 1;
+    }
+    Ok(())
+}
+
+fn statvfs_flags(path: *const c_char) -> c_ulong {
+    // SAFETY: zeroed statvfs is a valid out-parameter.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: path is NUL-terminated; st is writable.
+    if unsafe { libc::statvfs(path, &mut st) } < 0 {
+        return 0;
+    }
+    let f = st.f_flag;
+    let mut m = 0;
+    for (s, ms) in [
+        (libc::ST_RDONLY, libc::MS_RDONLY),
+        (libc::ST_NOSUID, libc::MS_NOSUID),
+        (libc::ST_NODEV, libc::MS_NODEV),
+        (libc::ST_NOEXEC, libc::MS_NOEXEC),
+        (libc::ST_NOATIME, libc::MS_NOATIME),
+        (libc::ST_NODIRATIME, libc::MS_NODIRATIME),
+        (libc::ST_RELATIME, libc::MS_RELATIME),
+    ] {
+        if f & s != 0 {
+            m |= ms;
+        }
+    }
+    m
+}
+
+fn mount(
+    src: *const c_char,
+    dst: *const c_char,
+    fstype: *const c_char,
+    flags: c_ulong,
+    data: *const c_char,
+) -> c_int {
+    // SAFETY: all strings are NUL-terminated or null.
+    unsafe { libc::mount(src, dst, fstype, flags, data as *const libc::c_void) }
+}
+
+fn ptr_or_null(s: &CStr) -> *const c_char {
+    if s.to_bytes().is_empty() {
+        std::ptr::null()
+    } else {
+        s.as_ptr()
+    }
+}
+
+/// The intermediate process of a two-stage start: join namespaces, make the
+/// ones that only affect children, then fork the real init as our sibling.
+pub fn intermediate_main(plan: &InitPlan, sock: RawFd, hook_state: &mut [u8]) -> ! {
+    for (i, j) in plan.ns.join.iter().enumerate() {
+        // SAFETY: path is NUL-terminated.
+        let fd = unsafe { libc::open(j.path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+        check(sock, fd, Step::Setns, i as i32);
+        // SAFETY: fd is a namespace fd we just opened.
+        check(
+            sock,
+            unsafe { libc::setns(fd, j.flag) },
+            Step::Setns,
+            i as i32,
+        );
+        // SAFETY: closing an fd we own.
+        unsafe { libc::close(fd) };
+    }
+    let flags = plan.ns.create & !libc::CLONE_NEWCGROUP;
+    if flags != 0 {
+        // SAFETY: unshare with namespace flags.
+        check(sock, unsafe { libc::unshare(flags) }, Step::Unshare, 0);
+    }
+    if plan.new_userns {
+        sync::send(sock, &Msg::new(Kind::NeedMaps));
+        match sync::recv(sock) {
+            Some(m) if m.kind == Kind::MapsDone as u32 => {}
+            _ => fail(sock, Step::Sync, 0, libc::EPIPE),
+        }
+    }
+    if let Some(off) = &plan.time_offsets {
+        // SAFETY: constant path; write of a NUL-terminated buffer's bytes.
+        let fd = unsafe {
+            libc::open(
+                c"/proc/self/timens_offsets".as_ptr(),
+                libc::O_WRONLY | libc::O_CLOEXEC,
+            )
+        };
+        check(sock, fd, Step::TimeOffsets, 0);
+        let b = off.to_bytes();
+        // SAFETY: b is a valid slice.
+        let n = unsafe { libc::write(fd, b.as_ptr() as *const libc::c_void, b.len()) };
+        check(sock, n as c_int, Step::TimeOffsets, 0);
+        // SAFETY: closing an fd we own.
+        unsafe { libc::close(fd) };
+    }
+    // SAFETY: fork-like clone; the child continues below on a copy of our stack.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (libc::CLONE_PARENT | libc::SIGCHLD) as c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    if pid < 0 {
+        fail(sock, Step::Clone, 0, errno());
+    }
+    if pid == 0 {
+        init_main(plan, sock, hook_state, true);
+    }
+    let mut m = Msg::new(Kind::InitPid);
+    m.index = pid as i32;
+    sync::send(sock, &m);
+    // SAFETY: _exit ends the intermediate without running destructors.
+    unsafe { libc::_exit(0) }
+}
+
+/// The container init. `staged`: namespaces were already made by the
+/// intermediate process.
+pub fn init_main(plan: &InitPlan, sock: RawFd, hook_state: &mut [u8], staged: bool) -> ! {
+    let _ = staged;
+    // `run` blocks signals before the clone so none is lost; the workload
+    // must start with an empty mask.
+    // SAFETY: sigset operations on a stack value.
+    unsafe {
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+    }
+    // CVE-2019-5736: until execve, nothing in the container may open our
+    // /proc/<pid>/exe (the host's vessel binary) or ptrace us.
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    match sync::recv(sock) {
+        Some(m) if m.kind == Kind::Go as u32 => {}
+        _ => fail(sock, Step::Sync, 0, libc::EPIPE),
+    }
+    if plan.new_userns {
+        // Become root of the new user namespace where root is mapped.
+        // SAFETY: plain id syscalls.
+        unsafe {
+            libc::setresgid(0, 0, 0);
+            libc::setresuid(0, 0, 0);
+        }
+    }
+    if plan.new_cgroupns {
+        // After the parent put us in our cgroup, so it becomes the ns root.
+        // SAFETY: unshare with a namespace flag.
+        check(
+            sock,
+            unsafe { libc::unshare(libc::CLONE_NEWCGROUP) },
+            Step::Unshare,
+            1,
+        );
+    }
+    if let Some(h) = &plan.hostname {
+        // SAFETY: h is a valid buffer of the given length.
+        let r = unsafe { libc::sethostname(h.as_ptr(), h.to_bytes().len()) };
+        check(sock, r, Step::Sethostname, 0);
+    }
+    if let Some(d) = &plan.domainname {
+        // SAFETY: d is a valid buffer of the given length.
+        let r = unsafe { libc::setdomainname(d.as_ptr(), d.to_bytes().len()) };
+        check(sock, r, Step::Setdomainname, 0);
+    }
+    setup_rootfs(plan, sock);
+    finish_and_exec(plan, sock, hook_state)
+}
+
+fn setup_rootfs(plan: &InitPlan, sock: RawFd) {
+    let root = plan.rootfs.as_ptr();
+    let r = mount(
+        std::ptr::null(),
+        c"/".as_ptr(),
+        std::ptr::null(),
+        plan.root_propagation,
+        std::ptr::null(),
+    );
+    check(sock, r, Step::RootPropagation, 0);
+    // The rootfs must be a mount point for pivot_root.
+    let r = mount(
+        root,
+        root,
+        std::ptr::null(),
+        libc::MS_BIND | libc::MS_REC,
+        std::ptr::null(),
+    );
+    check(sock, r, Step::BindRootfs, 0);
+    // SAFETY: rootfs path is NUL-terminated.
+    let rootfd = unsafe { libc::open(root, libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) };
+    check(sock, rootfd, Step::OpenRootfs, 0);
+
+    for (i, m) in plan.mounts.iter().enumerate() {
+        let idx = i as i32;
+        let leaf = if m.dest_is_file {
+            Leaf::File
+        } else {
+            Leaf::Dir
+        };
+        if let Err(e) = mkdir_all_in_root(rootfd, &m.dest, m.mode, leaf) {
+            fail(sock, Step::MountMkdir, idx, e);
+        }
+        let fd = match open_in_root(rootfd, m.dest.as_ptr(), libc::O_PATH) {
+            Ok(fd) => fd,
+            Err(e) => fail(sock, Step::MountOpen, idx, e),
+        };
+        let target = FdPath::new(fd);
+        let mut r = mount(
+            ptr_or_null(&m.source),
+            target.ptr(),
+            ptr_or_null(&m.fstype),
+            m.flags,
+            ptr_or_null(&m.data),
+        );
+        let mut bound_sysfs = false;
+        if r < 0 && errno() == libc::EPERM && m.fstype.to_bytes() == b"sysfs" {
+            // sysfs cannot be mounted from a user namespace that does not own
+            // the network namespace: bind the host's, read-only (as runc does).
+            r = mount(
+                c"/sys".as_ptr(),
+                target.ptr(),
+                std::ptr::null(),
+                libc::MS_BIND | libc::MS_REC,
+                std::ptr::null(),
+            );
+            bound_sysfs = true;
+        }
+        check(sock, r, Step::Mount, idx);
+        // SAFETY: closing an fd we own.
+        unsafe { libc::close(fd) };
+        let remount = if bound_sysfs {
+            m.flags & (libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC)
+        } else {
+            m.remount_flags
+        };
+        if (m.bind || bound_sysfs) && remount != 0 || m.propagation != 0 {
+            // Reopen: the old fd points below the new mount.
+            let fd = match open_in_root(rootfd, m.dest.as_ptr(), libc::O_PATH) {
+                Ok(fd) => fd,
+                Err(e) => fail(sock, Step::MountOpen, idx, e),
+            };
+            let target = FdPath::new(fd);
+            if (m.bind || bound_sysfs) && remount != 0 {
+                let keep = statvfs_flags(target.ptr());
+                let r = mount(
+                    std::ptr::null(),
+                    target.ptr(),
+                    std::ptr::null(),
+                    libc::MS_BIND | libc::MS_REMOUNT | remount | keep,
+                    std::ptr::null(),
+                );
+                check(sock, r, Step::MountRemount, idx);
+            }
+            if m.propagation != 0 {
+                let r = mount(
+                    std::ptr::null(),
+                    target.ptr(),
+                    std::ptr::null(),
+                    m.propagation,
+                    std::ptr::null(),
+                );
+                check(sock, r, Step::MountPropagation, idx);
+            }
+            // SAFETY: closing an fd we own.
+            unsafe { libc::close(fd) };
+        }
+    }
+
+    for (i, d) in plan.devices.iter().enumerate() {
+        make_device(plan, sock, rootfd, d, i as i32);
+    }
+    if plan.make_dev_links {
+        dev_symlinks(sock, rootfd);
+    }
+
+    let console_slave = if plan.process.terminal {
+        open_console(plan, sock, rootfd)
+    } else {
+        -1
+    };
+
+    if plan.parent_hooks {
+        sync::send(sock, &Msg::new(Kind::RunHooks));
+        match sync::recv(sock) {
+            Some(m) if m.kind == Kind::HooksDone as u32 => {}
+            _ => fail(sock, Step::Sync, 1, libc::EPIPE),
+        }
+    }
+
+    pivot(plan, sock);
+    // SAFETY: closing an fd we own.
+    unsafe { libc::close(rootfd) };
+
+    for (i, p) in plan.masked.iter().enumerate() {
+        mask_path(sock, p, i as i32);
+    }
+    for (i, p) in plan.readonly.iter().enumerate() {
+        readonly_path(sock, p, i as i32);
+    }
+    for (i, (path, value)) in plan.sysctls.iter().enumerate() {
+        // SAFETY: path NUL-terminated; value is a valid buffer.
+        let fd = unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+        check(sock, fd, Step::Sysctl, i as i32);
+        let v = value.to_bytes();
+        // SAFETY: v is a valid slice.
+        let n = unsafe { libc::write(fd, v.as_ptr() as *const libc::c_void, v.len()) };
+        check(sock, n as c_int, Step::Sysctl, i as i32);
+        // SAFETY: closing an fd we own.
+        unsafe { libc::close(fd) };
+    }
+    if plan.readonly_root {
+        let keep = statvfs_flags(c"/".as_ptr());
+        let r = mount(
+            std::ptr::null(),
+            c"/".as_ptr(),
+            std::ptr::null(),
+            libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | keep,
+            std::ptr::null(),
+        );
+        check(sock, r, Step::ReadonlyRoot, 0);
+    }
+    if console_slave >= 0 {
+        // SAFETY: session and controlling terminal setup on our own fds.
+        unsafe {
+            libc::setsid();
+            if libc::ioctl(console_slave, libc::TIOCSCTTY, 0) < 0 {
+                fail(sock, Step::Console, 2, errno());
+            }
+            for fd in 0..3 {
+                if libc::dup2(console_slave, fd) < 0 {
+                    fail(sock, Step::Console, 3, errno());
+                }
+            }
+            if console_slave > 2 {
+                libc::close(console_slave);
+            }
+        }
+    }
+}
+
+fn make_device(
+    plan: &InitPlan,
+    sock: RawFd,
+    rootfd: RawFd,
+    d: &crate::isolation::devices::DeviceOp,
+    idx: i32,
+) {
+    let bytes = d.dest.to_bytes();
+    let slash = bytes.iter().rposition(|&b| b == b'/');
+    let mut pbuf = [0u8; PATH_MAX];
+    let parent_fd = match slash {
+        Some(s) => {
+            prefix_buf(bytes, s, &mut pbuf);
+            // SAFETY: pbuf is NUL-terminated by prefix_buf.
+            let pc = unsafe { CStr::from_ptr(pbuf.as_ptr() as *const c_char) };
+            if let Err(e) = mkdir_all_in_root(rootfd, pc, 0o755, Leaf::Dir) {
+                fail(sock, Step::Device, idx, e);
+            }
+            match open_in_root(
+                rootfd,
+                pbuf.as_ptr() as *const c_char,
+                libc::O_PATH | libc::O_DIRECTORY,
+            ) {
+                Ok(fd) => fd,
+                Err(e) => fail(sock, Step::Device, idx, e),
+            }
+        }
+        None => {
+            // SAFETY: dup of a valid fd.
+            unsafe { libc::fcntl(rootfd, libc::F_DUPFD_CLOEXEC, 0) }
+        }
+    };
+    let name = match slash {
+        Some(s) => &bytes[s + 1..],
+        None => bytes,
+    };
+    let mut nbuf = [0u8; 256];
+    if name.len() >= nbuf.len() {
+        fail(sock, Step::Device, idx, libc::ENAMETOOLONG);
+    }
+    nbuf[..name.len()].copy_from_slice(name);
+    let np = nbuf.as_ptr() as *const c_char;
+    // Replace whatever the image has at that name (runc does the same).
+    // SAFETY: valid dirfd and NUL-terminated name.
+    unsafe { libc::unlinkat(parent_fd, np, 0) };
+    if plan.new_userns {
+        // mknod is not allowed in a user namespace: bind the host node.
+        // SAFETY: valid dirfd and name.
+        let fd = unsafe {
+            libc::openat(
+                parent_fd,
+                np,
+                libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_CLOEXEC,
+                0o644,
+            )
+        };
+        check(sock, fd, Step::Device, idx);
+        // SAFETY: closing an fd we own.
+        unsafe { libc::close(fd) };
+        let fd = match open_in_root(rootfd, d.dest.as_ptr(), libc::O_PATH) {
+            Ok(fd) => fd,
+            Err(e) => fail(sock, Step::Device, idx, e),
+        };
+        let t = FdPath::new(fd);
+        check(
+            sock,
+            mount(
+                d.host.as_ptr(),
+                t.ptr(),
+                std::ptr::null(),
+                libc::MS_BIND,
+                std::ptr::null(),
+            ),
+            Step::Device,
+            idx,
+        );
+        // SAFETY: closing an fd we own.
+        unsafe { libc::close(fd) };
+    } else {
+        let dev = libc::makedev(d.major as u32, d.minor as u32);
+        // SAFETY: valid dirfd and name. umask must not strip the mode.
+        unsafe {
+            let old = libc::umask(0);
+            let r = libc::mknodat(parent_fd, np, d.kind | d.mode, dev);
+            libc::umask(old);
+            check(sock, r, Step::Device, idx);
+            check(
+                sock,
+                libc::fchownat(parent_fd, np, d.uid, d.gid, libc::AT_SYMLINK_NOFOLLOW),
+                Step::Device,
+                idx,
+            );
+        }
+    }
+    // SAFETY: closing an fd we own.
+    unsafe { libc::close(parent_fd) };
+}
+
+fn dev_symlinks(sock: RawFd, rootfd: RawFd) {
+    let dev = match open_in_root(rootfd, c"dev".as_ptr(), libc::O_PATH | libc::O_DIRECTORY) {
+        Ok(fd) => fd,
+        Err(_) => return,
+    };
+    let links: [(&CStr, &CStr); 5] = [
+        (c"/proc/self/fd", c"fd"),
+        (c"/proc/self/fd/0", c"stdin"),
+        (c"/proc/self/fd/1", c"stdout"),
+        (c"/proc/self/fd/2", c"stderr"),
+        (c"pts/ptmx", c"ptmx"),
+    ];
+    for (i, (target, name)) in links.iter().enumerate() {
+        if i == 4 {
+            // /dev/ptmx must point at the container's devpts instance.
+            // SAFETY: valid dirfd and name.
+            unsafe { libc::unlinkat(dev, name.as_ptr(), 0) };
+        }
+        // SAFETY: valid strings and dirfd.
+        let r = unsafe { libc::symlinkat(target.as_ptr(), dev, name.as_ptr()) };
+        if r < 0 && errno() != libc::EEXIST {
+            fail(sock, Step::Symlink, i as i32, errno());
+        }
+    }
+    // SAFETY: access(2) on a constant path; symlinkat as above.
+    unsafe {
+        if libc::access(c"/proc/kcore".as_ptr(), libc::F_OK) == 0 {
+            libc::symlinkat(c"/proc/kcore".as_ptr(), dev, c"core".as_ptr());
+        }
+        libc::close(dev);
+    }
+}
+
+/// A pty from the container's devpts; the master goes to the console socket.
+fn open_console(plan: &InitPlan, sock: RawFd, rootfd: RawFd) -> RawFd {
+    let master = match open_in_root(
+        rootfd,
+        c"dev/pts/ptmx".as_ptr(),
+        libc::O_RDWR | libc::O_NOCTTY,
+    ) {
+        Ok(fd) => fd,
+        Err(e) => fail(sock, Step::Console, 0, e),
+    };
+    let unlock: c_int = 0;
+    // SAFETY: ioctls on the pty master we own; TIOCGPTPEER returns a new fd.
+    let slave = unsafe {
+        libc::ioctl(master, libc::TIOCSPTLCK, &unlock);
+        libc::ioctl(
+            master,
+            libc::TIOCGPTPEER,
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        )
+    };
+    check(sock, slave, Step::Console, 1);
+    if !sync::send_fd(plan.console_socket, master) {
+        fail(sock, Step::Console, 4, errno());
+    }
+    // SAFETY: closing fds we own.
+    unsafe {
+        libc::close(master);
+        libc::close(plan.console_socket);
+    }
+    slave
+}
+
+fn pivot(plan: &InitPlan, sock: RawFd) {
+    let root = plan.rootfs.as_ptr();
+    // SAFETY: path syscalls on NUL-terminated strings and fds we own.
+    unsafe {
+        if plan.no_pivot {
+            check(sock, libc::chdir(root), Step::PivotRoot, 0);
+            check(
+                sock,
+                mount(
+                    root,
+                    c"/".as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_MOVE,
+                    std::ptr::null(),
+                ),
+                Step::PivotRoot,
+                1,
+            );
+            check(sock, libc::chroot(c".".as_ptr()), Step::PivotRoot, 2);
+            check(sock, libc::chdir(c"/".as_ptr()), Step::PivotRoot, 3);
+            return;
+        }
+        let old = libc::open(
+            c"/".as_ptr(),
+            libc::O_DIRECTORY | libc::O_RDONLY | libc::O_CLOEXEC,
+        );
+        check(sock, old, Step::PivotRoot, 0);
+        let new = libc::open(root, libc::O_DIRECTORY | libc::O_RDONLY | libc::O_CLOEXEC);
+        check(sock, new, Step::PivotRoot, 1);
+        check(sock, libc::fchdir(new), Step::PivotRoot, 2);
+        let r = libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) as c_int;
+        check(sock, r, Step::PivotRoot, 3);
+        // The old root is now stacked on "."; detach it without propagating
+        // the unmount back to the host.
+        check(sock, libc::fchdir(old), Step::PivotRoot, 4);
+        check(
+            sock,
+            mount(
+                std::ptr::null(),
+                c".".as_ptr(),
+                std::ptr::null(),
+                libc::MS_SLAVE | libc::MS_REC,
+                std::ptr::null(),
+            ),
+            Step::PivotRoot,
+            5,
+        );
+        check(
+            sock,
+            libc::umount2(c".".as_ptr(), libc::MNT_DETACH),
+            Step::PivotRoot,
+            6,
+        );
+        check(sock, libc::chdir(c"/".as_ptr()), Step::PivotRoot, 7);
+        libc::close(old);
+        libc::close(new);
+    }
+}
+
+fn mask_path(sock: RawFd, p: &CStr, idx: i32) {
+    // SAFETY: zeroed stat is a valid out-parameter; p is NUL-terminated.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::stat(p.as_ptr(), &mut st) } < 0 {
+        let e = errno();
+        if e == libc::ENOENT {
+            return;
+        }
+        fail(sock, Step::MaskPath, idx, e);
+    }
+    let r = if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+        mount(
+            c"tmpfs".as_ptr(),
+            p.as_ptr(),
+            c"tmpfs".as_ptr(),
+            libc::MS_RDONLY,
+            std::ptr::null(),
+        )
+    } else {
+        mount(
+            c"/dev/null".as_ptr(),
+            p.as_ptr(),
+            std::ptr::null(),
+            libc::MS_BIND,
+            std::ptr::null(),
+        )
+    };
+    check(sock, r, Step::MaskPath, idx);
+}
+
+fn readonly_path(sock: RawFd, p: &CStr, idx: i32) {
+    let r = mount(
+        p.as_ptr(),
+        p.as_ptr(),
+        std::ptr::null(),
+        libc::MS_BIND | libc::MS_REC,
+        std::ptr::null(),
+    );
+    if r < 0 {
+        let e = errno();
+        if e == libc::ENOENT {
+            return;
+        }
+        fail(sock, Step::ReadonlyPath, idx, e);
+    }
+    let keep = statvfs_flags(p.as_ptr());
+    let r = mount(
+        std::ptr::null(),
+        p.as_ptr(),
+        std::ptr::null(),
+        libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_REC | keep,
+        std::ptr::null(),
+    );
+    check(sock, r, Step::ReadonlyPath, idx);
+}
+
+/// User, capabilities, limits, then wait for `start`, then execve.
+fn finish_and_exec(plan: &InitPlan, sock: RawFd, hook_state: &mut [u8]) -> ! {
+    let p = &plan.process;
+    for (i, (res, lim)) in p.rlimits.iter().enumerate() {
+        // SAFETY: lim is a valid rlimit.
+        check(
+            sock,
+            unsafe { libc::setrlimit(*res, lim) },
+            Step::Rlimit,
+            i as i32,
+        );
+    }
+    if plan.new_keyring {
+        // A fresh session keyring, so the container cannot read the host's.
+        // SAFETY: keyctl(KEYCTL_JOIN_SESSION_KEYRING, NULL).
+        let r = unsafe { libc::syscall(libc::SYS_keyctl, 1, 0usize) };
+        // Some kernels/LSMs refuse keyrings (ENOSYS, EACCES): runc ignores those too.
+        if r < 0 && !matches!(errno(), libc::ENOSYS | libc::EACCES | libc::EPERM) {
+            fail(sock, Step::Keyring, 0, errno());
+        }
+    }
+    if let Some(per) = plan.personality {
+        // SAFETY: personality with an integer.
+        check(
+            sock,
+            unsafe { libc::personality(per) },
+            Step::Personality,
+            0,
+        );
+    }
+    exec_process(p, sock, plan.preserve_fds, |sock| {
+        wait_for_start(plan, sock, hook_state)
+    })
+}
+
+/// The tail shared with `exec`: find the executable, drop privileges, wait
+/// (create) or not (exec), seccomp last, execve.
+pub fn exec_process(
+    p: &crate::process::plan::ProcessParts,
+    sock: RawFd,
+    preserve_fds: i32,
+    before_exec: impl FnOnce(RawFd),
+) -> ! {
+    // Find the executable now, so `create` reports a missing one.
+    let mut exe: *const c_char = std::ptr::null();
+    for c in &p.exec_candidates {
+        // SAFETY: zeroed stat is a valid out-parameter.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: c is NUL-terminated.
+        if unsafe { libc::stat(c.as_ptr(), &mut st) } == 0
+            && st.st_mode & libc::S_IFMT == libc::S_IFREG
+            && st.st_mode & 0o111 != 0
+        {
+            exe = c.as_ptr();
+            break;
+        }
+    }
+    if exe.is_null() {
+        fail(sock, Step::ExecNotFound, 0, libc::ENOENT);
+    }
+    let seccomp_early = p
+        .seccomp
+        .as_ref()
+        .is_some_and(|s| !p.no_new_privs || s.wants_listener);
+    if seccomp_early {
+        // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it
+        // while we still have it (runc's order). A notify filter is loaded
+        // here too so its listener fd reaches the parent.
+        install_seccomp(p, sock);
+    }
+    // SAFETY: prctl with integer arguments.
+    check(
+        sock,
+        unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) },
+        Step::Capabilities,
+        0,
+    );
+    if let Err(e) = p.caps.drop_bounding() {
+        fail(sock, Step::Capabilities, 1, e);
+    }
+    let u = &p.user;
+    // SAFETY: id syscalls with plain values and a valid groups slice.
+    unsafe {
+        if libc::setgroups(u.groups.len(), u.groups.as_ptr()) < 0 {
+            // EPERM when setgroups is denied in a user namespace with no groups asked.
+            if !(u.groups.is_empty() && errno() == libc::EPERM) {
+                fail(sock, Step::Setgroups, 0, errno());
+            }
+        }
+        check(sock, libc::setresgid(u.gid, u.gid, u.gid), Step::Setgid, 0);
+        check(sock, libc::setresuid(u.uid, u.uid, u.uid), Step::Setuid, 0);
+        if let Some(m) = u.umask {
+            libc::umask(m as libc::mode_t);
+        }
+    }
+    if let Err(e) = p.caps.apply() {
+        fail(sock, Step::Capabilities, 2, e);
+    }
+    if p.no_new_privs {
+        // SAFETY: prctl with integer arguments.
+        check(
+            sock,
+            unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) },
+            Step::NoNewPrivs,
+            0,
+        );
+    }
+    // SAFETY: cwd is NUL-terminated.
+    check(sock, unsafe { libc::chdir(p.cwd.as_ptr()) }, Step::Chdir, 0);
+    // CVE-2024-21626: a cwd reached through a leaked host fd shows up as
+    // "(unreachable)/..." in getcwd; refuse to run there.
+    let mut cwd = [0u8; PATH_MAX];
+    // SAFETY: cwd has PATH_MAX bytes.
+    let got = unsafe { libc::getcwd(cwd.as_mut_ptr() as *mut c_char, cwd.len()) };
+    if got.is_null() || cwd[0] != b'/' {
+        fail(sock, Step::Chdir, 1, libc::ENOENT);
+    }
+    if let Some(profile) = &p.apparmor {
+        write_attr(
+            sock,
+            c"/proc/self/attr/apparmor/exec",
+            c"/proc/self/attr/exec",
+            profile,
+        );
+    }
+    if let Some(label) = &p.selinux_label {
+        write_attr(
+            sock,
+            c"/proc/self/attr/exec",
+            c"/proc/self/attr/exec",
+            label,
+        );
+    }
+    // CVE-2024-21626: nothing of vessel's may survive execve: every fd but
+    // stdio and the preserved ones becomes close-on-exec.
+    let first = 3 + preserve_fds.max(0) as u32;
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only flags fds.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    check(sock, r as c_int, Step::Fds, 0);
+    for fd in 3..first as i32 {
+        // SAFETY: clearing FD_CLOEXEC on an fd the caller asked to preserve.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
+    }
+    before_exec(sock);
+    if p.seccomp.is_some() && !seccomp_early {
+        install_seccomp_late(p);
+    }
+    // SAFETY: exe, argv and envp are NUL-terminated and NULL-terminated arrays.
+    unsafe { libc::execve(exe, p.argv_ptrs.as_ptr(), p.envp_ptrs.as_ptr()) };
+    let e = errno();
+    write_err(b"vessel: exec failed: ", exe, e);
+    // SAFETY: _exit ends the process.
+    unsafe { libc::_exit(if e == libc::ENOENT { 127 } else { 126 }) }
+}
+
+fn write_attr(sock: RawFd, path: &CStr, fallback: &CStr, value: &CStr) {
+    // SAFETY: NUL-terminated paths; value is a valid buffer.
+    unsafe {
+        let mut fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            fd = libc::open(fallback.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        }
+        check(sock, fd, Step::Capabilities, 10);
+        let b = value.to_bytes();
+        let n = libc::write(fd, b.as_ptr() as *const libc::c_void, b.len());
+        check(sock, n as c_int, Step::Capabilities, 11);
+        libc::close(fd);
+    }
+}
+
+fn install_seccomp(p: &crate::process::plan::ProcessParts, sock: RawFd) {
+    let Some(prog) = &p.seccomp else { return };
+    match prog.install() {
+        Ok(fd) if fd >= 0 => {
+            sync::send(sock, &Msg::new(Kind::SeccompFd));
+            if !sync::send_fd(sock, fd) {
+                fail(sock, Step::Seccomp, 1, errno());
+            }
+            // SAFETY: closing our copy of the listener.
+            unsafe { libc::close(fd) };
+        }
+        Ok(_) => {}
+        Err(e) => fail(sock, Step::Seccomp, 0, e as i32),
+    }
+}
+
+/// After `start` nobody listens on the socket: report on stderr.
+fn install_seccomp_late(p: &crate::process::plan::ProcessParts) {
+    let Some(prog) = &p.seccomp else { return };
+    if let Err(e) = prog.install() {
+        write_err(b"vessel: load seccomp filter: ", c"".as_ptr(), e as i32);
+        // SAFETY: _exit ends the process.
+        unsafe { libc::_exit(1) }
+    }
+}
+
+/// Write "<prefix><path>: errno N\n" to stderr without allocating.
+fn write_err(prefix: &[u8], path: *const c_char, e: i32) {
+    let mut buf = [0u8; 512];
+    let mut n = 0;
+    let mut push = |b: &[u8], n: &mut usize| {
+        let k = b.len().min(buf.len() - *n);
+        buf[*n..*n + k].copy_from_slice(&b[..k]);
+        *n += k;
+    };
+    push(prefix, &mut n);
+    if !path.is_null() {
+        // SAFETY: path is NUL-terminated.
+        push(unsafe { CStr::from_ptr(path) }.to_bytes(), &mut n);
+    }
+    push(b": errno ", &mut n);
+    let mut digits = [0u8; 12];
+    let mut v = e.unsigned_abs();
+    let mut i = 0;
+    loop {
+        digits[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        i += 1;
+        if v == 0 {
+            break;
+        }
+    }
+    digits[..i].reverse();
+    push(&digits[..i], &mut n);
+    push(b"\n", &mut n);
+    // SAFETY: buf[..n] is initialised.
+    unsafe { libc::write(2, buf.as_ptr() as *const libc::c_void, n) };
+}
+
+/// Tell the parent we are ready, then block on the exec FIFO until `start`.
+fn wait_for_start(plan: &InitPlan, sock: RawFd, hook_state: &mut [u8]) {
+    if plan.exec_fifo_fd < 0 {
+        sync::send(sock, &Msg::new(Kind::Ready));
+        return;
+    }
+    // The FIFO lives in the host's state dir; the parent opened it O_PATH
+    // before the clone. Reopen it through our /proc, now the container's.
+    let path = FdPath::new(plan.exec_fifo_fd);
+    // SAFETY: path is NUL-terminated.
+    let probe = unsafe { libc::open(path.ptr(), libc::O_PATH | libc::O_CLOEXEC) };
+    if probe < 0 {
+        fail(sock, Step::Sync, 2, errno());
+    }
+    // SAFETY: closing an fd we own.
+    unsafe { libc::close(probe) };
+    sync::send(sock, &Msg::new(Kind::Ready));
+    let mut n = 0;
+    if plan.hook_state_capacity > 0 {
+        n = sync::recv_bytes(sock, hook_state).unwrap_or(0);
+    }
+    // Blocks until `vessel start` opens the FIFO for reading.
+    // SAFETY: path is NUL-terminated; one-byte write from a constant.
+    unsafe {
+        let fd = libc::open(path.ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            write_err(b"vessel: open exec fifo: ", path.ptr(), errno());
+            libc::_exit(1);
+        }
+        libc::write(fd, b"0".as_ptr() as *const libc::c_void, 1);
+        libc::close(fd);
+        libc::close(plan.exec_fifo_fd);
+    }
+    run_start_hooks(plan, &hook_state[..n]);
+}
+
+/// startContainer hooks: run inside the container after `start`, before the
+/// workload; the state JSON goes to each hook's stdin.
+fn run_start_hooks(plan: &InitPlan, state: &[u8]) {
+    for h in &plan.start_hooks {
+        let mut pipe = [0; 2];
+        // SAFETY: fork-like clone, pipe, dup2, execve, waitpid: all
+        // async-signal-safe; the child only execs or _exits.
+        unsafe {
+            if libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) < 0 {
+                hook_failed(h.path.as_ptr(), errno());
+            }
+            let pid = libc::syscall(
+                libc::SYS_clone,
+                libc::SIGCHLD as c_ulong,
+                0usize,
+                0usize,
+                0usize,
+                0usize,
+            );
+            if pid == 0 {
+                libc::dup2(pipe[0], 0);
+                libc::execve(h.path.as_ptr(), h.argv_ptrs.as_ptr(), h.envp_ptrs.as_ptr());
+                libc::_exit(127);
+            }
+            libc::close(pipe[0]);
+            libc::write(pipe[1], state.as_ptr() as *const libc::c_void, state.len());
+            libc::close(pipe[1]);
+            if pid < 0 {
+                hook_failed(h.path.as_ptr(), errno());
+            }
+            let mut status = 0;
+            let mut waited_ms: i64 = 0;
+            loop {
+                let r = libc::waitpid(pid as i32, &mut status, libc::WNOHANG);
+                if r == pid as i32 {
+                    break;
+                }
+                if r < 0 && errno() != libc::EINTR {
+                    hook_failed(h.path.as_ptr(), errno());
+                }
+                if h.timeout_secs > 0 && waited_ms > h.timeout_secs * 1000 {
+                    libc::kill(pid as i32, libc::SIGKILL);
+                    libc::waitpid(pid as i32, &mut status, 0);
+                    hook_failed(h.path.as_ptr(), libc::ETIMEDOUT);
+                }
+                let ts = libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: 5_000_000,
+                };
+                libc::nanosleep(&ts, std::ptr::null_mut());
+                waited_ms += 5;
+            }
+            if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+                hook_failed(h.path.as_ptr(), 0);
+            }
+        }
+    }
+}
+
+fn hook_failed(path: *const c_char, e: i32) -> ! {
+    write_err(b"vessel: startContainer hook failed: ", path, e);
+    // SAFETY: _exit ends the process.
+    unsafe { libc::_exit(1) }
+}

@@ -1,0 +1,6 @@
+//! Creating the container's processes: the plan prepared before clone, the
+//! init that runs after it, and the parent/child sync protocol.
+pub mod child;
+pub mod plan;
+pub mod spawn;
+pub mod sync;

@@ -1,0 +1,495 @@
+//! Everything the container init needs, prepared before the clone: paths as
+//! CStrings, masks, argv/envp pointer arrays, the seccomp program. The child
+//! only reads this.
+
+use crate::cgroups::Cgroup;
+use crate::isolation::caps::{self, CapSets};
+use crate::isolation::devices::{self, DeviceOp};
+use crate::isolation::mounts::{cstring, plan_mount, MountOp};
+use crate::isolation::namespaces::NamespacePlan;
+use crate::isolation::{rlimits, seccomp};
+use crate::{Error, Result};
+use oci_spec::runtime::{LinuxIdMapping, Process, Spec};
+use std::ffi::CString;
+use std::os::fd::RawFd;
+use std::path::Path;
+
+/// Steps of the init, reported with an errno when one fails.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Setns = 1,
+    Unshare,
+    Clone,
+    Sethostname,
+    Setdomainname,
+    RootPropagation,
+    BindRootfs,
+    OpenRootfs,
+    MountMkdir,
+    MountOpen,
+    Mount,
+    MountRemount,
+    MountPropagation,
+    Device,
+    Symlink,
+    Console,
+    PivotRoot,
+    MaskPath,
+    ReadonlyPath,
+    Sysctl,
+    ReadonlyRoot,
+    Rlimit,
+    Keyring,
+    Seccomp,
+    Capabilities,
+    Setgroups,
+    Setgid,
+    Setuid,
+    NoNewPrivs,
+    Chdir,
+    ExecNotFound,
+    Sync,
+    TimeOffsets,
+    Personality,
+    Fds,
+}
+
+impl Step {
+    pub fn from_u32(v: u32) -> Option<Step> {
+        use Step::*;
+        const ALL: [Step; 35] = [
+            Setns,
+            Unshare,
+            Clone,
+            Sethostname,
+            Setdomainname,
+            RootPropagation,
+            BindRootfs,
+            OpenRootfs,
+            MountMkdir,
+            MountOpen,
+            Mount,
+            MountRemount,
+            MountPropagation,
+            Device,
+            Symlink,
+            Console,
+            PivotRoot,
+            MaskPath,
+            ReadonlyPath,
+            Sysctl,
+            ReadonlyRoot,
+            Rlimit,
+            Keyring,
+            Seccomp,
+            Capabilities,
+            Setgroups,
+            Setgid,
+            Setuid,
+            NoNewPrivs,
+            Chdir,
+            ExecNotFound,
+            Sync,
+            TimeOffsets,
+            Personality,
+            Fds,
+        ];
+        ALL.into_iter().find(|s| *s as u32 == v)
+    }
+}
+
+/// The user the process runs as.
+#[derive(Debug, Clone, Default)]
+pub struct User {
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<libc::gid_t>,
+    pub umask: Option<u32>,
+}
+
+/// The process half of the plan, shared by `create` and `exec`.
+pub struct ProcessParts {
+    pub argv: Vec<CString>,
+    pub argv_ptrs: Vec<*const libc::c_char>,
+    pub envp: Vec<CString>,
+    pub envp_ptrs: Vec<*const libc::c_char>,
+    /// Where execve looks for argv[0] (PATH lookup done as candidates).
+    pub exec_candidates: Vec<CString>,
+    pub cwd: CString,
+    pub user: User,
+    pub caps: CapSets,
+    pub no_new_privs: bool,
+    pub rlimits: Vec<(libc::__rlimit_resource_t, libc::rlimit)>,
+    pub seccomp: Option<seccomp::Program>,
+    pub terminal: bool,
+    pub oom_score_adj: Option<i32>,
+    pub apparmor: Option<CString>,
+    pub selinux_label: Option<CString>,
+}
+
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+impl ProcessParts {
+    pub fn from_process(
+        p: &Process,
+        seccomp_spec: Option<&oci_spec::runtime::LinuxSeccomp>,
+        seccomp_flags: &[String],
+    ) -> Result<ProcessParts> {
+        let args = p.args().clone().unwrap_or_default();
+        if args.is_empty() {
+            return Err(Error::invalid("process.args must not be empty"));
+        }
+        let argv: Vec<CString> = args
+            .iter()
+            .map(|a| cstring("process.args", a))
+            .collect::<Result<_>>()?;
+        let env = p.env().clone().unwrap_or_default();
+        let envp: Vec<CString> = env
+            .iter()
+            .map(|e| cstring("process.env", e))
+            .collect::<Result<_>>()?;
+        let path_var = env
+            .iter()
+            .rev()
+            .find_map(|e| e.strip_prefix("PATH="))
+            .unwrap_or(DEFAULT_PATH);
+        let exec_candidates = if args[0].contains('/') {
+            vec![cstring("process.args", &args[0])?]
+        } else {
+            path_var
+                .split(':')
+                .filter(|d| !d.is_empty())
+                .map(|d| cstring("PATH", format!("{d}/{}", args[0])))
+                .collect::<Result<_>>()?
+        };
+        let u = p.user();
+        let user = User {
+            uid: u.uid(),
+            gid: u.gid(),
+            groups: u.additional_gids().clone().unwrap_or_default(),
+            umask: u.umask(),
+        };
+        let last = caps::last_cap();
+        let c = p.capabilities().as_ref();
+        let capset = CapSets {
+            bounding: c.map(|c| caps::mask(c.bounding().as_ref())).unwrap_or(0),
+            effective: c.map(|c| caps::mask(c.effective().as_ref())).unwrap_or(0),
+            permitted: c.map(|c| caps::mask(c.permitted().as_ref())).unwrap_or(0),
+            inheritable: c.map(|c| caps::mask(c.inheritable().as_ref())).unwrap_or(0),
+            ambient: c.map(|c| caps::mask(c.ambient().as_ref())).unwrap_or(0),
+            last_cap: last,
+        };
+        let mut rl = Vec::new();
+        for r in p.rlimits().iter().flatten() {
+            let name = serde_json::to_string(&r.typ()).unwrap_or_default();
+            let name = name.trim_matches('"');
+            let res = rlimits::resource(name)
+                .ok_or_else(|| Error::invalid(format!("unknown rlimit {name:?}")))?;
+            rl.push((
+                res,
+                libc::rlimit {
+                    rlim_cur: r.soft(),
+                    rlim_max: r.hard(),
+                },
+            ));
+        }
+        let seccomp = match seccomp_spec {
+            Some(s) => Some(seccomp::compile_with_flags(s, seccomp_flags, &mut |w| {
+                crate::logging::warn(&w)
+            })?),
+            None => None,
+        };
+        let cwd = cstring("process.cwd", p.cwd().as_os_str().as_encoded_bytes())?;
+        let mut parts = ProcessParts {
+            argv,
+            argv_ptrs: Vec::new(),
+            envp,
+            envp_ptrs: Vec::new(),
+            exec_candidates,
+            cwd,
+            user,
+            caps: capset,
+            no_new_privs: p.no_new_privileges().unwrap_or(false),
+            rlimits: rl,
+            seccomp,
+            terminal: p.terminal().unwrap_or(false),
+            oom_score_adj: p.oom_score_adj(),
+            apparmor: p
+                .apparmor_profile()
+                .as_ref()
+                .filter(|s| !s.is_empty())
+                .map(|s| cstring("apparmorProfile", format!("exec {s}")))
+                .transpose()?,
+            selinux_label: p
+                .selinux_label()
+                .as_ref()
+                .filter(|s| !s.is_empty())
+                .map(|s| cstring("selinuxLabel", s))
+                .transpose()?,
+        };
+        parts.fill_pointers();
+        Ok(parts)
+    }
+
+    /// NULL-terminated pointer arrays into argv/envp (after any edit).
+    pub fn fill_pointers(&mut self) {
+        self.argv_ptrs = self.argv.iter().map(|a| a.as_ptr()).collect();
+        self.argv_ptrs.push(std::ptr::null());
+        self.envp_ptrs = self.envp.iter().map(|a| a.as_ptr()).collect();
+        self.envp_ptrs.push(std::ptr::null());
+    }
+}
+
+/// A hook run by the init itself (startContainer), inside the container.
+pub struct InitHook {
+    pub path: CString,
+    pub argv: Vec<CString>,
+    pub argv_ptrs: Vec<*const libc::c_char>,
+    pub envp: Vec<CString>,
+    pub envp_ptrs: Vec<*const libc::c_char>,
+    pub timeout_secs: i64,
+}
+
+pub struct InitPlan {
+    pub ns: NamespacePlan,
+    pub new_userns: bool,
+    pub new_cgroupns: bool,
+    pub new_mntns: bool,
+    pub hostname: Option<CString>,
+    pub domainname: Option<CString>,
+    pub rootfs: CString,
+    pub root_propagation: libc::c_ulong,
+    pub mounts: Vec<MountOp>,
+    /// Device nodes to create (empty when /dev is a bind mount).
+    pub devices: Vec<DeviceOp>,
+    pub make_dev_links: bool,
+    pub no_pivot: bool,
+    pub masked: Vec<CString>,
+    pub readonly: Vec<CString>,
+    pub sysctls: Vec<(CString, CString)>,
+    pub readonly_root: bool,
+    pub process: ProcessParts,
+    /// The exec FIFO opened O_PATH by the parent, or -1 (run without start).
+    pub exec_fifo_fd: RawFd,
+    /// Connected console socket (terminal mode), or -1.
+    pub console_socket: RawFd,
+    pub preserve_fds: i32,
+    pub new_keyring: bool,
+    /// The parent wants a RunHooks message before pivot_root.
+    pub parent_hooks: bool,
+    pub start_hooks: Vec<InitHook>,
+    /// Filled by the parent over the socket: state JSON for startContainer hooks.
+    pub hook_state_capacity: usize,
+    pub time_offsets: Option<CString>,
+    pub personality: Option<libc::c_ulong>,
+}
+
+pub struct PlanInput<'a> {
+    pub spec: &'a Spec,
+    pub bundle: &'a Path,
+    pub rootfs: &'a Path,
+    pub cgroup: Option<&'a Cgroup>,
+    pub exec_fifo_fd: RawFd,
+    pub console_socket: RawFd,
+    pub preserve_fds: i32,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub seccomp_flags: &'a [String],
+}
+
+pub fn build(inp: &PlanInput) -> Result<InitPlan> {
+    let spec = inp.spec;
+    let linux = spec.linux().clone().unwrap_or_default();
+    let ns_list = linux.namespaces().clone().unwrap_or_default();
+    let ns = NamespacePlan::from_spec(&ns_list)?;
+    let new_cgroupns = ns.creates(libc::CLONE_NEWCGROUP);
+    let new_mntns = ns.creates(libc::CLONE_NEWNS);
+    if !new_mntns {
+        return Err(Error::invalid(
+            "config.json: a new mount namespace is required (vessel sets up the rootfs in it)",
+        ));
+    }
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| Error::invalid("config.json: process is missing"))?;
+    let mut mounts = Vec::new();
+    let mut dev_is_bind = false;
+    for m in spec.mounts().iter().flatten() {
+        let ops = plan_mount(m, inp.bundle, inp.cgroup, new_cgroupns)?;
+        if m.destination() == Path::new("/dev") && ops.iter().any(|o| o.bind) {
+            dev_is_bind = true;
+        }
+        mounts.extend(ops);
+    }
+    let devices = if dev_is_bind {
+        Vec::new()
+    } else {
+        devices::plan(linux.devices().as_deref().unwrap_or(&[]))?
+    };
+    let root_propagation = match linux.rootfs_propagation().as_deref() {
+        None | Some("") => libc::MS_SLAVE | libc::MS_REC,
+        Some("shared") => libc::MS_SHARED,
+        Some("rshared") => libc::MS_SHARED | libc::MS_REC,
+        Some("slave") => libc::MS_SLAVE,
+        Some("rslave") => libc::MS_SLAVE | libc::MS_REC,
+        Some("private") => libc::MS_PRIVATE,
+        Some("rprivate") => libc::MS_PRIVATE | libc::MS_REC,
+        Some("unbindable") => libc::MS_UNBINDABLE,
+        Some("runbindable") => libc::MS_UNBINDABLE | libc::MS_REC,
+        Some(o) => {
+            return Err(Error::invalid(format!(
+                "config.json: unknown rootfsPropagation {o:?}"
+            )))
+        }
+    };
+    let mut sysctls = Vec::new();
+    for (k, v) in linux.sysctl().iter().flatten() {
+        sysctls.push((
+            cstring("sysctl", format!("/proc/sys/{}", k.replace('.', "/")))?,
+            cstring("sysctl", v)?,
+        ));
+    }
+    let mut start_hooks = Vec::new();
+    if let Some(h) = spec.hooks() {
+        for hook in h.start_container().iter().flatten() {
+            start_hooks.push(init_hook(hook)?);
+        }
+    }
+    let parent_hooks = spec.hooks().as_ref().is_some_and(|h| {
+        h.create_runtime().as_ref().is_some_and(|v| !v.is_empty())
+            || h.create_container().as_ref().is_some_and(|v| !v.is_empty())
+            || {
+                #[allow(deprecated)]
+                h.prestart().as_ref().is_some_and(|v| !v.is_empty())
+            }
+    });
+    let time_offsets = linux
+        .time_offsets()
+        .as_ref()
+        .filter(|m| !m.is_empty())
+        .map(|m| {
+            let mut s = String::new();
+            for (clock, off) in m {
+                // oci-spec keeps each offset as a JSON string {secs, nanosecs}.
+                let v: serde_json::Value = serde_json::from_str(off).unwrap_or_default();
+                let secs = v["secs"].as_i64().unwrap_or(0);
+                let nanos = v["nanosecs"].as_u64().unwrap_or(0);
+                s.push_str(&format!("{clock} {secs} {nanos}\n"));
+            }
+            cstring("timeOffsets", s)
+        })
+        .transpose()?;
+    let personality = match linux.personality() {
+        None => None,
+        Some(p) => {
+            let d = serde_json::to_string(&p.domain()).unwrap_or_default();
+            Some(match d.trim_matches('"') {
+                "LINUX" => 0,
+                "LINUX32" => 8,
+                o => return Err(Error::invalid(format!("unknown personality domain {o}"))),
+            })
+        }
+    };
+    let mut proc_parts =
+        ProcessParts::from_process(process, linux.seccomp().as_ref(), inp.seccomp_flags)?;
+    if proc_parts.terminal && inp.console_socket < 0 {
+        return Err(Error::invalid(
+            "use --console-socket with a container that has process.terminal set",
+        ));
+    }
+    if !proc_parts.terminal && inp.console_socket >= 0 {
+        return Err(Error::invalid(
+            "--console-socket given but process.terminal is false",
+        ));
+    }
+    proc_parts.fill_pointers();
+    let state_len = 16 * 1024;
+    Ok(InitPlan {
+        new_userns: ns.creates(libc::CLONE_NEWUSER),
+        new_cgroupns,
+        new_mntns,
+        ns,
+        hostname: spec
+            .hostname()
+            .as_ref()
+            .map(|h| cstring("hostname", h))
+            .transpose()?,
+        domainname: spec
+            .domainname()
+            .as_ref()
+            .map(|h| cstring("domainname", h))
+            .transpose()?,
+        rootfs: cstring("rootfs", inp.rootfs.as_os_str().as_encoded_bytes())?,
+        root_propagation,
+        mounts,
+        make_dev_links: !dev_is_bind,
+        devices,
+        no_pivot: inp.no_pivot,
+        masked: linux
+            .masked_paths()
+            .iter()
+            .flatten()
+            .map(|p| cstring("maskedPaths", p))
+            .collect::<Result<_>>()?,
+        readonly: linux
+            .readonly_paths()
+            .iter()
+            .flatten()
+            .map(|p| cstring("readonlyPaths", p))
+            .collect::<Result<_>>()?,
+        sysctls,
+        readonly_root: spec
+            .root()
+            .as_ref()
+            .is_some_and(|r| r.readonly().unwrap_or(false)),
+        process: proc_parts,
+        exec_fifo_fd: inp.exec_fifo_fd,
+        console_socket: inp.console_socket,
+        preserve_fds: inp.preserve_fds,
+        new_keyring: !inp.no_new_keyring,
+        parent_hooks,
+        hook_state_capacity: if start_hooks.is_empty() { 0 } else { state_len },
+        start_hooks,
+        time_offsets,
+        personality,
+    })
+}
+
+fn init_hook(h: &oci_spec::runtime::Hook) -> Result<InitHook> {
+    let path = cstring("hook path", h.path().as_os_str().as_encoded_bytes())?;
+    let args = h
+        .args()
+        .clone()
+        .unwrap_or_else(|| vec![h.path().to_string_lossy().into_owned()]);
+    let argv: Vec<CString> = args
+        .iter()
+        .map(|a| cstring("hook args", a))
+        .collect::<Result<_>>()?;
+    let envp: Vec<CString> = h
+        .env()
+        .iter()
+        .flatten()
+        .map(|a| cstring("hook env", a))
+        .collect::<Result<_>>()?;
+    let mut argv_ptrs: Vec<_> = argv.iter().map(|a| a.as_ptr()).collect();
+    argv_ptrs.push(std::ptr::null());
+    let mut envp_ptrs: Vec<_> = envp.iter().map(|a| a.as_ptr()).collect();
+    envp_ptrs.push(std::ptr::null());
+    Ok(InitHook {
+        path,
+        argv,
+        argv_ptrs,
+        envp,
+        envp_ptrs,
+        timeout_secs: h.timeout().unwrap_or(0),
+    })
+}
+
+/// "/proc/<pid>/uid_map" content for a mapping list.
+pub fn id_map_text(maps: &[LinuxIdMapping]) -> String {
+    maps.iter()
+        .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+        .collect()
+}

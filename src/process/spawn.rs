@@ -1,0 +1,264 @@
+//! The parent side of container creation: clone the init (directly, or
+//! through an intermediate process when namespaces must be joined), put it
+//! in its cgroup, write its id maps, run the hooks it asks for, and turn an
+//! error record from the child into a message with context.
+
+use crate::cgroups::Cgroup;
+use crate::process::child;
+use crate::process::plan::{InitPlan, Step};
+use crate::process::sync::{self, Kind, Msg};
+use crate::{Error, Result};
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+
+pub struct IdMaps {
+    pub uid: String,
+    pub gid: String,
+}
+
+pub struct Spawned {
+    pub pid: i32,
+    pub seccomp_listener: Option<OwnedFd>,
+}
+
+pub struct Callbacks<'a> {
+    /// createRuntime/prestart/createContainer hooks, with the init's pid.
+    pub run_hooks: &'a mut dyn FnMut(i32) -> Result<()>,
+    /// State JSON handed to startContainer hooks, with the init's pid.
+    pub hook_state: &'a mut dyn FnMut(i32) -> Vec<u8>,
+}
+
+/// Kills and reaps a half-made init unless disarmed.
+struct Reaper {
+    pids: Vec<i32>,
+}
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        for &pid in &self.pids {
+            // SAFETY: signalling and reaping our own children.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, std::ptr::null_mut(), 0);
+            }
+        }
+    }
+}
+
+fn raw_clone(flags: libc::c_int) -> Result<i32> {
+    // SAFETY: a fork-like clone (no new stack): the child runs on a copy of
+    // our address space and only calls async-signal-safe code.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (flags | libc::SIGCHLD) as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    if pid < 0 {
+        return Err(Error::sys("clone the container init")(
+            nix::errno::Errno::last(),
+        ));
+    }
+    Ok(pid as i32)
+}
+
+pub fn spawn_init(
+    plan: &InitPlan,
+    cgroup: Option<&Cgroup>,
+    maps: Option<&IdMaps>,
+    cb: Callbacks,
+) -> Result<Spawned> {
+    let (psock, csock) = sync::socketpair()?;
+    // SAFETY: psock is ours; OwnedFd closes it on every return path.
+    let psock_owned = unsafe { OwnedFd::from_raw_fd(psock) };
+    let mut hook_buf = vec![0u8; plan.hook_state_capacity];
+    let two = plan.ns.needs_two_stages();
+    let flags = if two {
+        0
+    } else {
+        plan.ns.create & !(libc::CLONE_NEWCGROUP | libc::CLONE_NEWTIME)
+    };
+    let pid = raw_clone(flags)?;
+    if pid == 0 {
+        // SAFETY: closing the parent's end in the child.
+        unsafe { libc::close(psock) };
+        if two {
+            child::intermediate_main(plan, csock, &mut hook_buf);
+        }
+        child::init_main(plan, csock, &mut hook_buf, false);
+    }
+    // SAFETY: closing the child's end in the parent.
+    unsafe { libc::close(csock) };
+    let mut reaper = Reaper { pids: vec![pid] };
+    if let Some(cg) = cgroup {
+        cg.add_task(pid)?;
+    }
+    let init = if two {
+        let mut init = None;
+        while init.is_none() {
+            match sync::recv(psock) {
+                Some(m) if m.kind == Kind::NeedMaps as u32 => {
+                    if let Some(maps) = maps {
+                        write_maps(pid, maps)?;
+                    }
+                    sync::send(psock, &Msg::new(Kind::MapsDone));
+                }
+                Some(m) if m.kind == Kind::InitPid as u32 => init = Some(m.index),
+                Some(m) if m.kind == Kind::Error as u32 => return Err(child_error(plan, &m)),
+                _ => return Err(Error::Other("container init exited during setup".into())),
+            }
+        }
+        // SAFETY: reaping the intermediate, which exits right away.
+        unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+        let init = init.unwrap_or(0);
+        reaper.pids = vec![init];
+        init
+    } else {
+        if plan.new_userns {
+            if let Some(maps) = maps {
+                write_maps(pid, maps)?;
+            }
+        }
+        pid
+    };
+    if let Some(adj) = plan.process.oom_score_adj {
+        let path = format!("/proc/{init}/oom_score_adj");
+        std::fs::write(&path, adj.to_string()).map_err(Error::io("write", &path))?;
+    }
+    sync::send(psock, &Msg::new(Kind::Go));
+    let mut listener = None;
+    loop {
+        match sync::recv(psock) {
+            Some(m) if m.kind == Kind::RunHooks as u32 => {
+                (cb.run_hooks)(init)?;
+                sync::send(psock, &Msg::new(Kind::HooksDone));
+            }
+            Some(m) if m.kind == Kind::SeccompFd as u32 => {
+                let fd = sync::recv_fd(psock).ok_or_else(|| {
+                    Error::Other("receive the seccomp listener fd from the init".into())
+                })?;
+                // SAFETY: a fresh fd from SCM_RIGHTS that we now own.
+                listener = Some(unsafe { OwnedFd::from_raw_fd(fd) });
+            }
+            Some(m) if m.kind == Kind::Ready as u32 => {
+                if plan.hook_state_capacity > 0 {
+                    let mut state = (cb.hook_state)(init);
+                    state.truncate(plan.hook_state_capacity);
+                    sync::send_bytes(psock, &state);
+                }
+                break;
+            }
+            Some(m) if m.kind == Kind::Error as u32 => return Err(child_error(plan, &m)),
+            _ => return Err(Error::Other("container init exited during setup".into())),
+        }
+    }
+    drop(psock_owned);
+    reaper.pids.clear();
+    Ok(Spawned {
+        pid: init,
+        seccomp_listener: listener,
+    })
+}
+
+fn write_maps(pid: i32, maps: &IdMaps) -> Result<()> {
+    for (file, text) in [("uid_map", &maps.uid), ("gid_map", &maps.gid)] {
+        if text.is_empty() {
+            continue;
+        }
+        let path = format!("/proc/{pid}/{file}");
+        std::fs::write(&path, text.as_bytes()).map_err(Error::io("write", &path))?;
+    }
+    Ok(())
+}
+
+fn lossy(c: &std::ffi::CStr) -> String {
+    c.to_string_lossy().into_owned()
+}
+
+/// Turn the child's (step, index, errno) into a message naming the object.
+pub fn child_error(plan: &InitPlan, m: &Msg) -> Error {
+    let idx = m.index.max(0) as usize;
+    let errno = nix::errno::Errno::from_raw(m.errno);
+    let what = match Step::from_u32(m.step) {
+        Some(Step::ExecNotFound) => {
+            let arg0 = plan
+                .process
+                .argv
+                .first()
+                .map(|a| lossy(a))
+                .unwrap_or_default();
+            return Error::InvalidInput(format!(
+                "exec: {arg0:?}: executable file not found in $PATH"
+            ));
+        }
+        Some(
+            Step::Mount
+            | Step::MountMkdir
+            | Step::MountOpen
+            | Step::MountRemount
+            | Step::MountPropagation,
+        ) => {
+            let m2 = plan.mounts.get(idx);
+            format!(
+                "{:?} of mount /{} (source {}, type {})",
+                Step::from_u32(m.step),
+                m2.map(|x| lossy(&x.dest)).unwrap_or_default(),
+                m2.map(|x| lossy(&x.source)).unwrap_or_default(),
+                m2.map(|x| lossy(&x.fstype)).unwrap_or_default()
+            )
+        }
+        Some(Step::Device) => format!(
+            "create device /{}",
+            plan.devices
+                .get(idx)
+                .map(|d| lossy(&d.dest))
+                .unwrap_or_default()
+        ),
+        Some(Step::MaskPath) => format!(
+            "mask path {}",
+            plan.masked.get(idx).map(|d| lossy(d)).unwrap_or_default()
+        ),
+        Some(Step::ReadonlyPath) => format!(
+            "make {} read-only",
+            plan.readonly.get(idx).map(|d| lossy(d)).unwrap_or_default()
+        ),
+        Some(Step::Sysctl) => format!(
+            "write sysctl {}",
+            plan.sysctls
+                .get(idx)
+                .map(|d| lossy(&d.0))
+                .unwrap_or_default()
+        ),
+        Some(Step::Rlimit) => format!("setrlimit #{idx}"),
+        Some(Step::Setns) => format!(
+            "join namespace {}",
+            plan.ns
+                .join
+                .get(idx)
+                .map(|j| lossy(&j.path))
+                .unwrap_or_default()
+        ),
+        Some(Step::Chdir) => format!("chdir to cwd {}", lossy(&plan.process.cwd)),
+        Some(Step::Setuid) => format!("setuid {}", plan.process.user.uid),
+        Some(Step::Setgid) => format!("setgid {}", plan.process.user.gid),
+        Some(s) => format!("{s:?}"),
+        None => format!("step {}", m.step),
+    };
+    Error::Sys {
+        what: format!("container init: {what}"),
+        source: errno,
+    }
+}
+
+/// Used by `exec`: expose the raw clone for a process joining a container.
+pub fn clone_process(flags: libc::c_int) -> Result<i32> {
+    raw_clone(flags)
+}
+
+pub fn close(fd: RawFd) {
+    // SAFETY: closing an fd the caller owns.
+    unsafe { libc::close(fd) };
+}

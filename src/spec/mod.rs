@@ -1,0 +1,80 @@
+//! Loading and validating config.json. Everything here runs before any side
+//! effect, so bad input leaves nothing behind.
+
+pub mod validate;
+
+use crate::{Error, Result};
+use oci_spec::runtime::Spec;
+use std::path::{Path, PathBuf};
+
+/// The default config.json that `vessel spec` writes.
+pub const DEFAULT_SPEC: &str = include_str!("../../runtime-spec/config.json");
+/// The rootless variant (`vessel spec --rootless`).
+pub const ROOTLESS_SPEC: &str = include_str!("../../runtime-spec/config-rootless.json");
+
+/// A parsed bundle: the spec, the raw JSON (for fields oci-spec lacks, such
+/// as `vm`) and the absolute bundle and rootfs paths.
+pub struct Bundle {
+    pub dir: PathBuf,
+    pub spec: Spec,
+    pub raw: serde_json::Value,
+    pub rootfs: PathBuf,
+    /// Seccomp flags oci-spec cannot parse, taken out of the raw JSON.
+    pub seccomp_extra_flags: Vec<String>,
+}
+
+/// Read `<bundle>/config.json`, parse and validate it.
+pub fn load_bundle(bundle: &Path) -> Result<Bundle> {
+    let dir = std::fs::canonicalize(bundle)
+        .map_err(|e| Error::invalid(format!("bundle {}: {e}", bundle.display())))?;
+    let path = dir.join("config.json");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| Error::invalid(format!("read {}: {e}", path.display())))?;
+    let raw: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| Error::invalid(format!("parse {}: {e}", path.display())))?;
+    let mut parsable = raw.clone();
+    let seccomp_extra_flags = crate::isolation::seccomp::take_extra_flags(&mut parsable);
+    let spec: Spec = serde_json::from_value(parsable)
+        .map_err(|e| Error::invalid(format!("parse {}: {e}", path.display())))?;
+    let root = spec
+        .root()
+        .as_ref()
+        .ok_or_else(|| Error::invalid(format!("{}: root is missing", path.display())))?;
+    let rootfs = if root.path().is_absolute() {
+        root.path().clone()
+    } else {
+        dir.join(root.path())
+    };
+    let rootfs = std::fs::canonicalize(&rootfs)
+        .map_err(|e| Error::invalid(format!("rootfs {}: {e}", rootfs.display())))?;
+    if !rootfs.is_dir() {
+        return Err(Error::invalid(format!(
+            "rootfs {} is not a directory",
+            rootfs.display()
+        )));
+    }
+    validate::validate(&spec, &raw)?;
+    Ok(Bundle {
+        dir,
+        spec,
+        raw,
+        rootfs,
+        seccomp_extra_flags,
+    })
+}
+
+/// runc's rule for container ids: letters, digits, `_ + - .`, not `.`/`..`.
+pub fn validate_id(id: &str) -> Result<()> {
+    let ok = !id.is_empty()
+        && id.len() <= 1024
+        && id != "."
+        && id != ".."
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_+-.".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!("invalid container id: {id:?}")))
+    }
+}
