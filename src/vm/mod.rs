@@ -263,7 +263,9 @@ pub fn launch(req: &LaunchRequest) -> Result<i32, VmError> {
         .cgroup
         .dirs
         .iter()
-        .filter_map(|d| std::ffi::CString::new(d.join("cgroup.procs").into_os_string().into_vec()).ok())
+        .filter_map(|d| {
+            std::ffi::CString::new(d.join("cgroup.procs").into_os_string().into_vec()).ok()
+        })
         .collect();
     // SAFETY: between fork and exec the closure only makes raw syscalls
     // (setsid, open, write, close) on data prepared above: async-signal-safe.
