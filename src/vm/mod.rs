@@ -6,6 +6,8 @@ pub enum VmError {
     Msg(String),
 }
 
+pub mod vmm;
+
 use crate::cgroups::Cgroup;
 use oci_spec::runtime::Spec;
 use std::path::Path;
