@@ -1,0 +1,218 @@
+#!/bin/sh
+# v2-tests.sh: vessel's container mode on a pure cgroup v2 host. Runs INSIDE
+# the VM of rootfs-tools/nested-vm.sh (cgroup2 alone at /sys/fs/cgroup),
+# started by tests/cgroup_v2_vm.rs, which copies in the vessel binary, this
+# repo's rootfs-tools/ and runtime-spec/ and the test binaries, at the paths
+# the test binaries have baked in (CARGO_BIN_EXE_vessel, CARGO_MANIFEST_DIR).
+#
+# 1. A direct check: a container with memory, pids and cpu limits; the
+#    values in /sys/fs/cgroup/vessel/<id>/ and, through a cgroup namespace,
+#    in the container's own /sys/fs/cgroup; pause/resume via cgroup.freeze
+#    and update when vessel implements them; delete removes the cgroup.
+# 2. The test binaries listed in $V2_PLAN, one line each:
+#       LABEL BINARY [ARG]...
+#    run one at a time with --test-threads=1 (ARGs: a filter, --skip ...).
+#
+# Env: VESSEL (the vessel binary), REPO (the repo dir, for mkrootfs.sh),
+#      V2_PLAN (default /v2/plan), BUSYBOX (default /bin/busybox).
+# Prints "ok - NAME" / "FAIL - NAME: why" / "skip - NAME: why" per check,
+# "suite LABEL: passed|FAILED (N s)" per test binary, then a summary;
+# exits 1 on any failure. POSIX sh: it runs under busybox.
+set -u
+
+: "${VESSEL:?VESSEL must name the vessel binary}"
+: "${REPO:?REPO must name the repo directory}"
+V2_PLAN=${V2_PLAN:-/v2/plan}
+export BUSYBOX=${BUSYBOX:-/bin/busybox}
+
+# The VM's root is the initramfs (rootfs), which pivot_root(2) refuses to
+# move ("not attached"). Re-root once onto a bind mount of it, which has a
+# parent mount, so containers can pivot_root as on a disk-backed host.
+root_fstype() {
+  awk '$5 == "/" { for (i = 7; i <= NF; i++) if ($i == "-") { print $(i + 1); exit } }' /proc/self/mountinfo
+}
+if [ -z "${V2_REROOTED:-}" ] && [ "$(root_fstype)" = rootfs ]; then
+  mkdir -p /.v2root
+  mount --rbind / /.v2root || { echo "FAIL - setup: mount --rbind / /.v2root"; exit 1; }
+  mount --make-rprivate /.v2root 2>/dev/null
+  cd /.v2root || exit 1
+  V2_REROOTED=1 exec chroot /.v2root /bin/sh "$0" "$@"
+fi
+cd /
+
+# Scripts in rootfs-tools/ start with "#!/usr/bin/env bash".
+[ -e /usr/bin/env ] || { mkdir -p /usr/bin; ln -s /bin/busybox /usr/bin/env; }
+command -v bash >/dev/null 2>&1 || echo "# no bash in the VM: rootfs-tools/*.sh will fail"
+
+failures=0
+ok() { echo "ok - $1"; }
+fail() { echo "FAIL - $1: $2"; failures=$((failures + 1)); }
+skip() { echo "skip - $1: $2"; }
+check() { # check NAME CONDITION-AS-STRING WHY
+  if eval "$2"; then ok "$1"; else fail "$1" "$3"; fi
+}
+uptime_s() { cut -d' ' -f1 /proc/uptime; }
+elapsed() { awk -v a="$1" -v b="$(uptime_s)" 'BEGIN{printf "%.1f", b-a}'; }
+work=/var/tmp/v2-tests
+state=$work/state
+v() { "$VESSEL" --root "$state" "$@"; }
+state_field() { # state_field ID FIELD: a top-level string or number of `vessel state`
+  v state "$1" 2>/dev/null | tr -d '\n' | sed -n "s/.*\"$2\"[ ]*:[ ]*\"\{0,1\}\([^\",}]*\).*/\1/p"
+}
+wait_for() { # wait_for SECONDS CONDITION-AS-STRING
+  i=0
+  while [ $i -lt $(($1 * 10)) ]; do
+    eval "$2" && return 0
+    sleep 0.1; i=$((i + 1))
+  done
+  return 1
+}
+# A "not implemented yet" answer means the subcommand has not landed.
+unimplemented() { grep -q 'not implemented' "$1"; }
+
+echo "# cgroup2 at /sys/fs/cgroup: $(grep -c . /proc/self/mountinfo) mounts, controllers: $(cat /sys/fs/cgroup/cgroup.controllers)"
+if grep -q ' - cgroup ' /proc/self/mountinfo; then
+  fail "setup" "a cgroup v1 hierarchy is mounted: this is not a pure v2 host"
+fi
+for f in "$VESSEL" "$REPO/rootfs-tools/mkrootfs.sh" "$REPO/runtime-spec/config.json"; do
+  [ -e "$f" ] || { echo "FAIL - setup: $f missing"; exit 1; }
+done
+rm -rf "$work"; mkdir -p "$work" "$state"
+
+# --- 1. Direct check -------------------------------------------------------
+t0=$(uptime_s)
+id=v2direct
+cg=/sys/fs/cgroup/vessel/$id
+bundle=$work/bundle
+mkdir -p "$bundle"
+"$REPO/rootfs-tools/mkrootfs.sh" "$bundle/rootfs" || { echo "FAIL - setup: mkrootfs.sh"; exit 1; }
+# The workload records its cgroup view, then waits for the marker file the
+# check writes after pause/resume (so a frozen workload is visible).
+cat > "$bundle/config.json" <<'EOF'
+{
+  "ociVersion": "1.0.2",
+  "process": {
+    "terminal": false,
+    "user": {"uid": 0, "gid": 0},
+    "args": ["sh", "-c", "cd /sys/fs/cgroup && { cat memory.max pids.max cpu.max; cat /proc/self/cgroup; ls; } > /inside.tmp 2>&1; mv /inside.tmp /inside; i=0; while true; do i=$((i+1)); echo $i > /ticks; sleep 0.2; done"],
+    "env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root"],
+    "cwd": "/"
+  },
+  "root": {"path": "rootfs", "readonly": false},
+  "hostname": "v2",
+  "mounts": [
+    {"destination": "/proc", "type": "proc", "source": "proc"},
+    {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+    {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
+    {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}
+  ],
+  "linux": {
+    "resources": {
+      "memory": {"limit": 67108864},
+      "pids": {"limit": 42},
+      "cpu": {"quota": 50000, "period": 100000}
+    },
+    "namespaces": [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "network"}, {"type": "cgroup"}]
+  }
+}
+EOF
+if v create --bundle "$bundle" "$id" > "$work/create.out" 2>&1; then
+  ok "create with memory, pids and cpu limits"
+  check "cgroup $cg exists" '[ -d "$cg" ]' "$(ls /sys/fs/cgroup/vessel 2>&1)"
+  check "memory.max is 67108864" '[ "$(cat "$cg/memory.max" 2>&1)" = 67108864 ]' "$(cat "$cg/memory.max" 2>&1)"
+  check "pids.max is 42" '[ "$(cat "$cg/pids.max" 2>&1)" = 42 ]' "$(cat "$cg/pids.max" 2>&1)"
+  check "cpu.max is 50000 100000" '[ "$(cat "$cg/cpu.max" 2>&1)" = "50000 100000" ]' "$(cat "$cg/cpu.max" 2>&1)"
+  pid=$(state_field "$id" pid)
+  check "the init process is in the cgroup" '[ -n "$pid" ] && grep -qx "$pid" "$cg/cgroup.procs"' \
+    "pid ${pid:-?}; cgroup.procs: $(cat "$cg/cgroup.procs" 2>&1); /proc/$pid/cgroup: $(cat "/proc/$pid/cgroup" 2>&1)"
+  check "its /proc/PID/cgroup is 0::/vessel/$id" '[ "$(cat "/proc/$pid/cgroup" 2>&1)" = "0::/vessel/$id" ]' \
+    "$(cat "/proc/$pid/cgroup" 2>&1)"
+
+  v start "$id" >> "$work/create.out" 2>&1 || fail "start" "$(cat "$work/create.out")"
+  if wait_for 30 '[ -e "$bundle/rootfs/inside" ]'; then
+    inside=$(cat "$bundle/rootfs/inside")
+    check "inside: /sys/fs/cgroup/memory.max is 67108864" '[ "$(sed -n 1p "$bundle/rootfs/inside")" = 67108864 ]' "$inside"
+    check "inside: /sys/fs/cgroup/pids.max is 42" '[ "$(sed -n 2p "$bundle/rootfs/inside")" = 42 ]' "$inside"
+    check "inside: /sys/fs/cgroup/cpu.max is 50000 100000" '[ "$(sed -n 3p "$bundle/rootfs/inside")" = "50000 100000" ]' "$inside"
+    check "inside: the cgroup namespace shows 0::/" '[ "$(sed -n 4p "$bundle/rootfs/inside")" = "0::/" ]' "$inside"
+  else
+    fail "the workload reports its cgroup view" "no /inside after 30 s: $(cat "$work/create.out"); state: $(v state "$id" 2>&1)"
+  fi
+
+  # pause/resume through cgroup.freeze.
+  if v pause "$id" > "$work/pause.out" 2>&1; then
+    check "pause: cgroup.freeze is 1" '[ "$(cat "$cg/cgroup.freeze")" = 1 ]' "$(cat "$cg/cgroup.freeze")"
+    check "pause: cgroup.events says frozen 1" 'grep -qx "frozen 1" "$cg/cgroup.events"' "$(cat "$cg/cgroup.events")"
+    check "pause: state is paused" '[ "$(state_field "$id" status)" = paused ]' "$(v state "$id" 2>&1)"
+    a=$(cat "$bundle/rootfs/ticks" 2>/dev/null); sleep 1; b=$(cat "$bundle/rootfs/ticks" 2>/dev/null)
+    check "pause: the workload stops ticking" '[ -n "$a" ] && [ "$a" = "$b" ]' "ticks $a then $b"
+    if v resume "$id" > "$work/resume.out" 2>&1; then
+      check "resume: cgroup.freeze is 0" '[ "$(cat "$cg/cgroup.freeze")" = 0 ]' "$(cat "$cg/cgroup.freeze")"
+      check "resume: cgroup.events says frozen 0" 'grep -qx "frozen 0" "$cg/cgroup.events"' "$(cat "$cg/cgroup.events")"
+      check "resume: state is running" '[ "$(state_field "$id" status)" = running ]' "$(v state "$id" 2>&1)"
+      a=$(cat "$bundle/rootfs/ticks" 2>/dev/null)
+      check "resume: the workload ticks again" 'wait_for 10 "[ \"\$(cat \"$bundle/rootfs/ticks\")\" != \"$a\" ]"' "ticks stay at $a"
+    else
+      fail "resume" "$(cat "$work/resume.out")"
+    fi
+  elif unimplemented "$work/pause.out"; then
+    skip "pause/resume" "$(cat "$work/pause.out")"
+  else
+    fail "pause" "$(cat "$work/pause.out")"
+  fi
+
+  # update: new limits land in the same files.
+  if v update --memory 134217728 --pids-limit 64 --cpu-quota 20000 "$id" > "$work/update.out" 2>&1; then
+    check "update: memory.max is 134217728" '[ "$(cat "$cg/memory.max")" = 134217728 ]' "$(cat "$cg/memory.max")"
+    check "update: pids.max is 64" '[ "$(cat "$cg/pids.max")" = 64 ]' "$(cat "$cg/pids.max")"
+    check "update: cpu.max is 20000 100000" '[ "$(cat "$cg/cpu.max")" = "20000 100000" ]' "$(cat "$cg/cpu.max")"
+  elif unimplemented "$work/update.out"; then
+    skip "update" "$(cat "$work/update.out")"
+  else
+    fail "update" "$(cat "$work/update.out")"
+  fi
+
+  v kill "$id" KILL > "$work/kill.out" 2>&1 || fail "kill KILL" "$(cat "$work/kill.out")"
+  check "kill: state is stopped" 'wait_for 20 "[ \"\$(state_field $id status)\" = stopped ]"' "$(v state "$id" 2>&1)"
+  v delete "$id" > "$work/delete.out" 2>&1 || fail "delete" "$(cat "$work/delete.out")"
+  check "delete removes $cg" '[ ! -e "$cg" ]' "$(ls -d "$cg" 2>&1)"
+  check "delete removes the state" '[ ! -e "$state/$id" ]' "$(ls "$state" 2>&1)"
+else
+  fail "create with memory, pids and cpu limits" "$(cat "$work/create.out")"
+  v delete -f "$id" > /dev/null 2>&1
+fi
+echo "# direct check: $(elapsed "$t0") s"
+
+# --- 2. The test binaries ---------------------------------------------------
+suites_failed=''
+if [ -f "$V2_PLAN" ]; then
+  while read -r label bin args; do
+    [ -n "$label" ] || continue
+    t0=$(uptime_s)
+    echo "# suite $label: $bin $args --test-threads=1"
+    # shellcheck disable=SC2086 # args are words by design
+    "$bin" $args --test-threads=1 > "$work/suite.out" 2>&1 < /dev/null
+    rc=$?
+    # Per-test lines and the summary; the whole output when it failed.
+    if [ "$rc" = 0 ]; then
+      grep -E '^test .* \.\.\. |^test result:|^SKIPPED|^running' "$work/suite.out"
+      grep -c 'SKIPPED' "$work/suite.out" | awk '$1 > 0 {print "# (" $1 " SKIPPED lines)"}'
+      echo "suite $label: passed ($(elapsed "$t0") s)"
+    else
+      cat "$work/suite.out"
+      echo "suite $label: FAILED, exit $rc ($(elapsed "$t0") s)"
+      failures=$((failures + 1)); suites_failed="$suites_failed $label"
+    fi
+  done < "$V2_PLAN"
+else
+  echo "# no test plan at $V2_PLAN"
+fi
+
+left=$(find /sys/fs/cgroup -mindepth 1 -type d 2>/dev/null | grep -v '^/sys/fs/cgroup/vessel$' | head -5)
+check "no cgroup left behind" '[ -z "$left" ]' "$left"
+
+if [ "$failures" -gt 0 ]; then
+  echo "v2-tests: $failures failure(s)${suites_failed:+; failed suites:$suites_failed}"
+  exit 1
+fi
+echo "v2-tests: all checks passed"

@@ -1,0 +1,251 @@
+//! Container mode on a pure cgroup v2 host.
+//!
+//! Hosts differ: this one may be v1 or hybrid, most real ones are pure v2.
+//! With `VESSEL_V2_TESTS=1` this boots a throw-away VM whose only cgroup
+//! mount is cgroup2 at /sys/fs/cgroup (rootfs-tools/nested-vm.sh), copies in
+//! the vessel binary, a few integration test binaries and the cgroups unit
+//! tests, and runs rootfs-tools/v2-tests.sh there: a direct check of
+//! memory.max, pids.max, cpu.max, cgroup.freeze and cleanup, then each test
+//! binary with --test-threads=1. About one to three minutes.
+//!
+//! The test binaries find vessel through CARGO_BIN_EXE_vessel and the repo
+//! through CARGO_MANIFEST_DIR, both absolute paths baked in at compile time,
+//! so vessel, rootfs-tools/ and runtime-spec/ go to the same paths in the VM.
+//!
+//! `VESSEL_V2_SUITES=lifecycle,cgroups,lib` picks other suites ("lib" is the
+//! library's unit tests filtered to `cgroups::`).
+
+mod common;
+
+use common::*;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant, SystemTime};
+
+/// The suites run in the VM when they exist in this build, with their
+/// arguments. Chosen to cover cgroups and the lifecycle the cgroup code
+/// serves, while the whole run stays within a few minutes of emulated CPU.
+const DEFAULT_SUITES: &[(&str, &[&str])] = &[
+    ("lib", &["cgroups::"]),
+    ("cgroups", &[]),
+    ("lifecycle", &[]),
+    ("exec", &[]),
+    ("manage", &[]),
+    ("cve", &[]),
+];
+
+/// The library's unit tests are in a `vessel-<hash>` binary like the main
+/// binary's; the one listing `cgroups::` tests is the library's.
+const LIB_SUITE: &str = "lib";
+
+fn skip(why: &str) {
+    eprintln!("SKIPPED: {why}");
+}
+
+/// A stripped copy (debug info is most of a debug binary, and it all goes
+/// into the VM's RAM disk); a plain copy when `strip` is missing.
+fn stripped(bin: &Path, dest: &Path) {
+    let st = Command::new("strip").arg("-o").arg(dest).arg(bin).status();
+    if !matches!(st, Ok(s) if s.success()) {
+        fs::copy(bin, dest).unwrap_or_else(|e| panic!("copy {}: {e}", bin.display()));
+    }
+}
+
+/// Is `name` a cargo output name `<stem>-<16 hex digits>` (no extension)?
+fn hashed_name_of<'a>(name: &'a str, stem: &str) -> Option<&'a str> {
+    let hash = name.strip_prefix(stem)?.strip_prefix('-')?;
+    (hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit())).then_some(hash)
+}
+
+/// Executables `deps/<stem>-<hash>`, newest first.
+fn candidates(deps: &Path, stem: &str) -> Vec<PathBuf> {
+    let mut found: Vec<(SystemTime, PathBuf)> = fs::read_dir(deps)
+        .unwrap_or_else(|e| panic!("read {}: {e}", deps.display()))
+        .flatten()
+        .filter(|e| hashed_name_of(&e.file_name().to_string_lossy(), stem).is_some())
+        .filter_map(|e| {
+            let m = e.metadata().ok()?;
+            let runnable = m.is_file() && m.mode() & 0o111 != 0;
+            runnable.then_some((m.modified().ok()?, e.path()))
+        })
+        .collect();
+    found.sort_by(|a, b| b.0.cmp(&a.0));
+    found.into_iter().map(|(_, p)| p).collect()
+}
+
+/// The newest test binary of integration suite `name`, if this build has it.
+fn suite_binary(deps: &Path, name: &str) -> Option<PathBuf> {
+    candidates(deps, name).into_iter().next()
+}
+
+/// The library's unit-test binary: a `vessel-<hash>` that is not the vessel
+/// executable itself and lists tests under `cgroups::`.
+fn lib_test_binary(deps: &Path) -> Option<PathBuf> {
+    let exe = fs::metadata(runtime_bin()).ok().map(|m| (m.dev(), m.ino()));
+    candidates(deps, "vessel").into_iter().find(|p| {
+        let same_as_exe = fs::metadata(p).ok().map(|m| (m.dev(), m.ino())) == exe;
+        if same_as_exe {
+            return false;
+        }
+        Command::new(p)
+            .args(["--list", "--format", "terse"])
+            .output()
+            .map(|o| {
+                o.status.success()
+                    && String::from_utf8_lossy(&o.stdout)
+                        .lines()
+                        .any(|l| l.starts_with("cgroups::"))
+            })
+            .unwrap_or(false)
+    })
+}
+
+/// The suites to run: VESSEL_V2_SUITES (comma-separated names; default
+/// arguments kept for known ones) or DEFAULT_SUITES.
+fn chosen_suites() -> Vec<(String, Vec<String>)> {
+    let defaults = |name: &str| -> Vec<String> {
+        DEFAULT_SUITES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, a)| a.iter().map(|s| s.to_string()).collect())
+            .unwrap_or_default()
+    };
+    match std::env::var("VESSEL_V2_SUITES") {
+        Ok(list) => list
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|n| (n.to_string(), defaults(n)))
+            .collect(),
+        Err(_) => DEFAULT_SUITES
+            .iter()
+            .map(|(n, a)| (n.to_string(), a.iter().map(|s| s.to_string()).collect()))
+            .collect(),
+    }
+}
+
+#[test]
+fn container_mode_on_cgroup_v2_host() {
+    if std::env::var("VESSEL_V2_TESTS").as_deref() != Ok("1") {
+        return skip("cgroup v2 tests need VESSEL_V2_TESTS=1 (a nested VM)");
+    }
+    if !is_vessel() {
+        return skip("the nested-VM run copies vessel's own binary; VESSEL_TEST_RUNTIME is set");
+    }
+    let repo = repo_dir();
+    // This binary is deps/cgroup_v2_vm-<hash>: its siblings are the others.
+    let me = std::env::current_exe().expect("current_exe");
+    let deps = me.parent().expect("deps dir").to_path_buf();
+
+    let dir = scratch_dir().join(unique_id("v2-tests"));
+    fs::create_dir_all(dir.join("bin")).unwrap();
+    let vessel_in_vm = runtime_bin();
+    let vessel_copy = dir.join("vessel");
+    stripped(&vessel_in_vm, &vessel_copy);
+
+    let mut plan = String::new();
+    let mut files: Vec<(PathBuf, String)> = vec![
+        (vessel_copy, vessel_in_vm.display().to_string()),
+        (
+            repo.join("rootfs-tools"),
+            repo.join("rootfs-tools").display().to_string(),
+        ),
+        (
+            repo.join("runtime-spec"),
+            repo.join("runtime-spec").display().to_string(),
+        ),
+        (
+            repo.join("rootfs-tools/v2-tests.sh"),
+            "/v2/v2-tests.sh".to_string(),
+        ),
+    ];
+    // rootfs-tools/mkrootfs.sh is a bash script; the VM has busybox only.
+    if let Some(bash) = ["/bin/bash", "/usr/bin/bash"]
+        .iter()
+        .find(|p| Path::new(p).exists())
+    {
+        files.push((PathBuf::from(bash), "/bin/bash".to_string()));
+    }
+    for (name, args) in chosen_suites() {
+        let bin = if name == LIB_SUITE {
+            lib_test_binary(&deps)
+        } else {
+            suite_binary(&deps, &name)
+        };
+        let Some(bin) = bin else {
+            eprintln!(
+                "# suite {name}: not in this build ({}), not run",
+                deps.display()
+            );
+            continue;
+        };
+        let copy = dir.join("bin").join(&name);
+        stripped(&bin, &copy);
+        let in_vm = format!("/v2/bin/{name}");
+        eprintln!("# suite {name}: {} {}", bin.display(), args.join(" "));
+        plan.push_str(&format!("{name} {in_vm} {}\n", args.join(" ")));
+        files.push((copy, in_vm));
+    }
+    let plan_file = dir.join("plan");
+    fs::write(&plan_file, &plan).unwrap();
+    files.push((plan_file, "/v2/plan".to_string()));
+
+    let mut c = Command::new(repo.join("rootfs-tools/nested-vm.sh"));
+    c.args(["--timeout", "900", "--mem", "2048", "--cpus", "2"]);
+    for (src, dest) in &files {
+        c.arg("--file").arg(format!("{}:{dest}", src.display()));
+    }
+    c.arg("--").arg("env");
+    c.arg(format!("VESSEL={}", vessel_in_vm.display()));
+    c.arg(format!("REPO={}", repo.display()));
+    c.args(["sh", "/v2/v2-tests.sh"]);
+
+    let start = Instant::now();
+    let out = run_with_timeout(c, Duration::from_secs(960));
+    let took = start.elapsed();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}");
+    eprintln!("{stderr}");
+    eprintln!("cgroup v2 nested VM run took {:.1} s", took.as_secs_f64());
+    let _ = fs::remove_dir_all(&dir);
+
+    let failed: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("FAIL - ") || l.contains(": FAILED"))
+        .collect();
+    assert!(failed.is_empty(), "under cgroup v2: {failed:#?}");
+    assert!(
+        stdout.contains("v2-tests: all checks passed"),
+        "v2-tests.sh did not finish (nested-vm.sh exit {:?})",
+        out.status.code()
+    );
+    assert!(
+        out.status.success(),
+        "nested-vm.sh exit {:?}",
+        out.status.code()
+    );
+}
+
+#[test]
+fn hashed_names_are_recognised() {
+    assert_eq!(
+        hashed_name_of("cgroups-0123456789abcdef", "cgroups"),
+        Some("0123456789abcdef")
+    );
+    assert_eq!(
+        hashed_name_of("cgroups-0123456789abcdef.d", "cgroups"),
+        None
+    );
+    assert_eq!(
+        hashed_name_of("cgroups_v2-0123456789abcdef", "cgroups"),
+        None
+    );
+    assert_eq!(
+        hashed_name_of("vessel_agent-0123456789abcdef", "vessel"),
+        None
+    );
+    assert_eq!(hashed_name_of("cgroups-0123", "cgroups"), None);
+}
