@@ -71,7 +71,7 @@ fn candidates(deps: &Path, stem: &str) -> Vec<PathBuf> {
             runnable.then_some((m.modified().ok()?, e.path()))
         })
         .collect();
-    found.sort_by(|a, b| b.0.cmp(&a.0));
+    found.sort_by_key(|f| std::cmp::Reverse(f.0));
     found.into_iter().map(|(_, p)| p).collect()
 }
 
