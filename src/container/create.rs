@@ -9,6 +9,7 @@ use crate::process::plan::{self, PlanInput};
 use crate::process::spawn::{self, Callbacks, IdMaps};
 use crate::spec::{self, Bundle};
 use crate::{hooks, logging, vm, Error, Result};
+use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceCgroupBuilder, LinuxDeviceType};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
@@ -120,6 +121,11 @@ pub fn create(root: &Path, opts: CreateOptions) -> Result<(PathBuf, State)> {
     if let Some(res) = linux.resources() {
         cgroup.apply(res)?;
     }
+    if !linux.devices().as_deref().unwrap_or(&[]).is_empty() {
+        // The devices cgroup must allow what linux.devices creates (runc
+        // appends one allow rule per device after resources.devices).
+        cgroup.apply_devices(&device_rules(&linux)?)?;
+    }
 
     let fifo = dir.join(EXEC_FIFO);
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o622))
@@ -190,6 +196,34 @@ pub fn create(root: &Path, opts: CreateOptions) -> Result<(PathBuf, State)> {
     cleanup.cgroup = None;
     cleanup.pid = 0;
     Ok((dir, st))
+}
+
+/// resources.devices followed by an "rwm" allow rule for each linux.devices entry.
+fn device_rules(linux: &oci_spec::runtime::Linux) -> Result<Vec<LinuxDeviceCgroup>> {
+    let mut rules: Vec<LinuxDeviceCgroup> = linux
+        .resources()
+        .as_ref()
+        .and_then(|r| r.devices().clone())
+        .unwrap_or_default();
+    for d in linux.devices().iter().flatten() {
+        // The devices cgroup knows only "c" and "b": a fifo needs no rule,
+        // and "u" (unbuffered char) is a char device.
+        let typ = match d.typ() {
+            LinuxDeviceType::P => continue,
+            LinuxDeviceType::U => LinuxDeviceType::C,
+            t => t,
+        };
+        let rule = LinuxDeviceCgroupBuilder::default()
+            .allow(true)
+            .typ(typ)
+            .major(d.major())
+            .minor(d.minor())
+            .access("rwm")
+            .build()
+            .map_err(|e| Error::invalid(format!("device {}: {e}", d.path().display())))?;
+        rules.push(rule);
+    }
+    Ok(rules)
 }
 
 fn namespace_paths(bundle: &Bundle, pid: i32) -> Vec<String> {
