@@ -1117,7 +1117,9 @@ fn wait_for_start(plan: &InitPlan, sock: RawFd, hook_state: &mut [u8]) {
             libc::_exit(1);
         }
         libc::write(fd, b"0".as_ptr() as *const libc::c_void, 1);
-        libc::close(fd);
+        // The write end stays open (close-on-exec): `start` waits for EOF,
+        // which comes at execve, so poststart runs after the startContainer
+        // hooks and once the workload is executing (runtime spec).
         libc::close(plan.exec_fifo_fd);
     }
     run_start_hooks(plan, &hook_state[..n]);
