@@ -194,7 +194,13 @@ fn duplicate_id() {
     let pid = rt.state(&id)["pid"].as_i64().unwrap() as i32;
     let (code, _, err) = triple(&rt.create(&b, &id, &[]));
     assert_ne!(code, 0);
-    assert!(err.contains("container with id exists"), "stderr: {err}");
+    // runc 1.1.5 words it "container with given ID already exists".
+    let want = if is_vessel() {
+        "container with id exists"
+    } else {
+        "already exists"
+    };
+    assert!(err.contains(want), "stderr: {err}");
     assert!(!rt.log_errors().is_empty());
     assert!(pid_alive(pid), "the first container was harmed");
     rt.ok(&["delete", "-f", &id]);

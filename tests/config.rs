@@ -335,8 +335,8 @@ fn readonly_root() {
 
 fn mountinfo_line<'a>(mi: &'a str, mountpoint: &str) -> &'a str {
     mi.lines()
-        .filter(|l| l.split(' ').nth(4) == Some(mountpoint))
-        .last()
+        .rev()
+        .find(|l| l.split(' ').nth(4) == Some(mountpoint))
         .unwrap_or_else(|| panic!("{mountpoint} not in mountinfo:\n{mi}"))
 }
 

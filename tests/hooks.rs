@@ -87,7 +87,9 @@ fn all_hooks_in_order_with_state() {
     let after_create: Vec<String> = read_log(&log).into_iter().map(|l| l.kind).collect();
     assert_eq!(
         after_create,
-        ["prestart", "createRuntime", "createContainer"]
+        ["prestart", "createRuntime", "createContainer"],
+        "{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
     );
 
     rt.ok(&["start", &id]);
