@@ -110,8 +110,8 @@ pub fn parse_options(opts: &[String]) -> (libc::c_ulong, libc::c_ulong, String, 
                 prop = libc::MS_UNBINDABLE | libc::MS_REC;
                 (0, 0)
             }
-            // runc-specific or handled elsewhere.
-            "tmpcopyup" | "idmap" | "ridmap" => (0, 0),
+            // "defaults" means no flag; runc-specific or handled elsewhere.
+            "defaults" | "tmpcopyup" | "idmap" | "ridmap" => (0, 0),
             other => {
                 data.push(other);
                 (0, 0)

@@ -114,7 +114,72 @@ enum Leaf {
 /// mkdir -p of `rel` inside `root`, each step resolved in the root; the last
 /// component is created as a directory or an empty file.
 fn mkdir_all_in_root(root: RawFd, rel: &CStr, mode: u32, leaf: Leaf) -> Result<(), i32> {
-    let bytes = rel.to_bytes();
+    mkdir_all_depth(root, rel.to_bytes(), mode, leaf, 0)
+}
+
+/// A dangling symlink on the way: create its target (resolved inside the
+/// root) so the walk can continue through it. Depth-limited against loops.
+fn follow_dangling(
+    root: RawFd,
+    parent: RawFd,
+    name: *const c_char,
+    prefix: &[u8],
+    mode: u32,
+    depth: u32,
+) -> Result<bool, i32> {
+    let mut target = [0u8; PATH_MAX];
+    // SAFETY: parent is a valid dirfd, name NUL-terminated, target writable.
+    let n = unsafe {
+        libc::readlinkat(
+            parent,
+            name,
+            target.as_mut_ptr() as *mut c_char,
+            target.len() - 1,
+        )
+    };
+    if n < 0 {
+        return Ok(false);
+    }
+    let n = n as usize;
+    if depth > 8 {
+        return Err(libc::ELOOP);
+    }
+    if target[0] == b'/' {
+        mkdir_all_depth(root, &target[1..n], mode, Leaf::Dir, depth + 1)?;
+    } else {
+        let mut joined = [0u8; PATH_MAX];
+        if prefix.len() + 1 + n >= PATH_MAX {
+            return Err(libc::ENAMETOOLONG);
+        }
+        joined[..prefix.len()].copy_from_slice(prefix);
+        let mut k = prefix.len();
+        if k > 0 {
+            joined[k] = b'/';
+            k += 1;
+        }
+        joined[k..k + n].copy_from_slice(&target[..n]);
+        mkdir_all_depth(root, &joined[..k + n], mode, Leaf::Dir, depth + 1)?;
+    }
+    Ok(true)
+}
+
+fn mkdir_all_depth(
+    root: RawFd,
+    bytes: &[u8],
+    mode: u32,
+    leaf: Leaf,
+    depth: u32,
+) -> Result<(), i32> {
+    let bytes = {
+        let mut b = bytes;
+        while let [rest @ .., b'/'] = b {
+            b = rest;
+        }
+        while let [b'/', rest @ ..] = b {
+            b = rest;
+        }
+        b
+    };
     if bytes.is_empty() {
         return Ok(());
     }
@@ -178,6 +243,18 @@ fn mkdir_all_in_root(root: RawFd, rel: &CStr, mode: u32, leaf: Leaf) -> Result<(
                         }
                     };
                     let e = errno();
+                    if r < 0 && e == libc::EEXIST && !(last && leaf == Leaf::File) {
+                        let prefix = if start == 0 {
+                            &bytes[..0]
+                        } else {
+                            &bytes[..start - 1]
+                        };
+                        if let Err(e) = follow_dangling(root, parent, np, prefix, mode, depth) {
+                            // SAFETY: closing an fd we own.
+                            unsafe { libc::close(parent) };
+                            return Err(e);
+                        }
+                    }
                     // SAFETY: closing an fd we own.
                     unsafe { libc::close(parent) };
                     if r < 0 && e != libc::EEXIST {

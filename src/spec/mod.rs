@@ -1,6 +1,7 @@
 //! Loading and validating config.json. Everything here runs before any side
 //! effect, so bad input leaves nothing behind.
 
+pub mod support;
 pub mod validate;
 
 use crate::{Error, Result};
@@ -55,6 +56,7 @@ pub fn load_bundle(bundle: &Path) -> Result<Bundle> {
         )));
     }
     validate::validate(&spec, &raw)?;
+    support::enforce(&raw)?;
     Ok(Bundle {
         dir,
         spec,

@@ -202,30 +202,47 @@ impl Drop for Runtime {
     }
 }
 
-/// Run a command, killing it after `limit`.
+/// Run a command, killing it after `limit`. Output is read on threads, so
+/// a container process that inherited the pipes cannot block the test.
 pub fn run_with_timeout(mut cmd: Command, limit: Duration) -> Output {
+    use std::io::Read;
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let child = cmd.spawn().expect("spawn runtime");
-    let pid = child.id() as i32;
-    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let d2 = done.clone();
-    let watchdog = std::thread::spawn(move || {
-        let start = Instant::now();
-        while !d2.load(Ordering::SeqCst) {
-            if start.elapsed() > limit {
-                // SAFETY: plain kill(2) of our own child.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        false
+    let mut child = cmd.spawn().expect("spawn runtime");
+    let (tx_out, rx_out) = std::sync::mpsc::channel();
+    let (tx_err, rx_err) = std::sync::mpsc::channel();
+    let mut so = child.stdout.take().expect("stdout pipe");
+    let mut se = child.stderr.take().expect("stderr pipe");
+    std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = so.read_to_end(&mut b);
+        let _ = tx_out.send(b);
     });
-    let out = child.wait_with_output().expect("wait runtime");
-    done.store(true, Ordering::SeqCst);
-    let timed_out = watchdog.join().unwrap_or(false);
-    assert!(!timed_out, "command timed out after {limit:?}");
-    out
+    std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = se.read_to_end(&mut b);
+        let _ = tx_err.send(b);
+    });
+    let start = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait runtime") {
+            break st;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("command timed out after {limit:?}: {cmd:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    // A detached container may keep the pipes open: take what arrived.
+    let grace = Duration::from_secs(2);
+    let stdout = rx_out.recv_timeout(grace).unwrap_or_default();
+    let stderr = rx_err.recv_timeout(grace).unwrap_or_default();
+    Output {
+        status,
+        stdout,
+        stderr,
+    }
 }
 
 /// Poll until `f` is true or `limit` passes.
