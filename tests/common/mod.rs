@@ -37,16 +37,26 @@ pub fn scratch_dir() -> PathBuf {
     d
 }
 
-/// A busybox rootfs built once per test binary by rootfs-tools/mkrootfs.sh.
+/// A busybox rootfs built once by rootfs-tools/mkrootfs.sh and shared by all
+/// test binaries (built in a temporary dir, then renamed into place).
 pub fn rootfs_template() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = scratch_dir().join(format!("rootfs-template-{}", std::process::id()));
+        let dir = scratch_dir().join("rootfs-template");
+        if dir.join("bin/busybox").exists() {
+            return dir;
+        }
+        let tmp = scratch_dir().join(format!("rootfs-template.tmp-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&tmp);
         let st = Command::new(repo_dir().join("rootfs-tools/mkrootfs.sh"))
-            .arg(&dir)
+            .arg(&tmp)
             .status()
             .expect("run rootfs-tools/mkrootfs.sh");
         assert!(st.success(), "mkrootfs.sh failed");
+        if fs::rename(&tmp, &dir).is_err() {
+            // Another test binary won the race: use its copy.
+            let _ = fs::remove_dir_all(&tmp);
+        }
         dir
     })
     .clone()
