@@ -51,6 +51,7 @@ int main(void) {
     tcsetattr(tty, TCSANOW, &t);
 
     char msg[64];
+    frame('O', "", 0); /* ready: the port is raw, the host may send now */
     frame('O', "hello\n", 6);
     int n = snprintf(msg, sizeof msg, "vcpus=%ld\n", sysconf(_SC_NPROCESSORS_ONLN));
     frame('O', msg, n);

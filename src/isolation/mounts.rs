@@ -226,8 +226,9 @@ fn plan_cgroup_mount(
         let name = if cg.layout == Layout::V2 {
             String::new()
         } else {
+            // rel is "<hierarchy>/<path...>" (relative after strip_prefix).
             rel.components()
-                .nth(1)
+                .find(|c| matches!(c, std::path::Component::Normal(_)))
                 .map(|c| c.as_os_str().to_string_lossy().into_owned())
                 .unwrap_or_default()
         };

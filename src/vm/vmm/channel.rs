@@ -2,6 +2,9 @@
 //! `[kind: u8][len: u8][len bytes]`.
 //! guest -> host: 'O' stdout data, 'R' stderr data.
 //! host -> guest: 'I' stdin data, 'E' stdin EOF, 'S' a signal (1 byte).
+//! The host sends nothing until the guest has sent its first frame (the agent
+//! sends an empty 'O' frame once its end of the port is raw) and has the port
+//! open (DTR) with the receive interrupt enabled.
 
 use std::io::{self, Write};
 use std::os::fd::RawFd;
@@ -101,6 +104,7 @@ type FrameHandler = Box<dyn FnMut(u8, &[u8]) + Send>;
 pub struct FrameSink {
     parser: FrameParser,
     handler: FrameHandler,
+    frames: u64,
 }
 
 impl FrameSink {
@@ -116,7 +120,13 @@ impl FrameSink {
         FrameSink {
             parser: FrameParser::default(),
             handler,
+            frames: 0,
         }
+    }
+
+    /// How many whole frames the guest has sent.
+    pub fn frames_seen(&self) -> u64 {
+        self.frames
     }
 
     #[cfg(test)]
@@ -129,6 +139,7 @@ impl Write for FrameSink {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         for &b in buf {
             if let Some((kind, payload)) = self.parser.push(b) {
+                self.frames += 1;
                 (self.handler)(kind, payload);
             }
         }

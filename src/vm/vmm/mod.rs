@@ -51,6 +51,9 @@ impl std::fmt::Display for VmmError {
 
 impl std::error::Error for VmmError {}
 
+/// How often a UART interrupt the guest has not taken is raised again.
+const INTERRUPT_KICK_PERIOD: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// The message given when /dev/kvm is backed by kvm_pvm.
 pub const KVM_PVM_MESSAGE: &str = "VM mode needs hardware KVM; /dev/kvm here is backed by \
 kvm_pvm, which cannot run a stock Linux guest: run on a host with hardware virtualisation or \
@@ -210,7 +213,7 @@ fn run(args: &VmmArgs) -> Result<Infallible, VmmError> {
     // Each thread first finishes its own start-up (glibc and std make a few
     // syscalls there) and waits at `ready`; the filter then goes on every
     // thread at once, and `go` lets them touch the guest.
-    let threads = args.vcpus as usize + 2;
+    let threads = args.vcpus as usize + 3;
     let (ready, go) = (
         Arc::new(Barrier::new(threads)),
         Arc::new(Barrier::new(threads)),
@@ -229,6 +232,17 @@ fn run(args: &VmmArgs) -> Result<Infallible, VmmError> {
             ready.wait();
             go.wait();
             channel::pump_stdin(com2)
+        })?;
+    }
+    {
+        let (ready, go, devices) = (ready.clone(), go.clone(), devices.clone());
+        spawn("irq-kick", move || {
+            ready.wait();
+            go.wait();
+            loop {
+                std::thread::sleep(INTERRUPT_KICK_PERIOD);
+                devices.kick_stale_interrupts();
+            }
         })?;
     }
     ready.wait();

@@ -43,6 +43,8 @@ pub const ALLOWED_SYSCALLS: &[(&str, i64)] = &[
     ("madvise", libc::SYS_madvise),
     ("sched_yield", libc::SYS_sched_yield),
     ("clock_gettime", libc::SYS_clock_gettime),
+    ("clock_nanosleep", libc::SYS_clock_nanosleep), // the interrupt re-kick timer
+    ("nanosleep", libc::SYS_nanosleep),
     ("rt_sigaction", libc::SYS_rt_sigaction),
     ("rt_sigprocmask", libc::SYS_rt_sigprocmask),
     ("rt_sigreturn", libc::SYS_rt_sigreturn),
