@@ -26,17 +26,18 @@ V2_PLAN=${V2_PLAN:-/v2/plan}
 export BUSYBOX=${BUSYBOX:-/bin/busybox}
 
 # The VM's root is the initramfs (rootfs), which pivot_root(2) refuses to
-# move ("not attached"). Re-root once onto a bind mount of it, which has a
-# parent mount, so containers can pivot_root as on a disk-backed host.
+# move ("not attached"). Re-root once, as switch_root does: a bind mount of
+# the whole tree moved on top of "/". A plain chroot would not do: the kernel
+# refuses user namespaces to a chrooted process (clone: EPERM).
 root_fstype() {
   awk '$5 == "/" { for (i = 7; i <= NF; i++) if ($i == "-") { print $(i + 1); exit } }' /proc/self/mountinfo
 }
 if [ -z "${V2_REROOTED:-}" ] && [ "$(root_fstype)" = rootfs ]; then
   mkdir -p /.v2root
   mount --rbind / /.v2root || { echo "FAIL - setup: mount --rbind / /.v2root"; exit 1; }
-  mount --make-rprivate /.v2root 2>/dev/null
   cd /.v2root || exit 1
-  V2_REROOTED=1 exec chroot /.v2root /bin/sh "$0" "$@"
+  mount --move . / || { echo "FAIL - setup: mount --move /.v2root /"; exit 1; }
+  V2_REROOTED=1 exec chroot . /bin/sh "$0" "$@"
 fi
 cd /
 
@@ -94,7 +95,7 @@ cat > "$bundle/config.json" <<'EOF'
   "process": {
     "terminal": false,
     "user": {"uid": 0, "gid": 0},
-    "args": ["sh", "-c", "cd /sys/fs/cgroup && { cat memory.max pids.max cpu.max; cat /proc/self/cgroup; ls; } > /inside.tmp 2>&1; mv /inside.tmp /inside; i=0; while true; do i=$((i+1)); echo $i > /ticks; sleep 0.2; done"],
+    "args": ["sh", "-c", "cd /sys/fs/cgroup && { cat memory.max pids.max cpu.max; cat /proc/self/cgroup; echo 1000 > pids.max && echo raised-own-pids.max; ls; } > /inside.tmp 2>&1; mv /inside.tmp /inside; i=0; while true; do i=$((i+1)); echo $i > /ticks; sleep 0.2; done"],
     "env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root"],
     "cwd": "/"
   },
@@ -116,6 +117,7 @@ cat > "$bundle/config.json" <<'EOF'
   }
 }
 EOF
+cp "$bundle/config.json" "$work/direct.json"
 if v create --bundle "$bundle" "$id" > "$work/create.out" 2>&1; then
   ok "create with memory, pids and cpu limits"
   check "cgroup $cg exists" '[ -d "$cg" ]' "$(ls /sys/fs/cgroup/vessel 2>&1)"
@@ -135,6 +137,8 @@ if v create --bundle "$bundle" "$id" > "$work/create.out" 2>&1; then
     check "inside: /sys/fs/cgroup/pids.max is 42" '[ "$(sed -n 2p "$bundle/rootfs/inside")" = 42 ]' "$inside"
     check "inside: /sys/fs/cgroup/cpu.max is 50000 100000" '[ "$(sed -n 3p "$bundle/rootfs/inside")" = "50000 100000" ]' "$inside"
     check "inside: the cgroup namespace shows 0::/" '[ "$(sed -n 4p "$bundle/rootfs/inside")" = "0::/" ]' "$inside"
+    check "inside: the ro cgroup mount refuses raising its own pids.max" \
+      '! grep -q raised-own-pids.max "$bundle/rootfs/inside" && [ "$(cat "$cg/pids.max")" = 42 ]' "$inside"
   else
     fail "the workload reports its cgroup view" "no /inside after 30 s: $(cat "$work/create.out"); state: $(v state "$id" 2>&1)"
   fi
@@ -172,6 +176,21 @@ if v create --bundle "$bundle" "$id" > "$work/create.out" 2>&1; then
     fail "update" "$(cat "$work/update.out")"
   fi
 
+  # events --stats reads memory.current, pids.current, cpu.stat.
+  if v events --stats "$id" > "$work/events.out" 2>&1; then
+    ev=$(tr -d ' \n' < "$work/events.out")
+    check "events --stats: pids.current counts the workload" \
+      'echo "$ev" | grep -q "\"pids\":{\"current\":[1-9]"' "$ev"
+    # (keys come sorted; the memory "usage" object is the one with the limit)
+    check "events --stats: memory usage above zero, limit 134217728" \
+      'echo "$ev" | grep -o "\"usage\":{[^}]*}" | grep "\"limit\":134217728" | grep -q "\"usage\":[1-9]"' "$ev"
+    check "events --stats: cpu usage total above zero" 'echo "$ev" | grep -q "\"total\":[1-9]"' "$ev"
+  elif unimplemented "$work/events.out"; then
+    skip "events --stats" "$(cat "$work/events.out")"
+  else
+    fail "events --stats" "$(cat "$work/events.out")"
+  fi
+
   v kill "$id" KILL > "$work/kill.out" 2>&1 || fail "kill KILL" "$(cat "$work/kill.out")"
   check "kill: state is stopped" 'wait_for 20 "[ \"\$(state_field $id status)\" = stopped ]"' "$(v state "$id" 2>&1)"
   v delete "$id" > "$work/delete.out" 2>&1 || fail "delete" "$(cat "$work/delete.out")"
@@ -180,6 +199,77 @@ if v create --bundle "$bundle" "$id" > "$work/create.out" 2>&1; then
 else
   fail "create with memory, pids and cpu limits" "$(cat "$work/create.out")"
   v delete -f "$id" > /dev/null 2>&1
+fi
+
+# No pid namespace: the workload's background child outlives init, so
+# delete -f must find it through cgroup.procs and kill it before rmdir.
+# The caller sits in a non-root cgroup holding processes, and the
+# cgroupsPath is relative: runc puts it under the caller's parent cgroup.
+mkdir -p /sys/fs/cgroup/v2caller/shell
+echo $$ > /sys/fs/cgroup/v2caller/shell/cgroup.procs
+id=v2stray
+sed -e 's/{"type": "pid"}, //' -e 's/, {"type": "cgroup"}//' \
+  -e 's|"resources": {|"cgroupsPath": "rel/v2stray", "resources": {|' \
+  -e 's|"args": \[.*\],|"args": ["sh", "-c", "sleep 1001 \& echo started > /started; exec sleep 1002"],|' \
+  "$bundle/config.json" > "$work/stray.json"
+cp "$work/stray.json" "$bundle/config.json"
+rm -f "$bundle/rootfs/started"
+cg=/sys/fs/cgroup/v2caller/rel/v2stray
+if v run -d --bundle "$bundle" "$id" > "$work/stray.out" 2>&1 < /dev/null; then
+  wait_for 20 '[ -e "$bundle/rootfs/started" ]'
+  check "relative cgroupsPath lands under the caller's parent cgroup" '[ -d "$cg" ]' \
+    "$(find /sys/fs/cgroup -name v2stray 2>&1)"
+  check "no pid namespace: two processes in cgroup.procs" '[ "$(grep -c . "$cg/cgroup.procs" 2>/dev/null)" = 2 ]' \
+    "$(cat "$cg/cgroup.procs" 2>&1)"
+  v delete -f "$id" > "$work/stray-delete.out" 2>&1 || fail "delete -f" "$(cat "$work/stray-delete.out")"
+  check "delete -f kills the process init left behind" '! ps | grep -q "[s]leep 100[12]"' "$(ps | grep '[s]leep 100')"
+  check "delete -f removes $cg" '[ ! -e "$cg" ]' "$(cat "$cg/cgroup.procs" 2>&1)"
+else
+  fail "run -d without a pid namespace, relative cgroupsPath" "$(cat "$work/stray.out")"
+fi
+echo $$ > /sys/fs/cgroup/cgroup.procs
+rmdir /sys/fs/cgroup/v2caller/rel /sys/fs/cgroup/v2caller/shell /sys/fs/cgroup/v2caller 2>/dev/null
+
+# memory.max is enforced: a 48 MiB buffer under a 16 MiB limit is OOM-killed.
+id=v2oom
+sed -e 's|"args": \[.*\],|"args": ["dd", "if=/dev/zero", "of=/dev/null", "bs=48M", "count=1"],|' \
+  -e 's|"cgroupsPath": "rel/v2stray", ||' -e 's|"limit": 67108864|"limit": 16777216|' \
+  "$work/stray.json" > "$bundle/config.json"
+v run --bundle "$bundle" "$id" > "$work/oom.out" 2>&1 < /dev/null
+rc=$?
+check "memory.max 16 MiB: a 48 MiB allocation is OOM-killed (exit 137)" '[ "$rc" = 137 ]' \
+  "exit $rc: $(cat "$work/oom.out"); $(dmesg 2>/dev/null | grep -i oom | tail -2)"
+v delete -f "$id" > /dev/null 2>&1
+check "run removes its cgroup" '[ ! -e /sys/fs/cgroup/vessel/$id ]' "$(ls /sys/fs/cgroup/vessel 2>&1)"
+
+# A container that delegates its cgroup (systemd inside does this): init
+# moves to a sub-cgroup and enables a controller for its children, so the
+# container's own cgroup may hold no process ("no internal processes").
+# exec must still work, joining init's cgroup as runc does.
+id=v2nest
+sed -e 's|"args": \[.*\],|"args": ["sh", "-c", "mkdir /sys/fs/cgroup/init \&\& echo $$ > /sys/fs/cgroup/init/cgroup.procs \&\& echo +pids > /sys/fs/cgroup/cgroup.subtree_control \&\& echo ok > /nested; exec sleep 1000"],|' \
+  -e 's|"relatime", "ro"\]|"relatime", "rw"]|' \
+  "$work/direct.json" > "$bundle/config.json"
+rm -f "$bundle/rootfs/nested"
+cg=/sys/fs/cgroup/vessel/$id
+if v run -d --bundle "$bundle" "$id" > "$work/nest.out" 2>&1 < /dev/null; then
+  if wait_for 20 '[ -e "$bundle/rootfs/nested" ]'; then
+    check "delegation: init moved itself to $cg/init" 'grep -qx pids "$cg/cgroup.subtree_control"' \
+      "subtree_control: $(cat "$cg/cgroup.subtree_control" 2>&1)"
+    if v exec "$id" cat /proc/self/cgroup > "$work/nest-exec.out" 2>&1; then
+      check "delegation: exec joins init's cgroup" 'grep -qx "0::/init" "$work/nest-exec.out"' "$(cat "$work/nest-exec.out")"
+    elif unimplemented "$work/nest-exec.out"; then
+      skip "delegation: exec" "$(cat "$work/nest-exec.out")"
+    else
+      fail "delegation: exec into a container whose cgroup is not a leaf" "$(cat "$work/nest-exec.out")"
+    fi
+  else
+    fail "delegation: the workload makes a sub-cgroup" "no /nested; $(v state "$id" 2>&1)"
+  fi
+  v delete -f "$id" > "$work/nest-delete.out" 2>&1 || fail "delegation: delete -f" "$(cat "$work/nest-delete.out")"
+  check "delegation: delete -f removes $cg and its sub-cgroup" '[ ! -e "$cg" ]' "$(find "$cg" 2>&1)"
+else
+  fail "delegation: run -d with a rw cgroup mount" "$(cat "$work/nest.out")"
 fi
 echo "# direct check: $(elapsed "$t0") s"
 

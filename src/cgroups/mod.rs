@@ -274,6 +274,40 @@ impl Cgroup {
         Ok(())
     }
 
+    /// Move an `exec`'d process into the container, next to its init.
+    /// Like `add_task`, except where a cgroup2 directory refuses it with
+    /// EBUSY: the container has delegated its cgroup (systemd inside does
+    /// this), so the directory has controllers enabled for children and may
+    /// hold no process itself ("no internal processes"). The process then
+    /// joins the sub-cgroup holding `init_pid`, as runc does; it never
+    /// leaves the container's tree.
+    pub fn join_exec(&self, pid: i32, init_pid: i32) -> Result<(), CgroupError> {
+        for dir in &self.dirs {
+            let moved = match fsio::write(dir, "cgroup.procs", &pid.to_string()) {
+                Err(CgroupError::Io { source, .. })
+                    if source.raw_os_error() == Some(libc::EBUSY)
+                        && self.unified.as_ref() == Some(dir) =>
+                {
+                    match cgroup_holding(dir, init_pid) {
+                        Some(sub) if &sub != dir => {
+                            fsio::write(&sub, "cgroup.procs", &pid.to_string())
+                        }
+                        _ => Err(CgroupError::Msg(format!(
+                            "{} is not a leaf (it has sub-cgroups with controllers) and none of \
+                             them holds the container's init (pid {init_pid})",
+                            dir.display()
+                        ))),
+                    }
+                }
+                r => r,
+            };
+            moved.map_err(|e| {
+                CgroupError::Msg(format!("move pid {pid} into {}: {e}", dir.display()))
+            })?;
+        }
+        Ok(())
+    }
+
     /// Pids in the cgroup and its sub-cgroups (for ps, kill --all, delete).
     pub fn pids(&self) -> Result<Vec<i32>, CgroupError> {
         let dir = self
@@ -423,6 +457,17 @@ fn collect_pids(dir: &Path, out: &mut Vec<i32>) -> Result<(), CgroupError> {
         collect_pids(&child, out)?;
     }
     Ok(())
+}
+
+/// The directory at or below `dir` whose cgroup.procs lists `pid`.
+fn cgroup_holding(dir: &Path, pid: i32) -> Option<PathBuf> {
+    let listed = std::fs::read_to_string(dir.join("cgroup.procs"))
+        .map(|t| t.lines().any(|l| l.trim().parse() == Ok(pid)))
+        .unwrap_or(false);
+    if listed {
+        return Some(dir.to_path_buf());
+    }
+    subdirs(dir).iter().find_map(|d| cgroup_holding(d, pid))
 }
 
 fn subdirs(dir: &Path) -> Vec<PathBuf> {

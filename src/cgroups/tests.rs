@@ -279,3 +279,72 @@ fn unsafe_free_spawn(r: std::os::fd::OwnedFd) -> Child {
         .spawn()
         .unwrap()
 }
+
+/// Kills a child process when dropped (a failed assertion leaves none).
+struct Reap(Child);
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn sleeper() -> Reap {
+    Reap(Command::new("sleep").arg("100").spawn().unwrap())
+}
+
+/// A container that delegated its cgroup2 directory (init in a sub-cgroup,
+/// a controller enabled for children): `exec` joins init's sub-cgroup.
+/// Runs on pure v2, and on a hybrid host's unified mount when it has a
+/// controller to enable (hugetlb on this project's dev host).
+#[test]
+fn exec_joins_init_when_the_cgroup_is_delegated() {
+    if let Some(why) = skip_reason() {
+        eprintln!("SKIPPED: {why}");
+        return;
+    }
+    let id = unique_id();
+    let cg = Cgroup::resolve(None, &id).unwrap();
+    let Some(u) = cg.unified.clone() else {
+        eprintln!("SKIPPED: no cgroup2 hierarchy on this host");
+        return;
+    };
+    cg.create().unwrap();
+    let _guard = Guard(cg.clone(), None);
+    let Some(ctrl) = std::fs::read_to_string(u.join("cgroup.controllers"))
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .map(str::to_string)
+    else {
+        eprintln!("SKIPPED: {} has no controller to delegate", u.display());
+        return;
+    };
+    let init = sleeper();
+    let init_pid = init.0.id() as i32;
+    cg.add_task(init_pid).unwrap();
+    // What the container does: init moves down, the parent gets a controller.
+    let sub = u.join("init");
+    std::fs::create_dir(&sub).unwrap();
+    fsio::write(&sub, "cgroup.procs", &init_pid.to_string()).unwrap();
+    fsio::write(&u, "cgroup.subtree_control", &format!("+{ctrl}")).unwrap();
+
+    let exec = sleeper();
+    let exec_pid = exec.0.id() as i32;
+    let e = cg.add_task(exec_pid).unwrap_err();
+    assert!(e.to_string().contains("busy"), "plain add_task: {e}");
+    cg.join_exec(exec_pid, init_pid).unwrap();
+    let procs = read_trim(sub.join("cgroup.procs"));
+    assert!(
+        procs.lines().any(|l| l == exec_pid.to_string()),
+        "pid {exec_pid} not in {}: {procs}",
+        sub.display()
+    );
+    // An init that is not in the tree: refused with a reason, not misplaced.
+    let stranger = sleeper();
+    let e = cg
+        .join_exec(stranger.0.id() as i32, std::process::id() as i32)
+        .unwrap_err();
+    assert!(e.to_string().contains("not a leaf"), "{e}");
+    drop((init, exec, stranger));
+}
