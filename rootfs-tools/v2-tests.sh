@@ -271,6 +271,27 @@ if v run -d --bundle "$bundle" "$id" > "$work/nest.out" 2>&1 < /dev/null; then
 else
   fail "delegation: run -d with a rw cgroup mount" "$(cat "$work/nest.out")"
 fi
+
+# Device rules: cgroup2 enforces them through a BPF program. The workload may
+# mknod (CAP_MKNOD) any node, but only allowed devices open. /dev/kmsg
+# (1:11) opened write-only needs no capability, so only the rules stop it;
+# a second run allows "c 1:11 w" and must get through.
+id=v2dev
+devrun() { # devrun EXTRA-RULES OUT
+  sed -e 's|"args": \[.*\],|"args": ["sh", "-c", "mknod /kmsg c 1 11; mknod /null2 c 1 3; echo v2-tests-devices > /kmsg \&\& echo kmsg-opened; echo x > /null2 \&\& echo null-ok; echo x > /dev/null \&\& echo devnull-ok"], "capabilities": {"bounding": ["CAP_MKNOD"], "effective": ["CAP_MKNOD"], "permitted": ["CAP_MKNOD"]},|' \
+    -e "s|\"resources\": {|\"resources\": {\"devices\": [{\"allow\": false, \"access\": \"rwm\"}$1], |" \
+    "$work/direct.json" > "$bundle/config.json"
+  rm -f "$bundle/rootfs/kmsg" "$bundle/rootfs/null2"
+  v run --bundle "$bundle" "$id" > "$2" 2>&1 < /dev/null
+  v delete -f "$id" > /dev/null 2>&1
+}
+devrun '' "$work/dev.out"
+check "devices: the default devices open (/dev/null, a mknod'ed 1:3)" \
+  'grep -qx devnull-ok "$work/dev.out" && grep -qx null-ok "$work/dev.out"' "$(cat "$work/dev.out")"
+check "devices: a mknod'ed /dev/kmsg (1:11) does not open" \
+  '! grep -q kmsg-opened "$work/dev.out" && grep -q "kmsg.*not permitted" "$work/dev.out"' "$(cat "$work/dev.out")"
+devrun ', {"allow": true, "type": "c", "major": 1, "minor": 11, "access": "w"}' "$work/dev2.out"
+check "devices: with \"c 1:11 w\" allowed, it opens for writing" 'grep -qx kmsg-opened "$work/dev2.out"' "$(cat "$work/dev2.out")"
 echo "# direct check: $(elapsed "$t0") s"
 
 # --- 2. The test binaries ---------------------------------------------------

@@ -29,6 +29,7 @@
 //! code than working around it.
 
 mod detect;
+mod devices_bpf;
 mod fsio;
 mod stats;
 mod v1;
@@ -255,11 +256,18 @@ impl Cgroup {
     /// default devices. `apply` calls this only when `resources.devices` is
     /// present (so an `update` without devices does not briefly deny all);
     /// at create, pass the spec's rules plus an allow rule for each
-    /// `linux.devices` entry, as runc does. On v2 this is a no-op: cgroup2
-    /// device control needs an eBPF program, which vessel does not attach.
+    /// `linux.devices` entry, as runc does. On pure v2 the same rules become
+    /// a BPF device program on the container's directory (`devices_bpf`),
+    /// replacing the one a previous call attached.
     pub fn apply_devices(&self, rules: &[LinuxDeviceCgroup]) -> Result<(), CgroupError> {
+        if self.layout == Layout::V2 {
+            return match &self.unified {
+                Some(dir) => devices_bpf::set(dir, rules),
+                None => Ok(()),
+            };
+        }
         match self.target("devices") {
-            Some(Target::V1(d)) if self.layout != Layout::V2 => v1::set_devices(d, rules),
+            Some(Target::V1(d)) => v1::set_devices(d, rules),
             _ => Ok(()),
         }
     }

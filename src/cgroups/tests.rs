@@ -348,3 +348,58 @@ fn exec_joins_init_when_the_cgroup_is_delegated() {
     assert!(e.to_string().contains("not a leaf"), "{e}");
     drop((init, exec, stranger));
 }
+
+/// The BPF device program on a real cgroup2 directory (pure v2, or the
+/// unified mount of a hybrid host, where the kernel runs it just the same):
+/// /dev/null opens, /dev/kmsg does not; a second call replaces the first.
+#[test]
+fn bpf_device_program_is_enforced_and_replaced() {
+    use std::io::Write;
+    use std::process::Stdio;
+    if let Some(why) = skip_reason() {
+        eprintln!("SKIPPED: {why}");
+        return;
+    }
+    let id = unique_id();
+    let cg = Cgroup::resolve(None, &id).unwrap();
+    let Some(u) = cg.unified.clone() else {
+        eprintln!("SKIPPED: no cgroup2 hierarchy on this host");
+        return;
+    };
+    cg.create().unwrap();
+    let _guard = Guard(cg.clone(), None);
+    let deny_all: Vec<LinuxDeviceCgroup> =
+        vec![serde_json::from_str(r#"{"allow":false,"access":"rwm"}"#).unwrap()];
+    devices_bpf::set(&u, &deny_all).unwrap();
+    devices_bpf::set(&u, &deny_all).unwrap();
+    // Counted through the kernel: exactly one program stays attached.
+    let ids = devices_bpf::attached_count(&std::fs::File::open(&u).unwrap()).unwrap();
+    assert_eq!(
+        ids,
+        1,
+        "programs attached to {} after two calls",
+        u.display()
+    );
+
+    let mut child = Command::new("sh")
+        .args([
+            "-c",
+            "read go; exec 3</dev/null && echo null-ok; exec 4</dev/kmsg && echo kmsg-ok; true",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    fsio::write(&u, "cgroup.procs", &child.id().to_string()).unwrap();
+    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stdout.contains("null-ok"),
+        "/dev/null refused: {stdout} {stderr}"
+    );
+    assert!(!stdout.contains("kmsg-ok"), "/dev/kmsg opened: {stdout}");
+    assert!(stderr.contains("not permitted"), "{stderr}");
+}

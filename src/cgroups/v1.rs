@@ -242,7 +242,7 @@ pub fn check_page_size(size: &str) -> Result<(), CgroupError> {
 
 /// runc's default device rules, appended after the spec's own (specconv's
 /// AllowedDevices): mknod of anything, and the devices every container has.
-const DEFAULT_DEVICE_RULES: &[&str] = &[
+pub(crate) const DEFAULT_DEVICE_RULES: &[&str] = &[
     "c *:* m",
     "b *:* m",
     "c 1:3 rwm",   // /dev/null

@@ -3,9 +3,7 @@
 //! "max" for unlimited.
 //!
 //! Device control: cgroup2 has no devices.allow/deny; it needs an eBPF
-//! program (BPF_CGROUP_DEVICE) attached to the directory. That is not done
-//! here: `apply` ignores `resources.devices` on v2 (the device nodes the
-//! container gets are still limited by what is created in its /dev).
+//! program (BPF_CGROUP_DEVICE) attached to the directory: see devices_bpf.
 
 use super::detect;
 use super::fsio::{self, v2_limit, write};
