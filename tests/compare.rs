@@ -43,8 +43,9 @@ fn compare(rt: &Runtime, b: &Bundle, mode: &str) -> (Option<i32>, Value, String)
         probe.to_str().unwrap(),
     ];
     args.extend_from_slice(SMALL);
-    let mut cmd = rt.cmd(&args);
-    cmd.env("VESSEL_TEST_WORK", scratch_dir());
+    let work = scratch_dir();
+    args.extend_from_slice(&["--work-dir", work.to_str().unwrap()]);
+    let cmd = rt.cmd(&args);
     let out = run_with_timeout(cmd, Duration::from_secs(120));
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();

@@ -174,9 +174,18 @@ fn run_once(
             "failed"
         };
         let why = if stderr.is_empty() {
+            let tail: String = stdout
+                .chars()
+                .rev()
+                .take(200)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
             format!(
-                "vessel run exited with {:?} and printed no probe report",
-                o.code
+                "vessel run exited with {:?} and printed no probe report ({} bytes of stdout, ending {tail:?})",
+                o.code,
+                stdout.len()
             )
         } else {
             stderr
