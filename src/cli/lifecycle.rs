@@ -22,7 +22,7 @@ pub fn spec(bundle: &Path, rootless: bool) -> Result<i32> {
     Ok(0)
 }
 
-pub fn options(a: CreateArgs, argv0: &str) -> CreateOptions {
+pub fn options(a: CreateArgs, argv0: &str, cgroups_disabled: bool) -> CreateOptions {
     CreateOptions {
         id: a.id,
         bundle: a.bundle,
@@ -33,11 +33,12 @@ pub fn options(a: CreateArgs, argv0: &str) -> CreateOptions {
         no_new_keyring: a.no_new_keyring,
         preserve_fds: a.preserve_fds,
         argv0: argv0.to_string(),
+        cgroups_disabled,
     }
 }
 
-pub fn create(root: &Path, a: CreateArgs, argv0: &str) -> Result<i32> {
-    container::create::create(root, options(a, argv0))?;
+pub fn create(root: &Path, a: CreateArgs, argv0: &str, no_cgroup: bool) -> Result<i32> {
+    container::create::create(root, options(a, argv0, no_cgroup))?;
     Ok(0)
 }
 
@@ -46,8 +47,15 @@ pub fn start(root: &Path, id: &str) -> Result<i32> {
     Ok(0)
 }
 
-pub fn run(root: &Path, a: CreateArgs, detach: bool, keep: bool, argv0: &str) -> Result<i32> {
-    let opts = options(a, argv0);
+pub fn run(
+    root: &Path,
+    a: CreateArgs,
+    detach: bool,
+    keep: bool,
+    argv0: &str,
+    no_cgroup: bool,
+) -> Result<i32> {
+    let opts = options(a, argv0, no_cgroup);
     if detach {
         let id = opts.id.clone();
         container::create::create(root, opts)?;

@@ -117,6 +117,8 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
         rest: Vec<String>,
     },
+    /// Run a bundle in container mode and in VM mode; report cost and isolation side by side.
+    Compare(crate::compare::CompareArgs),
     /// The VMM of a VM-mode container (started by create).
     #[command(hide = true)]
     Vmm {
@@ -209,17 +211,18 @@ fn log_parse_error(msg: &str) {
 
 fn run(cli: Cli, argv0: &str) -> crate::Result<i32> {
     let root = cli.root.clone();
+    let no_cgroup = cli.cgroup_manager.as_deref() == Some("disabled");
     match cli.cmd {
         Command::Spec { bundle } => {
             lifecycle::spec(&bundle, cli.rootless.as_deref() == Some("true"))
         }
-        Command::Create(a) => lifecycle::create(&root, a, argv0),
+        Command::Create(a) => lifecycle::create(&root, a, argv0, no_cgroup),
         Command::Start { id } => lifecycle::start(&root, &id),
         Command::Run {
             create,
             detach,
             keep,
-        } => lifecycle::run(&root, create, detach, keep, argv0),
+        } => lifecycle::run(&root, create, detach, keep, argv0, no_cgroup),
         Command::State { id } => lifecycle::state(&root, &id),
         Command::List { format, quiet } => lifecycle::list(&root, &format, quiet),
         Command::Kill { id, signal, all } => lifecycle::kill(&root, &id, signal.as_deref(), all),
@@ -242,6 +245,7 @@ fn run(cli: Cli, argv0: &str) -> crate::Result<i32> {
         Command::Checkpoint { .. } => Err(crate::Error::invalid(
             "checkpoint is not supported by vessel",
         )),
+        Command::Compare(a) => crate::compare::compare(&a),
         Command::Vmm { args } => Ok(crate::vm::vmm_main(&args)),
     }
 }

@@ -9,6 +9,7 @@ use crate::process::plan::{self, PlanInput};
 use crate::process::spawn::{self, Callbacks, IdMaps};
 use crate::spec::{self, Bundle};
 use crate::{hooks, logging, vm, Error, Result};
+use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceCgroupBuilder, LinuxDeviceType};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
@@ -25,6 +26,8 @@ pub struct CreateOptions {
     pub preserve_fds: i32,
     /// How vessel was invoked (VM mode when "vessel-vm").
     pub argv0: String,
+    /// `--cgroup-manager disabled`: create no cgroup.
+    pub cgroups_disabled: bool,
 }
 
 /// Undo a half-made container: kill, cgroup, state dir.
@@ -66,10 +69,21 @@ pub fn create(root: &Path, opts: CreateOptions) -> Result<(PathBuf, State)> {
         vm::check_host(&bundle.spec)?;
     }
     let linux = bundle.spec.linux().clone().unwrap_or_default();
-    let cgroup = Cgroup::resolve(
-        linux.cgroups_path().as_ref().and_then(|p| p.to_str()),
-        &opts.id,
-    )?;
+    // `--cgroup-manager disabled` (Podman's --cgroups=disabled): no cgroup
+    // at all; the container lives in the caller's.
+    let cgroup = if opts.cgroups_disabled {
+        if use_vm {
+            return Err(Error::invalid(
+                "VM mode needs a cgroup for the VMM: drop --cgroup-manager disabled",
+            ));
+        }
+        None
+    } else {
+        Some(Cgroup::resolve(
+            linux.cgroups_path().as_ref().and_then(|p| p.to_str()),
+            &opts.id,
+        )?)
+    };
     if let Some(sel) = bundle
         .spec
         .process()
@@ -115,10 +129,17 @@ pub fn create(root: &Path, opts: CreateOptions) -> Result<(PathBuf, State)> {
     };
     let _lock = Lock::acquire(&dir)?;
 
-    cgroup.create()?;
-    cleanup.cgroup = Some(cgroup.clone());
-    if let Some(res) = linux.resources() {
-        cgroup.apply(res)?;
+    if let Some(cgroup) = &cgroup {
+        cgroup.create()?;
+        cleanup.cgroup = Some(cgroup.clone());
+        if let Some(res) = linux.resources() {
+            cgroup.apply(res)?;
+        }
+        if !linux.devices().as_deref().unwrap_or(&[]).is_empty() {
+            // The devices cgroup must allow what linux.devices creates (runc
+            // appends one allow rule per device after resources.devices).
+            cgroup.apply_devices(&device_rules(&linux)?)?;
+        }
     }
 
     let fifo = dir.join(EXEC_FIFO);
@@ -139,7 +160,7 @@ pub fn create(root: &Path, opts: CreateOptions) -> Result<(PathBuf, State)> {
         created: logging::rfc3339_now(),
         owner,
         annotations: bundle.spec.annotations().clone().unwrap_or_default(),
-        cgroup: Some(cgroup.clone()),
+        cgroup: cgroup.clone(),
         sandbox: if use_vm {
             Sandbox::Vm
         } else {
@@ -155,7 +176,7 @@ pub fn create(root: &Path, opts: CreateOptions) -> Result<(PathBuf, State)> {
     };
     st.save(&dir)?;
 
-    let pid = if use_vm {
+    let pid = if let (true, Some(cgroup)) = (use_vm, &cgroup) {
         let req = vm::LaunchRequest {
             id: &opts.id,
             bundle: &bundle.dir,
@@ -163,14 +184,14 @@ pub fn create(root: &Path, opts: CreateOptions) -> Result<(PathBuf, State)> {
             spec: &bundle.spec,
             state_dir: &dir,
             exec_fifo: &fifo,
-            cgroup: &cgroup,
+            cgroup,
         };
         let pid = vm::launch(&req)?;
         cleanup.pid = pid;
         cgroup.add_task(pid)?;
         pid
     } else {
-        let pid = start_init(&bundle, &dir, &fifo, &cgroup, &opts, &st)?;
+        let pid = start_init(&bundle, &dir, &fifo, cgroup.as_ref(), &opts, &st)?;
         cleanup.pid = pid;
         pid
     };
@@ -192,6 +213,34 @@ pub fn create(root: &Path, opts: CreateOptions) -> Result<(PathBuf, State)> {
     Ok((dir, st))
 }
 
+/// resources.devices followed by an "rwm" allow rule for each linux.devices entry.
+fn device_rules(linux: &oci_spec::runtime::Linux) -> Result<Vec<LinuxDeviceCgroup>> {
+    let mut rules: Vec<LinuxDeviceCgroup> = linux
+        .resources()
+        .as_ref()
+        .and_then(|r| r.devices().clone())
+        .unwrap_or_default();
+    for d in linux.devices().iter().flatten() {
+        // The devices cgroup knows only "c" and "b": a fifo needs no rule,
+        // and "u" (unbuffered char) is a char device.
+        let typ = match d.typ() {
+            LinuxDeviceType::P => continue,
+            LinuxDeviceType::U => LinuxDeviceType::C,
+            t => t,
+        };
+        let rule = LinuxDeviceCgroupBuilder::default()
+            .allow(true)
+            .typ(typ)
+            .major(d.major())
+            .minor(d.minor())
+            .access("rwm")
+            .build()
+            .map_err(|e| Error::invalid(format!("device {}: {e}", d.path().display())))?;
+        rules.push(rule);
+    }
+    Ok(rules)
+}
+
 fn namespace_paths(bundle: &Bundle, pid: i32) -> Vec<String> {
     let mut v = Vec::new();
     let linux = bundle.spec.linux().clone().unwrap_or_default();
@@ -206,7 +255,7 @@ fn start_init(
     bundle: &Bundle,
     dir: &Path,
     fifo: &Path,
-    cgroup: &Cgroup,
+    cgroup: Option<&Cgroup>,
     opts: &CreateOptions,
     st: &State,
 ) -> Result<i32> {
@@ -234,11 +283,11 @@ fn start_init(
         spec: &bundle.spec,
         bundle: &bundle.dir,
         rootfs: &bundle.rootfs,
-        cgroup: Some(cgroup),
+        cgroup,
         exec_fifo_fd: fifo_fd.as_raw_fd(),
         console_socket: console.as_ref().map(|c| c.as_raw_fd()).unwrap_or(-1),
         preserve_fds: opts.preserve_fds,
-        no_pivot: opts.no_pivot,
+        no_pivot: opts.no_pivot || host_root_is_initramfs(),
         no_new_keyring: opts.no_new_keyring,
         seccomp_flags: &bundle.seccomp_extra_flags,
     })?;
@@ -284,7 +333,7 @@ fn start_init(
     let mut hook_state = |pid: i32| state_for(pid, "created").into_bytes();
     let spawned = spawn::spawn_init(
         &plan,
-        Some(cgroup),
+        cgroup,
         Some(&maps),
         Callbacks {
             run_hooks: &mut run_hooks,
@@ -313,4 +362,22 @@ pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     let tmp = path.with_extension("vessel-tmp");
     std::fs::write(&tmp, pid.to_string()).map_err(Error::io("write pid file", &tmp))?;
     std::fs::rename(&tmp, path).map_err(Error::io("rename pid file", path))
+}
+
+/// pivot_root(2) cannot move an initramfs root (EINVAL): on such a host
+/// (a VM booted from an initramfs) fall back to MS_MOVE + chroot, as
+/// `--no-pivot` does, and say so in the log.
+fn host_root_is_initramfs() -> bool {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let root_is_rootfs = info.lines().any(|l| {
+        let f: Vec<&str> = l.split(' ').collect();
+        let sep = f.iter().position(|x| *x == "-");
+        f.get(4) == Some(&"/") && sep.and_then(|i| f.get(i + 1)) == Some(&"rootfs")
+    });
+    if root_is_rootfs {
+        logging::warn("the host's / is an initramfs, where pivot_root is impossible: using MS_MOVE and chroot");
+    }
+    root_is_rootfs
 }

@@ -35,12 +35,20 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
         .open(&fifo)
         .map_err(Error::io("open exec fifo", &fifo))?;
     let mut buf = [0u8; 1];
+    // Phase 1: the init's byte. Phase 2: EOF, when its write end closes at
+    // execve of the workload (or at its exit).
+    let mut got_byte = false;
     loop {
         match f.read(&mut buf) {
-            Ok(1) => break,
+            Ok(1) if !got_byte => got_byte = true,
+            Ok(0) if got_byte => break,
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(e) => return Err(Error::io("read exec fifo", &fifo)(e)),
+        }
+        if got_byte && !st.init_alive() {
+            // It ran and exited before we saw EOF: started all the same.
+            break;
         }
         if !st.init_alive() {
             return Err(Error::WrongState(format!(
@@ -63,7 +71,12 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
         .ok()
         .and_then(|b| b.spec.hooks().clone())
     {
-        let state = st.oci_json(&dir).to_string();
+        // The workload was started (it may already have exited): poststart
+        // hooks see it as running, with its pid, as runc reports it.
+        let mut v = st.oci_json(&dir);
+        v["status"] = serde_json::json!("running");
+        v["pid"] = serde_json::json!(st.pid);
+        let state = v.to_string();
         hooks::run(
             "poststart",
             h.poststart().as_deref().unwrap_or(&[]),

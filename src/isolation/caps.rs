@@ -4,8 +4,8 @@
 use crate::{Error, Result};
 use std::str::FromStr;
 
-/// Parse capability names ("CAP_CHOWN") into a mask. Unknown names are
-/// refused: a typo must not silently grant or drop a capability.
+/// Capability sets into a mask. oci-spec has already refused unknown names
+/// while parsing config.json; a name the caps crate lacks is left out.
 pub fn mask(names: Option<&std::collections::HashSet<oci_spec::runtime::Capability>>) -> u64 {
     let mut m = 0u64;
     for c in names.into_iter().flatten() {

@@ -110,8 +110,8 @@ pub fn parse_options(opts: &[String]) -> (libc::c_ulong, libc::c_ulong, String, 
                 prop = libc::MS_UNBINDABLE | libc::MS_REC;
                 (0, 0)
             }
-            // runc-specific or handled elsewhere.
-            "tmpcopyup" | "idmap" | "ridmap" => (0, 0),
+            // "defaults" means no flag; runc-specific or handled elsewhere.
+            "defaults" | "tmpcopyup" | "idmap" | "ridmap" => (0, 0),
             other => {
                 data.push(other);
                 (0, 0)
@@ -226,8 +226,9 @@ fn plan_cgroup_mount(
         let name = if cg.layout == Layout::V2 {
             String::new()
         } else {
+            // rel is "<hierarchy>/<path...>" (relative after strip_prefix).
             rel.components()
-                .nth(1)
+                .find(|c| matches!(c, std::path::Component::Normal(_)))
                 .map(|c| c.as_os_str().to_string_lossy().into_owned())
                 .unwrap_or_default()
         };

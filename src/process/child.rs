@@ -114,7 +114,72 @@ enum Leaf {
 /// mkdir -p of `rel` inside `root`, each step resolved in the root; the last
 /// component is created as a directory or an empty file.
 fn mkdir_all_in_root(root: RawFd, rel: &CStr, mode: u32, leaf: Leaf) -> Result<(), i32> {
-    let bytes = rel.to_bytes();
+    mkdir_all_depth(root, rel.to_bytes(), mode, leaf, 0)
+}
+
+/// A dangling symlink on the way: create its target (resolved inside the
+/// root) so the walk can continue through it. Depth-limited against loops.
+fn follow_dangling(
+    root: RawFd,
+    parent: RawFd,
+    name: *const c_char,
+    prefix: &[u8],
+    mode: u32,
+    depth: u32,
+) -> Result<bool, i32> {
+    let mut target = [0u8; PATH_MAX];
+    // SAFETY: parent is a valid dirfd, name NUL-terminated, target writable.
+    let n = unsafe {
+        libc::readlinkat(
+            parent,
+            name,
+            target.as_mut_ptr() as *mut c_char,
+            target.len() - 1,
+        )
+    };
+    if n < 0 {
+        return Ok(false);
+    }
+    let n = n as usize;
+    if depth > 8 {
+        return Err(libc::ELOOP);
+    }
+    if target[0] == b'/' {
+        mkdir_all_depth(root, &target[1..n], mode, Leaf::Dir, depth + 1)?;
+    } else {
+        let mut joined = [0u8; PATH_MAX];
+        if prefix.len() + 1 + n >= PATH_MAX {
+            return Err(libc::ENAMETOOLONG);
+        }
+        joined[..prefix.len()].copy_from_slice(prefix);
+        let mut k = prefix.len();
+        if k > 0 {
+            joined[k] = b'/';
+            k += 1;
+        }
+        joined[k..k + n].copy_from_slice(&target[..n]);
+        mkdir_all_depth(root, &joined[..k + n], mode, Leaf::Dir, depth + 1)?;
+    }
+    Ok(true)
+}
+
+fn mkdir_all_depth(
+    root: RawFd,
+    bytes: &[u8],
+    mode: u32,
+    leaf: Leaf,
+    depth: u32,
+) -> Result<(), i32> {
+    let bytes = {
+        let mut b = bytes;
+        while let [rest @ .., b'/'] = b {
+            b = rest;
+        }
+        while let [b'/', rest @ ..] = b {
+            b = rest;
+        }
+        b
+    };
     if bytes.is_empty() {
         return Ok(());
     }
@@ -178,6 +243,18 @@ fn mkdir_all_in_root(root: RawFd, rel: &CStr, mode: u32, leaf: Leaf) -> Result<(
                         }
                     };
                     let e = errno();
+                    if r < 0 && e == libc::EEXIST && !(last && leaf == Leaf::File) {
+                        let prefix = if start == 0 {
+                            &bytes[..0]
+                        } else {
+                            &bytes[..start - 1]
+                        };
+                        if let Err(e) = follow_dangling(root, parent, np, prefix, mode, depth) {
+                            // SAFETY: closing an fd we own.
+                            unsafe { libc::close(parent) };
+                            return Err(e);
+                        }
+                    }
                     // SAFETY: closing an fd we own.
                     unsafe { libc::close(parent) };
                     if r < 0 && e != libc::EEXIST {
@@ -367,6 +444,13 @@ fn setup_rootfs(plan: &InitPlan, sock: RawFd) {
         std::ptr::null(),
     );
     check(sock, r, Step::RootPropagation, 0);
+    if plan.root_propagation & libc::MS_SHARED != 0 {
+        // pivot_root refuses a new root that is, or sits on, a shared
+        // mount: make the mount holding the rootfs private first, so the
+        // bind below is private too (runc's rootfsParentMountPrivate).
+        // "/" becomes shared again after pivot_root.
+        make_parent_mount_private(plan.rootfs.to_bytes());
+    }
     // The rootfs must be a mount point for pivot_root.
     let r = mount(
         root,
@@ -480,13 +564,18 @@ fn setup_rootfs(plan: &InitPlan, sock: RawFd) {
     pivot(plan, sock);
     // SAFETY: closing an fd we own.
     unsafe { libc::close(rootfd) };
+    if plan.root_propagation & libc::MS_SHARED != 0 {
+        let r = mount(
+            std::ptr::null(),
+            c"/".as_ptr(),
+            std::ptr::null(),
+            plan.root_propagation,
+            std::ptr::null(),
+        );
+        check(sock, r, Step::RootPropagation, 1);
+    }
 
-    for (i, p) in plan.masked.iter().enumerate() {
-        mask_path(sock, p, i as i32);
-    }
-    for (i, p) in plan.readonly.iter().enumerate() {
-        readonly_path(sock, p, i as i32);
-    }
+    // sysctls first: /proc/sys is usually among the read-only paths.
     for (i, (path, value)) in plan.sysctls.iter().enumerate() {
         // SAFETY: path NUL-terminated; value is a valid buffer.
         let fd = unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
@@ -497,6 +586,12 @@ fn setup_rootfs(plan: &InitPlan, sock: RawFd) {
         check(sock, n as c_int, Step::Sysctl, i as i32);
         // SAFETY: closing an fd we own.
         unsafe { libc::close(fd) };
+    }
+    for (i, p) in plan.masked.iter().enumerate() {
+        mask_path(sock, p, i as i32);
+    }
+    for (i, p) in plan.readonly.iter().enumerate() {
+        readonly_path(sock, p, i as i32);
     }
     if plan.readonly_root {
         let keep = statvfs_flags(c"/".as_ptr());
@@ -689,6 +784,33 @@ fn open_console(plan: &InitPlan, sock: RawFd, rootfd: RawFd) -> RawFd {
         libc::close(plan.console_socket);
     }
     slave
+}
+
+/// MS_PRIVATE on the innermost mount point above `rootfs` (an absolute,
+/// canonical path): mount(2) answers EINVAL for a path that is not a mount
+/// point, so walk up until one accepts. Stack buffers only.
+fn make_parent_mount_private(rootfs: &[u8]) {
+    let mut buf = [0u8; PATH_MAX];
+    let mut len = rootfs.len();
+    loop {
+        len = match rootfs[..len].iter().rposition(|&b| b == b'/') {
+            Some(0) | None => 1,
+            Some(p) => p,
+        };
+        if !prefix_buf(rootfs, len, &mut buf) {
+            return;
+        }
+        let r = mount(
+            std::ptr::null(),
+            buf.as_ptr() as *const c_char,
+            std::ptr::null(),
+            libc::MS_PRIVATE,
+            std::ptr::null(),
+        );
+        if r == 0 || len == 1 {
+            return;
+        }
+    }
 }
 
 fn pivot(plan: &InitPlan, sock: RawFd) {
@@ -1072,7 +1194,9 @@ fn wait_for_start(plan: &InitPlan, sock: RawFd, hook_state: &mut [u8]) {
             libc::_exit(1);
         }
         libc::write(fd, b"0".as_ptr() as *const libc::c_void, 1);
-        libc::close(fd);
+        // The write end stays open (close-on-exec): `start` waits for EOF,
+        // which comes at execve, so poststart runs after the startContainer
+        // hooks and once the workload is executing (runtime spec).
         libc::close(plan.exec_fifo_fd);
     }
     run_start_hooks(plan, &hook_state[..n]);

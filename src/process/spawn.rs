@@ -202,9 +202,15 @@ pub fn child_error(plan: &InitPlan, m: &Msg) -> Error {
             | Step::MountPropagation,
         ) => {
             let m2 = plan.mounts.get(idx);
+            let verb = match Step::from_u32(m.step) {
+                Some(Step::MountMkdir) => "create the mount point",
+                Some(Step::MountOpen) => "open the mount point",
+                Some(Step::MountRemount) => "remount",
+                Some(Step::MountPropagation) => "set propagation",
+                _ => "mount",
+            };
             format!(
-                "{:?} of mount /{} (source {}, type {})",
-                Step::from_u32(m.step),
+                "{verb} of mount /{} (source {}, type {})",
                 m2.map(|x| lossy(&x.dest)).unwrap_or_default(),
                 m2.map(|x| lossy(&x.source)).unwrap_or_default(),
                 m2.map(|x| lossy(&x.fstype)).unwrap_or_default()

@@ -1,6 +1,7 @@
 //! Loading and validating config.json. Everything here runs before any side
 //! effect, so bad input leaves nothing behind.
 
+pub mod support;
 pub mod validate;
 
 use crate::{Error, Result};
@@ -34,6 +35,7 @@ pub fn load_bundle(bundle: &Path) -> Result<Bundle> {
         .map_err(|e| Error::invalid(format!("parse {}: {e}", path.display())))?;
     let mut parsable = raw.clone();
     let seccomp_extra_flags = crate::isolation::seccomp::take_extra_flags(&mut parsable);
+    stringify_time_offsets(&mut parsable);
     let spec: Spec = serde_json::from_value(parsable)
         .map_err(|e| Error::invalid(format!("parse {}: {e}", path.display())))?;
     let root = spec
@@ -54,6 +56,7 @@ pub fn load_bundle(bundle: &Path) -> Result<Bundle> {
         )));
     }
     validate::validate(&spec, &raw)?;
+    support::enforce(&raw)?;
     Ok(Bundle {
         dir,
         spec,
@@ -61,6 +64,22 @@ pub fn load_bundle(bundle: &Path) -> Result<Bundle> {
         rootfs,
         seccomp_extra_flags,
     })
+}
+
+/// The runtime spec writes each `linux.timeOffsets` entry as an object
+/// `{"secs": N, "nanosecs": N}`, but oci-spec 0.7 types the values as
+/// strings: hand it each object as its JSON text (process::plan parses it).
+fn stringify_time_offsets(config: &mut serde_json::Value) {
+    if let Some(map) = config
+        .pointer_mut("/linux/timeOffsets")
+        .and_then(|m| m.as_object_mut())
+    {
+        for v in map.values_mut() {
+            if v.is_object() {
+                *v = serde_json::Value::String(v.to_string());
+            }
+        }
+    }
 }
 
 /// runc's rule for container ids: letters, digits, `_ + - .`, not `.`/`..`.

@@ -37,16 +37,26 @@ pub fn scratch_dir() -> PathBuf {
     d
 }
 
-/// A busybox rootfs built once per test binary by rootfs-tools/mkrootfs.sh.
+/// A busybox rootfs built once by rootfs-tools/mkrootfs.sh and shared by all
+/// test binaries (built in a temporary dir, then renamed into place).
 pub fn rootfs_template() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = scratch_dir().join(format!("rootfs-template-{}", std::process::id()));
+        let dir = scratch_dir().join("rootfs-template");
+        if dir.join("bin/busybox").exists() {
+            return dir;
+        }
+        let tmp = scratch_dir().join(format!("rootfs-template.tmp-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&tmp);
         let st = Command::new(repo_dir().join("rootfs-tools/mkrootfs.sh"))
-            .arg(&dir)
+            .arg(&tmp)
             .status()
             .expect("run rootfs-tools/mkrootfs.sh");
         assert!(st.success(), "mkrootfs.sh failed");
+        if fs::rename(&tmp, &dir).is_err() {
+            // Another test binary won the race: use its copy.
+            let _ = fs::remove_dir_all(&tmp);
+        }
         dir
     })
     .clone()
@@ -202,30 +212,47 @@ impl Drop for Runtime {
     }
 }
 
-/// Run a command, killing it after `limit`.
+/// Run a command, killing it after `limit`. Output is read on threads, so
+/// a container process that inherited the pipes cannot block the test.
 pub fn run_with_timeout(mut cmd: Command, limit: Duration) -> Output {
+    use std::io::Read;
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let child = cmd.spawn().expect("spawn runtime");
-    let pid = child.id() as i32;
-    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let d2 = done.clone();
-    let watchdog = std::thread::spawn(move || {
-        let start = Instant::now();
-        while !d2.load(Ordering::SeqCst) {
-            if start.elapsed() > limit {
-                // SAFETY: plain kill(2) of our own child.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        false
+    let mut child = cmd.spawn().expect("spawn runtime");
+    let (tx_out, rx_out) = std::sync::mpsc::channel();
+    let (tx_err, rx_err) = std::sync::mpsc::channel();
+    let mut so = child.stdout.take().expect("stdout pipe");
+    let mut se = child.stderr.take().expect("stderr pipe");
+    std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = so.read_to_end(&mut b);
+        let _ = tx_out.send(b);
     });
-    let out = child.wait_with_output().expect("wait runtime");
-    done.store(true, Ordering::SeqCst);
-    let timed_out = watchdog.join().unwrap_or(false);
-    assert!(!timed_out, "command timed out after {limit:?}");
-    out
+    std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = se.read_to_end(&mut b);
+        let _ = tx_err.send(b);
+    });
+    let start = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait runtime") {
+            break st;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("command timed out after {limit:?}: {cmd:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    // A detached container may keep the pipes open: take what arrived.
+    let grace = Duration::from_secs(2);
+    let stdout = rx_out.recv_timeout(grace).unwrap_or_default();
+    let stderr = rx_err.recv_timeout(grace).unwrap_or_default();
+    Output {
+        status,
+        stdout,
+        stderr,
+    }
 }
 
 /// Poll until `f` is true or `limit` passes.
@@ -261,4 +288,197 @@ pub fn mounts_under(dir: &Path) -> Vec<String> {
         .filter_map(|l| l.split(' ').nth(4).map(str::to_owned))
         .filter(|m| m.starts_with(&d))
         .collect()
+}
+
+// ---- helpers added for the lifecycle/config/bad_input/hooks/terminal/cgroups suites ----
+
+/// True (after printing SKIPPED) when not root: container tests need root.
+pub fn skip_unless_root(suite: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED: {suite} tests need root");
+        return true;
+    }
+    false
+}
+
+/// Output of a command as (exit code, stdout, stderr).
+pub fn triple(out: &Output) -> (i32, String, String) {
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+impl Runtime {
+    /// `create` a bundle under `id` (extra flags before the id).
+    pub fn create(&self, b: &Bundle, id: &str, extra: &[&str]) -> Output {
+        let mut args = vec!["create", "--bundle", b.dir.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        args.push(id);
+        self.run_detached(&args)
+    }
+
+    /// Assert `create` worked.
+    pub fn create_ok(&self, b: &Bundle, id: &str) {
+        let out = self.create(b, id, &[]);
+        let (code, o, e) = triple(&out);
+        assert_eq!(code, 0, "create {id} failed\nstdout: {o}\nstderr: {e}");
+    }
+
+    /// The "status" field of `state`, or None when `state` fails.
+    pub fn status(&self, id: &str) -> Option<String> {
+        let out = self.run(&["state", id]);
+        if !out.status.success() {
+            return None;
+        }
+        let v: Value = serde_json::from_slice(&out.stdout).ok()?;
+        v["status"].as_str().map(str::to_owned)
+    }
+
+    /// Poll `state` until the status is `want`.
+    pub fn wait_status(&self, id: &str, want: &str, limit: Duration) -> bool {
+        wait_for(limit, || self.status(id).as_deref() == Some(want))
+    }
+
+    /// JSON error lines in the --log file.
+    pub fn log_errors(&self) -> Vec<Value> {
+        self.log_text()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["level"] == "error" && v["msg"].is_string())
+            .collect()
+    }
+}
+
+/// Cgroup directories a container `id` would have under the default
+/// cgroupsPath (/vessel/<id>) in any hierarchy, v1 or the unified one.
+pub fn cgroup_dirs_of(id: &str) -> Vec<PathBuf> {
+    cgroup_dirs_at(&format!("vessel/{id}"))
+}
+
+/// Existing directories `<hierarchy>/<rel>` under /sys/fs/cgroup (every v1
+/// hierarchy and the unified one), plus `/sys/fs/cgroup/<rel>` on pure v2.
+pub fn cgroup_dirs_at(rel: &str) -> Vec<PathBuf> {
+    let rel = rel.trim_start_matches('/');
+    let mut found = Vec::new();
+    for e in fs::read_dir("/sys/fs/cgroup")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let d = e.path().join(rel);
+        if d.is_dir() {
+            found.push(d);
+        }
+    }
+    let top = Path::new("/sys/fs/cgroup").join(rel);
+    if top.is_dir() && top.join("cgroup.procs").exists() && !found.contains(&top) {
+        found.push(top);
+    }
+    found.sort();
+    found
+}
+
+/// Pids whose cwd or root lies inside `rootfs` (a leftover container process).
+pub fn procs_in(rootfs: &Path) -> Vec<i32> {
+    let mut pids = Vec::new();
+    let canon = fs::canonicalize(rootfs).unwrap_or_else(|_| rootfs.to_path_buf());
+    for e in fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if !pid_alive(pid) {
+            continue;
+        }
+        for link in ["cwd", "root"] {
+            if let Ok(t) = fs::read_link(e.path().join(link)) {
+                if t.starts_with(&canon) {
+                    pids.push(pid);
+                    break;
+                }
+            }
+        }
+    }
+    pids
+}
+
+/// Assert a failed create left nothing: no state dir, cgroup, mount or process.
+pub fn assert_nothing_left(rt: &Runtime, id: &str, b: &Bundle) {
+    let state = rt.root.join(id);
+    assert!(!state.exists(), "state dir {} left behind", state.display());
+    let cg = cgroup_dirs_of(id);
+    assert!(cg.is_empty(), "cgroup dirs left behind: {cg:?}");
+    let m = mounts_under(&b.dir);
+    assert!(m.is_empty(), "mounts left under the bundle: {m:?}");
+    let p = procs_in(&b.rootfs());
+    assert!(p.is_empty(), "processes left in the rootfs: {p:?}");
+}
+
+/// Wait for a spawned child with a limit (SIGKILL and panic on timeout).
+pub fn wait_child(mut child: std::process::Child, limit: Duration) -> Output {
+    let pid = child.id() as i32;
+    let start = Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) => {}
+            Err(e) => panic!("wait child: {e}"),
+        }
+        if start.elapsed() > limit {
+            // SAFETY: kill(2) of our own child.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            let _ = child.wait();
+            panic!("child {pid} timed out after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().expect("collect child output")
+}
+
+/// Set the namespaces of a bundle (list of type names, each created new).
+pub fn set_namespaces(b: &mut Bundle, types: &[&str]) {
+    let v: Vec<Value> = types.iter().map(|t| json!({ "type": t })).collect();
+    b.spec["linux"]["namespaces"] = json!(v);
+}
+
+/// Run a command whose descendants may keep its stdout/stderr open (a
+/// container init inherits them from `create`): output goes to files, and
+/// only the command itself is waited for, with a timeout.
+pub fn run_detached_io(mut cmd: Command, limit: Duration) -> Output {
+    let base = scratch_dir().join(unique_id("io"));
+    let out_p = base.with_extension("out");
+    let err_p = base.with_extension("err");
+    cmd.stdout(fs::File::create(&out_p).expect("create stdout file"))
+        .stderr(fs::File::create(&err_p).expect("create stderr file"));
+    let mut child = cmd.spawn().expect("spawn runtime");
+    let start = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait runtime") {
+            break st;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("command timed out after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let out = Output {
+        status,
+        stdout: fs::read(&out_p).unwrap_or_default(),
+        stderr: fs::read(&err_p).unwrap_or_default(),
+    };
+    let _ = fs::remove_file(&out_p);
+    let _ = fs::remove_file(&err_p);
+    out
+}
+
+impl Runtime {
+    /// Like `run`, for commands that leave a container process holding
+    /// their stdio (create, run -d).
+    pub fn run_detached(&self, args: &[&str]) -> Output {
+        run_detached_io(self.cmd(args), Duration::from_secs(60))
+    }
 }

@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# nested-vm.sh: run a command inside a throw-away Linux VM that has a real
+# (emulated) KVM and cgroup v2, for vessel's VM-mode tests.
+#
+# Why: a CI runner or dev box may have no /dev/kvm, or (as on kvm_pvm hosts)
+# one that cannot boot a stock Linux guest. This boots Debian's cloud kernel
+# under QEMU's software CPU (`-accel tcg -cpu max`, which exposes AMD SVM),
+# loads kvm-amd inside, mounts cgroup2 at /sys/fs/cgroup, copies in the files
+# you name (with the shared libraries of dynamic executables among them), runs
+# your command as root, prints its output and exits with its status.
+#
+# Usage: nested-vm.sh [--mem MiB] [--cpus N] [--timeout S] [--file SRC[:DEST]]... -- CMD [ARG]...
+#   --file copies SRC (file or directory) to DEST in the VM (default: the same
+#   absolute path). Paths under /tmp stay visible: the VM's /tmp is a plain
+#   directory of its RAM root, not a fresh tmpfs mounted over copied files.
+#   Inside the VM: /dev/kvm, cgroup2 with controllers enabled, busybox for the
+#   usual commands, $NESTED_VM=1.
+# Env: NESTED_VM_CACHE (default /var/cache/vessel/nested-vm) keeps the kernel package.
+# Needs (Debian): qemu-system-x86 busybox-static cpio gzip, apt for the kernel package.
+# Exit: the command's status; 124 on timeout; 125 when the VM ended without a status;
+# 2 for a missing tool or kernel.
+set -euo pipefail
+
+mem=2048 cpus=1 timeout_s=900
+files=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --mem) mem=$2; shift 2 ;;
+    --cpus) cpus=$2; shift 2 ;;
+    --timeout) timeout_s=$2; shift 2 ;;
+    --file) files+=("$2"); shift 2 ;;
+    --) shift; break ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    *) echo "nested-vm: unknown option $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+[ $# -gt 0 ] || { echo "nested-vm: no command given (see --help)" >&2; exit 2; }
+
+die() { echo "nested-vm: $*" >&2; exit 2; }
+need() { command -v "$1" >/dev/null 2>&1 || die "missing $1 (apt-get install $2)"; }
+need qemu-system-x86_64 qemu-system-x86
+need cpio cpio
+need gzip gzip
+need timeout coreutils
+busybox=${BUSYBOX:-/bin/busybox}
+[ -x "$busybox" ] || die "missing $busybox (apt-get install busybox-static)"
+
+# --- The L1 kernel: Debian's cloud kernel package, fetched once. -------------
+cache=${NESTED_VM_CACHE:-/var/cache/vessel/nested-vm}
+kdir=$cache/kernel
+if [ ! -d "$kdir/boot" ]; then
+  need apt-get apt
+  need dpkg-deb dpkg
+  mkdir -p "$cache"
+  pkg_of_meta() { apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-/{print $2; exit}'; }
+  pkg=$(pkg_of_meta)
+  if [ -z "$pkg" ]; then apt-get update -qq >/dev/null 2>&1 || true; pkg=$(pkg_of_meta); fi
+  [ -n "$pkg" ] || die "apt knows no linux-image-cloud-amd64: cannot fetch the VM's kernel (a Debian apt source is needed)"
+  dl=$(mktemp -d "$cache/dl.XXXXXX")
+  (cd "$dl" && apt-get -o APT::Sandbox::User=root download "$pkg" >/dev/null 2>&1) ||
+    { rm -rf "$dl"; die "apt-get download $pkg failed (offline, or no mirror?)"; }
+  dpkg-deb -x "$dl"/*.deb "$dl/x" && rm -rf "$kdir" && mv "$dl/x" "$kdir"
+  rm -rf "$dl"
+fi
+vmlinuz=$(ls "$kdir"/boot/vmlinuz-* 2>/dev/null | head -1)
+[ -n "$vmlinuz" ] || die "no boot/vmlinuz-* in $kdir (remove it to fetch again)"
+kver=${vmlinuz##*/vmlinuz-}
+mods=$kdir/lib/modules/$kver/kernel
+
+# --- The VM's initramfs. Work dir off /tmp so it never shadows --file paths. --
+work=$(mktemp -d "${NESTED_VM_WORK:-/var/tmp}/nested-vm.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+root=$work/root
+mkdir -p "$root"/{bin,sbin,proc,sys,dev,run,etc,root,nested/mods,lib64,usr/lib,usr/bin,usr/sbin}
+mkdir -p -m 1777 "$root/tmp"
+cp "$busybox" "$root/bin/busybox"
+for a in $("$root/bin/busybox" --list); do [ -e "$root/bin/$a" ] || ln -s busybox "$root/bin/$a"; done
+for m in virt/lib/irqbypass arch/x86/kvm/kvm arch/x86/kvm/kvm-amd; do
+  src=$(ls "$mods/$m.ko"* 2>/dev/null | head -1)
+  [ -n "$src" ] || die "kernel module $m missing from $kdir"
+  case "$src" in
+    *.xz) xz -dc "$src" > "$root/nested/mods/$(basename "$m").ko" ;;
+    *.zst) zstd -dc "$src" > "$root/nested/mods/$(basename "$m").ko" ;;
+    *) cp "$src" "$root/nested/mods/" ;;
+  esac
+done
+printf 'root:x:0:0:root:/root:/bin/sh\n' > "$root/etc/passwd"
+printf 'root:x:0:\n' > "$root/etc/group"
+
+copy_libs() { # the shared libraries a dynamic ELF executable needs
+  ldd "$1" 2>/dev/null | awk '/=> \//{print $3} /ld-linux/ && !/=>/{print $1}' | while read -r lib; do
+    [ -e "$root$lib" ] || { mkdir -p "$root$(dirname "$lib")"; cp -L "$lib" "$root$lib"; }
+  done
+}
+for spec in "${files[@]}"; do
+  src=${spec%%:*}; dest=${spec#*:}; [ "$dest" != "$spec" ] || dest=$(realpath "$src")
+  [ -e "$src" ] || die "--file $src: no such file"
+  mkdir -p "$root$(dirname "$dest")"
+  cp -a "$src" "$root$dest"
+  find "$root$dest" -type f -perm -u+x | while read -r f; do
+    head -c4 "$f" | grep -q ELF && copy_libs "$f"
+  done || true
+done
+
+if [ $# -eq 1 ]; then printf '%s\n' "$1"; else printf '%q ' "$@"; echo; fi > "$root/nested/cmd"
+cat > "$root/init" <<'EOF'
+#!/bin/busybox sh
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root NESTED_VM=1
+mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
+mkdir -p /dev/pts /dev/shm; mount -t devpts devpts /dev/pts; mount -t tmpfs tmpfs /dev/shm
+mount -t tmpfs tmpfs /run
+mount -t cgroup2 cgroup2 /sys/fs/cgroup
+ctrls=$(sed 's/\([a-z_]*\)/+\1/g' /sys/fs/cgroup/cgroup.controllers)
+echo "$ctrls" > /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null || true
+for m in irqbypass kvm kvm-amd; do insmod /nested/mods/$m.ko || echo "nested-vm: insmod $m failed"; done
+[ -e /dev/kvm ] || echo "nested-vm: no /dev/kvm inside the VM (the CPU model lacks SVM?)"
+ip link set lo up 2>/dev/null
+echo "nested-vm: up after $(cut -d' ' -f1 /proc/uptime) s"
+cd /root
+sh /nested/cmd
+echo "nested-vm-exit-status=$?"
+poweroff -f
+EOF
+chmod +x "$root/init"
+(cd "$root" && find . | cpio -o -H newc 2>/dev/null | gzip -1 > "$work/initrd.gz")
+
+# --- Boot it. ----------------------------------------------------------------
+out=$work/console.log
+set +e
+timeout -k 10 "$timeout_s" qemu-system-x86_64 -M q35 -accel tcg -cpu max -smp "$cpus" -m "$mem" \
+  -nographic -serial stdio -monitor none -no-reboot -nodefaults \
+  -kernel "$vmlinuz" -initrd "$work/initrd.gz" \
+  -append "console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init" </dev/null 2>&1 |
+  tr -d '\033\r' | tee "$out" | grep -av '^nested-vm-exit-status='
+rc=${PIPESTATUS[0]}
+set -e
+status=$(grep -ao 'nested-vm-exit-status=[0-9]*' "$out" | tail -1 | cut -d= -f2)
+if [ -z "$status" ]; then
+  if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+    echo "nested-vm: timed out after $timeout_s s" >&2; exit 124
+  fi
+  echo "nested-vm: the VM ended without a status (qemu exit $rc)" >&2
+  exit 125
+fi
+exit "$status"

@@ -1,0 +1,191 @@
+#!/bin/sh
+# vm-tests.sh: vessel's VM-mode checks. Runs INSIDE a VM with real KVM
+# (rootfs-tools/nested-vm.sh) with the vessel binary, vessel-agent and the
+# guest kernel copied in. Every guest boot costs ~15 s under the emulated
+# CPU, so the checks share three boots.
+#
+# Env: VESSEL (default /vessel/vessel), VESSEL_AGENT (default /vessel/vessel-agent),
+#      VESSEL_VM_KERNEL (default /var/lib/vessel/kernel/vmlinux), BUSYBOX (default /bin/busybox).
+# Prints one line per check, "ok - NAME" or "FAIL - NAME: why"; exits 1 on any failure.
+# POSIX sh: it runs under busybox in the nested VM.
+set -u
+
+VESSEL=${VESSEL:-/vessel/vessel}
+export VESSEL_AGENT=${VESSEL_AGENT:-/vessel/vessel-agent}
+export VESSEL_VM_KERNEL=${VESSEL_VM_KERNEL:-/var/lib/vessel/kernel/vmlinux}
+export VESSEL_INITRAMFS_CACHE=${VESSEL_INITRAMFS_CACHE:-/var/tmp/vessel-initramfs}
+BUSYBOX=${BUSYBOX:-/bin/busybox}
+work=${VM_TESTS_WORK:-/var/tmp/vm-tests}
+root=$work/state
+failures=0
+
+ok() { echo "ok - $1"; }
+fail() { echo "FAIL - $1: $2"; failures=$((failures + 1)); }
+check() { # check NAME CONDITION-AS-STRING WHY
+  if eval "$2"; then ok "$1"; else fail "$1" "$3"; fi
+}
+uptime_s() { cut -d' ' -f1 /proc/uptime; }
+elapsed() { awk -v a="$1" -v b="$(uptime_s)" 'BEGIN{printf "%.1f", b-a}'; }
+# Every command has a deadline, so a hang is a failed check, not a stuck CI job.
+v() { timeout "${VM_TESTS_CMD_TIMEOUT:-120}" "$VESSEL" --root "$root" "$@"; }
+state_field() { # state_field ID FIELD: a top-level string or number field of `vessel state`
+  v state "$1" 2>/dev/null | tr -d '\n' | sed -n "s/.*\"$2\"[ ]*:[ ]*\"\{0,1\}\([^\",}]*\).*/\1/p"
+}
+wait_status() { # wait_status ID STATUS SECONDS
+  i=0
+  while [ $i -lt $(($3 * 10)) ]; do
+    [ "$(state_field "$1" status)" = "$2" ] && return 0
+    sleep 0.1; i=$((i + 1))
+  done
+  return 1
+}
+json_args() { # the arguments as a JSON array of strings
+  printf '['; sep=''
+  for a in "$@"; do
+    printf '%s"%s"' "$sep" "$(printf '%s' "$a" | sed 's/\\/\\\\/g; s/"/\\"/g')"; sep=','
+  done
+  printf ']'
+}
+
+# mkbundle DIR ANNOTATIONS-JSON-MEMBERS ARGS...: a busybox bundle in VM mode.
+mkbundle() {
+  dir=$1 ann=$2; shift 2
+  rm -rf "$dir"; mkdir -p "$dir/rootfs/bin" "$dir/rootfs/etc" "$dir/rootfs/tmp" "$dir/rootfs/proc" \
+    "$dir/rootfs/sys" "$dir/rootfs/dev" "$dir/rootfs/root"
+  cp "$BUSYBOX" "$dir/rootfs/bin/busybox"
+  for a in sh echo cat grep sleep nproc read head tr wc ls true false id; do
+    ln -s busybox "$dir/rootfs/bin/$a"
+  done
+  echo 'root:x:0:0:root:/root:/bin/sh' > "$dir/rootfs/etc/passwd"
+  cat > "$dir/config.json" <<EOF
+{
+  "ociVersion": "1.0.2",
+  "process": {
+    "terminal": false,
+    "user": {"uid": 0, "gid": 0},
+    "args": $(json_args "$@"),
+    "env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "VM_TEST=1"],
+    "cwd": "/root"
+  },
+  "root": {"path": "rootfs", "readonly": false},
+  "hostname": "vm-test",
+  "mounts": [
+    {"destination": "/proc", "type": "proc", "source": "proc"},
+    {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+    {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "mode=1777"]},
+    {"destination": "/etc/hosts", "type": "bind", "source": "/etc/hosts", "options": ["rbind", "ro"]},
+    {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}
+  ],
+  "annotations": {"vessel.sandbox": "vm"$ann},
+  "linux": {
+    "namespaces": [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "network"}]
+  }
+}
+EOF
+}
+
+# nothing_left ID PID: no VMM process, no state dir, no cgroup for ID.
+nothing_left() {
+  why=''
+  if [ -n "$2" ] && [ -d "/proc/$2" ] && ! grep -q '^State:.*Z' "/proc/$2/status" 2>/dev/null; then
+    why="$why vmm pid $2 alive;"
+  fi
+  [ -e "$root/$1" ] && why="$why state dir $root/$1 left;"
+  cg=$(find /sys/fs/cgroup -type d -name "*$1*" 2>/dev/null | head -1)
+  [ -n "$cg" ] && why="$why cgroup $cg left;"
+  echo "$why"
+}
+
+for f in "$VESSEL" "$VESSEL_AGENT" "$VESSEL_VM_KERNEL" "$BUSYBOX"; do
+  [ -e "$f" ] || { echo "FAIL - setup: $f missing"; exit 1; }
+done
+[ -e /dev/kvm ] || { echo "FAIL - setup: no /dev/kvm (run me inside rootfs-tools/nested-vm.sh)"; exit 1; }
+rm -rf "$work"; mkdir -p "$work" "$root"
+host_boot_id=$(cat /proc/sys/kernel/random/boot_id)
+host_cmdline=$(cat /proc/cmdline)
+
+# --- Boot 1: output, exit status 3, stdin, sizing, a separate kernel. --------
+mkbundle "$work/b1" ', "vessel.vm.vcpus": "2", "vessel.vm.memory_mib": "192"' \
+  sh -c 'echo hello-from-vm; echo "bootid=$(cat /proc/sys/kernel/random/boot_id)"; echo "cmdline=$(cat /proc/cmdline)"; echo "nproc=$(nproc)"; echo "memkb=$(grep MemTotal /proc/meminfo | tr -s " " | cut -d" " -f2)"; echo "hostname=$(cat /proc/sys/kernel/hostname)"; read line; echo "stdin=$line"; echo to-stderr >&2; exit 3'
+t0=$(uptime_s)
+echo ping-through-stdin | v run --bundle "$work/b1" vm1 > "$work/out1" 2> "$work/err1"
+rc=$?
+echo "# boot 1 (vessel run to exit): $(elapsed "$t0") s"
+out=$(cat "$work/out1")
+check "run prints the workload's stdout" 'grep -qx hello-from-vm "$work/out1"' "stdout: $out / stderr: $(cat "$work/err1")"
+check "exit status 3 comes back from vessel run" '[ "$rc" = 3 ]' "got $rc"
+check "workload stderr reaches stderr" 'grep -qx to-stderr "$work/err1"' "stderr: $(cat "$work/err1")"
+check "stdin reaches the workload" 'grep -qx stdin=ping-through-stdin "$work/out1"' "stdout: $out"
+check "vcpus annotation gives 2 CPUs in the guest" 'grep -qx nproc=2 "$work/out1"' "$(grep nproc= "$work/out1")"
+memkb=$(sed -n 's/^memkb=//p' "$work/out1")
+check "memory annotation sizes guest RAM (192 MiB)" '[ -n "$memkb" ] && [ "$memkb" -gt 120000 ] && [ "$memkb" -le 196608 ]' "MemTotal ${memkb:-?} kB"
+guest_boot_id=$(sed -n 's/^bootid=//p' "$work/out1")
+check "guest boot_id differs from the host's" '[ -n "$guest_boot_id" ] && [ "$guest_boot_id" != "$host_boot_id" ]' "guest ${guest_boot_id:-?} host $host_boot_id"
+guest_cmdline=$(sed -n 's/^cmdline=//p' "$work/out1")
+check "guest /proc/cmdline is vessel's, not the host's" \
+  'case "$guest_cmdline" in *rdinit=/init*) [ "$guest_cmdline" != "$host_cmdline" ] ;; *) false ;; esac' "guest: $guest_cmdline"
+check "spec hostname is set in the guest" 'grep -qx hostname=vm-test "$work/out1"' "$(grep hostname= "$work/out1")"
+check "run leaves nothing behind" '[ -z "$(nothing_left vm1 "")" ]' "$(nothing_left vm1 "")"
+
+# --- Boot 2: vessel run in the background, kill TERM: 128+15. ----------------
+mkbundle "$work/b2" '' sh -c 'echo started; exec sleep 1000'
+t0=$(uptime_s)
+v run --bundle "$work/b2" vm2 > "$work/out2" 2> "$work/err2" &
+runpid=$!
+if wait_status vm2 running 60; then
+  i=0; while [ $i -lt 600 ] && ! grep -q started "$work/out2"; do sleep 0.1; i=$((i + 1)); done
+  echo "# boot 2 (vessel run to workload output): $(elapsed "$t0") s"
+  pid2=$(state_field vm2 pid)
+  v kill vm2 TERM
+  wait $runpid; rc=$?
+  check "kill TERM ends vessel run with 143" '[ "$rc" = 143 ]' "got $rc; stderr: $(cat "$work/err2")"
+  v delete -f vm2 >/dev/null 2>&1
+  check "run + kill TERM leaves nothing behind" '[ -z "$(nothing_left vm2 "$pid2")" ]' "$(nothing_left vm2 "$pid2")"
+else
+  fail "kill TERM ends vessel run with 143" "vm2 never reached running: $(cat "$work/err2")"
+  kill -9 $runpid 2>/dev/null; v delete -f vm2 >/dev/null 2>&1
+fi
+
+# --- Boot 3: create / state / start / state / kill KILL / state / delete. -----
+mkbundle "$work/b3" '' sh -c 'echo up; exec sleep 1000'
+if v create --bundle "$work/b3" vm3 > "$work/out3" 2> "$work/err3"; then
+  check "state after create is created" '[ "$(state_field vm3 status)" = created ]' "$(v state vm3 2>&1)"
+  pid3=$(state_field vm3 pid)
+  check "create records the VMM pid" '[ -n "$pid3" ] && [ -d "/proc/$pid3" ]' "pid ${pid3:-?}"
+  check "the VMM is in the container's cgroup" '[ -n "$pid3" ] && grep -q vm3 "/proc/$pid3/cgroup"' "$(cat "/proc/$pid3/cgroup" 2>/dev/null)"
+  v start vm3 2>> "$work/err3"
+  check "state after start is running" '[ "$(state_field vm3 status)" = running ]' "$(v state vm3 2>&1)"
+  v kill vm3 KILL
+  check "kill KILL stops it" 'wait_status vm3 stopped 20' "$(v state vm3 2>&1)"
+  v delete vm3
+  check "create/start/kill/delete leaves nothing behind" '[ -z "$(nothing_left vm3 "$pid3")" ]' "$(nothing_left vm3 "$pid3")"
+else
+  fail "create of a VM-mode bundle" "$(cat "$work/err3")"
+fi
+
+# --- No boot: create, kill before start, delete. --------------------------------
+if v create --bundle "$work/b3" vm4 > /dev/null 2> "$work/err4"; then
+  pid4=$(state_field vm4 pid)
+  v kill vm4 KILL
+  wait_status vm4 stopped 20
+  v delete vm4
+  check "create, kill before start, delete leaves nothing behind" '[ -z "$(nothing_left vm4 "$pid4")" ]' "$(nothing_left vm4 "$pid4")"
+else
+  fail "create, kill before start, delete" "create failed: $(cat "$work/err4")"
+fi
+
+# --- No boot: a missing kernel is refused at create with its own message. -------
+mkbundle "$work/b5" ', "vessel.vm.kernel": "/nonexistent/vmlinux"' true
+v create --bundle "$work/b5" vm5 > /dev/null 2> "$work/err5"
+rc=$?
+check "missing kernel: create fails" '[ "$rc" != 0 ]' "create succeeded"
+check "missing kernel: the error names the path and guest-kernel.sh" \
+  'grep -q /nonexistent/vmlinux "$work/err5" && grep -q guest-kernel.sh "$work/err5"' "stderr: $(cat "$work/err5")"
+check "missing kernel: nothing left behind" '[ -z "$(nothing_left vm5 "")" ]' "$(nothing_left vm5 "")"
+
+if [ "$failures" -gt 0 ]; then
+  echo "vm-tests: $failures check(s) failed"
+  for f in "$root"/*/console.log; do [ -f "$f" ] && { echo "--- $f"; tail -20 "$f"; }; done
+  exit 1
+fi
+echo "vm-tests: all checks passed"

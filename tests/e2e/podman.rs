@@ -1,0 +1,266 @@
+//! A private Podman for one runtime: its own containers.conf and
+//! storage.conf (graphroot, runroot, tmp, events, locks under the run dir),
+//! the busybox image imported, and a cleanup that leaves nothing mounted.
+
+use super::*;
+
+pub struct Podman<'a> {
+    pub dir: PathBuf,
+    pub rt: &'a RuntimeUnderTest,
+    env: Vec<(String, String)>,
+    /// A short /tmp symlink to the runroot, made only when the real path is
+    /// too long for podman (see `short_dir`).
+    runroot_link: Option<PathBuf>,
+    /// /tmp/conmon-term.* present before this podman ran (see `stale_console_sockets`).
+    console_sockets_before: Vec<PathBuf>,
+    cleaned: bool,
+}
+
+/// conmon makes its console socket as /tmp/conmon-term.XXXXXX (podman does
+/// not pass TMPDIR on) and leaves it when the runtime never connects. The
+/// ones this run left are new since `before` and refuse connections.
+fn conmon_term_sockets() -> Vec<PathBuf> {
+    fs::read_dir("/tmp")
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("conmon-term."))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn stale_console_sockets(before: &[PathBuf]) -> Vec<PathBuf> {
+    conmon_term_sockets()
+        .into_iter()
+        .filter(|p| !before.contains(p))
+        .filter(|p| std::os::unix::net::UnixStream::connect(p).is_err())
+        .collect()
+}
+
+/// podman refuses a --runroot longer than 50 bytes ("the specified runroot is
+/// longer than 50 characters"), and conmon's exit command passes --runroot, so
+/// a long one makes every `podman run` wait 20 s for a cleanup that failed.
+/// The runroot stays under the run dir; a long path is reached through a
+/// short symlink in /tmp to the per-runtime dir.
+const MAX_RUNROOT: usize = 50;
+
+/// The path to name `dir` by in paths with length limits: `dir` itself, or
+/// (when `dir/run` is too long) a new /tmp symlink to it, also returned.
+fn short_dir(dir: &Path, label: &str) -> Result<(PathBuf, Option<PathBuf>), String> {
+    if dir.join("run").as_os_str().len() <= MAX_RUNROOT {
+        return Ok((dir.to_path_buf(), None));
+    }
+    let link = PathBuf::from(format!("/tmp/vessel-e2e-{}-{label}", std::process::id()));
+    let _ = fs::remove_file(&link);
+    std::os::unix::fs::symlink(dir, &link)
+        .map_err(|e| format!("symlink {}: {e}", link.display()))?;
+    Ok((link.clone(), Some(link)))
+}
+
+fn hard_limit(resource: libc::__rlimit_resource_t) -> u64 {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit fills the struct we pass.
+    if unsafe { libc::getrlimit(resource, &mut r) } != 0 {
+        return 1024;
+    }
+    r.rlim_max
+}
+
+impl<'a> Podman<'a> {
+    /// Write the private config under `base/podman-<label>` and import the image.
+    pub fn setup(
+        base: &Path,
+        rt: &'a RuntimeUnderTest,
+        image: &Image,
+    ) -> Result<Podman<'a>, String> {
+        let dir = base.join(&rt.label);
+        for sub in ["graph", "run", "tmp", "net", "vol", "imgtmp"] {
+            fs::create_dir_all(dir.join(sub))
+                .map_err(|e| format!("mkdir {}: {e}", dir.join(sub).display()))?;
+        }
+        let d = dir.to_string_lossy().into_owned();
+        let (short, runroot_link) = short_dir(&dir, &rt.label)?;
+        let runroot = short.join("run");
+        let storage = format!(
+            "[storage]\ndriver = \"overlay\"\ngraphroot = \"{d}/graph\"\nrunroot = \"{}\"\n",
+            runroot.display()
+        );
+        // The runtime may not raise rlimits past the hard ones (no
+        // CAP_SYS_RESOURCE here), and podman lowers its own NPROC to 32768.
+        let nofile = hard_limit(libc::RLIMIT_NOFILE);
+        let nproc = hard_limit(libc::RLIMIT_NPROC).min(32768);
+        let conf = format!(
+            "[containers]\n\
+             netns = \"none\"\n\
+             default_ulimits = [\"nofile={nofile}:{nofile}\", \"nproc={nproc}:{nproc}\"]\n\
+             [network]\n\
+             network_config_dir = \"{d}/net\"\n\
+             [engine]\n\
+             runtime = \"{rt}\"\n\
+             runtime_supports_json = [\"crun\", \"runc\", \"kata\", \"runsc\", \"youki\", \"krun\", \"{base}\"]\n\
+             cgroup_manager = \"cgroupfs\"\n\
+             events_logger = \"file\"\n\
+             events_logfile_path = \"{d}/events.log\"\n\
+             tmp_dir = \"{d}/tmp\"\n\
+             volume_path = \"{d}/vol\"\n\
+             image_copy_tmp_dir = \"{d}/imgtmp\"\n\
+             lock_type = \"file\"\n",
+            rt = rt.wrapper_str(),
+            base = rt.basename(),
+        );
+        let write = |name: &str, text: &str| {
+            fs::write(dir.join(name), text).map_err(|e| format!("write {name}: {e}"))
+        };
+        write("storage.conf", &storage)?;
+        write("containers.conf", &conf)?;
+        let env = vec![
+            (
+                "CONTAINERS_CONF".to_string(),
+                format!("{d}/containers.conf"),
+            ),
+            (
+                "CONTAINERS_STORAGE_CONF".to_string(),
+                format!("{d}/storage.conf"),
+            ),
+        ];
+        let p = Podman {
+            dir,
+            rt,
+            env,
+            runroot_link,
+            console_sockets_before: conmon_term_sockets(),
+            cleaned: false,
+        };
+        let tar = image.rootfs_tar.to_string_lossy().into_owned();
+        p.podman(&["import", "--change", r#"CMD ["/bin/sh"]"#, &tar, IMAGE])
+            .stdout_if_ok("podman import")?;
+        Ok(p)
+    }
+
+    fn argv(&self, args: &[&str]) -> Vec<String> {
+        let mut v = vec![
+            "podman".to_string(),
+            "--runtime".to_string(),
+            self.rt.wrapper_str(),
+        ];
+        v.extend(args.iter().map(|s| s.to_string()));
+        v
+    }
+
+    /// `podman --runtime WRAPPER args...` (cwd = the private dir: conmon drops
+    /// an `oom` file into its working directory).
+    pub fn podman(&self, args: &[&str]) -> Out {
+        run(Run {
+            argv: self.argv(args),
+            env: &self.env,
+            cwd: &self.dir,
+            timeout_secs: CMD_TIMEOUT,
+            keep_stdin_open: false,
+        })
+    }
+
+    /// The same under script(1), so podman gets a real terminal; stdin stays open.
+    pub fn podman_tty(&self, args: &[&str]) -> Out {
+        let inner = shell_quote(&self.argv(args));
+        run(Run {
+            argv: strings(&["script", "-qec", &inner, "/dev/null"]),
+            env: &self.env,
+            cwd: &self.dir,
+            timeout_secs: TTY_TIMEOUT,
+            keep_stdin_open: true,
+        })
+    }
+
+    /// `podman inspect --format F ID`, trimmed.
+    pub fn inspect(&self, id: &str, format: &str) -> Result<String, String> {
+        self.podman(&["inspect", "--format", format, id])
+            .stdout_if_ok("podman inspect")
+            .map(|s| s.trim().to_string())
+    }
+
+    /// Remove every container, reset the private store, then make sure no
+    /// process, cgroup or mount of this podman is left. Err lists leftovers.
+    pub fn cleanup(&mut self) -> Result<String, String> {
+        self.cleaned = true;
+        // Cleanup commands get their full timeouts, budget or not.
+        set_deadline(None);
+        let mut notes = Vec::new();
+        let ids = self.container_ids();
+        let rm = self.podman(&["rm", "-a", "-f", "-t", "0"]);
+        if !rm.ok() {
+            notes.push(format!("rm -af: {}", rm.brief()));
+        }
+        // Whatever the runtime failed to stop: its conmons (their argv names
+        // our dir) and the container cgroups podman made.
+        let d = self.dir.to_string_lossy().into_owned();
+        let link = self
+            .runroot_link
+            .as_ref()
+            .map(|l| l.to_string_lossy().into_owned());
+        let ours = || {
+            let mut v = pids_with_arg(&d);
+            if let Some(l) = &link {
+                v.extend(pids_with_arg(l));
+            }
+            v
+        };
+        kill_pids(&ours());
+        for id in &ids {
+            kill_and_remove_cgroup(&format!("libpod_parent/libpod-{id}"));
+        }
+        let reset = self.podman(&["system", "reset", "--force"]);
+        if !reset.ok() {
+            notes.push(format!("system reset: {}", reset.brief()));
+        }
+        let left = unmount_all_under(&self.dir);
+        let procs = ours();
+        for sock in stale_console_sockets(&self.console_sockets_before) {
+            notes.push(format!("removed conmon's unused {}", sock.display()));
+            let _ = fs::remove_file(sock);
+        }
+        if let Some(link) = self.runroot_link.take() {
+            let _ = fs::remove_file(link);
+        }
+        kill_pids(&procs);
+        let mut problems = Vec::new();
+        if !left.is_empty() {
+            problems.push(format!("mounts left: {left:?}"));
+        }
+        if !procs.is_empty() {
+            problems.push(format!("processes left: {procs:?}"));
+        }
+        if self.dir.join("graph").exists() {
+            problems.push("graphroot still there after reset".to_string());
+        }
+        if problems.is_empty() {
+            Ok(notes.join("; "))
+        } else {
+            problems.extend(notes);
+            Err(problems.join("; "))
+        }
+    }
+
+    /// Container ids from the store's directory (works even when podman fails).
+    fn container_ids(&self) -> Vec<String> {
+        fs::read_dir(self.dir.join("graph/overlay-containers"))
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.len() == 64 && n.chars().all(|c| c.is_ascii_hexdigit()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Podman<'_> {
+    fn drop(&mut self) {
+        if !self.cleaned {
+            let _ = self.cleanup();
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! process.terminal: the pty master handed over --console-socket, and a
+//! foreground `run` relaying its own pty. Run as root.
+//! `VESSEL_TEST_RUNTIME=/usr/sbin/runc cargo test --test terminal` checks
+//! the tests themselves against runc.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::net::UnixListener;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const T: Duration = Duration::from_secs(20);
+
+fn skip() -> bool {
+    skip_unless_root("terminal")
+}
+
+/// Receive one fd over SCM_RIGHTS (runc also sends the pty's name as data).
+fn recv_fd(sock: i32) -> Option<OwnedFd> {
+    let mut data = [0u8; 4096];
+    let mut iov = libc::iovec {
+        iov_base: data.as_mut_ptr() as *mut libc::c_void,
+        iov_len: data.len(),
+    };
+    let mut cbuf = [0u64; 16];
+    // SAFETY: msghdr points at live stack buffers of the sizes given.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cbuf.as_mut_ptr() as *mut libc::c_void;
+        msg.msg_controllen = std::mem::size_of_val(&cbuf);
+        if libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC) < 0 {
+            return None;
+        }
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        if c.is_null() || (*c).cmsg_type != libc::SCM_RIGHTS {
+            return None;
+        }
+        let fd = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const i32);
+        Some(OwnedFd::from_raw_fd(fd))
+    }
+}
+
+/// Read from `f` until `needle` shows up (or the deadline); all read so far.
+fn read_until(f: &mut File, acc: &mut String, needle: &str, limit: Duration) -> bool {
+    let start = Instant::now();
+    let fd = f.as_raw_fd();
+    let mut buf = [0u8; 4096];
+    while !acc.contains(needle) {
+        let left = limit.saturating_sub(start.elapsed());
+        if left.is_zero() {
+            return false;
+        }
+        let mut p = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: poll on one valid pollfd.
+        let n = unsafe { libc::poll(&mut p, 1, left.as_millis().min(1000) as i32) };
+        if n <= 0 {
+            continue;
+        }
+        match f.read(&mut buf) {
+            Ok(0) | Err(_) => return acc.contains(needle),
+            Ok(k) => acc.push_str(&String::from_utf8_lossy(&buf[..k])),
+        }
+    }
+    true
+}
+
+#[test]
+fn console_socket_receives_pty_master() {
+    if skip() {
+        return;
+    }
+    let rt = Runtime::new();
+    let mut b = Bundle::new(&[
+        "sh",
+        "-c",
+        "tty; [ -t 0 ] && echo stdin-is-tty; read line; echo got:$line; exit 4",
+    ]);
+    b.spec["process"]["terminal"] = json!(true);
+    b.write();
+    let sock_path = scratch_dir().join(format!("{}.sock", unique_id("console")));
+    let listener = UnixListener::bind(&sock_path).unwrap();
+    let receiver = std::thread::spawn(move || {
+        let (conn, _) = listener.accept().expect("accept console socket");
+        recv_fd(conn.as_raw_fd()).expect("pty master over SCM_RIGHTS")
+    });
+    let id = unique_id("tty");
+    let out = rt.create(&b, &id, &["--console-socket", sock_path.to_str().unwrap()]);
+    let (code, _, err) = triple(&out);
+    assert_eq!(code, 0, "create: {err}");
+    let master = receiver.join().unwrap();
+    let mut m = File::from(master);
+    rt.ok(&["start", &id]);
+    let mut acc = String::new();
+    assert!(
+        read_until(&mut m, &mut acc, "stdin-is-tty", T),
+        "output so far: {acc:?}"
+    );
+    assert!(
+        acc.lines().any(|l| l.trim() == "/dev/pts/0"),
+        "tty output: {acc:?}"
+    );
+    m.write_all(b"hello\n").unwrap();
+    assert!(
+        read_until(&mut m, &mut acc, "got:hello", T),
+        "output so far: {acc:?}"
+    );
+    assert!(rt.wait_status(&id, "stopped", T));
+    rt.ok(&["delete", &id]);
+    let _ = std::fs::remove_file(&sock_path);
+}
+
+#[test]
+fn console_socket_pty_has_window_and_ctty() {
+    if skip() {
+        return;
+    }
+    let rt = Runtime::new();
+    // The shell is the session leader with the pty as controlling terminal:
+    // /dev/tty opens, and the foreground process group is its own.
+    let mut b = Bundle::new(&[
+        "sh",
+        "-c",
+        "echo ctty > /dev/tty && echo ctty-ok; stat -c %t:%T /dev/pts/0; ls /dev/pts",
+    ]);
+    b.spec["process"]["terminal"] = json!(true);
+    b.write();
+    let sock_path = scratch_dir().join(format!("{}.sock", unique_id("console")));
+    let listener = UnixListener::bind(&sock_path).unwrap();
+    let receiver = std::thread::spawn(move || {
+        let (conn, _) = listener.accept().expect("accept");
+        recv_fd(conn.as_raw_fd()).expect("pty master")
+    });
+    let id = unique_id("ctty");
+    let out = rt.create(&b, &id, &["--console-socket", sock_path.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut m = File::from(receiver.join().unwrap());
+    rt.ok(&["start", &id]);
+    let mut acc = String::new();
+    assert!(read_until(&mut m, &mut acc, "ctty-ok", T), "{acc:?}");
+    // devpts of the container: major 136, and its own instance (only pts 0
+    // and ptmx).
+    assert!(read_until(&mut m, &mut acc, "ptmx", T), "{acc:?}");
+    assert!(
+        acc.contains("88:0"),
+        "pts/0 is not a devpts node (136 = 0x88): {acc:?}"
+    );
+    assert!(rt.wait_status(&id, "stopped", T));
+    rt.ok(&["delete", &id]);
+    let _ = std::fs::remove_file(&sock_path);
+}
+
+#[test]
+fn foreground_run_relays_its_own_pty() {
+    if skip() {
+        return;
+    }
+    if which("script").is_none() {
+        eprintln!("SKIPPED: script(1) not installed");
+        return;
+    }
+    let rt = Runtime::new();
+    let mut b = Bundle::new(&["sh", "-c", "tty; echo relay-ok; exit 5"]);
+    b.spec["process"]["terminal"] = json!(true);
+    b.write();
+    let id = unique_id("fgtty");
+    let inner = format!(
+        "{} --root {} --log {} --log-format json run --bundle {} {}",
+        runtime_bin().display(),
+        rt.root.display(),
+        rt.log.display(),
+        b.dir.display(),
+        id
+    );
+    let mut cmd = Command::new("script");
+    cmd.args(["-qec", &inner, "/dev/null"]);
+    cmd.stdin(std::process::Stdio::null());
+    let out = run_with_timeout(cmd, T);
+    let (code, stdout, stderr) = triple(&out);
+    assert!(
+        stdout.contains("relay-ok"),
+        "stdout: {stdout:?} stderr: {stderr}"
+    );
+    // script(1) with a /dev/null stdin injects a NUL the pty echoes as "^@"
+    // (runc shows the same), so the line may not start with the path.
+    assert!(
+        stdout.lines().any(|l| l.trim().ends_with("/dev/pts/0")),
+        "stdout: {stdout:?}"
+    );
+    assert_eq!(code, 5, "stdout: {stdout:?} stderr: {stderr}");
+    assert!(rt.status(&id).is_none(), "run left the container behind");
+}
+
+fn which(name: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join(name))
+            .find(|f| f.is_file())
+    })
+}
