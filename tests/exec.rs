@@ -271,7 +271,7 @@ fn detached_exec_writes_the_pid_file() {
     let _ = std::fs::remove_file(&pf);
     assert!(pid_alive(pid), "exec'd pid {pid} should run");
     let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap();
-    assert_eq!(cmdline, "sleep\0300\0");
+    assert_eq!(cmdline, "sleep\x00300\x00");
     // Same pid namespace as the init.
     let ns = |p: i32| std::fs::read_link(format!("/proc/{p}/ns/pid")).unwrap();
     assert_eq!(ns(pid), ns(c.init_pid()));
