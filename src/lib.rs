@@ -4,6 +4,7 @@
 
 pub mod cgroups;
 pub mod cli;
+pub mod compare;
 pub mod container;
 pub mod error;
 pub mod hooks;

@@ -1,11 +1,16 @@
-//! Any bytes -> serde_json -> oci_spec::runtime::Spec must never panic.
+//! Any bytes -> config.json parsing, validation and the support-matrix check
+//! must never panic (they run on untrusted input before any side effect).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(value) = serde_json::from_slice::<serde_json::Value>(data) {
-        let _ = serde_json::from_value::<oci_spec::runtime::Spec>(value);
+    let Ok(mut raw) = serde_json::from_slice::<serde_json::Value>(data) else {
+        return;
+    };
+    let _ = vessel::spec::support::check(&raw);
+    let _ = vessel::isolation::seccomp::take_extra_flags(&mut raw);
+    if let Ok(spec) = serde_json::from_value::<oci_spec::runtime::Spec>(raw.clone()) {
+        let _ = vessel::spec::validate::validate(&spec, &raw);
     }
-    let _ = serde_json::from_slice::<oci_spec::runtime::Spec>(data);
 });

@@ -1,6 +1,10 @@
-//! exec, ps, pause, resume, update, events (stubs until implemented).
+//! exec, ps, pause, resume, update, events: parse runc's flags, call
+//! `container::{exec, manage}`, print what runc prints.
 
-use crate::{Error, Result};
+use super::out;
+use crate::container::exec::ExecOptions;
+use crate::container::manage::{self, UpdateFlags};
+use crate::{logging, Error, Result};
 use std::path::{Path, PathBuf};
 
 #[derive(clap::Args, Debug)]
@@ -76,27 +80,129 @@ pub struct UpdateArgs {
     pub l3_cache_schema: Option<String>,
     #[arg(long = "mem-bw-schema", hide = true)]
     pub mem_bw_schema: Option<String>,
+    /// Deprecated in runc and ignored by the kernel: accepted with a warning.
+    #[arg(long = "kernel-memory", hide = true)]
+    pub kernel_memory: Option<String>,
+    #[arg(long = "kernel-memory-tcp", hide = true)]
+    pub kernel_memory_tcp: Option<String>,
 }
 
-fn todo(what: &str) -> Error {
-    Error::Other(format!("{what} is not implemented yet"))
+/// runc exits 255 when exec fails before the process runs, and with the
+/// process's own status in the foreground.
+pub fn exec(root: &Path, a: ExecArgs) -> Result<i32> {
+    if a.cgroup.is_some() {
+        logging::warn("exec --cgroup is not supported: the process joins the container's cgroup");
+    }
+    let opts = ExecOptions {
+        id: a.id,
+        process: a.process,
+        args: a.command,
+        tty: a.tty,
+        console_socket: a.console_socket,
+        detach: a.detach,
+        pid_file: a.pid_file,
+        cwd: a.cwd,
+        env: a.env,
+        user: a.user,
+        additional_gids: a.additional_gids,
+        caps: a.cap,
+        no_new_privs: a.no_new_privs,
+        apparmor: a.apparmor,
+        process_label: a.process_label,
+        preserve_fds: a.preserve_fds,
+        ignore_paused: a.ignore_paused,
+    };
+    match crate::container::exec::exec(root, &opts) {
+        Ok(code) => Ok(code),
+        Err(e) => {
+            logging::error(&format!("exec failed: {e}"));
+            Ok(255)
+        }
+    }
 }
 
-pub fn exec(_root: &Path, _a: ExecArgs) -> Result<i32> {
-    Err(todo("exec"))
+pub fn ps(root: &Path, id: &str, format: &str, args: &[String]) -> Result<i32> {
+    let pids = manage::pids(root, id)?;
+    if format == "json" {
+        out(&format!("{}\n", serde_json::json!(pids)));
+        return Ok(0);
+    }
+    let args: Vec<String> = if args.is_empty() {
+        vec!["-ef".into()]
+    } else {
+        args.to_vec()
+    };
+    let o = std::process::Command::new("ps")
+        .args(&args)
+        .output()
+        .map_err(|e| Error::Other(format!("run ps {}: {e}", args.join(" "))))?;
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    if !o.status.success() {
+        return Err(Error::Other(format!(
+            "ps {}: {}: {}{}",
+            args.join(" "),
+            o.status,
+            text,
+            String::from_utf8_lossy(&o.stderr)
+        )));
+    }
+    out(&manage::filter_ps_table(&text, &pids)?);
+    Ok(0)
 }
-pub fn ps(_root: &Path, _id: &str, _format: &str, _args: &[String]) -> Result<i32> {
-    Err(todo("ps"))
+
+pub fn pause(root: &Path, id: &str) -> Result<i32> {
+    manage::pause(root, id)?;
+    Ok(0)
 }
-pub fn pause(_root: &Path, _id: &str) -> Result<i32> {
-    Err(todo("pause"))
+
+pub fn resume(root: &Path, id: &str) -> Result<i32> {
+    manage::resume(root, id)?;
+    Ok(0)
 }
-pub fn resume(_root: &Path, _id: &str) -> Result<i32> {
-    Err(todo("resume"))
+
+pub fn update(root: &Path, a: UpdateArgs) -> Result<i32> {
+    if a.l3_cache_schema.is_some() || a.mem_bw_schema.is_some() {
+        return Err(Error::invalid(
+            "Intel RDT (--l3-cache-schema, --mem-bw-schema) is not supported",
+        ));
+    }
+    if a.kernel_memory.is_some() || a.kernel_memory_tcp.is_some() {
+        logging::warn("kernel memory limits are deprecated and ignored");
+    }
+    let value = match &a.resources {
+        Some(path) => {
+            let text = if path.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin())
+                    .map_err(Error::io("read resources from", "stdin"))?
+            } else {
+                std::fs::read_to_string(path).map_err(Error::io("read resources", path))?
+            };
+            serde_json::from_str(&text)
+                .map_err(|e| Error::invalid(format!("decode resources {}: {e}", path.display())))?
+        }
+        None => manage::resources_from_flags(&UpdateFlags {
+            blkio_weight: a.blkio_weight,
+            cpu_period: a.cpu_period,
+            cpu_quota: a.cpu_quota,
+            cpu_share: a.cpu_share,
+            cpu_rt_period: a.cpu_rt_period,
+            cpu_rt_runtime: a.cpu_rt_runtime,
+            cpuset_cpus: a.cpuset_cpus,
+            cpuset_mems: a.cpuset_mems,
+            memory: a.memory,
+            memory_reservation: a.memory_reservation,
+            memory_swap: a.memory_swap,
+            pids_limit: a.pids_limit,
+        })?,
+    };
+    let res: oci_spec::runtime::LinuxResources = serde_json::from_value(value)
+        .map_err(|e| Error::invalid(format!("decode resources: {e}")))?;
+    manage::update(root, &a.id, &res)?;
+    Ok(0)
 }
-pub fn update(_root: &Path, _a: UpdateArgs) -> Result<i32> {
-    Err(todo("update"))
-}
-pub fn events(_root: &Path, _id: &str, _stats: bool, _interval: &str) -> Result<i32> {
-    Err(todo("events"))
+
+pub fn events(root: &Path, id: &str, stats: bool, interval: &str) -> Result<i32> {
+    let d = manage::parse_go_duration(interval)?;
+    manage::events(root, id, stats, d, &mut |e| out(&format!("{e}\n")))?;
+    Ok(0)
 }

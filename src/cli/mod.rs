@@ -117,6 +117,8 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
         rest: Vec<String>,
     },
+    /// Run a bundle in container mode and in VM mode; report cost and isolation side by side.
+    Compare(crate::compare::CompareArgs),
     /// The VMM of a VM-mode container (started by create).
     #[command(hide = true)]
     Vmm {
@@ -243,6 +245,7 @@ fn run(cli: Cli, argv0: &str) -> crate::Result<i32> {
         Command::Checkpoint { .. } => Err(crate::Error::invalid(
             "checkpoint is not supported by vessel",
         )),
+        Command::Compare(a) => crate::compare::compare(&a),
         Command::Vmm { args } => Ok(crate::vm::vmm_main(&args)),
     }
 }

@@ -287,7 +287,7 @@ fn start_init(
         exec_fifo_fd: fifo_fd.as_raw_fd(),
         console_socket: console.as_ref().map(|c| c.as_raw_fd()).unwrap_or(-1),
         preserve_fds: opts.preserve_fds,
-        no_pivot: opts.no_pivot,
+        no_pivot: opts.no_pivot || host_root_is_initramfs(),
         no_new_keyring: opts.no_new_keyring,
         seccomp_flags: &bundle.seccomp_extra_flags,
     })?;
@@ -362,4 +362,22 @@ pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     let tmp = path.with_extension("vessel-tmp");
     std::fs::write(&tmp, pid.to_string()).map_err(Error::io("write pid file", &tmp))?;
     std::fs::rename(&tmp, path).map_err(Error::io("rename pid file", path))
+}
+
+/// pivot_root(2) cannot move an initramfs root (EINVAL): on such a host
+/// (a VM booted from an initramfs) fall back to MS_MOVE + chroot, as
+/// `--no-pivot` does, and say so in the log.
+fn host_root_is_initramfs() -> bool {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let root_is_rootfs = info.lines().any(|l| {
+        let f: Vec<&str> = l.split(' ').collect();
+        let sep = f.iter().position(|x| *x == "-");
+        f.get(4) == Some(&"/") && sep.and_then(|i| f.get(i + 1)) == Some(&"rootfs")
+    });
+    if root_is_rootfs {
+        logging::warn("the host's / is an initramfs, where pivot_root is impossible: using MS_MOVE and chroot");
+    }
+    root_is_rootfs
 }

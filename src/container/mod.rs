@@ -3,8 +3,10 @@
 
 pub mod create;
 pub mod delete;
+pub mod exec;
 pub mod kill;
 pub mod lock;
+pub mod manage;
 pub mod run;
 pub mod start;
 pub mod state;

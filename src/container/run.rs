@@ -143,7 +143,7 @@ fn copy_winsize(from: RawFd, to: RawFd) {
     }
 }
 
-fn wait_loop(pid: i32, sfd: &SignalFd, master: Option<RawFd>) -> i32 {
+pub fn wait_loop(pid: i32, sfd: &SignalFd, master: Option<RawFd>) -> i32 {
     let _raw = master.and_then(|_| RawMode::enter(0));
     if let Some(m) = master {
         copy_winsize(0, m);

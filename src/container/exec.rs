@@ -1,0 +1,708 @@
+//! `exec`: run one more process in a running container.
+//!
+//! The process description comes from `--process` (an OCI process object) or
+//! from the container's own `process` with the command-line overrides, as
+//! runc builds it. Then: a first child joins the init's namespaces (user
+//! first) and forks the real process with CLONE_PARENT, so a joined pid or
+//! time namespace applies to it and vessel can wait for it. vessel moves it
+//! into the container's cgroup before letting it go on; the process stays
+//! non-dumpable (CVE-2019-5736) and ends in `child::exec_process` (user,
+//! capabilities, no_new_privs, cwd check, fd closing, seccomp last, execve).
+
+use crate::container::state::{Sandbox, Status};
+use crate::isolation::caps::errno;
+use crate::process::plan::{ProcessParts, Step};
+use crate::process::sync::{self, Kind, Msg};
+use crate::process::{child, spawn};
+use crate::{Error, Result};
+use libc::c_int;
+use nix::sys::signal::SigSet;
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use serde_json::{json, Value};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+
+/// What the command line asked for (runc's exec flags).
+#[derive(Debug, Default, Clone)]
+pub struct ExecOptions {
+    pub id: String,
+    /// A file holding an OCI process object (replaces args and overrides).
+    pub process: Option<PathBuf>,
+    pub args: Vec<String>,
+    pub tty: bool,
+    pub console_socket: Option<PathBuf>,
+    pub detach: bool,
+    pub pid_file: Option<PathBuf>,
+    pub cwd: Option<String>,
+    pub env: Vec<String>,
+    /// "uid[:gid]"
+    pub user: Option<String>,
+    pub additional_gids: Vec<u32>,
+    pub caps: Vec<String>,
+    pub no_new_privs: bool,
+    pub apparmor: Option<String>,
+    pub process_label: Option<String>,
+    pub preserve_fds: i32,
+    pub ignore_paused: bool,
+}
+
+/// The OCI process object to run, as runc's `getProcess` makes it: the
+/// `--process` file as is, or the container's process with `args` and the
+/// flags applied on top.
+pub fn process_json(container_process: &Value, opts: &ExecOptions) -> Result<Value> {
+    if let Some(path) = &opts.process {
+        let text = std::fs::read_to_string(path).map_err(Error::io("read process file", path))?;
+        let p: Value = serde_json::from_str(&text)
+            .map_err(|e| Error::invalid(format!("parse process {}: {e}", path.display())))?;
+        if !p.is_object() {
+            return Err(Error::invalid(format!(
+                "process {}: not a JSON object",
+                path.display()
+            )));
+        }
+        validate_process(&p)?;
+        return Ok(p);
+    }
+    let mut p = container_process.clone();
+    if !p.is_object() {
+        p = json!({});
+    }
+    if opts.args.is_empty() {
+        return Err(Error::invalid(
+            "exec: arguments or --process are required (usage: exec <container-id> <command> [args...])",
+        ));
+    }
+    p["args"] = json!(opts.args);
+    if let Some(cwd) = opts.cwd.as_deref().filter(|c| !c.is_empty()) {
+        p["cwd"] = json!(cwd);
+    }
+    if let Some(a) = opts.apparmor.as_deref().filter(|a| !a.is_empty()) {
+        p["apparmorProfile"] = json!(a);
+    }
+    if let Some(l) = opts.process_label.as_deref().filter(|l| !l.is_empty()) {
+        p["selinuxLabel"] = json!(l);
+    }
+    if !opts.caps.is_empty() {
+        // Validate the names now: a typo must not silently grant nothing.
+        crate::isolation::caps::mask_from_names(&opts.caps)?;
+        let had_inheritable = p["capabilities"]["inheritable"].is_array();
+        for c in &opts.caps {
+            let name = if c.starts_with("CAP_") {
+                c.clone()
+            } else {
+                format!("CAP_{}", c.to_uppercase())
+            };
+            let mut sets = vec!["bounding", "effective", "permitted"];
+            // Ambient needs inheritable, which --cap does not set (runc's rule).
+            if had_inheritable {
+                sets.push("ambient");
+            }
+            for set in sets {
+                let cur = &mut p["capabilities"][set];
+                if !cur.is_array() {
+                    *cur = json!([]);
+                }
+                if let Some(arr) = cur.as_array_mut() {
+                    if !arr.iter().any(|v| v.as_str() == Some(name.as_str())) {
+                        arr.push(json!(name));
+                    }
+                }
+            }
+        }
+    }
+    let mut env: Vec<Value> = p["env"].as_array().cloned().unwrap_or_default();
+    env.extend(opts.env.iter().map(|e| json!(e)));
+    p["env"] = Value::Array(env);
+    p["terminal"] = json!(opts.tty);
+    if opts.no_new_privs {
+        p["noNewPrivileges"] = json!(true);
+    }
+    if let Some(u) = opts.user.as_deref().filter(|u| !u.is_empty()) {
+        let (uid, gid) = match u.split_once(':') {
+            Some((a, b)) => (a, Some(b)),
+            None => (u, None),
+        };
+        let uid: u32 = uid
+            .parse()
+            .map_err(|_| Error::invalid(format!("parsing {uid} as uid: invalid syntax")))?;
+        p["user"]["uid"] = json!(uid);
+        if let Some(g) = gid {
+            let gid: u32 = g
+                .parse()
+                .map_err(|_| Error::invalid(format!("parsing {g} as gid: invalid syntax")))?;
+            p["user"]["gid"] = json!(gid);
+        }
+    }
+    if !opts.additional_gids.is_empty() {
+        let mut g: Vec<Value> = p["user"]["additionalGids"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        g.extend(opts.additional_gids.iter().map(|x| json!(x)));
+        p["user"]["additionalGids"] = Value::Array(g);
+    }
+    validate_process(&p)?;
+    Ok(p)
+}
+
+/// runc's validateProcessSpec.
+fn validate_process(p: &Value) -> Result<()> {
+    let cwd = p["cwd"].as_str().unwrap_or("");
+    if cwd.is_empty() {
+        return Err(Error::invalid("Cwd property must not be empty"));
+    }
+    if !cwd.starts_with('/') {
+        return Err(Error::invalid("Cwd must be an absolute path"));
+    }
+    if p["args"].as_array().is_none_or(|a| a.is_empty()) {
+        return Err(Error::invalid("args must not be empty"));
+    }
+    Ok(())
+}
+
+/// Fill what runc's setns path takes from the container when the process
+/// leaves it out: capabilities, rlimits, apparmor, SELinux label; and HOME.
+fn fill_defaults(p: &mut Value, container_process: &Value, init_pid: i32) {
+    for key in ["capabilities", "apparmorProfile", "selinuxLabel"] {
+        if p[key].is_null() && !container_process[key].is_null() {
+            p[key] = container_process[key].clone();
+        }
+    }
+    if p["rlimits"].as_array().is_none_or(|a| a.is_empty())
+        && !container_process["rlimits"].is_null()
+    {
+        p["rlimits"] = container_process["rlimits"].clone();
+    }
+    if p["user"].is_null() {
+        p["user"] = json!({"uid": 0, "gid": 0});
+    }
+    let mut env: Vec<Value> = p["env"].as_array().cloned().unwrap_or_default();
+    let has_home = env
+        .iter()
+        .any(|e| e.as_str().is_some_and(|s| s.starts_with("HOME=")));
+    if !has_home {
+        let uid = p["user"]["uid"].as_u64().unwrap_or(0);
+        // /proc/<init>/root resolves inside the container's root.
+        let passwd = std::fs::read_to_string(format!("/proc/{init_pid}/root/etc/passwd"))
+            .unwrap_or_default();
+        env.push(json!(format!("HOME={}", home_of(&passwd, uid))));
+        p["env"] = Value::Array(env);
+    }
+}
+
+/// The home directory of `uid` in an /etc/passwd text, "/" when absent.
+pub fn home_of(passwd: &str, uid: u64) -> String {
+    passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() > 5 && f[2].parse::<u64>().ok() == Some(uid))
+        .map(|f| f[5].to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "/".to_string())
+}
+
+/// runc's terminal/console-socket/detach rules.
+fn check_terminal(terminal: bool, detach: bool, socket: bool) -> Result<()> {
+    if detach && terminal && !socket {
+        return Err(Error::invalid(
+            "cannot allocate tty if runc will detach without setting console socket",
+        ));
+    }
+    if (!detach || !terminal) && socket {
+        return Err(Error::invalid(
+            "cannot use console socket if runc will not detach or allocate tty",
+        ));
+    }
+    Ok(())
+}
+
+/// Everything the two child stages read, prepared before the clone.
+struct ExecPlan {
+    /// Namespace fds of the init with their CLONE_NEW* type, user first.
+    ns: Vec<(RawFd, c_int)>,
+    process: ProcessParts,
+    /// Where the pty master goes (terminal), or -1.
+    console_socket: RawFd,
+    preserve_fds: i32,
+}
+
+/// Run the process; returns vessel's exit code (the process's status in the
+/// foreground, 0 when detached).
+pub fn exec(root: &Path, opts: &ExecOptions) -> Result<i32> {
+    let (dir, st) = super::load(root, &opts.id)?;
+    if st.sandbox == Sandbox::Vm {
+        return Err(Error::invalid(format!(
+            "container {}: exec is not supported in VM mode",
+            opts.id
+        )));
+    }
+    match st.live_status(&dir) {
+        Status::Stopped => {
+            return Err(Error::WrongState(
+                "cannot exec in a stopped container".into(),
+            ))
+        }
+        Status::Paused if !opts.ignore_paused => {
+            return Err(Error::WrongState(
+                "cannot exec in a paused container (use --ignore-paused to override)".into(),
+            ))
+        }
+        Status::Creating => {
+            return Err(Error::WrongState(
+                "cannot exec in a container that is still being created".into(),
+            ))
+        }
+        _ => {}
+    }
+    let bundle = crate::spec::load_bundle(&st.bundle)?;
+    let container_process = bundle.raw["process"].clone();
+    let mut pjson = process_json(&container_process, opts)?;
+    fill_defaults(&mut pjson, &container_process, st.pid);
+    let process: oci_spec::runtime::Process =
+        serde_json::from_value(pjson).map_err(|e| Error::invalid(format!("exec process: {e}")))?;
+    let terminal = process.terminal().unwrap_or(false);
+    check_terminal(terminal, opts.detach, opts.console_socket.is_some())?;
+    let linux = bundle.spec.linux().clone().unwrap_or_default();
+    let mut parts = ProcessParts::from_process(
+        &process,
+        linux.seccomp().as_ref(),
+        &bundle.seccomp_extra_flags,
+    )?;
+    parts.fill_pointers();
+
+    let ns_files = open_namespaces(&st.namespaces)?;
+    // The console: the caller's socket, or (foreground) our own pair whose
+    // other end receives the master for the relay.
+    let (console_child, console_peer): (Option<OwnedFd>, Option<OwnedFd>) = if !terminal {
+        (None, None)
+    } else if let Some(path) = &opts.console_socket {
+        let s = std::os::unix::net::UnixStream::connect(path)
+            .map_err(Error::io("connect console socket", path))?;
+        (Some(OwnedFd::from(s)), None)
+    } else {
+        let (a, b) = std::os::unix::net::UnixStream::pair()
+            .map_err(Error::io("socketpair for console", &dir))?;
+        (Some(OwnedFd::from(a)), Some(OwnedFd::from(b)))
+    };
+    let plan = ExecPlan {
+        ns: ns_files.iter().map(|(f, t)| (f.as_raw_fd(), *t)).collect(),
+        process: parts,
+        console_socket: console_child.as_ref().map(|c| c.as_raw_fd()).unwrap_or(-1),
+        preserve_fds: opts.preserve_fds,
+    };
+
+    // Foreground: block the relayed signals before the clone so none is
+    // lost; the child clears its mask.
+    let signals = if opts.detach {
+        None
+    } else {
+        let set = super::run::relayed_signals();
+        set.thread_block().map_err(Error::sys("block signals"))?;
+        let sfd =
+            SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC).map_err(Error::sys("signalfd"))?;
+        Some((set, sfd))
+    };
+    let unblock = |signals: &Option<(SigSet, SignalFd)>| {
+        if let Some((set, _)) = signals {
+            let _ = set.thread_unblock();
+        }
+    };
+    let started = start_process(&plan, &st, &dir, console_peer.as_ref(), &linux);
+    drop(console_child);
+    drop(ns_files);
+    let (pid, master) = match started {
+        Ok(x) => x,
+        Err(e) => {
+            unblock(&signals);
+            return Err(e);
+        }
+    };
+    if let Some(pf) = &opts.pid_file {
+        if let Err(e) = super::create::write_pid_file(pf, pid) {
+            // SAFETY: killing the process we just started.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            unblock(&signals);
+            return Err(e);
+        }
+    }
+    let Some((set, sfd)) = signals else {
+        return Ok(0);
+    };
+    let code = super::run::wait_loop(pid, &sfd, master.as_ref().map(|m| m.as_raw_fd()));
+    let _ = set.thread_unblock();
+    Ok(code)
+}
+
+/// Open /proc/<init>/ns/* as recorded in the state ("type:path"), user first.
+fn open_namespaces(list: &[String]) -> Result<Vec<(OwnedFd, c_int)>> {
+    let mut out = Vec::new();
+    for entry in list {
+        let (kind, path) = entry
+            .split_once(':')
+            .ok_or_else(|| Error::Other(format!("state: bad namespace entry {entry:?}")))?;
+        let flag = match kind {
+            "user" => libc::CLONE_NEWUSER,
+            "mnt" => libc::CLONE_NEWNS,
+            "uts" => libc::CLONE_NEWUTS,
+            "ipc" => libc::CLONE_NEWIPC,
+            "net" => libc::CLONE_NEWNET,
+            "pid" => libc::CLONE_NEWPID,
+            "cgroup" => libc::CLONE_NEWCGROUP,
+            "time" => libc::CLONE_NEWTIME,
+            o => return Err(Error::Other(format!("state: unknown namespace type {o:?}"))),
+        };
+        let f = std::fs::File::open(path).map_err(Error::io("open namespace", path))?;
+        out.push((OwnedFd::from(f), flag));
+    }
+    // Joining the user namespace first grants the rights to join the rest;
+    // the mount namespace last, since it changes our root.
+    out.sort_by_key(|(_, f)| match *f {
+        libc::CLONE_NEWUSER => 0,
+        libc::CLONE_NEWNS => 2,
+        _ => 1,
+    });
+    Ok(out)
+}
+
+/// Kills and reaps a started process unless disarmed.
+struct Reaper(i32);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        if self.0 > 0 {
+            // SAFETY: killing and reaping our own child.
+            unsafe {
+                libc::kill(self.0, libc::SIGKILL);
+                libc::waitpid(self.0, std::ptr::null_mut(), 0);
+            }
+        }
+    }
+}
+
+/// Clone, join, move into the cgroup, let it exec. Returns the pid and, for
+/// a foreground terminal, the pty master.
+fn start_process(
+    plan: &ExecPlan,
+    st: &super::state::State,
+    dir: &Path,
+    console_peer: Option<&OwnedFd>,
+    linux: &oci_spec::runtime::Linux,
+) -> Result<(i32, Option<OwnedFd>)> {
+    let (psock, csock) = sync::socketpair()?;
+    // SAFETY: psock is ours; OwnedFd closes it on every return path.
+    let psock_owned = unsafe { OwnedFd::from_raw_fd(psock) };
+    let stage1 = spawn::clone_process(0)?;
+    if stage1 == 0 {
+        spawn::close(psock);
+        join_and_fork(plan, csock);
+    }
+    spawn::close(csock);
+    let mut stage1_reaper = Reaper(stage1);
+    let pid = match sync::recv(psock) {
+        Some(m) if m.kind == Kind::InitPid as u32 => m.index,
+        Some(m) if m.kind == Kind::Error as u32 => return Err(child_error(plan, &m)),
+        _ => return Err(Error::Other("exec: the setup process exited early".into())),
+    };
+    // SAFETY: reaping the first stage, which exits right after the fork.
+    unsafe { libc::waitpid(stage1, std::ptr::null_mut(), 0) };
+    stage1_reaper.0 = 0;
+    let mut reaper = Reaper(pid);
+    if let Some(adj) = plan.process.oom_score_adj {
+        let path = format!("/proc/{pid}/oom_score_adj");
+        std::fs::write(&path, adj.to_string()).map_err(Error::io("write", &path))?;
+    }
+    if let Some(cg) = &st.cgroup {
+        cg.add_task(pid)?;
+    }
+    sync::send(psock, &Msg::new(Kind::Go));
+    let mut master = None;
+    if let Some(peer) = console_peer {
+        // None: the child failed before sending it; its error follows.
+        if let Some(fd) = sync::recv_fd(peer.as_raw_fd()) {
+            // SAFETY: a fresh fd from SCM_RIGHTS that we own.
+            master = Some(unsafe { OwnedFd::from_raw_fd(fd) });
+        }
+    }
+    // EOF on the socket means execve happened (it is close-on-exec) or the
+    // process died; an error record means setup failed.
+    loop {
+        match sync::recv(psock) {
+            Some(m) if m.kind == Kind::SeccompFd as u32 => {
+                let fd = sync::recv_fd(psock)
+                    .ok_or_else(|| Error::Other("exec: receive the seccomp listener fd".into()))?;
+                // SAFETY: a fresh fd from SCM_RIGHTS that we own.
+                let listener = unsafe { OwnedFd::from_raw_fd(fd) };
+                let sc = linux.seccomp().clone().unwrap_or_default();
+                if let Some(path) = sc.listener_path() {
+                    crate::isolation::seccomp::send_listener(
+                        &path.to_string_lossy(),
+                        listener.as_raw_fd(),
+                        st.oci_json(dir).to_string().as_bytes(),
+                        sc.listener_metadata().as_deref().unwrap_or(""),
+                    )?;
+                }
+            }
+            Some(m) if m.kind == Kind::Error as u32 => return Err(child_error(plan, &m)),
+            Some(_) => {}
+            None => break,
+        }
+    }
+    drop(psock_owned);
+    if plan.console_socket >= 0 && console_peer.is_some() && master.is_none() {
+        return Err(Error::Other("exec: receive the pty master".into()));
+    }
+    reaper.0 = 0;
+    Ok((pid, master))
+}
+
+/// Report a failure to the parent and exit (async-signal-safe).
+fn fail(sock: RawFd, step: Step, index: i32, err: i32) -> ! {
+    let msg = Msg {
+        kind: Kind::Error as u32,
+        step: step as u32,
+        index,
+        errno: err,
+    };
+    sync::send(sock, &msg);
+    // SAFETY: _exit never returns and runs no atexit handlers.
+    unsafe { libc::_exit(1) }
+}
+
+/// First stage, in the child: join the namespaces, fork the process.
+fn join_and_fork(plan: &ExecPlan, sock: RawFd) -> ! {
+    // SAFETY: prctl and sigprocmask with plain arguments and a stack set.
+    unsafe {
+        // CVE-2019-5736: nothing in the container may open our /proc/<pid>/exe.
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+    }
+    for (i, (fd, flag)) in plan.ns.iter().enumerate() {
+        // SAFETY: fd is a namespace fd opened by the parent.
+        if unsafe { libc::setns(*fd, *flag) } < 0 {
+            fail(sock, Step::Setns, i as i32, errno());
+        }
+    }
+    // A joined pid (or time) namespace applies to children only: fork. With
+    // CLONE_PARENT the process is vessel's child, so vessel can wait for it.
+    // SAFETY: fork-like clone; the child continues on a copy of our stack.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (libc::CLONE_PARENT | libc::SIGCHLD) as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    if pid < 0 {
+        fail(sock, Step::Clone, 0, errno());
+    }
+    if pid == 0 {
+        run_process(plan, sock);
+    }
+    let mut m = Msg::new(Kind::InitPid);
+    m.index = pid as i32;
+    sync::send(sock, &m);
+    // SAFETY: _exit ends the first stage without running destructors.
+    unsafe { libc::_exit(0) }
+}
+
+/// Second stage: wait until vessel put us in the cgroup, set up the
+/// terminal and limits, then the shared exec tail.
+fn run_process(plan: &ExecPlan, sock: RawFd) -> ! {
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    match sync::recv(sock) {
+        Some(m) if m.kind == Kind::Go as u32 => {}
+        _ => fail(sock, Step::Sync, 0, libc::EPIPE),
+    }
+    if plan.console_socket >= 0 {
+        open_console(plan, sock);
+    }
+    for (i, (res, lim)) in plan.process.rlimits.iter().enumerate() {
+        // SAFETY: lim is a valid rlimit.
+        if unsafe { libc::setrlimit(*res, lim) } < 0 {
+            fail(sock, Step::Rlimit, i as i32, errno());
+        }
+    }
+    child::exec_process(&plan.process, sock, plan.preserve_fds, |_| {})
+}
+
+/// A pty from the container's devpts (we are in its mount namespace now):
+/// the master goes to the console socket, the slave becomes our stdio and
+/// controlling terminal.
+fn open_console(plan: &ExecPlan, sock: RawFd) {
+    // SAFETY: open/ioctl/dup2 on fds we own and constant paths.
+    unsafe {
+        let master = libc::open(
+            c"/dev/pts/ptmx".as_ptr(),
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        );
+        if master < 0 {
+            fail(sock, Step::Console, 0, errno());
+        }
+        let unlock: c_int = 0;
+        libc::ioctl(master, libc::TIOCSPTLCK, &unlock);
+        let slave = libc::ioctl(
+            master,
+            libc::TIOCGPTPEER,
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        );
+        if slave < 0 {
+            fail(sock, Step::Console, 1, errno());
+        }
+        if !sync::send_fd(plan.console_socket, master) {
+            fail(sock, Step::Console, 4, errno());
+        }
+        libc::close(master);
+        libc::close(plan.console_socket);
+        libc::setsid();
+        if libc::ioctl(slave, libc::TIOCSCTTY, 0) < 0 {
+            fail(sock, Step::Console, 2, errno());
+        }
+        for fd in 0..3 {
+            if libc::dup2(slave, fd) < 0 {
+                fail(sock, Step::Console, 3, errno());
+            }
+        }
+        if slave > 2 {
+            libc::close(slave);
+        }
+    }
+}
+
+/// An error record from the child as a message in runc's words.
+fn child_error(plan: &ExecPlan, m: &Msg) -> Error {
+    let e = nix::errno::Errno::from_raw(m.errno);
+    let why = e.desc().to_lowercase();
+    let p = &plan.process;
+    let arg0 = p
+        .argv
+        .first()
+        .map(|a| a.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let what = match Step::from_u32(m.step) {
+        Some(Step::ExecNotFound) => {
+            format!("exec: {arg0:?}: executable file not found in $PATH")
+        }
+        Some(Step::Chdir) => format!(
+            "chdir to cwd ({:?}) set in config.json failed: {why}",
+            p.cwd.to_string_lossy()
+        ),
+        Some(Step::Setns) => format!("join namespace #{}: {why}", m.index),
+        Some(Step::Setuid) => format!("setuid {}: {why}", p.user.uid),
+        Some(Step::Setgid) => format!("setgid {}: {why}", p.user.gid),
+        Some(Step::Setgroups) => format!("setgroups {:?}: {why}", p.user.groups),
+        Some(Step::Rlimit) => format!("setrlimit #{}: {why}", m.index),
+        Some(Step::Console) => format!("set up the terminal (step {}): {why}", m.index),
+        Some(s) => format!("{s:?}: {why}"),
+        None => format!("step {}: {why}", m.step),
+    };
+    Error::Other(format!("unable to start container process: {what}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn container() -> Value {
+        json!({
+            "terminal": true,
+            "user": {"uid": 0, "gid": 0},
+            "args": ["sh"],
+            "env": ["PATH=/bin", "TERM=xterm"],
+            "cwd": "/",
+            "capabilities": {"bounding": ["CAP_KILL"], "effective": ["CAP_KILL"],
+                             "permitted": ["CAP_KILL"]},
+            "noNewPrivileges": true
+        })
+    }
+
+    #[test]
+    fn args_and_flags_override_the_container_process() {
+        let opts = ExecOptions {
+            args: vec!["id".into(), "-u".into()],
+            env: vec!["FOO=bar".into()],
+            cwd: Some("/tmp".into()),
+            user: Some("1000:2000".into()),
+            additional_gids: vec![5],
+            caps: vec!["CAP_SYS_ADMIN".into()],
+            ..Default::default()
+        };
+        let p = process_json(&container(), &opts).unwrap();
+        assert_eq!(p["args"], json!(["id", "-u"]));
+        assert_eq!(p["env"], json!(["PATH=/bin", "TERM=xterm", "FOO=bar"]));
+        assert_eq!(p["cwd"], "/tmp");
+        assert_eq!(p["user"]["uid"], 1000);
+        assert_eq!(p["user"]["gid"], 2000);
+        assert_eq!(p["user"]["additionalGids"], json!([5]));
+        assert_eq!(p["terminal"], false);
+        assert_eq!(
+            p["capabilities"]["bounding"],
+            json!(["CAP_KILL", "CAP_SYS_ADMIN"])
+        );
+        assert!(p["capabilities"]["ambient"].is_null());
+    }
+
+    #[test]
+    fn uid_only_keeps_the_container_gid() {
+        let mut c = container();
+        c["user"]["gid"] = json!(7);
+        let opts = ExecOptions {
+            args: vec!["id".into()],
+            user: Some("1000".into()),
+            ..Default::default()
+        };
+        let p = process_json(&c, &opts).unwrap();
+        assert_eq!(p["user"], json!({"uid": 1000, "gid": 7}));
+    }
+
+    #[test]
+    fn bad_input_is_refused() {
+        let base = ExecOptions {
+            args: vec!["id".into()],
+            ..Default::default()
+        };
+        let mut o = base.clone();
+        o.cwd = Some("rel".into());
+        assert!(process_json(&container(), &o).is_err());
+        let mut o = base.clone();
+        o.user = Some("bob".into());
+        assert!(process_json(&container(), &o).is_err());
+        let mut o = base.clone();
+        o.caps = vec!["CAP_NOPE".into()];
+        assert!(process_json(&container(), &o).is_err());
+        let o = ExecOptions::default();
+        assert!(process_json(&container(), &o).is_err());
+    }
+
+    #[test]
+    fn terminal_rules_match_runc() {
+        assert!(check_terminal(true, true, false).is_err());
+        assert!(check_terminal(false, true, true).is_err());
+        assert!(check_terminal(true, false, true).is_err());
+        assert!(check_terminal(true, true, true).is_ok());
+        assert!(check_terminal(true, false, false).is_ok());
+        assert!(check_terminal(false, false, false).is_ok());
+    }
+
+    #[test]
+    fn defaults_come_from_the_container() {
+        let mut p = json!({"args": ["x"], "cwd": "/", "env": []});
+        fill_defaults(&mut p, &container(), -1);
+        assert_eq!(p["capabilities"], container()["capabilities"]);
+        assert_eq!(p["user"], json!({"uid": 0, "gid": 0}));
+        assert_eq!(p["env"], json!(["HOME=/"]));
+    }
+
+    #[test]
+    fn home_from_passwd() {
+        let pw = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/nonexistent:/bin/false\n";
+        assert_eq!(home_of(pw, 0), "/root");
+        assert_eq!(home_of(pw, 65534), "/nonexistent");
+        assert_eq!(home_of(pw, 5), "/");
+    }
+}

@@ -1,0 +1,297 @@
+//! `vessel compare`: container mode on this host (with the VM column's
+//! refusal reason where the host cannot run VM mode), and both modes inside
+//! the nested test VM when VESSEL_VM_TESTS=1.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn skip(why: &str) {
+    eprintln!("SKIPPED: {why}");
+}
+
+fn probe_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_vessel-probe"))
+}
+
+/// Small workloads: the numbers are not the point here, the plumbing is.
+const SMALL: &[&str] = &[
+    "--io-mib",
+    "4",
+    "--syscalls",
+    "20000",
+    "--cpu-iters",
+    "1000000",
+];
+
+fn compare(rt: &Runtime, b: &Bundle, mode: &str) -> (Option<i32>, Value, String) {
+    let probe = probe_bin();
+    let mut args = vec![
+        "compare",
+        b.dir.to_str().unwrap(),
+        "--mode",
+        mode,
+        "--runs",
+        "1",
+        "--format",
+        "json",
+        "--probe",
+        probe.to_str().unwrap(),
+    ];
+    args.extend_from_slice(SMALL);
+    let work = scratch_dir();
+    args.extend_from_slice(&["--work-dir", work.to_str().unwrap()]);
+    let cmd = rt.cmd(&args);
+    let out = run_with_timeout(cmd, Duration::from_secs(120));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let v: Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("compare output is not JSON ({e}): {stdout}\nstderr: {stderr}"));
+    (out.status.code(), v, stderr)
+}
+
+fn number(v: &Value, ptr: &str) -> f64 {
+    v.pointer(ptr)
+        .and_then(Value::as_f64)
+        .unwrap_or_else(|| panic!("{ptr} is not a number in {v:#}"))
+}
+
+/// The container column: every cost metric has a positive median, the
+/// probe saw the host's kernel (same boot id) and no other process, and
+/// the escape probes ran.
+fn check_container_column(report: &Value) {
+    let c = &report["modes"]["container"];
+    assert_eq!(c["status"], "ok", "{c:#}");
+    for m in [
+        "first_output_ms",
+        "exit_ms",
+        "peak_memory_mib",
+        "getpid_ns",
+        "read_ns",
+        "file_write_mib_s",
+        "file_read_mib_s",
+        "cpu_ms",
+    ] {
+        let med = number(c, &format!("/cost/{m}/median"));
+        assert!(med > 0.0, "{m} median {med}");
+    }
+    assert!(number(c, "/cost/exit_ms/median") >= number(c, "/cost/first_output_ms/median"));
+    let iso = &c["isolation"];
+    assert_eq!(
+        iso["boot_id"], report["host"]["boot_id"],
+        "a container shares the host kernel"
+    );
+    assert_eq!(iso["same_kernel_as_host"], true);
+    assert_eq!(iso["kernel_release"], report["host"]["kernel_release"]);
+    assert_eq!(
+        iso["other_processes"], 0,
+        "pid namespace: the probe is alone"
+    );
+    assert!(iso["dev_count"].as_u64().unwrap() > 0);
+    let esc = &c["escape"];
+    for p in [
+        "add_key",
+        "perf_event_open",
+        "raw_socket",
+        "mount_tmpfs",
+        "init_module",
+    ] {
+        assert!(esc[p].is_string(), "escape.{p} missing: {esc:#}");
+    }
+    // The default spec keeps CAP_SYS_ADMIN, CAP_NET_RAW and CAP_SYS_MODULE out.
+    assert_ne!(esc["mount_tmpfs"], "ok");
+    assert_ne!(esc["raw_socket"], "ok");
+    assert_ne!(esc["init_module"], "ok");
+    // compare's own pid on the host is not reachable from the container.
+    assert_eq!(esc["host_pid"]["visible"], false, "{esc:#}");
+}
+
+fn vm_impossible_here() -> Option<&'static str> {
+    if Path::new("/sys/module/kvm_pvm").exists() {
+        Some("kvm_pvm")
+    } else if !Path::new("/dev/kvm").exists() {
+        Some("/dev/kvm")
+    } else {
+        None
+    }
+}
+
+#[test]
+fn container_mode_report() {
+    let rt = Runtime::new();
+    let b = Bundle::new(&["sh", "-c", "echo not the probe"]);
+    let before = std::fs::read(b.dir.join("config.json")).unwrap();
+    let (code, report, stderr) = compare(&rt, &b, "container");
+    assert_eq!(code, Some(0), "stderr: {stderr}");
+    check_container_column(&report);
+    assert_eq!(report["modes"]["vm"]["status"], "skipped");
+    assert_eq!(report["runs"], 1);
+    // The user's bundle is untouched: same config, no probe in its rootfs.
+    assert_eq!(std::fs::read(b.dir.join("config.json")).unwrap(), before);
+    assert!(!b.rootfs().join(".vessel-probe").exists());
+}
+
+#[test]
+fn vm_column_says_why_the_host_refuses() {
+    let Some(reason) = vm_impossible_here() else {
+        return skip("this host has a usable /dev/kvm: VM mode is not refused here");
+    };
+    let rt = Runtime::new();
+    let b = Bundle::new(&["true"]);
+    let (code, report, stderr) = compare(&rt, &b, "both");
+    assert_eq!(
+        code,
+        Some(0),
+        "a refused VM column does not fail --mode both: {stderr}"
+    );
+    check_container_column(&report);
+    let vm = &report["modes"]["vm"];
+    assert_eq!(vm["status"], "unavailable", "{vm:#}");
+    let why = vm["error"].as_str().unwrap();
+    assert!(why.contains(reason), "the VM column names {reason}: {why}");
+    assert!(vm.get("cost").is_none());
+
+    // --mode vm alone: the same reason, and a failing exit.
+    let (code, report, _) = compare(&rt, &b, "vm");
+    assert_eq!(code, Some(1));
+    assert_eq!(report["modes"]["vm"]["status"], "unavailable");
+    assert_eq!(report["modes"]["container"]["status"], "skipped");
+}
+
+#[test]
+fn table_output_for_a_person() {
+    let rt = Runtime::new();
+    let b = Bundle::new(&["true"]);
+    let probe = probe_bin();
+    let mut args = vec![
+        "compare",
+        b.dir.to_str().unwrap(),
+        "--mode",
+        "container",
+        "--runs",
+        "2",
+        "--probe",
+        probe.to_str().unwrap(),
+    ];
+    args.extend_from_slice(SMALL);
+    let out = rt.ok(&args);
+    for want in [
+        "container",
+        "create -> first output",
+        "peak memory",
+        "same kernel as host",
+        "init_module",
+    ] {
+        assert!(out.contains(want), "table lacks {want:?}:\n{out}");
+    }
+    // Medians with a spread: "N unit (min-max)".
+    let line = out.lines().find(|l| l.contains("create -> exit")).unwrap();
+    assert!(line.contains(" ms (") && line.contains('-'), "{line}");
+}
+
+/// A stripped copy (debug info is most of a debug build; every byte goes
+/// into the nested VM and the guest's initramfs).
+fn stripped(bin: &Path, dir: &Path) -> PathBuf {
+    let dest = dir.join(bin.file_name().unwrap());
+    let st = Command::new("strip").arg("-o").arg(&dest).arg(bin).status();
+    if !matches!(st, Ok(s) if s.success()) {
+        std::fs::copy(bin, &dest).expect("copy binary");
+    }
+    dest
+}
+
+/// Both modes inside the nested VM (real, emulated KVM): both columns are
+/// filled and the guest answers with another kernel (boot id) than the
+/// container, which shares the nested VM's own.
+#[test]
+fn both_modes_in_nested_vm() {
+    if std::env::var("VESSEL_VM_TESTS").as_deref() != Ok("1") {
+        return skip("VM mode needs VESSEL_VM_TESTS=1 (a nested VM with real KVM, minutes)");
+    }
+    let repo = repo_dir();
+    let dir = scratch_dir().join(unique_id("compare-vm"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let vessel = stripped(&runtime_bin(), &dir);
+    let agent = stripped(Path::new(env!("CARGO_BIN_EXE_vessel-agent")), &dir);
+    let probe = stripped(&probe_bin(), &dir);
+    let kernel = std::env::var_os("VESSEL_VM_KERNEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/lib/vessel/kernel/vmlinux"));
+    if !kernel.is_file() {
+        let st = Command::new(repo.join("rootfs-tools/guest-kernel.sh"))
+            .arg(&kernel)
+            .status()
+            .expect("run guest-kernel.sh");
+        assert!(st.success(), "rootfs-tools/guest-kernel.sh failed");
+    }
+    let b = Bundle::new(&["true"]);
+    let script = dir.join("compare-in-vm.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "export VESSEL_VM_KERNEL=/var/lib/vessel/kernel/vmlinux VESSEL_AGENT=/vessel/vessel-agent\n\
+             /vessel/vessel compare /cmp-bundle --mode both --runs 1 --format json --probe /vessel/vessel-probe \
+             {} --timeout 500 > /root/report.json\n\
+             rc=$?\necho BEGIN-REPORT; cat /root/report.json; echo END-REPORT\nexit $rc\n",
+            SMALL.join(" ")
+        ),
+    )
+    .unwrap();
+    let file = |src: &Path, dest: &str| format!("{}:{dest}", src.display());
+    let start = Instant::now();
+    let mut c = Command::new(repo.join("rootfs-tools/nested-vm.sh"));
+    c.args(["--timeout", "1100", "--mem", "2048"])
+        .arg("--file")
+        .arg(file(&vessel, "/vessel/vessel"))
+        .arg("--file")
+        .arg(file(&agent, "/vessel/vessel-agent"))
+        .arg("--file")
+        .arg(file(&probe, "/vessel/vessel-probe"))
+        .arg("--file")
+        .arg(file(&kernel, "/var/lib/vessel/kernel/vmlinux"))
+        .arg("--file")
+        .arg(file(&b.dir, "/cmp-bundle"))
+        .arg("--file")
+        .arg(file(&script, "/vessel/compare-in-vm.sh"))
+        .args(["--", "sh", "/vessel/compare-in-vm.sh"]);
+    let out = run_with_timeout(c, Duration::from_secs(1200));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("nested VM run took {:.1} s", start.elapsed().as_secs_f64());
+    let _ = std::fs::remove_dir_all(&dir);
+    let body = stdout
+        .split("BEGIN-REPORT")
+        .nth(1)
+        .and_then(|s| s.split("END-REPORT").next())
+        .unwrap_or_else(|| {
+            panic!(
+                "no report from the nested VM:\n{stdout}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    let report: Value = serde_json::from_str(body.trim()).unwrap_or_else(|e| panic!("{e}: {body}"));
+    assert!(
+        out.status.success(),
+        "compare in the nested VM: exit {:?}\n{body}",
+        out.status.code()
+    );
+    let (c, vm) = (&report["modes"]["container"], &report["modes"]["vm"]);
+    assert_eq!(c["status"], "ok", "{c:#}");
+    assert_eq!(vm["status"], "ok", "{vm:#}");
+    for mode in [c, vm] {
+        assert!(number(mode, "/cost/exit_ms/median") > 0.0);
+        assert!(number(mode, "/cost/getpid_ns/median") > 0.0);
+        assert!(mode["isolation"]["kernel_release"].is_string());
+    }
+    let (cb, vb) = (&c["isolation"]["boot_id"], &vm["isolation"]["boot_id"]);
+    assert!(cb.is_string() && vb.is_string());
+    assert_ne!(cb, vb, "the guest runs its own kernel");
+    assert_eq!(
+        cb, &report["host"]["boot_id"],
+        "the container shares the (nested) host kernel"
+    );
+    assert_eq!(vm["isolation"]["same_kernel_as_host"], false);
+}
