@@ -412,7 +412,7 @@ fn start_process(
         std::fs::write(&path, adj.to_string()).map_err(Error::io("write", &path))?;
     }
     if let Some(cg) = &st.cgroup {
-        cg.add_task(pid)?;
+        cg.join_exec(pid, st.pid)?;
     }
     sync::send(psock, &Msg::new(Kind::Go));
     let mut master = None;
