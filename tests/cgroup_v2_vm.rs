@@ -6,7 +6,7 @@
 //! the vessel binary, a few integration test binaries and the cgroups unit
 //! tests, and runs rootfs-tools/v2-tests.sh there: a direct check of
 //! memory.max, pids.max, cpu.max, cgroup.freeze and cleanup, then each test
-//! binary with --test-threads=1. About one and a half minutes here.
+//! binary with --test-threads=1. About 65 s on the dev host.
 //!
 //! The test binaries find vessel through CARGO_BIN_EXE_vessel and the repo
 //! through CARGO_MANIFEST_DIR, both absolute paths baked in at compile time,
@@ -30,7 +30,7 @@ use std::time::{Duration, Instant, SystemTime};
 /// The suites run in the VM when they exist in this build, with their
 /// arguments: every suite that runs containers on the host kernel (not the
 /// e2e ones, which need Podman and containerd, nor the VM-mode ones). All
-/// of them took about 80 s of emulated CPU on the dev host.
+/// of them take about 65 s in the VM on the dev host.
 const DEFAULT_SUITES: &[(&str, &[&str])] = &[
     ("lib", &["cgroups::"]),
     ("cgroups", &[]),
