@@ -330,7 +330,10 @@ fn only_stdio_and_preserved_fds_reach_the_process() {
     let data = c.rt.root.with_extension("preserved");
     std::fs::write(&data, "preserved-data").unwrap();
     let file = std::fs::File::open(&data).unwrap();
-    let raw = file.as_raw_fd();
+    // Well above 3, so dup2 really makes a new (inheritable) fd 3: dup2 of
+    // fd 3 onto itself would keep its close-on-exec flag.
+    // SAFETY: F_DUPFD_CLOEXEC on a valid fd.
+    let raw = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 20) };
     let mut cmd = c.rt.cmd(&[
         "exec",
         "--preserve-fds",
