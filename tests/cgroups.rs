@@ -17,6 +17,20 @@ fn skip() -> bool {
     skip_unless_root("cgroups")
 }
 
+/// A pure cgroup v2 host (the nested v2 suite runs these tests there).
+fn v2() -> bool {
+    Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+}
+
+/// The in-container path of a cgroup file: v1 has one dir per controller.
+fn inside_path(v1_controller: &str, file: &str) -> String {
+    if v2() {
+        format!("/sys/fs/cgroup/{file}")
+    } else {
+        format!("/sys/fs/cgroup/{v1_controller}/{file}")
+    }
+}
+
 /// A container whose workload writes `script`'s output to /tmp/inside.
 struct Probe {
     rt: Runtime,
@@ -76,19 +90,24 @@ fn memory_limit_and_reservation() {
     if skip() {
         return;
     }
+    let (limit, low) = if v2() {
+        ("memory.max", "memory.low")
+    } else {
+        ("memory.limit_in_bytes", "memory.soft_limit_in_bytes")
+    };
     let p = Probe::create(
-        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/memory/memory.soft_limit_in_bytes",
+        &format!(
+            "cat {} {}",
+            inside_path("memory", limit),
+            inside_path("memory", low)
+        ),
         |s| s["linux"]["resources"]["memory"] = json!({"limit": 67108864, "reservation": 33554432}),
         None,
     );
-    assert_eq!(p.host_read("memory.limit_in_bytes"), "67108864");
-    assert_eq!(p.host_read("memory.soft_limit_in_bytes"), "33554432");
+    assert_eq!(p.host_read(limit), "67108864");
+    assert_eq!(p.host_read(low), "33554432");
     let init = p.rt.state(&p.id)["pid"].as_i64().unwrap().to_string();
-    let tasks = std::fs::read_to_string(
-        p.host_file("memory.limit_in_bytes")
-            .with_file_name("cgroup.procs"),
-    )
-    .unwrap();
+    let tasks = std::fs::read_to_string(p.host_file(limit).with_file_name("cgroup.procs")).unwrap();
     assert!(
         tasks.lines().any(|l| l == init),
         "init {init} not in the memory cgroup: {tasks}"
@@ -130,7 +149,10 @@ fn pids_limit() {
         return;
     }
     let p = Probe::create(
-        "cat /sys/fs/cgroup/pids/pids.max; n=0; for i in 1 2 3 4 5 6 7 8 9 10 11 12; do sleep 30 & done; echo spawned",
+        &format!(
+            "cat {}; n=0; for i in 1 2 3 4 5 6 7 8 9 10 11 12; do sleep 30 & done; echo spawned",
+            inside_path("pids", "pids.max")
+        ),
         |s| s["linux"]["resources"]["pids"] = json!({"limit": 6}),
         None,
     );
@@ -147,6 +169,23 @@ fn pids_limit() {
 #[test]
 fn cpu_quota_period_shares() {
     if skip() {
+        return;
+    }
+    if v2() {
+        // v2: cpu.max "quota period", and shares converted to cpu.weight
+        // with runc's formula: 1 + (512 - 2) * 9999 / 262142 = 20.
+        let p = Probe::create(
+            "cat /sys/fs/cgroup/cpu.max /sys/fs/cgroup/cpu.weight",
+            |s| {
+                s["linux"]["resources"]["cpu"] =
+                    json!({"quota": 50000, "period": 100000, "shares": 512})
+            },
+            None,
+        );
+        assert_eq!(p.host_read("cpu.max"), "50000 100000");
+        assert_eq!(p.host_read("cpu.weight"), "20");
+        assert_eq!(p.inside(), "50000 100000\n20\n");
+        p.finish();
         return;
     }
     let p = Probe::create(
@@ -167,7 +206,10 @@ fn cpuset() {
         return;
     }
     let p = Probe::create(
-        "cat /sys/fs/cgroup/cpuset/cpuset.cpus; grep Cpus_allowed_list /proc/self/status",
+        &format!(
+            "cat {}; grep Cpus_allowed_list /proc/self/status",
+            inside_path("cpuset", "cpuset.cpus")
+        ),
         |s| s["linux"]["resources"]["cpu"] = json!({"cpus": "0", "mems": "0"}),
         None,
     );
@@ -258,12 +300,14 @@ fn custom_cgroups_path_is_honoured() {
         Some(rel.clone()),
     );
     let dirs = cgroup_dirs_at(&rel);
-    assert!(dirs.len() >= 2, "cgroupsPath {rel} made only {dirs:?}");
+    let want = if v2() { 1 } else { 2 };
+    assert!(dirs.len() >= want, "cgroupsPath {rel} made only {dirs:?}");
     let init = p.rt.state(&p.id)["pid"].as_i64().unwrap();
     let own = std::fs::read_to_string(format!("/proc/{init}/cgroup")).unwrap();
     for l in own.lines() {
         let ctrl = l.split(':').nth(1).unwrap_or("");
-        if ctrl.contains("pids") || ctrl.contains("memory") || ctrl.contains("cpu") {
+        let v2_line = v2() && l.starts_with("0::");
+        if v2_line || ctrl.contains("pids") || ctrl.contains("memory") || ctrl.contains("cpu") {
             assert!(l.ends_with(&rel), "init not in {rel}: {own}");
         }
     }
