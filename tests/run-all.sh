@@ -15,5 +15,5 @@ echo "== cargo build (debug binaries used by the tests)"
 cargo build --bins
 echo "== cargo test"
 # Two threads: the machine has two cores and the nested-VM suites are heavy.
-cargo test -- --test-threads="${VESSEL_TEST_THREADS:-2}"
+cargo test --no-fail-fast -- --test-threads="${VESSEL_TEST_THREADS:-2}"
 echo "== all tests passed"

@@ -133,9 +133,18 @@ pub fn create(root: &Path, opts: CreateOptions) -> Result<(PathBuf, State)> {
         cgroup.create()?;
         cleanup.cgroup = Some(cgroup.clone());
         if let Some(res) = linux.resources() {
-            cgroup.apply(res)?;
+            if use_vm {
+                // The VMM is a host process in this cgroup and needs
+                // /dev/kvm; the guest's devices are virtual, so device rules
+                // have nothing to protect there.
+                let mut res = res.clone();
+                res.set_devices(None);
+                cgroup.apply(&res)?;
+            } else {
+                cgroup.apply(res)?;
+            }
         }
-        if !linux.devices().as_deref().unwrap_or(&[]).is_empty() {
+        if !use_vm && !linux.devices().as_deref().unwrap_or(&[]).is_empty() {
             // The devices cgroup must allow what linux.devices creates (runc
             // appends one allow rule per device after resources.devices).
             cgroup.apply_devices(&device_rules(&linux)?)?;
