@@ -182,6 +182,18 @@ pub fn create(root: &Path, opts: CreateOptions) -> Result<(PathBuf, State)> {
             .as_ref()
             .and_then(|p| p.terminal())
             .unwrap_or(false),
+        poststart: bundle
+            .spec
+            .hooks()
+            .as_ref()
+            .and_then(|h| h.poststart().clone())
+            .unwrap_or_default(),
+        poststop: bundle
+            .spec
+            .hooks()
+            .as_ref()
+            .and_then(|h| h.poststop().clone())
+            .unwrap_or_default(),
     };
     st.save(&dir)?;
 

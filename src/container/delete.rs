@@ -40,17 +40,10 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     }
     let state_json = st.oci_json(&dir).to_string();
     std::fs::remove_dir_all(&dir).map_err(Error::io("remove state dir", &dir))?;
-    if let Ok(b) = crate::spec::load_bundle(&st.bundle) {
-        if let Some(h) = b.spec.hooks() {
-            // poststop failures are logged, not fatal (runtime spec).
-            if let Err(e) = hooks::run(
-                "poststop",
-                h.poststop().as_deref().unwrap_or(&[]),
-                &state_json,
-                None,
-            ) {
-                logging::warn(&e.to_string());
-            }
+    if !st.poststop.is_empty() {
+        // poststop failures are logged, not fatal (runtime spec).
+        if let Err(e) = hooks::run("poststop", &st.poststop, &state_json, None) {
+            logging::warn(&e.to_string());
         }
     }
     Ok(())

@@ -62,27 +62,21 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
         };
         // SAFETY: poll on one valid pollfd.
         unsafe { libc::poll(&mut pfd, 1, 20) };
-        if pfd.revents & libc::POLLHUP != 0 && pfd.revents & libc::POLLIN == 0 {
+        // Before the init opened its end, a FIFO may report POLLHUP at
+        // once: back off a little instead of spinning. After the byte,
+        // POLLHUP is the EOF we wait for: read it at once.
+        if !got_byte && pfd.revents & libc::POLLHUP != 0 && pfd.revents & libc::POLLIN == 0 {
             std::thread::sleep(Duration::from_millis(1));
         }
     }
     std::fs::remove_file(&fifo).map_err(Error::io("remove exec fifo", &fifo))?;
-    if let Some(h) = crate::spec::load_bundle(&st.bundle)
-        .ok()
-        .and_then(|b| b.spec.hooks().clone())
-    {
+    if !st.poststart.is_empty() {
         // The workload was started (it may already have exited): poststart
         // hooks see it as running, with its pid, as runc reports it.
         let mut v = st.oci_json(&dir);
         v["status"] = serde_json::json!("running");
         v["pid"] = serde_json::json!(st.pid);
-        let state = v.to_string();
-        hooks::run(
-            "poststart",
-            h.poststart().as_deref().unwrap_or(&[]),
-            &state,
-            None,
-        )?;
+        hooks::run("poststart", &st.poststart, &v.to_string(), None)?;
     }
     Ok(())
 }

@@ -66,6 +66,12 @@ pub struct State {
     pub namespaces: Vec<String>,
     #[serde(default)]
     pub use_terminal: bool,
+    /// The hooks later commands run, kept from create so `start` and
+    /// `delete` need not re-read (a possibly edited) config.json.
+    #[serde(default)]
+    pub poststart: Vec<oci_spec::runtime::Hook>,
+    #[serde(default)]
+    pub poststop: Vec<oci_spec::runtime::Hook>,
 }
 
 impl State {
