@@ -47,6 +47,18 @@ pub enum Frame<'a> {
 }
 
 impl Frame<'_> {
+    /// The kind byte and payload this frame was decoded from.
+    pub fn parts(&self) -> (u8, &[u8]) {
+        match self {
+            Frame::Stdout(p) => (KIND_STDOUT, p),
+            Frame::Stderr(p) => (KIND_STDERR, p),
+            Frame::Stdin(p) => (KIND_STDIN, p),
+            Frame::StdinEof => (KIND_STDIN_EOF, &[]),
+            Frame::Signal(s) => (KIND_SIGNAL, std::slice::from_ref(s)),
+            Frame::Unknown { kind, payload } => (*kind, payload),
+        }
+    }
+
     fn from_parts(kind: u8, payload: &[u8]) -> Frame<'_> {
         match (kind, payload.len()) {
             (KIND_STDOUT, _) => Frame::Stdout(payload),

@@ -15,12 +15,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use super::devices::ChannelPort;
 
-pub const KIND_STDOUT: u8 = b'O';
-pub const KIND_STDERR: u8 = b'R';
-pub const KIND_STDIN: u8 = b'I';
-pub const KIND_STDIN_EOF: u8 = b'E';
-pub const KIND_SIGNAL: u8 = b'S';
-pub const MAX_PAYLOAD: usize = u8::MAX as usize;
+use crate::vm::protocol::{self, Decoder, Frame, KIND_STDIN, KIND_STDIN_EOF, MAX_PAYLOAD};
 
 /// The signals the VMM passes on to the workload (SIGKILL just kills the VMM).
 pub const FORWARDED_SIGNALS: [Signal; 8] = [
@@ -42,83 +37,36 @@ pub fn forwarded_sigset() -> SigSet {
     set
 }
 
-/// Encodes `payload` as frames of `kind`, split at 255 bytes. An empty payload
-/// gives one empty frame (used for EOF).
+/// `payload` as frames of `kind` (the agent's codec, `vm::protocol`).
 pub fn encode(kind: u8, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(payload.len() + 2 * (payload.len() / MAX_PAYLOAD + 1));
-    if payload.is_empty() {
-        out.extend_from_slice(&[kind, 0]);
-    }
-    for chunk in payload.chunks(MAX_PAYLOAD) {
-        out.push(kind);
-        out.push(chunk.len() as u8);
-        out.extend_from_slice(chunk);
-    }
+    protocol::encode(kind, payload, &mut out);
     out
 }
 
-/// Byte-at-a-time decoder of the frames the guest writes (the UART delivers
-/// one byte per port write).
-#[derive(Debug, Default)]
-pub struct FrameParser {
-    kind: Option<u8>,
-    len: Option<u8>,
-    payload: Vec<u8>,
-}
-
-impl FrameParser {
-    /// Feeds one byte; returns a frame when this byte completes one.
-    pub fn push(&mut self, byte: u8) -> Option<(u8, &[u8])> {
-        match (self.kind, self.len) {
-            (None, _) => {
-                self.kind = Some(byte);
-                self.payload.clear();
-                None
-            }
-            (Some(kind), None) => {
-                if byte == 0 {
-                    self.kind = None;
-                    return Some((kind, &[]));
-                }
-                self.len = Some(byte);
-                None
-            }
-            (Some(kind), Some(len)) => {
-                self.payload.push(byte);
-                if self.payload.len() < len as usize {
-                    return None;
-                }
-                self.kind = None;
-                self.len = None;
-                Some((kind, &self.payload))
-            }
-        }
-    }
-}
-
 /// Where decoded frames go: the VMM's stdout and stderr.
-type FrameHandler = Box<dyn FnMut(u8, &[u8]) + Send>;
+type FrameHandler = Box<dyn FnMut(Frame<'_>) + Send>;
 
 /// COM2's output side: decodes frames and writes 'O' payloads to stdout and
 /// 'R' payloads to stderr. Unknown kinds are skipped whole.
 pub struct FrameSink {
-    parser: FrameParser,
+    decoder: Decoder,
     handler: FrameHandler,
     frames: u64,
 }
 
 impl FrameSink {
     pub fn to_stdio() -> Self {
-        Self::with_handler(Box::new(|kind, payload| match kind {
-            KIND_STDOUT => write_all_fd(libc::STDOUT_FILENO, payload),
-            KIND_STDERR => write_all_fd(libc::STDERR_FILENO, payload),
+        Self::with_handler(Box::new(|frame| match frame {
+            Frame::Stdout(p) => write_all_fd(libc::STDOUT_FILENO, p),
+            Frame::Stderr(p) => write_all_fd(libc::STDERR_FILENO, p),
             _ => {}
         }))
     }
 
     pub fn with_handler(handler: FrameHandler) -> Self {
         FrameSink {
-            parser: FrameParser::default(),
+            decoder: Decoder::new(),
             handler,
             frames: 0,
         }
@@ -131,18 +79,17 @@ impl FrameSink {
 
     #[cfg(test)]
     pub fn discard() -> Self {
-        Self::with_handler(Box::new(|_, _| {}))
+        Self::with_handler(Box::new(|_| {}))
     }
 }
 
 impl Write for FrameSink {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        for &b in buf {
-            if let Some((kind, payload)) = self.parser.push(b) {
-                self.frames += 1;
-                (self.handler)(kind, payload);
-            }
-        }
+        let (handler, frames) = (&mut self.handler, &mut self.frames);
+        self.decoder.feed(buf, |frame| {
+            *frames += 1;
+            handler(frame);
+        });
         Ok(buf.len())
     }
     fn flush(&mut self) -> io::Result<()> {
@@ -196,7 +143,7 @@ pub fn forward_signals(port: Arc<ChannelPort>, sfd: SignalFd) -> io::Error {
         match sfd.read_signal() {
             Ok(Some(info)) => {
                 let signo = info.ssi_signo as u8;
-                if let Err(e) = port.send(&encode(KIND_SIGNAL, &[signo])) {
+                if let Err(e) = port.send(&encode(protocol::KIND_SIGNAL, &[signo])) {
                     return e;
                 }
             }
@@ -219,6 +166,7 @@ mod tests {
 
     #[test]
     fn encode_splits_long_payloads_and_marks_eof() {
+        use protocol::KIND_SIGNAL;
         assert_eq!(encode(KIND_STDIN_EOF, &[]), vec![b'E', 0]);
         assert_eq!(encode(KIND_SIGNAL, &[15]), vec![b'S', 1, 15]);
         let data = vec![7u8; 300];
@@ -230,13 +178,15 @@ mod tests {
 
     #[test]
     fn parser_round_trips_frames_fed_byte_by_byte() {
+        use protocol::{KIND_STDERR, KIND_STDOUT};
         let mut stream = encode(KIND_STDOUT, b"hello\n");
         stream.extend(encode(b'?', &[1, 2, 3]));
         stream.extend(encode(KIND_STDERR, &[]));
         stream.extend(encode(KIND_STDERR, &vec![b'e'; 256]));
         let got = Arc::new(Mutex::new(Vec::new()));
         let g = got.clone();
-        let mut sink = FrameSink::with_handler(Box::new(move |k, p| {
+        let mut sink = FrameSink::with_handler(Box::new(move |frame| {
+            let (k, p) = frame.parts();
             g.lock().unwrap().push((k, p.to_vec()))
         }));
         for b in &stream {

@@ -53,10 +53,9 @@ pub const CMOS_INDEX_PORT: u16 = 0x70;
 pub const CMOS_DATA_PORT: u16 = 0x71;
 pub const I8042_DATA_PORT: u16 = 0x60;
 pub const I8042_COMMAND_PORT: u16 = 0x64;
-/// The agent writes the workload's exit code here...
-pub const EXIT_CODE_PORT: u16 = 0x501;
-/// ...or the number of the signal that killed it here.
-pub const EXIT_SIGNAL_PORT: u16 = 0x502;
+/// The agent writes the workload's exit code, or the signal that killed it,
+/// to these ports (defined with the rest of the agent protocol).
+pub use crate::vm::protocol::{EXIT_CODE_PORT, EXIT_SIGNAL_PORT};
 
 /// Highest vCPU count the ACPI MADT and APIC ids here support.
 pub const MAX_VCPUS: u8 = 64;
