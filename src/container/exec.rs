@@ -11,9 +11,10 @@
 
 use crate::container::state::{Sandbox, Status};
 use crate::isolation::caps::errno;
+use crate::process::child::{self, fail};
 use crate::process::plan::{ProcessParts, Step};
+use crate::process::spawn;
 use crate::process::sync::{self, Kind, Msg};
-use crate::process::{child, spawn};
 use crate::{Error, Result};
 use libc::c_int;
 use nix::sys::signal::SigSet;
@@ -455,19 +456,6 @@ fn start_process(
     Ok((pid, master))
 }
 
-/// Report a failure to the parent and exit (async-signal-safe).
-fn fail(sock: RawFd, step: Step, index: i32, err: i32) -> ! {
-    let msg = Msg {
-        kind: Kind::Error as u32,
-        step: step as u32,
-        index,
-        errno: err,
-    };
-    sync::send(sock, &msg);
-    // SAFETY: _exit never returns and runs no atexit handlers.
-    unsafe { libc::_exit(1) }
-}
-
 /// First stage, in the child: join the namespaces, fork the process.
 fn join_and_fork(plan: &ExecPlan, sock: RawFd) -> ! {
     // SAFETY: prctl and sigprocmask with plain arguments and a stack set.
@@ -522,12 +510,7 @@ fn run_process(plan: &ExecPlan, sock: RawFd) -> ! {
     if plan.console_socket >= 0 {
         open_console(plan, sock);
     }
-    for (i, (res, lim)) in plan.process.rlimits.iter().enumerate() {
-        // SAFETY: lim is a valid rlimit.
-        if unsafe { libc::setrlimit(*res, lim) } < 0 {
-            fail(sock, Step::Rlimit, i as i32, errno());
-        }
-    }
+    child::set_rlimits(&plan.process, sock);
     child::exec_process(&plan.process, sock, plan.preserve_fds, |_| {})
 }
 
@@ -535,43 +518,18 @@ fn run_process(plan: &ExecPlan, sock: RawFd) -> ! {
 /// the master goes to the console socket, the slave becomes our stdio and
 /// controlling terminal.
 fn open_console(plan: &ExecPlan, sock: RawFd) {
-    // SAFETY: open/ioctl/dup2 on fds we own and constant paths.
-    unsafe {
-        let master = libc::open(
+    // SAFETY: open(2) of a constant path.
+    let master = unsafe {
+        libc::open(
             c"/dev/pts/ptmx".as_ptr(),
             libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
-        );
-        if master < 0 {
-            fail(sock, Step::Console, 0, errno());
-        }
-        let unlock: c_int = 0;
-        libc::ioctl(master, libc::TIOCSPTLCK, &unlock);
-        let slave = libc::ioctl(
-            master,
-            libc::TIOCGPTPEER,
-            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
-        );
-        if slave < 0 {
-            fail(sock, Step::Console, 1, errno());
-        }
-        if !sync::send_fd(plan.console_socket, master) {
-            fail(sock, Step::Console, 4, errno());
-        }
-        libc::close(master);
-        libc::close(plan.console_socket);
-        libc::setsid();
-        if libc::ioctl(slave, libc::TIOCSCTTY, 0) < 0 {
-            fail(sock, Step::Console, 2, errno());
-        }
-        for fd in 0..3 {
-            if libc::dup2(slave, fd) < 0 {
-                fail(sock, Step::Console, 3, errno());
-            }
-        }
-        if slave > 2 {
-            libc::close(slave);
-        }
+        )
+    };
+    if master < 0 {
+        fail(sock, Step::Console, 0, errno());
     }
+    let slave = child::send_pty(master, plan.console_socket, sock);
+    child::make_controlling_terminal(slave, sock);
 }
 
 /// An error record from the child as a message in runc's words.

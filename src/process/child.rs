@@ -13,7 +13,7 @@ use std::os::fd::RawFd;
 const PATH_MAX: usize = 4096;
 
 /// Report a failure to the parent and exit.
-fn fail(sock: RawFd, step: Step, index: i32, err: i32) -> ! {
+pub fn fail(sock: RawFd, step: Step, index: i32, err: i32) -> ! {
     let msg = Msg {
         kind: Kind::Error as u32,
         step: step as u32,
@@ -605,21 +605,7 @@ fn setup_rootfs(plan: &InitPlan, sock: RawFd) {
         check(sock, r, Step::ReadonlyRoot, 0);
     }
     if console_slave >= 0 {
-        // SAFETY: session and controlling terminal setup on our own fds.
-        unsafe {
-            libc::setsid();
-            if libc::ioctl(console_slave, libc::TIOCSCTTY, 0) < 0 {
-                fail(sock, Step::Console, 2, errno());
-            }
-            for fd in 0..3 {
-                if libc::dup2(console_slave, fd) < 0 {
-                    fail(sock, Step::Console, 3, errno());
-                }
-            }
-            if console_slave > 2 {
-                libc::close(console_slave);
-            }
-        }
+        make_controlling_terminal(console_slave, sock);
     }
 }
 
@@ -764,6 +750,13 @@ fn open_console(plan: &InitPlan, sock: RawFd, rootfd: RawFd) -> RawFd {
         Ok(fd) => fd,
         Err(e) => fail(sock, Step::Console, 0, e),
     };
+    send_pty(master, plan.console_socket, sock)
+}
+
+/// Unlock the pty behind `master`, send the master over the console socket
+/// (as runc does), close both, and return the slave. Shared by the init and
+/// `exec`; async-signal-safe.
+pub fn send_pty(master: RawFd, console_socket: RawFd, sock: RawFd) -> RawFd {
     let unlock: c_int = 0;
     // SAFETY: ioctls on the pty master we own; TIOCGPTPEER returns a new fd.
     let slave = unsafe {
@@ -775,15 +768,47 @@ fn open_console(plan: &InitPlan, sock: RawFd, rootfd: RawFd) -> RawFd {
         )
     };
     check(sock, slave, Step::Console, 1);
-    if !sync::send_fd(plan.console_socket, master) {
+    if !sync::send_fd(console_socket, master) {
         fail(sock, Step::Console, 4, errno());
     }
     // SAFETY: closing fds we own.
     unsafe {
         libc::close(master);
-        libc::close(plan.console_socket);
+        libc::close(console_socket);
     }
     slave
+}
+
+/// A new session with the pty slave as controlling terminal and stdio.
+pub fn make_controlling_terminal(slave: RawFd, sock: RawFd) {
+    // SAFETY: session and controlling terminal setup on our own fds.
+    unsafe {
+        libc::setsid();
+        if libc::ioctl(slave, libc::TIOCSCTTY, 0) < 0 {
+            fail(sock, Step::Console, 2, errno());
+        }
+        for fd in 0..3 {
+            if libc::dup2(slave, fd) < 0 {
+                fail(sock, Step::Console, 3, errno());
+            }
+        }
+        if slave > 2 {
+            libc::close(slave);
+        }
+    }
+}
+
+/// The process's rlimits (the init and `exec` both set them).
+pub fn set_rlimits(p: &crate::process::plan::ProcessParts, sock: RawFd) {
+    for (i, (res, lim)) in p.rlimits.iter().enumerate() {
+        // SAFETY: lim is a valid rlimit.
+        check(
+            sock,
+            unsafe { libc::setrlimit(*res, lim) },
+            Step::Rlimit,
+            i as i32,
+        );
+    }
 }
 
 /// MS_PRIVATE on the innermost mount point above `rootfs` (an absolute,
@@ -931,15 +956,7 @@ fn readonly_path(sock: RawFd, p: &CStr, idx: i32) {
 /// User, capabilities, limits, then wait for `start`, then execve.
 fn finish_and_exec(plan: &InitPlan, sock: RawFd, hook_state: &mut [u8]) -> ! {
     let p = &plan.process;
-    for (i, (res, lim)) in p.rlimits.iter().enumerate() {
-        // SAFETY: lim is a valid rlimit.
-        check(
-            sock,
-            unsafe { libc::setrlimit(*res, lim) },
-            Step::Rlimit,
-            i as i32,
-        );
-    }
+    set_rlimits(p, sock);
     if plan.new_keyring {
         // A fresh session keyring, so the container cannot read the host's.
         // SAFETY: keyctl(KEYCTL_JOIN_SESSION_KEYRING, NULL).
