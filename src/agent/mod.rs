@@ -16,6 +16,9 @@ mod power;
 #[path = "../vm/protocol.rs"]
 mod protocol;
 mod relay;
+/// The rlimit name table is shared with container mode (libc only).
+#[path = "../isolation/rlimits.rs"]
+mod rlimits;
 mod setup;
 mod spawn;
 mod spec;
