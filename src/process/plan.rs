@@ -14,11 +14,30 @@ use std::ffi::CString;
 use std::os::fd::RawFd;
 use std::path::Path;
 
-/// Steps of the init, reported with an errno when one fails.
-#[repr(u32)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
-    Setns = 1,
+/// Declares `Step` and the list `from_u32` searches from one list of
+/// names, so the two cannot drift apart. Numbering starts at 1 (0 = none).
+macro_rules! steps {
+    ($first:ident $(, $rest:ident)* $(,)?) => {
+        #[repr(u32)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Step {
+            $first = 1,
+            $($rest,)*
+        }
+
+        impl Step {
+            pub fn from_u32(v: u32) -> Option<Step> {
+                [Step::$first $(, Step::$rest)*]
+                    .into_iter()
+                    .find(|s| *s as u32 == v)
+            }
+        }
+    };
+}
+
+// Steps of the init (and of `exec`), reported with an errno when one fails.
+steps!(
+    Setns,
     Unshare,
     Clone,
     Sethostname,
@@ -53,51 +72,7 @@ pub enum Step {
     TimeOffsets,
     Personality,
     Fds,
-}
-
-impl Step {
-    pub fn from_u32(v: u32) -> Option<Step> {
-        use Step::*;
-        const ALL: [Step; 35] = [
-            Setns,
-            Unshare,
-            Clone,
-            Sethostname,
-            Setdomainname,
-            RootPropagation,
-            BindRootfs,
-            OpenRootfs,
-            MountMkdir,
-            MountOpen,
-            Mount,
-            MountRemount,
-            MountPropagation,
-            Device,
-            Symlink,
-            Console,
-            PivotRoot,
-            MaskPath,
-            ReadonlyPath,
-            Sysctl,
-            ReadonlyRoot,
-            Rlimit,
-            Keyring,
-            Seccomp,
-            Capabilities,
-            Setgroups,
-            Setgid,
-            Setuid,
-            NoNewPrivs,
-            Chdir,
-            ExecNotFound,
-            Sync,
-            TimeOffsets,
-            Personality,
-            Fds,
-        ];
-        ALL.into_iter().find(|s| *s as u32 == v)
-    }
-}
+);
 
 /// The user the process runs as.
 #[derive(Debug, Clone, Default)]
