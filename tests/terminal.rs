@@ -20,31 +20,12 @@ fn skip() -> bool {
     skip_unless_root("terminal")
 }
 
-/// Receive one fd over SCM_RIGHTS (runc also sends the pty's name as data).
+/// Receive the pty master over SCM_RIGHTS with vessel's own receiver (runc
+/// also sends the pty's name as data; the fd rides on its first byte).
 fn recv_fd(sock: i32) -> Option<OwnedFd> {
-    let mut data = [0u8; 4096];
-    let mut iov = libc::iovec {
-        iov_base: data.as_mut_ptr() as *mut libc::c_void,
-        iov_len: data.len(),
-    };
-    let mut cbuf = [0u64; 16];
-    // SAFETY: msghdr points at live stack buffers of the sizes given.
-    unsafe {
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = cbuf.as_mut_ptr() as *mut libc::c_void;
-        msg.msg_controllen = std::mem::size_of_val(&cbuf);
-        if libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC) < 0 {
-            return None;
-        }
-        let c = libc::CMSG_FIRSTHDR(&msg);
-        if c.is_null() || (*c).cmsg_type != libc::SCM_RIGHTS {
-            return None;
-        }
-        let fd = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const i32);
-        Some(OwnedFd::from_raw_fd(fd))
-    }
+    let fd = vessel::process::sync::recv_fd(sock)?;
+    // SAFETY: a fresh fd from SCM_RIGHTS that we now own.
+    Some(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// Read from `f` until `needle` shows up (or the deadline); all read so far.
