@@ -15,40 +15,6 @@ use std::os::unix::process::CommandExt;
 use std::process::Stdio;
 use std::time::Duration;
 
-fn skip_unless_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIPPED: exec tests need root");
-        return true;
-    }
-    false
-}
-
-/// Run a command that leaves a process behind (run -d, exec -d): its
-/// stdio goes to files, since that process inherits them and would hold a
-/// pipe open. Returns (code, stdout, stderr).
-fn run_leaving_process(rt: &Runtime, args: &[&str]) -> (i32, String, String) {
-    let base = rt.root.with_extension(unique_id("out"));
-    let (o, e) = (base.with_extension("stdout"), base.with_extension("stderr"));
-    let mut cmd = rt.cmd(args);
-    cmd.stdout(std::fs::File::create(&o).unwrap())
-        .stderr(std::fs::File::create(&e).unwrap());
-    let mut child = cmd.spawn().expect("spawn runtime");
-    let done = wait_for(Duration::from_secs(60), || {
-        child.try_wait().unwrap().is_some()
-    });
-    if !done {
-        let _ = child.kill();
-    }
-    let code = child.wait().unwrap().code().unwrap_or(-1);
-    let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
-    let res = (code, read(&o), read(&e));
-    let _ = std::fs::remove_file(&o);
-    let _ = std::fs::remove_file(&e);
-    assert!(done, "{args:?} timed out");
-    res
-}
-
 /// A running container (`sleep 1000`) and its runtime; deleted on drop.
 struct Running {
     rt: Runtime,
@@ -61,10 +27,8 @@ impl Running {
         let b = Bundle::new(&["sleep", "1000"]);
         let rt = Runtime::new();
         let id = unique_id("exec");
-        let (code, _, err) = run_leaving_process(
-            &rt,
-            &["run", "-d", "--bundle", b.dir.to_str().unwrap(), &id],
-        );
+        let (code, _, err) =
+            triple(&rt.run_detached(&["run", "-d", "--bundle", b.dir.to_str().unwrap(), &id]));
         assert_eq!(code, 0, "run -d failed: {err}");
         Running { rt, id, _bundle: b }
     }
@@ -76,14 +40,9 @@ impl Running {
         args.push(&self.id);
         args.extend_from_slice(cmd);
         if flags.contains(&"-d") {
-            return run_leaving_process(&self.rt, &args);
+            return triple(&self.rt.run_detached(&args));
         }
-        let out = self.rt.run(&args);
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        triple(&self.rt.run(&args))
     }
 
     fn init_pid(&self) -> i32 {
@@ -93,7 +52,7 @@ impl Running {
 
 #[test]
 fn foreground_exec_returns_output_and_status() {
-    if skip_unless_root() {
+    if skip_unless_root("exec") {
         return;
     }
     let c = Running::start();
@@ -112,7 +71,7 @@ fn foreground_exec_returns_output_and_status() {
 
 #[test]
 fn exec_failures_exit_255_with_a_reason() {
-    if skip_unless_root() {
+    if skip_unless_root("exec") {
         return;
     }
     let c = Running::start();
@@ -137,7 +96,7 @@ fn exec_failures_exit_255_with_a_reason() {
 
 #[test]
 fn env_cwd_user_and_groups() {
-    if skip_unless_root() {
+    if skip_unless_root("exec") {
         return;
     }
     let c = Running::start();
@@ -195,7 +154,7 @@ fn cap_eff(status: &str) -> u64 {
 
 #[test]
 fn cap_flag_adds_a_capability() {
-    if skip_unless_root() {
+    if skip_unless_root("exec") {
         return;
     }
     const SYS_ADMIN: u64 = 1 << 21;
@@ -223,7 +182,7 @@ fn cap_flag_adds_a_capability() {
 
 #[test]
 fn process_json_replaces_the_command_line() {
-    if skip_unless_root() {
+    if skip_unless_root("exec") {
         return;
     }
     let c = Running::start();
@@ -253,7 +212,7 @@ fn process_json_replaces_the_command_line() {
 
 #[test]
 fn detached_exec_writes_the_pid_file() {
-    if skip_unless_root() {
+    if skip_unless_root("exec") {
         return;
     }
     let c = Running::start();
@@ -281,7 +240,7 @@ fn detached_exec_writes_the_pid_file() {
 
 #[test]
 fn exec_joins_pid_namespace_and_cgroup() {
-    if skip_unless_root() {
+    if skip_unless_root("exec") {
         return;
     }
     let c = Running::start();
@@ -317,7 +276,7 @@ fn exec_joins_pid_namespace_and_cgroup() {
 
 #[test]
 fn only_stdio_and_preserved_fds_reach_the_process() {
-    if skip_unless_root() {
+    if skip_unless_root("exec") {
         return;
     }
     let c = Running::start();
@@ -387,7 +346,7 @@ fn read_pty(master: OwnedFd, limit: Duration) -> String {
 
 #[test]
 fn tty_through_console_socket() {
-    if skip_unless_root() {
+    if skip_unless_root("exec") {
         return;
     }
     let c = Running::start();
@@ -424,7 +383,7 @@ fn tty_through_console_socket() {
 
 #[test]
 fn paused_container_refuses_exec_unless_ignore_paused() {
-    if skip_unless_root() {
+    if skip_unless_root("exec") {
         return;
     }
     let c = Running::start();
@@ -458,7 +417,7 @@ fn paused_container_refuses_exec_unless_ignore_paused() {
 
 #[test]
 fn stopped_container_refuses_exec() {
-    if skip_unless_root() {
+    if skip_unless_root("exec") {
         return;
     }
     let c = Running::start();

@@ -10,45 +10,11 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::Stdio;
 use std::time::Duration;
 
-fn skip_unless_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIPPED: container management tests need root");
-        return true;
-    }
-    false
-}
-
-/// Run a command that leaves a process behind (run -d, exec -d): its
-/// stdio goes to files, since that process inherits them and would hold a
-/// pipe open. Returns (code, stdout, stderr).
-fn run_leaving_process(rt: &Runtime, args: &[&str]) -> (i32, String, String) {
-    let base = rt.root.with_extension(unique_id("out"));
-    let (o, e) = (base.with_extension("stdout"), base.with_extension("stderr"));
-    let mut cmd = rt.cmd(args);
-    cmd.stdout(std::fs::File::create(&o).unwrap())
-        .stderr(std::fs::File::create(&e).unwrap());
-    let mut child = cmd.spawn().expect("spawn runtime");
-    let done = wait_for(Duration::from_secs(60), || {
-        child.try_wait().unwrap().is_some()
-    });
-    if !done {
-        let _ = child.kill();
-    }
-    let code = child.wait().unwrap().code().unwrap_or(-1);
-    let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
-    let res = (code, read(&o), read(&e));
-    let _ = std::fs::remove_file(&o);
-    let _ = std::fs::remove_file(&e);
-    assert!(done, "{args:?} timed out");
-    res
-}
-
 /// A detached container from `b`; returns its id.
 fn start(rt: &Runtime, b: &Bundle) -> String {
     let id = unique_id("mng");
     let (code, _, err) =
-        run_leaving_process(rt, &["run", "-d", "--bundle", b.dir.to_str().unwrap(), &id]);
+        triple(&rt.run_detached(&["run", "-d", "--bundle", b.dir.to_str().unwrap(), &id]));
     assert_eq!(code, 0, "run -d failed: {err}");
     id
 }
@@ -85,7 +51,7 @@ fn cgroup_file(pid: i32, controller: &str, v1_file: &str, v2_file: &str) -> Opti
 
 #[test]
 fn ps_lists_init_and_exec_processes() {
-    if skip_unless_root() {
+    if skip_unless_root("container management") {
         return;
     }
     let rt = Runtime::new();
@@ -93,18 +59,15 @@ fn ps_lists_init_and_exec_processes() {
     let id = start(&rt, &b);
     let init = init_pid(&rt, &id);
     let pf = rt.root.with_extension("ps.pid");
-    let (code, _, err) = run_leaving_process(
-        &rt,
-        &[
-            "exec",
-            "-d",
-            "--pid-file",
-            pf.to_str().unwrap(),
-            &id,
-            "sleep",
-            "500",
-        ],
-    );
+    let (code, _, err) = triple(&rt.run_detached(&[
+        "exec",
+        "-d",
+        "--pid-file",
+        pf.to_str().unwrap(),
+        &id,
+        "sleep",
+        "500",
+    ]));
     assert_eq!(code, 0, "exec -d failed: {err}");
     let exec_pid: i64 = std::fs::read_to_string(&pf)
         .unwrap()
@@ -146,7 +109,7 @@ fn ps_lists_init_and_exec_processes() {
 
 #[test]
 fn pause_and_resume_change_the_status() {
-    if skip_unless_root() {
+    if skip_unless_root("container management") {
         return;
     }
     let rt = Runtime::new();
@@ -183,7 +146,7 @@ fn pause_and_resume_change_the_status() {
 
 #[test]
 fn update_changes_memory_and_pids_limits() {
-    if skip_unless_root() {
+    if skip_unless_root("container management") {
         return;
     }
     let rt = Runtime::new();
@@ -239,7 +202,7 @@ fn update_changes_memory_and_pids_limits() {
 
 #[test]
 fn events_stats_prints_one_json_object() {
-    if skip_unless_root() {
+    if skip_unless_root("container management") {
         return;
     }
     let rt = Runtime::new();
@@ -260,7 +223,7 @@ fn events_stats_prints_one_json_object() {
 
 #[test]
 fn events_stream_reports_oom_and_ends_with_the_container() {
-    if skip_unless_root() {
+    if skip_unless_root("container management") {
         return;
     }
     let rt = Runtime::new();

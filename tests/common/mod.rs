@@ -232,18 +232,7 @@ pub fn run_with_timeout(mut cmd: Command, limit: Duration) -> Output {
         let _ = se.read_to_end(&mut b);
         let _ = tx_err.send(b);
     });
-    let start = Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait().expect("wait runtime") {
-            break st;
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("command timed out after {limit:?}: {cmd:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
+    let status = wait_or_kill(&mut child, limit, &cmd);
     // A detached container may keep the pipes open: take what arrived.
     let grace = Duration::from_secs(2);
     let stdout = rx_out.recv_timeout(grace).unwrap_or_default();
@@ -418,23 +407,29 @@ pub fn assert_nothing_left(rt: &Runtime, id: &str, b: &Bundle) {
 
 /// Wait for a spawned child with a limit (SIGKILL and panic on timeout).
 pub fn wait_child(mut child: std::process::Child, limit: Duration) -> Output {
-    let pid = child.id() as i32;
+    let pid = child.id();
+    wait_or_kill(&mut child, limit, &format!("child {pid}"));
+    child.wait_with_output().expect("collect child output")
+}
+
+/// Wait for `child`, killing it and failing the test after `limit`.
+fn wait_or_kill(
+    child: &mut std::process::Child,
+    limit: Duration,
+    what: &dyn std::fmt::Debug,
+) -> std::process::ExitStatus {
     let start = Instant::now();
     loop {
-        match child.try_wait() {
-            Ok(Some(_)) => break,
-            Ok(None) => {}
-            Err(e) => panic!("wait child: {e}"),
+        if let Some(st) = child.try_wait().expect("wait child") {
+            return st;
         }
         if start.elapsed() > limit {
-            // SAFETY: kill(2) of our own child.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+            let _ = child.kill();
             let _ = child.wait();
-            panic!("child {pid} timed out after {limit:?}");
+            panic!("{what:?} timed out after {limit:?}");
         }
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(Duration::from_millis(5));
     }
-    child.wait_with_output().expect("collect child output")
 }
 
 /// Set the namespaces of a bundle (list of type names, each created new).
@@ -453,18 +448,7 @@ pub fn run_detached_io(mut cmd: Command, limit: Duration) -> Output {
     cmd.stdout(fs::File::create(&out_p).expect("create stdout file"))
         .stderr(fs::File::create(&err_p).expect("create stderr file"));
     let mut child = cmd.spawn().expect("spawn runtime");
-    let start = Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait().expect("wait runtime") {
-            break st;
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("command timed out after {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
+    let status = wait_or_kill(&mut child, limit, &cmd);
     let out = Output {
         status,
         stdout: fs::read(&out_p).unwrap_or_default(),
