@@ -53,15 +53,6 @@ fn skip(why: &str) {
     eprintln!("SKIPPED: {why}");
 }
 
-/// A stripped copy (debug info is most of a debug binary, and it all goes
-/// into the VM's RAM disk); a plain copy when `strip` is missing.
-fn stripped(bin: &Path, dest: &Path) {
-    let st = Command::new("strip").arg("-o").arg(dest).arg(bin).status();
-    if !matches!(st, Ok(s) if s.success()) {
-        fs::copy(bin, dest).unwrap_or_else(|e| panic!("copy {}: {e}", bin.display()));
-    }
-}
-
 /// Is `name` a cargo output name `<stem>-<16 hex digits>` (no extension)?
 fn hashed_name_of<'a>(name: &'a str, stem: &str) -> Option<&'a str> {
     let hash = name.strip_prefix(stem)?.strip_prefix('-')?;
@@ -152,7 +143,7 @@ fn container_mode_on_cgroup_v2_host() {
     fs::create_dir_all(dir.join("bin")).unwrap();
     let vessel_in_vm = runtime_bin();
     let vessel_copy = dir.join("vessel");
-    stripped(&vessel_in_vm, &vessel_copy);
+    strip_copy(&vessel_in_vm, &vessel_copy);
 
     let mut plan = String::new();
     let mut files: Vec<(PathBuf, String)> = vec![
@@ -191,7 +182,7 @@ fn container_mode_on_cgroup_v2_host() {
             continue;
         };
         let copy = dir.join("bin").join(&name);
-        stripped(&bin, &copy);
+        strip_copy(&bin, &copy);
         let in_vm = format!("/v2/bin/{name}");
         eprintln!("# suite {name}: {} {}", bin.display(), args.join(" "));
         plan.push_str(&format!("{name} {in_vm} {}\n", args.join(" ")));

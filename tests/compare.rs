@@ -193,17 +193,6 @@ fn table_output_for_a_person() {
     assert!(line.contains(" ms (") && line.contains('-'), "{line}");
 }
 
-/// A stripped copy (debug info is most of a debug build; every byte goes
-/// into the nested VM and the guest's initramfs).
-fn stripped(bin: &Path, dir: &Path) -> PathBuf {
-    let dest = dir.join(bin.file_name().unwrap());
-    let st = Command::new("strip").arg("-o").arg(&dest).arg(bin).status();
-    if !matches!(st, Ok(s) if s.success()) {
-        std::fs::copy(bin, &dest).expect("copy binary");
-    }
-    dest
-}
-
 /// Both modes inside the nested VM (real, emulated KVM): both columns are
 /// filled and the guest answers with another kernel (boot id) than the
 /// container, which shares the nested VM's own.
@@ -218,16 +207,7 @@ fn both_modes_in_nested_vm() {
     let vessel = stripped(&runtime_bin(), &dir);
     let agent = stripped(Path::new(env!("CARGO_BIN_EXE_vessel-agent")), &dir);
     let probe = stripped(&probe_bin(), &dir);
-    let kernel = std::env::var_os("VESSEL_VM_KERNEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/lib/vessel/kernel/vmlinux"));
-    if !kernel.is_file() {
-        let st = Command::new(repo.join("rootfs-tools/guest-kernel.sh"))
-            .arg(&kernel)
-            .status()
-            .expect("run guest-kernel.sh");
-        assert!(st.success(), "rootfs-tools/guest-kernel.sh failed");
-    }
+    let kernel = guest_kernel();
     let b = Bundle::new(&["true"]);
     let script = dir.join("compare-in-vm.sh");
     std::fs::write(

@@ -16,17 +16,6 @@ fn skip(why: &str) {
     eprintln!("SKIPPED: {why}");
 }
 
-/// A stripped copy of a binary (debug info is most of a debug build, and
-/// every byte is copied into the nested VM and the guest's initramfs).
-fn stripped(bin: &Path, dir: &Path) -> PathBuf {
-    let dest = dir.join(bin.file_name().unwrap());
-    let st = Command::new("strip").arg("-o").arg(&dest).arg(bin).status();
-    if !matches!(st, Ok(s) if s.success()) {
-        std::fs::copy(bin, &dest).expect("copy binary");
-    }
-    dest
-}
-
 #[test]
 fn vm_mode_in_nested_vm() {
     if std::env::var("VESSEL_VM_TESTS").as_deref() != Ok("1") {
@@ -37,18 +26,7 @@ fn vm_mode_in_nested_vm() {
     std::fs::create_dir_all(&dir).unwrap();
     let vessel = stripped(&runtime_bin(), &dir);
     let agent = stripped(Path::new(env!("CARGO_BIN_EXE_vessel-agent")), &dir);
-    let kernel = match std::env::var_os("VESSEL_VM_KERNEL") {
-        Some(k) => PathBuf::from(k),
-        None => {
-            let k = PathBuf::from("/var/lib/vessel/kernel/vmlinux");
-            let st = Command::new(repo.join("rootfs-tools/guest-kernel.sh"))
-                .arg(&k)
-                .status()
-                .expect("run guest-kernel.sh");
-            assert!(st.success(), "rootfs-tools/guest-kernel.sh failed");
-            k
-        }
-    };
+    let kernel = guest_kernel();
     let file = |src: &Path, dest: &str| format!("{}:{dest}", src.display());
     let start = Instant::now();
     let out = run_with_timeout(

@@ -466,3 +466,36 @@ impl Runtime {
         run_detached_io(self.cmd(args), Duration::from_secs(60))
     }
 }
+
+/// A stripped copy of `bin` at `dest` (debug info is most of a debug build,
+/// and every byte goes into a nested VM's RAM disk); a plain copy when
+/// `strip` is missing.
+pub fn strip_copy(bin: &Path, dest: &Path) {
+    let st = Command::new("strip").arg("-o").arg(dest).arg(bin).status();
+    if !matches!(st, Ok(s) if s.success()) {
+        fs::copy(bin, dest).unwrap_or_else(|e| panic!("copy {}: {e}", bin.display()));
+    }
+}
+
+/// `strip_copy` into `dir`, under the binary's own name.
+pub fn stripped(bin: &Path, dir: &Path) -> PathBuf {
+    let dest = dir.join(bin.file_name().expect("a binary has a file name"));
+    strip_copy(bin, &dest);
+    dest
+}
+
+/// The guest kernel for VM tests: $VESSEL_VM_KERNEL or vessel's default
+/// path, installed there by rootfs-tools/guest-kernel.sh when missing.
+pub fn guest_kernel() -> PathBuf {
+    let kernel = std::env::var_os("VESSEL_VM_KERNEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/lib/vessel/kernel/vmlinux"));
+    if !kernel.is_file() {
+        let st = Command::new(repo_dir().join("rootfs-tools/guest-kernel.sh"))
+            .arg(&kernel)
+            .status()
+            .expect("run guest-kernel.sh");
+        assert!(st.success(), "rootfs-tools/guest-kernel.sh failed");
+    }
+    kernel
+}
