@@ -4,6 +4,7 @@
 
 pub mod cgroups;
 pub mod cli;
+pub mod companion;
 pub mod compare;
 pub mod container;
 pub mod error;

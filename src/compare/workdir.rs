@@ -13,46 +13,17 @@ use std::process::Command;
 pub const PROBE_IN_ROOTFS: &str = "/.vessel-probe";
 pub const ENV_PROBE: &str = "VESSEL_PROBE";
 const PROBE_NAME: &str = "vessel-probe";
-const PROBE_DIRS: &[&str] = &[
-    "/usr/local/lib/vessel",
-    "/usr/lib/vessel",
-    "/usr/local/bin",
-    "/usr/bin",
-];
 
 /// --probe, then $VESSEL_PROBE, then next to the running vessel, then the
 /// usual install directories.
 pub fn find_probe(explicit: Option<&Path>) -> Result<PathBuf> {
-    let env = std::env::var_os(ENV_PROBE)
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from);
-    if let Some(p) = explicit.map(Path::to_path_buf).or(env) {
-        return if p.is_file() {
-            Ok(p)
-        } else {
-            Err(Error::invalid(format!(
-                "vessel-probe {} is not a file",
-                p.display()
-            )))
-        };
-    }
-    let mut tried = Vec::new();
-    if let Some(dir) = std::env::current_exe()
-        .ok()
-        .and_then(|e| e.parent().map(Path::to_path_buf))
-    {
-        tried.push(dir.join(PROBE_NAME));
-    }
-    tried.extend(PROBE_DIRS.iter().map(|d| Path::new(d).join(PROBE_NAME)));
-    if let Some(p) = tried.iter().find(|p| p.is_file()) {
-        return Ok(p.clone());
-    }
-    let list: Vec<String> = tried.iter().map(|p| p.display().to_string()).collect();
-    Err(Error::invalid(format!(
-        "vessel-probe not found in {}; build it (cargo build --bin vessel-probe), pass --probe \
-         or set {ENV_PROBE}",
-        list.join(", ")
-    )))
+    crate::companion::find(
+        PROBE_NAME,
+        ENV_PROBE,
+        explicit,
+        &format!("build it (cargo build --bin {PROBE_NAME}), pass --probe or set {ENV_PROBE}"),
+    )
+    .map_err(Error::invalid)
 }
 
 pub struct WorkDir {

@@ -53,13 +53,6 @@ pub const VM_ARGV0: &str = "vessel-vm";
 /// Env override for the agent binary's path.
 pub const ENV_AGENT: &str = "VESSEL_AGENT";
 pub const AGENT_NAME: &str = "vessel-agent";
-/// Where an installed vessel-agent is looked for when it is not next to vessel.
-const AGENT_DIRS: &[&str] = &[
-    "/usr/local/lib/vessel",
-    "/usr/lib/vessel",
-    "/usr/local/bin",
-    "/usr/bin",
-];
 /// Env override for the initramfs cache directory.
 pub const ENV_CACHE: &str = "VESSEL_INITRAMFS_CACHE";
 
@@ -155,36 +148,16 @@ fn check_kernel(kernel: &Path) -> Result<(), VmError> {
     }
 }
 
-/// vessel-agent: env VESSEL_AGENT, then next to the running vessel, then the
-/// usual install directories.
+/// vessel-agent (the guest's init): env VESSEL_AGENT, then next to the
+/// running vessel, then the usual install directories.
 pub fn find_agent() -> Result<PathBuf, VmError> {
-    if let Some(p) = std::env::var_os(ENV_AGENT).filter(|v| !v.is_empty()) {
-        let p = PathBuf::from(p);
-        return if p.is_file() {
-            Ok(p)
-        } else {
-            Err(VmError::Msg(format!(
-                "{ENV_AGENT}={} is not a file",
-                p.display()
-            )))
-        };
-    }
-    let mut tried = Vec::new();
-    if let Ok(exe) = std::fs::read_link("/proc/self/exe") {
-        if let Some(dir) = exe.parent() {
-            tried.push(dir.join(AGENT_NAME));
-        }
-    }
-    tried.extend(AGENT_DIRS.iter().map(|d| Path::new(d).join(AGENT_NAME)));
-    if let Some(p) = tried.iter().find(|p| p.is_file()) {
-        return Ok(p.clone());
-    }
-    let list: Vec<String> = tried.iter().map(|p| p.display().to_string()).collect();
-    Err(VmError::Msg(format!(
-        "{AGENT_NAME} (the guest's init) not found in {}; build it (cargo build --bin {AGENT_NAME}) \
-         or set {ENV_AGENT}",
-        list.join(", ")
-    )))
+    crate::companion::find(
+        AGENT_NAME,
+        ENV_AGENT,
+        None,
+        &format!("build it (cargo build --bin {AGENT_NAME}) or set {ENV_AGENT}"),
+    )
+    .map_err(VmError::Msg)
 }
 
 fn cache_dir() -> PathBuf {
