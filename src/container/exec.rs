@@ -255,7 +255,7 @@ pub fn exec(root: &Path, opts: &ExecOptions) -> Result<i32> {
         }
         _ => {}
     }
-    let bundle = crate::spec::load_bundle(&st.bundle)?;
+    let bundle = crate::spec::read_bundle(&st.bundle)?;
     let container_process = bundle.raw["process"].clone();
     let mut pjson = process_json(&container_process, opts)?;
     fill_defaults(&mut pjson, &container_process, st.pid);

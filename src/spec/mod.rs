@@ -24,8 +24,18 @@ pub struct Bundle {
     pub seccomp_extra_flags: Vec<String>,
 }
 
-/// Read `<bundle>/config.json`, parse and validate it.
+/// Read `<bundle>/config.json`, parse and validate it (create).
 pub fn load_bundle(bundle: &Path) -> Result<Bundle> {
+    let b = read_bundle(bundle)?;
+    validate::validate(&b.spec, &b.raw)?;
+    support::enforce(&b.raw)?;
+    Ok(b)
+}
+
+/// Read and parse `<bundle>/config.json` without validating it again: for
+/// commands on a container that `create` already checked (`exec`), so the
+/// support-matrix warnings are not logged once more per command.
+pub fn read_bundle(bundle: &Path) -> Result<Bundle> {
     let dir = std::fs::canonicalize(bundle)
         .map_err(|e| Error::invalid(format!("bundle {}: {e}", bundle.display())))?;
     let path = dir.join("config.json");
@@ -55,8 +65,6 @@ pub fn load_bundle(bundle: &Path) -> Result<Bundle> {
             rootfs.display()
         )));
     }
-    validate::validate(&spec, &raw)?;
-    support::enforce(&raw)?;
     Ok(Bundle {
         dir,
         spec,
