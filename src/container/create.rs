@@ -389,6 +389,18 @@ pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
 /// (a VM booted from an initramfs) fall back to MS_MOVE + chroot, as
 /// `--no-pivot` does, and say so in the log.
 fn host_root_is_initramfs() -> bool {
+    // One statfs settles the common case: an initramfs root is ramfs or
+    // tmpfs; only then is mountinfo worth reading on create's path.
+    const RAMFS_MAGIC: libc::c_long = 0x8584_58f6;
+    // SAFETY: a zeroed statfs is a valid out-parameter for statfs(2).
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: constant path, writable out-parameter.
+    if unsafe { libc::statfs(c"/".as_ptr(), &mut st) } == 0
+        && st.f_type != RAMFS_MAGIC
+        && st.f_type != libc::TMPFS_MAGIC
+    {
+        return false;
+    }
     let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
         return false;
     };
