@@ -106,16 +106,6 @@ pub fn warn(msg: &str) {
     }
 }
 
-pub fn info(msg: &str) {
-    write("info", msg);
-}
-
-pub fn debug(msg: &str) {
-    if debug_enabled() {
-        write("debug", msg);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #[test]

@@ -176,12 +176,6 @@ pub fn create(root: &Path, opts: CreateOptions) -> Result<(PathBuf, State)> {
             Sandbox::Container
         },
         namespaces: Vec::new(),
-        use_terminal: bundle
-            .spec
-            .process()
-            .as_ref()
-            .and_then(|p| p.terminal())
-            .unwrap_or(false),
         poststart: bundle
             .spec
             .hooks()

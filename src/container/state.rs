@@ -64,8 +64,6 @@ pub struct State {
     /// Namespace paths of the init, for `exec` (type name -> /proc/<pid>/ns/x).
     #[serde(default)]
     pub namespaces: Vec<String>,
-    #[serde(default)]
-    pub use_terminal: bool,
     /// The hooks later commands run, kept from create so `start` and
     /// `delete` need not re-read (a possibly edited) config.json.
     #[serde(default)]

@@ -373,7 +373,7 @@ pub fn intermediate_main(plan: &InitPlan, sock: RawFd, hook_state: &mut [u8]) ->
         fail(sock, Step::Clone, 0, errno());
     }
     if pid == 0 {
-        init_main(plan, sock, hook_state, true);
+        init_main(plan, sock, hook_state);
     }
     let mut m = Msg::new(Kind::InitPid);
     m.index = pid as i32;
@@ -382,10 +382,9 @@ pub fn intermediate_main(plan: &InitPlan, sock: RawFd, hook_state: &mut [u8]) ->
     unsafe { libc::_exit(0) }
 }
 
-/// The container init. `staged`: namespaces were already made by the
-/// intermediate process.
-pub fn init_main(plan: &InitPlan, sock: RawFd, hook_state: &mut [u8], staged: bool) -> ! {
-    let _ = staged;
+/// The container init (namespaces made by the clone, or already by the
+/// intermediate process).
+pub fn init_main(plan: &InitPlan, sock: RawFd, hook_state: &mut [u8]) -> ! {
     // `run` blocks signals before the clone so none is lost; the workload
     // must start with an empty mask.
     // SAFETY: sigset operations on a stack value.

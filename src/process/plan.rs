@@ -230,7 +230,6 @@ pub struct InitPlan {
     pub ns: NamespacePlan,
     pub new_userns: bool,
     pub new_cgroupns: bool,
-    pub new_mntns: bool,
     pub hostname: Option<CString>,
     pub domainname: Option<CString>,
     pub rootfs: CString,
@@ -384,7 +383,6 @@ pub fn build(inp: &PlanInput) -> Result<InitPlan> {
     Ok(InitPlan {
         new_userns: ns.creates(libc::CLONE_NEWUSER),
         new_cgroupns,
-        new_mntns,
         ns,
         hostname: spec
             .hostname()

@@ -88,7 +88,7 @@ pub fn spawn_init(
         if two {
             child::intermediate_main(plan, csock, &mut hook_buf);
         }
-        child::init_main(plan, csock, &mut hook_buf, false);
+        child::init_main(plan, csock, &mut hook_buf);
     }
     // SAFETY: closing the child's end in the parent.
     unsafe { libc::close(csock) };
