@@ -47,12 +47,7 @@ impl Drop for Cleanup {
             }
         }
         if let Some(cg) = &self.cgroup {
-            if let Ok(pids) = cg.pids() {
-                for p in pids {
-                    // SAFETY: kill(2) of processes left in our own cgroup.
-                    unsafe { libc::kill(p, libc::SIGKILL) };
-                }
-            }
+            super::delete::kill_cgroup(cg);
             let _ = cg.destroy();
         }
         if let Some(d) = &self.dir {

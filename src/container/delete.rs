@@ -59,7 +59,9 @@ fn kill_all(st: &State) {
     }
 }
 
-fn kill_cgroup(cg: &crate::cgroups::Cgroup) {
+/// SIGKILL everything in the cgroup until it is empty (thawing a frozen
+/// one so the kills land); used by delete and by a failed create.
+pub(crate) fn kill_cgroup(cg: &crate::cgroups::Cgroup) {
     let frozen = cg.is_frozen().unwrap_or(false);
     for _ in 0..100 {
         let pids = cg.pids().unwrap_or_default();
