@@ -529,8 +529,13 @@ fn setup_rootfs(plan: &InitPlan, sock: RawFd) {
         };
         let target = FdPath::new(fd);
         let mut r = if m.tree_fd >= 0 {
-            // A copy of the source the runtime made on the host side.
-            move_mount_fd(m.tree_fd, fd)
+            // A copy of the source the runtime made on the host side. Close
+            // it once attached: nothing later (a cwd through
+            // /proc/self/fd/N) may reach a mount through it.
+            let r = move_mount_fd(m.tree_fd, fd);
+            // SAFETY: the child's copy of the plan's fd; never used again.
+            unsafe { libc::close(m.tree_fd) };
+            r
         } else {
             mount(
                 ptr_or_null(&m.source),
