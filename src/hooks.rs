@@ -38,6 +38,15 @@ fn run_one(kind: &str, h: &Hook, state_json: &str, join_pid: Option<i32>) -> Res
         .stderr(Stdio::piped());
     if let Some(pid) = join_pid {
         let mut fds = Vec::new();
+        // The init's cwd is its rootfs (it chdirs there before asking for
+        // the hooks): the hook starts there, as runc's do, never in the
+        // host's / (which is where setns(mnt) leaves it).
+        let cwd = std::fs::File::open(format!("/proc/{pid}/cwd")).map_err(|e| {
+            Error::Other(format!(
+                "{kind} hook {}: open the container's root: {e}",
+                path.display()
+            ))
+        })?;
         for ns in ["user", "ipc", "uts", "net", "pid", "cgroup", "mnt"] {
             let p = format!("/proc/{pid}/ns/{ns}");
             let same = std::fs::read_link(&p).ok()
@@ -56,6 +65,9 @@ fn run_one(kind: &str, h: &Hook, state_json: &str, join_pid: Option<i32>) -> Res
                 use std::os::fd::AsRawFd;
                 for f in &fds {
                     libc::setns(f.as_raw_fd(), 0);
+                }
+                if libc::fchdir(cwd.as_raw_fd()) < 0 {
+                    return Err(std::io::Error::last_os_error());
                 }
                 Ok(())
             });

@@ -203,11 +203,13 @@ fn features_document_is_well_formed() {
             vessel::isolation::mounts::parse_options(std::slice::from_ref(&opt));
         assert!(data.is_empty(), "mount option {opt} is passed on as data");
         let clears = [
-            "rw", "suid", "dev", "exec", "async", "nomand", "atime", "diratime",
+            "rw", "suid", "dev", "exec", "async", "nomand", "atime", "diratime", "symfollow",
         ]
         .contains(&opt.as_str())
             || opt.starts_with("no")
-            || opt == "loud";
+            || opt == "loud"
+            // Recursive options: mount_setattr after the mount.
+            || vessel::isolation::mounts::recursive_option(&opt).is_some();
         assert!(
             flags != 0 || prop != 0 || bind || clears,
             "mount option {opt} has no effect"

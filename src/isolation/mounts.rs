@@ -27,12 +27,77 @@ pub struct MountOp {
     pub dest_is_file: bool,
     /// mkdir mode for missing destination dirs.
     pub mode: u32,
+    /// Recursive attributes (`rro`, `rnosuid`, ...): mount_setattr(2)
+    /// MOUNT_ATTR_* bits to set and to clear on the whole tree.
+    pub rec_set: u64,
+    pub rec_clr: u64,
+    /// For binds: a detached copy of the source made with
+    /// open_tree(OPEN_TREE_CLONE) by the runtime on the host side, so the
+    /// init attaches it with move_mount even where its user namespace
+    /// cannot reach the source; -1 to bind by path.
+    pub tree_fd: std::os::fd::RawFd,
+}
+
+/// mount_setattr(2) attribute bits (linux/mount.h).
+pub const MOUNT_ATTR_RDONLY: u64 = 0x01;
+pub const MOUNT_ATTR_NOSUID: u64 = 0x02;
+pub const MOUNT_ATTR_NODEV: u64 = 0x04;
+pub const MOUNT_ATTR_NOEXEC: u64 = 0x08;
+pub const MOUNT_ATTR__ATIME: u64 = 0x70;
+pub const MOUNT_ATTR_RELATIME: u64 = 0x00;
+pub const MOUNT_ATTR_NOATIME: u64 = 0x10;
+pub const MOUNT_ATTR_STRICTATIME: u64 = 0x20;
+pub const MOUNT_ATTR_NODIRATIME: u64 = 0x80;
+pub const MOUNT_ATTR_NOSYMFOLLOW: u64 = 0x0020_0000;
+
+/// The recursive options runc 1.1 knows (`runc features`): (set, clear)
+/// of mount_setattr attributes. The atime ones replace the whole atime
+/// field, so they clear MOUNT_ATTR__ATIME and set their value.
+pub fn recursive_option(o: &str) -> Option<(u64, u64)> {
+    Some(match o {
+        "rro" => (MOUNT_ATTR_RDONLY, 0),
+        "rrw" => (0, MOUNT_ATTR_RDONLY),
+        "rnosuid" => (MOUNT_ATTR_NOSUID, 0),
+        "rsuid" => (0, MOUNT_ATTR_NOSUID),
+        "rnodev" => (MOUNT_ATTR_NODEV, 0),
+        "rdev" => (0, MOUNT_ATTR_NODEV),
+        "rnoexec" => (MOUNT_ATTR_NOEXEC, 0),
+        "rexec" => (0, MOUNT_ATTR_NOEXEC),
+        "rnodiratime" => (MOUNT_ATTR_NODIRATIME, 0),
+        "rdiratime" => (0, MOUNT_ATTR_NODIRATIME),
+        "rrelatime" => (MOUNT_ATTR_RELATIME, MOUNT_ATTR__ATIME),
+        "rnorelatime" => (0, MOUNT_ATTR__ATIME),
+        "rnoatime" => (MOUNT_ATTR_NOATIME, MOUNT_ATTR__ATIME),
+        "ratime" => (0, MOUNT_ATTR__ATIME),
+        "rstrictatime" => (MOUNT_ATTR_STRICTATIME, MOUNT_ATTR__ATIME),
+        "rnostrictatime" => (0, MOUNT_ATTR__ATIME),
+        "rnosymfollow" => (MOUNT_ATTR_NOSYMFOLLOW, 0),
+        "rsymfollow" => (0, MOUNT_ATTR_NOSYMFOLLOW),
+        _ => return None,
+    })
+}
+
+/// Fold the recursive options of a mount into (set, clear).
+pub fn recursive_attrs(opts: &[String]) -> (u64, u64) {
+    let (mut set, mut clr) = (0u64, 0u64);
+    for o in opts {
+        if let Some((s, c)) = recursive_option(o) {
+            // The atime mode is one field (clear MOUNT_ATTR__ATIME, set
+            // the value): clearing it first makes the last option win.
+            set = (set & !c) | s;
+            clr = (clr & !s) | c;
+        }
+    }
+    (set, clr)
 }
 
 pub fn cstring(what: &str, s: impl AsRef<[u8]>) -> Result<CString> {
     CString::new(s.as_ref().to_vec())
         .map_err(|_| Error::invalid(format!("{what} contains a NUL byte")))
 }
+
+/// MS_NOSYMFOLLOW (linux/mount.h; not in every libc crate version).
+pub const MS_NOSYMFOLLOW: libc::c_ulong = 256;
 
 /// Parse mount options into (flags, propagation, data, bind, recursive).
 pub fn parse_options(opts: &[String]) -> (libc::c_ulong, libc::c_ulong, String, bool) {
@@ -112,6 +177,10 @@ pub fn parse_options(opts: &[String]) -> (libc::c_ulong, libc::c_ulong, String, 
             }
             // "defaults" means no flag; runc-specific or handled elsewhere.
             "defaults" | "tmpcopyup" | "idmap" | "ridmap" => (0, 0),
+            "nosymfollow" => (MS_NOSYMFOLLOW, 0),
+            "symfollow" => (0, MS_NOSYMFOLLOW),
+            // Recursive attributes: mount_setattr after the mount.
+            o if recursive_option(o).is_some() => (0, 0),
             other => {
                 data.push(other);
                 (0, 0)
@@ -137,6 +206,7 @@ pub fn plan_mount(
         .to_string();
     let opts = m.options().clone().unwrap_or_default();
     let (flags, propagation, data, bind_opt) = parse_options(&opts);
+    let (rec_set, rec_clr) = recursive_attrs(&opts);
     let typ = m.typ().clone().unwrap_or_default();
     let bind = bind_opt || typ == "bind";
     let src = m
@@ -183,6 +253,9 @@ pub fn plan_mount(
         },
         dest_is_file,
         mode: 0o755,
+        rec_set,
+        rec_clr,
+        tree_fd: -1,
     };
     Ok(vec![op])
 }
@@ -207,6 +280,9 @@ fn plan_cgroup_mount(
         remount_flags: 0,
         dest_is_file: false,
         mode: 0o755,
+        rec_set: 0,
+        rec_clr: 0,
+        tree_fd: -1,
     };
     let Some(cg) = cgroup else { return Ok(vec![]) };
     if cg.layout == Layout::V2 && new_cgroupns {
@@ -254,6 +330,9 @@ fn plan_cgroup_mount(
                 | libc::MS_NOEXEC,
             dest_is_file: false,
             mode: 0o755,
+            rec_set: 0,
+            rec_clr: 0,
+            tree_fd: -1,
         });
     }
     if cg.layout == Layout::V2 {
@@ -282,5 +361,23 @@ mod tests {
         assert_eq!(d, "mode=755,size=65536k");
         let (f, _, _, _) = parse_options(&["ro".into(), "rw".into()]);
         assert_eq!(f, 0);
+    }
+
+    #[test]
+    fn recursive_options_become_mount_setattr_bits() {
+        let o: Vec<String> = ["rbind", "rro", "rnosuid", "rnoatime"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let (_, _, d, _) = parse_options(&o);
+        assert_eq!(d, "", "recursive options must not reach mount(2) as data");
+        let (set, clr) = recursive_attrs(&o);
+        assert_eq!(
+            set,
+            MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOATIME
+        );
+        assert_eq!(clr, MOUNT_ATTR__ATIME);
+        let (set, clr) = recursive_attrs(&["rro".into(), "rrw".into()]);
+        assert_eq!((set, clr), (0, MOUNT_ATTR_RDONLY));
     }
 }

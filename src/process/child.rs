@@ -4,7 +4,7 @@
 //! (step, index, errno) record and the child exits.
 
 use crate::isolation::caps::errno;
-use crate::process::plan::{InitPlan, Step};
+use crate::process::plan::{InitPlan, MntNs, Step};
 use crate::process::sync::{self, Kind, Msg};
 use libc::{c_char, c_int, c_ulong};
 use std::ffi::CStr;
@@ -71,18 +71,27 @@ struct OpenHow {
 const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
 const RESOLVE_IN_ROOT: u64 = 0x10;
 
+const RESOLVE_NO_XDEV: u64 = 0x01;
+const RESOLVE_NO_SYMLINKS: u64 = 0x04;
+const RESOLVE_BENEATH: u64 = 0x08;
+
 /// openat2(root, rel, RESOLVE_IN_ROOT): symlinks resolve as if `root` were /.
 fn open_in_root(root: RawFd, rel: *const c_char, flags: c_int) -> Result<RawFd, i32> {
+    openat2(root, rel, flags, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
+}
+
+/// openat2(2) with the given RESOLVE_* flags (O_CLOEXEC always added).
+fn openat2(dir: RawFd, rel: *const c_char, flags: c_int, resolve: u64) -> Result<RawFd, i32> {
     let how = OpenHow {
         flags: (flags | libc::O_CLOEXEC) as u64,
         mode: 0,
-        resolve: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+        resolve,
     };
     // SAFETY: rel is NUL-terminated, how is a valid open_how of the given size.
     let fd = unsafe {
         libc::syscall(
             libc::SYS_openat2,
-            root,
+            dir,
             rel,
             &how as *const OpenHow,
             std::mem::size_of::<OpenHow>(),
@@ -435,33 +444,59 @@ pub fn init_main(plan: &InitPlan, sock: RawFd, hook_state: &mut [u8]) -> ! {
 
 fn setup_rootfs(plan: &InitPlan, sock: RawFd) {
     let root = plan.rootfs.as_ptr();
-    let r = mount(
-        std::ptr::null(),
-        c"/".as_ptr(),
-        std::ptr::null(),
-        plan.root_propagation,
-        std::ptr::null(),
-    );
-    check(sock, r, Step::RootPropagation, 0);
-    if plan.root_propagation & libc::MS_SHARED != 0 {
-        // pivot_root refuses a new root that is, or sits on, a shared
-        // mount: make the mount holding the rootfs private first, so the
-        // bind below is private too (runc's rootfsParentMountPrivate).
-        // "/" becomes shared again after pivot_root.
-        make_parent_mount_private(plan.rootfs.to_bytes());
+    let private_ns = plan.mntns != MntNs::Inherit;
+    if private_ns {
+        // unbindable "/" would make the rootfs bind below fail (EINVAL):
+        // keep the host's mounts rslave until the rootfs is our root, then
+        // apply what was asked (after pivot_root).
+        let first = if plan.root_propagation & libc::MS_UNBINDABLE != 0 {
+            libc::MS_SLAVE | libc::MS_REC
+        } else {
+            plan.root_propagation
+        };
+        let r = mount(
+            std::ptr::null(),
+            c"/".as_ptr(),
+            std::ptr::null(),
+            first,
+            std::ptr::null(),
+        );
+        check(sock, r, Step::RootPropagation, 0);
+        if first & libc::MS_SHARED != 0 {
+            // pivot_root refuses a new root that is, or sits on, a shared
+            // mount: make the mount holding the rootfs private first, so the
+            // bind below is private too (runc's rootfsParentMountPrivate).
+            // "/" becomes shared again after pivot_root.
+            make_parent_mount_private(plan.rootfs.to_bytes());
+        }
     }
-    // The rootfs must be a mount point for pivot_root.
-    let r = mount(
+    // The rootfs, opened without following any symlink on the way: a
+    // bundle whose rootfs (or a directory above it) was swapped for a link
+    // since validation fails here instead of running on someone else's files.
+    let dirfd = match openat2(
+        libc::AT_FDCWD,
         root,
-        root,
-        std::ptr::null(),
-        libc::MS_BIND | libc::MS_REC,
-        std::ptr::null(),
-    );
-    check(sock, r, Step::BindRootfs, 0);
-    // SAFETY: rootfs path is NUL-terminated.
-    let rootfd = unsafe { libc::open(root, libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) };
-    check(sock, rootfd, Step::OpenRootfs, 0);
+        libc::O_PATH | libc::O_DIRECTORY,
+        RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+    ) {
+        Ok(fd) => fd,
+        Err(e) => fail(sock, Step::OpenRootfs, 0, e),
+    };
+    let rootfd = if private_ns {
+        // The rootfs must be a mount point for pivot_root: attach a
+        // recursive bind of it onto itself, through the fd (no path lookup).
+        let tree = open_tree_fd(dirfd, true);
+        if tree < 0 {
+            fail(sock, Step::BindRootfs, 0, errno());
+        }
+        check(sock, move_mount_fd(tree, dirfd), Step::BindRootfs, 1);
+        // SAFETY: closing an fd we own.
+        unsafe { libc::close(dirfd) };
+        // The open_tree fd is now the root of the attached mount.
+        tree
+    } else {
+        dirfd
+    };
 
     for (i, m) in plan.mounts.iter().enumerate() {
         let idx = i as i32;
@@ -470,6 +505,21 @@ fn setup_rootfs(plan: &InitPlan, sock: RawFd) {
         } else {
             Leaf::Dir
         };
+        if matches!(m.fstype.to_bytes(), b"proc" | b"sysfs") {
+            // runc: "must be mounted on ordinary directory". A symlink there
+            // would send the mount elsewhere in the rootfs (e.g. over a
+            // masked path's target) and leave the real /proc unmasked.
+            if let Ok(fd) = open_in_root(rootfd, m.dest.as_ptr(), libc::O_PATH | libc::O_NOFOLLOW) {
+                // SAFETY: zeroed stat is a valid out-parameter; fd is ours.
+                let mut st: libc::stat = unsafe { std::mem::zeroed() };
+                let r = unsafe { libc::fstat(fd, &mut st) };
+                // SAFETY: closing an fd we own.
+                unsafe { libc::close(fd) };
+                if r < 0 || st.st_mode & libc::S_IFMT != libc::S_IFDIR {
+                    fail(sock, Step::MountNotDir, idx, libc::ENOTDIR);
+                }
+            }
+        }
         if let Err(e) = mkdir_all_in_root(rootfd, &m.dest, m.mode, leaf) {
             fail(sock, Step::MountMkdir, idx, e);
         }
@@ -478,13 +528,23 @@ fn setup_rootfs(plan: &InitPlan, sock: RawFd) {
             Err(e) => fail(sock, Step::MountOpen, idx, e),
         };
         let target = FdPath::new(fd);
-        let mut r = mount(
-            ptr_or_null(&m.source),
-            target.ptr(),
-            ptr_or_null(&m.fstype),
-            m.flags,
-            ptr_or_null(&m.data),
-        );
+        let mut r = if m.tree_fd >= 0 {
+            // A copy of the source the runtime made on the host side. Close
+            // it once attached: nothing later (a cwd through
+            // /proc/self/fd/N) may reach a mount through it.
+            let r = move_mount_fd(m.tree_fd, fd);
+            // SAFETY: the child's copy of the plan's fd; never used again.
+            unsafe { libc::close(m.tree_fd) };
+            r
+        } else {
+            mount(
+                ptr_or_null(&m.source),
+                target.ptr(),
+                ptr_or_null(&m.fstype),
+                m.flags,
+                ptr_or_null(&m.data),
+            )
+        };
         let mut bound_sysfs = false;
         if r < 0 && errno() == libc::EPERM && m.fstype.to_bytes() == b"sysfs" {
             // sysfs cannot be mounted from a user namespace that does not own
@@ -506,7 +566,10 @@ fn setup_rootfs(plan: &InitPlan, sock: RawFd) {
         } else {
             m.remount_flags
         };
-        if (m.bind || bound_sysfs) && remount != 0 || m.propagation != 0 {
+        if (m.bind || bound_sysfs) && remount != 0
+            || m.propagation != 0
+            || m.rec_set | m.rec_clr != 0
+        {
             // Reopen: the old fd points below the new mount.
             let fd = match open_in_root(rootfd, m.dest.as_ptr(), libc::O_PATH) {
                 Ok(fd) => fd,
@@ -523,6 +586,14 @@ fn setup_rootfs(plan: &InitPlan, sock: RawFd) {
                     std::ptr::null(),
                 );
                 check(sock, r, Step::MountRemount, idx);
+            }
+            if m.rec_set | m.rec_clr != 0 {
+                check(
+                    sock,
+                    mount_setattr_rec(fd, m.rec_set, m.rec_clr),
+                    Step::MountRemount,
+                    idx,
+                );
             }
             if m.propagation != 0 {
                 let r = mount(
@@ -545,6 +616,24 @@ fn setup_rootfs(plan: &InitPlan, sock: RawFd) {
     if plan.make_dev_links {
         dev_symlinks(sock, rootfd);
     }
+    if plan.dev_readonly {
+        let fd = match open_in_root(rootfd, c"dev".as_ptr(), libc::O_PATH | libc::O_DIRECTORY) {
+            Ok(fd) => fd,
+            Err(e) => fail(sock, Step::DevReadonly, 0, e),
+        };
+        let t = FdPath::new(fd);
+        let keep = statvfs_flags(t.ptr());
+        let r = mount(
+            std::ptr::null(),
+            t.ptr(),
+            std::ptr::null(),
+            libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | keep,
+            std::ptr::null(),
+        );
+        check(sock, r, Step::DevReadonly, 1);
+        // SAFETY: closing an fd we own.
+        unsafe { libc::close(fd) };
+    }
 
     let console_slave = if plan.process.terminal {
         open_console(plan, sock, rootfd)
@@ -553,6 +642,10 @@ fn setup_rootfs(plan: &InitPlan, sock: RawFd) {
     };
 
     if plan.parent_hooks {
+        // createContainer hooks run with the init's cwd, the rootfs (runc:
+        // chdir(rootfs) before them), never the host's /.
+        // SAFETY: fchdir on a directory fd we own.
+        check(sock, unsafe { libc::fchdir(rootfd) }, Step::OpenRootfs, 1);
         sync::send(sock, &Msg::new(Kind::RunHooks));
         match sync::recv(sock) {
             Some(m) if m.kind == Kind::HooksDone as u32 => {}
@@ -560,10 +653,10 @@ fn setup_rootfs(plan: &InitPlan, sock: RawFd) {
         }
     }
 
-    pivot(plan, sock);
+    pivot(plan, sock, rootfd);
     // SAFETY: closing an fd we own.
     unsafe { libc::close(rootfd) };
-    if plan.root_propagation & libc::MS_SHARED != 0 {
+    if private_ns && plan.root_propagation & (libc::MS_SHARED | libc::MS_UNBINDABLE) != 0 {
         let r = mount(
             std::ptr::null(),
             c"/".as_ptr(),
@@ -575,16 +668,8 @@ fn setup_rootfs(plan: &InitPlan, sock: RawFd) {
     }
 
     // sysctls first: /proc/sys is usually among the read-only paths.
-    for (i, (path, value)) in plan.sysctls.iter().enumerate() {
-        // SAFETY: path NUL-terminated; value is a valid buffer.
-        let fd = unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
-        check(sock, fd, Step::Sysctl, i as i32);
-        let v = value.to_bytes();
-        // SAFETY: v is a valid slice.
-        let n = unsafe { libc::write(fd, v.as_ptr() as *const libc::c_void, v.len()) };
-        check(sock, n as c_int, Step::Sysctl, i as i32);
-        // SAFETY: closing an fd we own.
-        unsafe { libc::close(fd) };
+    if !plan.sysctls.is_empty() {
+        write_sysctls(plan, sock);
     }
     for (i, p) in plan.masked.iter().enumerate() {
         mask_path(sock, p, i as i32);
@@ -605,6 +690,105 @@ fn setup_rootfs(plan: &InitPlan, sock: RawFd) {
     }
     if console_slave >= 0 {
         make_controlling_terminal(console_slave, sock);
+    }
+}
+
+/// Write the sysctls through the container's own /proc/sys (opened after
+/// pivot_root, and checked to be procfs), each key resolved beneath it
+/// with no symlink and no mount crossing.
+fn write_sysctls(plan: &InitPlan, sock: RawFd) {
+    const PROC_SUPER_MAGIC: libc::c_long = 0x9fa0;
+    let dir = match openat2(
+        libc::AT_FDCWD,
+        c"/proc/sys".as_ptr(),
+        libc::O_PATH | libc::O_DIRECTORY,
+        RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+    ) {
+        Ok(fd) => fd,
+        Err(e) => fail(sock, Step::Sysctl, -1, e),
+    };
+    // SAFETY: a zeroed statfs is a valid out-parameter; dir is ours.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstatfs(dir, &mut st) } < 0 || st.f_type != PROC_SUPER_MAGIC {
+        fail(sock, Step::Sysctl, -1, libc::EXDEV);
+    }
+    for (i, (rel, value)) in plan.sysctls.iter().enumerate() {
+        let fd = match openat2(
+            dir,
+            rel.as_ptr(),
+            libc::O_WRONLY,
+            RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV,
+        ) {
+            Ok(fd) => fd,
+            Err(e) => fail(sock, Step::Sysctl, i as i32, e),
+        };
+        let v = value.to_bytes();
+        // SAFETY: v is a valid slice.
+        let n = unsafe { libc::write(fd, v.as_ptr() as *const libc::c_void, v.len()) };
+        check(sock, n as c_int, Step::Sysctl, i as i32);
+        // SAFETY: closing an fd we own.
+        unsafe { libc::close(fd) };
+    }
+    // SAFETY: closing an fd we own.
+    unsafe { libc::close(dir) };
+}
+
+/// open_tree(fd, "", OPEN_TREE_CLONE [| AT_RECURSIVE]): a detached copy.
+fn open_tree_fd(fd: RawFd, recursive: bool) -> RawFd {
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    let mut flags =
+        OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | libc::AT_EMPTY_PATH as libc::c_uint;
+    if recursive {
+        flags |= libc::AT_RECURSIVE as libc::c_uint;
+    }
+    // SAFETY: an empty NUL-terminated path and integer flags.
+    unsafe { libc::syscall(libc::SYS_open_tree, fd, c"".as_ptr(), flags) as RawFd }
+}
+
+/// move_mount(from, "", to, ""): attach the detached tree `from` on `to`.
+fn move_mount_fd(from: RawFd, to: RawFd) -> c_int {
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x04;
+    const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
+    // SAFETY: fds the caller owns, empty NUL-terminated paths.
+    unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            from,
+            c"".as_ptr(),
+            to,
+            c"".as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+        ) as c_int
+    }
+}
+
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// mount_setattr(fd, "", AT_EMPTY_PATH | AT_RECURSIVE): the recursive
+/// mount options (`rro`, `rnosuid`, ...) on the mount at `fd` and below.
+fn mount_setattr_rec(fd: RawFd, set: u64, clr: u64) -> c_int {
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: clr,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: attr is a valid mount_attr of the given size; empty path.
+    unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd,
+            c"".as_ptr(),
+            (libc::AT_EMPTY_PATH | libc::AT_RECURSIVE) as libc::c_uint,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        ) as c_int
     }
 }
 
@@ -837,16 +1021,54 @@ fn make_parent_mount_private(rootfs: &[u8]) {
     }
 }
 
-fn pivot(plan: &InitPlan, sock: RawFd) {
-    let root = plan.rootfs.as_ptr();
+fn pivot(plan: &InitPlan, sock: RawFd, rootfd: RawFd) {
     // SAFETY: path syscalls on NUL-terminated strings and fds we own.
     unsafe {
+        if plan.mntns == MntNs::Inherit {
+            // The runtime's own mount namespace: pivot_root would move the
+            // root of every process in it; chroot moves only ours.
+            let procfd = libc::open(
+                c"/proc/self/fd".as_ptr(),
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            );
+            check(sock, procfd, Step::PivotRoot, 1);
+            PROC_FD_DIR.store(procfd, std::sync::atomic::Ordering::Relaxed);
+            check(sock, libc::fchdir(rootfd), Step::PivotRoot, 0);
+            check(sock, libc::chroot(c".".as_ptr()), Step::PivotRoot, 2);
+            check(sock, libc::chdir(c"/".as_ptr()), Step::PivotRoot, 3);
+            return;
+        }
         if plan.no_pivot {
-            check(sock, libc::chdir(root), Step::PivotRoot, 0);
+            // MS_MOVE + chroot leaves the old root below ours, reachable by a
+            // chroot escape and counted by the kernel's mount_too_revealing
+            // (a "fully visible" proc lets a nested user namespace mount an
+            // unmasked proc): detach the host's proc and sysfs first, as
+            // runc's msMoveRoot does. Every /proc/self/fd use is done by now.
+            for (i, p) in plan.hide_on_no_pivot.iter().enumerate() {
+                mount(
+                    std::ptr::null(),
+                    p.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_SLAVE | libc::MS_REC,
+                    std::ptr::null(),
+                );
+                if libc::umount2(p.as_ptr(), libc::MNT_DETACH) < 0 {
+                    // Cannot unmount it (EINVAL, EPERM): cover it.
+                    let r = mount(
+                        c"tmpfs".as_ptr(),
+                        p.as_ptr(),
+                        c"tmpfs".as_ptr(),
+                        libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                        std::ptr::null(),
+                    );
+                    check(sock, r, Step::HidePaths, i as i32);
+                }
+            }
+            check(sock, libc::fchdir(rootfd), Step::PivotRoot, 0);
             check(
                 sock,
                 mount(
-                    root,
+                    c".".as_ptr(),
                     c"/".as_ptr(),
                     std::ptr::null(),
                     libc::MS_MOVE,
@@ -864,9 +1086,7 @@ fn pivot(plan: &InitPlan, sock: RawFd) {
             libc::O_DIRECTORY | libc::O_RDONLY | libc::O_CLOEXEC,
         );
         check(sock, old, Step::PivotRoot, 0);
-        let new = libc::open(root, libc::O_DIRECTORY | libc::O_RDONLY | libc::O_CLOEXEC);
-        check(sock, new, Step::PivotRoot, 1);
-        check(sock, libc::fchdir(new), Step::PivotRoot, 2);
+        check(sock, libc::fchdir(rootfd), Step::PivotRoot, 2);
         let r = libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) as c_int;
         check(sock, r, Step::PivotRoot, 3);
         // The old root is now stacked on "."; detach it without propagating
@@ -892,7 +1112,6 @@ fn pivot(plan: &InitPlan, sock: RawFd) {
         );
         check(sock, libc::chdir(c"/".as_ptr()), Step::PivotRoot, 7);
         libc::close(old);
-        libc::close(new);
     }
 }
 
@@ -1180,6 +1399,25 @@ fn write_err(prefix: &[u8], path: *const c_char, e: i32) {
     unsafe { libc::write(2, buf.as_ptr() as *const libc::c_void, n) };
 }
 
+/// Our /proc/self/fd, opened before chroot when the container shares the
+/// runtime's mount namespace (no proc is mounted in its root then), or -1.
+static PROC_FD_DIR: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
+/// Reopen one of our fds through /proc/self/fd (the container's proc, or
+/// the one kept in PROC_FD_DIR).
+fn reopen_fd(fd: RawFd, flags: c_int) -> RawFd {
+    let path = FdPath::new(fd);
+    let dir = PROC_FD_DIR.load(std::sync::atomic::Ordering::Relaxed);
+    // SAFETY: NUL-terminated paths; dir is a directory fd we own.
+    unsafe {
+        if dir >= 0 {
+            libc::openat(dir, path.ptr().add(b"/proc/self/fd/".len()), flags)
+        } else {
+            libc::open(path.ptr(), flags)
+        }
+    }
+}
+
 /// Tell the parent we are ready, then block on the exec FIFO until `start`.
 fn wait_for_start(plan: &InitPlan, sock: RawFd, hook_state: &mut [u8]) {
     if plan.exec_fifo_fd < 0 {
@@ -1190,7 +1428,7 @@ fn wait_for_start(plan: &InitPlan, sock: RawFd, hook_state: &mut [u8]) {
     // before the clone. Reopen it through our /proc, now the container's.
     let path = FdPath::new(plan.exec_fifo_fd);
     // SAFETY: path is NUL-terminated.
-    let probe = unsafe { libc::open(path.ptr(), libc::O_PATH | libc::O_CLOEXEC) };
+    let probe = reopen_fd(plan.exec_fifo_fd, libc::O_PATH | libc::O_CLOEXEC);
     if probe < 0 {
         fail(sock, Step::Sync, 2, errno());
     }
@@ -1204,7 +1442,7 @@ fn wait_for_start(plan: &InitPlan, sock: RawFd, hook_state: &mut [u8]) {
     // Blocks until `vessel start` opens the FIFO for reading.
     // SAFETY: path is NUL-terminated; one-byte write from a constant.
     unsafe {
-        let fd = libc::open(path.ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        let fd = reopen_fd(plan.exec_fifo_fd, libc::O_WRONLY | libc::O_CLOEXEC);
         if fd < 0 {
             write_err(b"vessel: open exec fifo: ", path.ptr(), errno());
             libc::_exit(1);

@@ -11,7 +11,7 @@ use crate::isolation::{rlimits, seccomp};
 use crate::{Error, Result};
 use oci_spec::runtime::{LinuxIdMapping, Process, Spec};
 use std::ffi::CString;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
 /// Declares `Step` and the list `from_u32` searches from one list of
@@ -58,6 +58,9 @@ steps!(
     ReadonlyPath,
     Sysctl,
     ReadonlyRoot,
+    DevReadonly,
+    MountNotDir,
+    HidePaths,
     Rlimit,
     Keyring,
     Seccomp,
@@ -226,8 +229,23 @@ pub struct InitHook {
     pub timeout_secs: i64,
 }
 
+/// The container's mount namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MntNs {
+    /// A new one (clone/unshare): bind the rootfs, mount, pivot_root.
+    New,
+    /// Another process's, joined by path: the rootfs is set up in it, as
+    /// runc does (it must not be the runtime's own: that is `Inherit`).
+    Join,
+    /// The runtime's own (no `mount` entry, or a path naming vessel's own
+    /// namespace): no propagation change, no rootfs bind, no pivot_root
+    /// (it would move every host process's root); chroot into the rootfs.
+    Inherit,
+}
+
 pub struct InitPlan {
     pub ns: NamespacePlan,
+    pub mntns: MntNs,
     pub new_userns: bool,
     pub new_cgroupns: bool,
     pub hostname: Option<CString>,
@@ -238,7 +256,17 @@ pub struct InitPlan {
     /// Device nodes to create (empty when /dev is a bind mount).
     pub devices: Vec<DeviceOp>,
     pub make_dev_links: bool,
+    /// `/dev` is a tmpfs asked read-only: mounted writable, made read-only
+    /// once the device nodes and links exist.
+    pub dev_readonly: bool,
     pub no_pivot: bool,
+    /// With MS_MOVE + chroot (`--no-pivot`): the host's proc and sysfs
+    /// mounts outside the rootfs, detached first so nothing in the
+    /// container can reach (or count on, for mount_too_revealing) them.
+    pub hide_on_no_pivot: Vec<CString>,
+    /// The detached source trees of bind mounts (MountOp::tree_fd), closed
+    /// when the plan is dropped.
+    pub trees: Vec<OwnedFd>,
     pub masked: Vec<CString>,
     pub readonly: Vec<CString>,
     pub sysctls: Vec<(CString, CString)>,
@@ -278,17 +306,12 @@ pub fn build(inp: &PlanInput) -> Result<InitPlan> {
     let ns_list = linux.namespaces().clone().unwrap_or_default();
     let ns = NamespacePlan::from_spec(&ns_list)?;
     let new_cgroupns = ns.creates(libc::CLONE_NEWCGROUP);
-    let new_mntns = ns.creates(libc::CLONE_NEWNS);
-    if !new_mntns {
-        return Err(Error::invalid(
-            "config.json: a new mount namespace is required (vessel sets up the rootfs in it)",
-        ));
-    }
+    let mntns = mount_namespace(spec)?;
     let process = spec
         .process()
         .as_ref()
         .ok_or_else(|| Error::invalid("config.json: process is missing"))?;
-    let mut mounts = Vec::new();
+    let mut mounts: Vec<MountOp> = Vec::new();
     let mut dev_is_bind = false;
     for m in spec.mounts().iter().flatten() {
         let ops = plan_mount(m, inp.bundle, inp.cgroup, new_cgroupns)?;
@@ -297,7 +320,25 @@ pub fn build(inp: &PlanInput) -> Result<InitPlan> {
         }
         mounts.extend(ops);
     }
-    let devices = if dev_is_bind {
+    let mut trees = Vec::new();
+    if mntns == MntNs::New {
+        for m in mounts.iter_mut().filter(|m| m.bind) {
+            let t = open_tree(&m.source)?;
+            m.tree_fd = t.as_raw_fd();
+            trees.push(t);
+        }
+    }
+    let mut dev_readonly = false;
+    for m in mounts.iter_mut() {
+        if m.dest.as_bytes() == b"dev" && !m.bind && m.flags & libc::MS_RDONLY != 0 {
+            // Devices and links are made in it first (runc does the same).
+            m.flags &= !libc::MS_RDONLY;
+            dev_readonly = true;
+        }
+    }
+    let devices = if dev_is_bind
+        || mntns == MntNs::Inherit && !crate::spec::validate::may_mount_inherited()?
+    {
         Vec::new()
     } else {
         devices::plan(linux.devices().as_deref().unwrap_or(&[]))?
@@ -320,10 +361,10 @@ pub fn build(inp: &PlanInput) -> Result<InitPlan> {
     };
     let mut sysctls = Vec::new();
     for (k, v) in linux.sysctl().iter().flatten() {
-        sysctls.push((
-            cstring("sysctl", format!("/proc/sys/{}", k.replace('.', "/")))?,
-            cstring("sysctl", v)?,
-        ));
+        // Relative to /proc/sys (the child opens that first and resolves
+        // beneath it): validate::sysctl_components refused '..' and empties.
+        let rel = crate::spec::validate::sysctl_components(k)?.join("/");
+        sysctls.push((cstring("sysctl", rel)?, cstring("sysctl", v)?));
     }
     let mut start_hooks = Vec::new();
     if let Some(h) = spec.hooks() {
@@ -380,7 +421,13 @@ pub fn build(inp: &PlanInput) -> Result<InitPlan> {
     }
     proc_parts.fill_pointers();
     let state_len = 16 * 1024;
+    let hide_on_no_pivot = if inp.no_pivot && mntns == MntNs::New {
+        host_proc_sys_mounts(inp.rootfs)?
+    } else {
+        Vec::new()
+    };
     Ok(InitPlan {
+        mntns,
         new_userns: ns.creates(libc::CLONE_NEWUSER),
         new_cgroupns,
         ns,
@@ -397,9 +444,12 @@ pub fn build(inp: &PlanInput) -> Result<InitPlan> {
         rootfs: cstring("rootfs", inp.rootfs.as_os_str().as_encoded_bytes())?,
         root_propagation,
         mounts,
-        make_dev_links: !dev_is_bind,
+        make_dev_links: !dev_is_bind && !devices.is_empty(),
         devices,
+        dev_readonly,
         no_pivot: inp.no_pivot,
+        hide_on_no_pivot,
+        trees,
         masked: linux
             .masked_paths()
             .iter()
@@ -428,6 +478,111 @@ pub fn build(inp: &PlanInput) -> Result<InitPlan> {
         time_offsets,
         personality,
     })
+}
+
+/// Which mount namespace the container gets (validate already refused what
+/// an inherited one cannot do).
+fn mount_namespace(spec: &Spec) -> Result<MntNs> {
+    let entry = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().clone())
+        .unwrap_or_default()
+        .into_iter()
+        .find(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Mount);
+    Ok(match entry {
+        None => MntNs::Inherit,
+        Some(n) => match n.path() {
+            None => MntNs::New,
+            Some(p) => {
+                if crate::spec::validate::is_runtime_namespace(
+                    p,
+                    oci_spec::runtime::LinuxNamespaceType::Mount,
+                )? {
+                    MntNs::Inherit
+                } else {
+                    MntNs::Join
+                }
+            }
+        },
+    })
+}
+
+/// open_tree(OPEN_TREE_CLONE | AT_RECURSIVE) of a bind source, done by the
+/// runtime with the host's view and rights: a detached copy the init
+/// attaches with move_mount, even from a user namespace whose root could
+/// not open the source (a 0700 root-owned host dir).
+fn open_tree(source: &std::ffi::CStr) -> Result<OwnedFd> {
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    // SAFETY: source is NUL-terminated; the flags are plain integers.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            source.as_ptr(),
+            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | libc::AT_RECURSIVE as libc::c_uint,
+        )
+    };
+    if fd < 0 {
+        return Err(Error::sys(format!(
+            "open bind mount source {}",
+            source.to_string_lossy()
+        ))(nix::errno::Errno::last()));
+    }
+    // SAFETY: a fresh fd we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// The host's proc and sysfs mounts (whole filesystems) outside the rootfs,
+/// deepest first: what runc's msMoveRoot detaches before MS_MOVE + chroot.
+fn host_proc_sys_mounts(rootfs: &Path) -> Result<Vec<CString>> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(Error::io("read", Path::new("/proc/self/mountinfo")))?;
+    let mut found = Vec::new();
+    for line in info.lines() {
+        let f: Vec<&str> = line.split(' ').collect();
+        let Some(sep) = f.iter().position(|x| *x == "-") else {
+            continue;
+        };
+        let (Some(root), Some(point), Some(fstype)) = (f.get(3), f.get(4), f.get(sep + 1)) else {
+            continue;
+        };
+        if *root != "/" || !matches!(*fstype, "proc" | "sysfs") {
+            continue;
+        }
+        let point = unescape_mountinfo(point);
+        if Path::new(&point).starts_with(rootfs) {
+            continue;
+        }
+        found.push(point);
+    }
+    found.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    found.dedup();
+    found
+        .into_iter()
+        .map(|p| cstring("mount point", p))
+        .collect()
+}
+
+/// mountinfo escapes space, tab, newline and backslash as \ooo.
+fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
+            out.push(v);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn init_hook(h: &oci_spec::runtime::Hook) -> Result<InitHook> {

@@ -199,9 +199,18 @@ pub fn child_error(plan: &InitPlan, m: &Msg) -> Error {
             | Step::MountMkdir
             | Step::MountOpen
             | Step::MountRemount
-            | Step::MountPropagation,
+            | Step::MountPropagation
+            | Step::MountNotDir,
         ) => {
             let m2 = plan.mounts.get(idx);
+            if Step::from_u32(m.step) == Some(Step::MountNotDir) {
+                let fstype = m2.map(|x| lossy(&x.fstype)).unwrap_or_default();
+                return Error::InvalidInput(format!(
+                    "container init: mount {fstype} at /{}: filesystem {fstype:?} must be mounted \
+                     on an ordinary directory (the rootfs has a symlink or a file there)",
+                    m2.map(|x| lossy(&x.dest)).unwrap_or_default()
+                ));
+            }
             let verb = match Step::from_u32(m.step) {
                 Some(Step::MountMkdir) => "create the mount point",
                 Some(Step::MountOpen) => "open the mount point",
@@ -231,12 +240,27 @@ pub fn child_error(plan: &InitPlan, m: &Msg) -> Error {
             "make {} read-only",
             plan.readonly.get(idx).map(|d| lossy(d)).unwrap_or_default()
         ),
+        Some(Step::Sysctl) if m.index < 0 => {
+            "open the container's /proc/sys (is procfs mounted at /proc?)".to_string()
+        }
         Some(Step::Sysctl) => format!(
-            "write sysctl {}",
+            "write sysctl /proc/sys/{}",
             plan.sysctls
                 .get(idx)
                 .map(|d| lossy(&d.0))
                 .unwrap_or_default()
+        ),
+        Some(Step::DevReadonly) => "make /dev read-only".to_string(),
+        Some(Step::HidePaths) => format!(
+            "detach the host's {} before MS_MOVE (--no-pivot)",
+            plan.hide_on_no_pivot
+                .get(idx)
+                .map(|d| lossy(d))
+                .unwrap_or_default()
+        ),
+        Some(Step::OpenRootfs) if m.errno == libc::ELOOP => format!(
+            "open rootfs {}: a symlink is on its path (it was replaced after validation?)",
+            lossy(&plan.rootfs)
         ),
         Some(Step::Rlimit) => format!("setrlimit #{idx}"),
         Some(Step::Setns) => format!(

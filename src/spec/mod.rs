@@ -57,8 +57,20 @@ pub fn read_bundle(bundle: &Path) -> Result<Bundle> {
     } else {
         dir.join(root.path())
     };
-    let rootfs = std::fs::canonicalize(&rootfs)
-        .map_err(|e| Error::invalid(format!("rootfs {}: {e}", rootfs.display())))?;
+    // No symlink anywhere on the rootfs path (runc: "not an absolute path,
+    // or a symlink"): a tenant's rootfs linked to another tenant's files
+    // must not run on them. The init opens it again with
+    // RESOLVE_NO_SYMLINKS, so swapping a link in later fails too.
+    let lexical = clean_path(&rootfs);
+    let rootfs = std::fs::canonicalize(&lexical)
+        .map_err(|e| Error::invalid(format!("rootfs {}: {e}", lexical.display())))?;
+    if rootfs != lexical {
+        return Err(Error::invalid(format!(
+            "rootfs {}: root.path must not be a symlink or lead through one (it resolves to {})",
+            lexical.display(),
+            rootfs.display()
+        )));
+    }
     if !rootfs.is_dir() {
         return Err(Error::invalid(format!(
             "rootfs {} is not a directory",
@@ -72,6 +84,23 @@ pub fn read_bundle(bundle: &Path) -> Result<Bundle> {
         rootfs,
         seccomp_extra_flags,
     })
+}
+
+/// Lexical clean of an absolute path (Go's filepath.Clean): drop `.`,
+/// resolve `..` against the text, never the filesystem.
+fn clean_path(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::from("/");
+    for c in p.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    out
 }
 
 /// The runtime spec writes each `linux.timeOffsets` entry as an object

@@ -86,13 +86,8 @@ pub fn validate(spec: &Spec, raw: &serde_json::Value) -> Result<()> {
         for d in linux.devices().iter().flatten() {
             check_container_path("device path", d.path())?;
         }
-        for key in linux.sysctl().iter().flat_map(|m| m.keys()) {
-            if key.is_empty() || key.contains("..") || key.contains('/') && key.contains('.') {
-                return Err(Error::invalid(format!(
-                    "config.json: bad sysctl name {key:?}"
-                )));
-            }
-        }
+        check_sysctls(linux)?;
+        check_inherited_mount_namespace(spec, linux)?;
     }
     Ok(())
 }
@@ -111,6 +106,208 @@ pub fn check_container_path(what: &str, p: &Path) -> Result<()> {
             "config.json: {what} {} contains \"..\"",
             p.display()
         )));
+    }
+    Ok(())
+}
+
+/// The components of a sysctl key: dots separate them (`net.ipv4.ip_forward`),
+/// or slashes when the key has any (`net/ipv4/conf/eth0.1/forwarding`, where a
+/// dot belongs to an interface name). Each must be a plain name: no empty
+/// part, no `.` or `..`, no NUL, so the key can only name a file below
+/// /proc/sys.
+pub fn sysctl_components(key: &str) -> Result<Vec<&str>> {
+    let parts: Vec<&str> = if key.contains('/') {
+        key.split('/').collect()
+    } else {
+        key.split('.').collect()
+    };
+    let bad = key.is_empty()
+        || key.contains('\0')
+        || parts.len() < 2
+        || parts
+            .iter()
+            .any(|p| p.is_empty() || *p == "." || *p == "..");
+    if bad {
+        return Err(Error::invalid(format!(
+            "config.json: linux.sysctl: bad sysctl name {key:?}"
+        )));
+    }
+    Ok(parts)
+}
+
+/// ipc-namespaced sysctls (runc's list), plus everything under fs.mqueue.
+const IPC_SYSCTLS: [&str; 8] = [
+    "kernel.msgmax",
+    "kernel.msgmnb",
+    "kernel.msgmni",
+    "kernel.sem",
+    "kernel.shmall",
+    "kernel.shmmax",
+    "kernel.shmmni",
+    "kernel.shm_rmid_forced",
+];
+
+/// The container's own namespace of a type: created new, or joined by a
+/// path that is not the runtime's own (the host's) namespace. Anything else
+/// means a write would land in the host's namespace.
+fn has_own_namespace(linux: &oci_spec::runtime::Linux, typ: LinuxNamespaceType) -> Result<bool> {
+    let Some(ns) = linux.namespaces().iter().flatten().find(|n| n.typ() == typ) else {
+        return Ok(false);
+    };
+    match ns.path() {
+        None => Ok(true),
+        Some(p) => Ok(!is_runtime_namespace(p, typ)?),
+    }
+}
+
+/// Is the namespace at `path` the one vessel itself runs in?
+pub fn is_runtime_namespace(path: &Path, typ: LinuxNamespaceType) -> Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let own = format!(
+        "/proc/self/ns/{}",
+        crate::isolation::namespaces::proc_name(typ)
+    );
+    let a = std::fs::metadata(path).map_err(|e| {
+        Error::invalid(format!(
+            "config.json: namespace path {}: {e}",
+            path.display()
+        ))
+    })?;
+    let b = std::fs::metadata(&own).map_err(|e| Error::invalid(format!("{own}: {e}")))?;
+    Ok(a.dev() == b.dev() && a.ino() == b.ino())
+}
+
+/// Only namespaced sysctls, each only with the container's own namespace of
+/// that kind (runc's validator): anything else would change the host.
+fn check_sysctls(linux: &oci_spec::runtime::Linux) -> Result<()> {
+    for key in linux.sysctl().iter().flat_map(|m| m.keys()) {
+        let name = sysctl_components(key)?.join(".");
+        let refuse = |why: String| {
+            Err(Error::invalid(format!(
+                "config.json: linux.sysctl {key:?} is refused: {why}"
+            )))
+        };
+        if IPC_SYSCTLS.contains(&name.as_str()) || name.starts_with("fs.mqueue.") {
+            if !has_own_namespace(linux, LinuxNamespaceType::Ipc)? {
+                return refuse(
+                    "it belongs to the ipc namespace and the container has none of its own".into(),
+                );
+            }
+            continue;
+        }
+        if name.starts_with("net.") {
+            if !has_own_namespace(linux, LinuxNamespaceType::Network)? {
+                return refuse(
+                    "it belongs to the network namespace and the container has none of its own"
+                        .into(),
+                );
+            }
+            continue;
+        }
+        match name.as_str() {
+            "kernel.domainname" => {
+                if !has_own_namespace(linux, LinuxNamespaceType::Uts)? {
+                    return refuse(
+                        "it belongs to the uts namespace and the container has none of its own"
+                            .into(),
+                    );
+                }
+            }
+            "kernel.hostname" => {
+                return refuse("it conflicts with the OCI \"hostname\" field (set that)".into())
+            }
+            _ => {
+                return refuse(
+                    "it is not in a separate kernel namespace, so it would change the host".into(),
+                )
+            }
+        }
+    }
+    Ok(())
+}
+
+/// May a container that inherits vessel's own mount namespace mount in it?
+/// Only when that namespace is not the host's (pid 1's): vessel never
+/// changes the host's mount table (runc does, and leaves the mounts behind).
+/// Where pid 1's namespace cannot be inspected (EACCES under some
+/// sandboxes), assume it is the host's.
+pub fn may_mount_inherited() -> Result<bool> {
+    Ok(matches!(
+        is_runtime_namespace(Path::new("/proc/1/ns/mnt"), LinuxNamespaceType::Mount),
+        Ok(false)
+    ))
+}
+
+/// No `mount` namespace entry (or one naming vessel's own) means the
+/// container inherits the runtime's mount namespace (runtime spec). What
+/// needs a private one is refused by name, before any side effect.
+fn check_inherited_mount_namespace(spec: &Spec, linux: &oci_spec::runtime::Linux) -> Result<()> {
+    let inherited = match linux
+        .namespaces()
+        .iter()
+        .flatten()
+        .find(|n| n.typ() == LinuxNamespaceType::Mount)
+    {
+        None => true,
+        Some(n) => match n.path() {
+            None => false,
+            Some(p) => p.exists() && is_runtime_namespace(p, LinuxNamespaceType::Mount)?,
+        },
+    };
+    if !inherited {
+        return Ok(());
+    }
+    let refuse = |field: &str, why: &str| {
+        Err(Error::invalid(format!(
+            "config.json: {field} needs a private mount namespace (add {{\"type\": \"mount\"}} \
+             to linux.namespaces): {why}"
+        )))
+    };
+    if linux.masked_paths().as_ref().is_some_and(|v| !v.is_empty())
+        || linux
+            .readonly_paths()
+            .as_ref()
+            .is_some_and(|v| !v.is_empty())
+    {
+        return refuse(
+            "linux.maskedPaths/readonlyPaths",
+            "they would be mounted over the runtime's own paths",
+        );
+    }
+    if spec
+        .root()
+        .as_ref()
+        .is_some_and(|r| r.readonly().unwrap_or(false))
+    {
+        return refuse(
+            "root.readonly",
+            "it would remount the runtime's own filesystem",
+        );
+    }
+    if linux
+        .rootfs_propagation()
+        .as_ref()
+        .is_some_and(|p| !p.is_empty())
+    {
+        return refuse(
+            "linux.rootfsPropagation",
+            "it would change the propagation of the runtime's own mounts",
+        );
+    }
+    if !may_mount_inherited()? {
+        if spec.mounts().as_ref().is_some_and(|m| !m.is_empty()) {
+            return refuse(
+                "mounts",
+                "the runtime runs in the host's mount namespace, whose mount table a container \
+                 must not change",
+            );
+        }
+        if linux.devices().as_ref().is_some_and(|d| !d.is_empty()) {
+            return refuse(
+                "linux.devices",
+                "device nodes would be created on the host's filesystem",
+            );
+        }
     }
     Ok(())
 }

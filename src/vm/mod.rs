@@ -56,16 +56,30 @@ pub const AGENT_NAME: &str = "vessel-agent";
 /// Env override for the initramfs cache directory.
 pub const ENV_CACHE: &str = "VESSEL_INITRAMFS_CACHE";
 
-/// Does this container ask for VM mode? The annotation decides when present
-/// (`container` forces VM mode off even under `vessel-vm`); otherwise a `vm`
-/// section in config.json or the `vessel-vm` name turns it on.
+/// Does this container ask for VM mode? `vm` in the annotation, a `vm`
+/// section in config.json or the `vessel-vm` name turn it on. The name the
+/// operator installed is a floor: under `vessel-vm` a bundle may ask for
+/// more isolation, never less, so `vessel.sandbox=container` is refused
+/// there instead of running the workload on the host kernel.
 pub fn requested(spec: &Spec, argv0: &str) -> Result<bool, VmError> {
+    let name = Path::new(argv0)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("");
+    let vm_floor = name == VM_ARGV0;
     let annotation = spec
         .annotations()
         .as_ref()
         .and_then(|a| a.get(ANNOTATION_SANDBOX));
     match annotation.map(|v| v.trim()) {
         Some("vm") => return Ok(true),
+        Some("container") if vm_floor => {
+            return Err(VmError::Msg(format!(
+                "annotation {ANNOTATION_SANDBOX}=container is refused: this runtime is installed \
+                 as {VM_ARGV0}, which runs every container in a VM; a bundle may ask for more \
+                 isolation, never less"
+            )))
+        }
         Some("container") => return Ok(false),
         Some(other) => {
             return Err(VmError::Msg(format!(
@@ -77,11 +91,7 @@ pub fn requested(spec: &Spec, argv0: &str) -> Result<bool, VmError> {
     if spec.vm().is_some() {
         return Ok(true);
     }
-    let name = Path::new(argv0)
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("");
-    Ok(name == VM_ARGV0)
+    Ok(vm_floor)
 }
 
 /// Refuse at once where VM mode cannot work: no usable /dev/kvm, a kvm_pvm
@@ -105,7 +115,7 @@ fn check_kvm(dev_kvm: &Path, kvm_pvm: &Path) -> Result<(), VmError> {
         return Err(VmError::Msg(format!(
             "VM mode needs hardware-assisted KVM, but {} is provided by kvm_pvm ({} exists), \
              which cannot boot a stock Linux guest; run VM-mode containers on a host or nested VM \
-             with kvm_intel or kvm_amd, or use annotation {ANNOTATION_SANDBOX}=container",
+             with kvm_intel or kvm_amd",
             dev_kvm.display(),
             kvm_pvm.display()
         )));
@@ -113,8 +123,7 @@ fn check_kvm(dev_kvm: &Path, kvm_pvm: &Path) -> Result<(), VmError> {
     if !dev_kvm.exists() {
         return Err(VmError::Msg(format!(
             "VM mode needs KVM, but {} does not exist: load kvm_intel or kvm_amd (modprobe kvm_amd), \
-             enable virtualization in the firmware or nested virtualization in the hypervisor, \
-             or use annotation {ANNOTATION_SANDBOX}=container",
+             enable virtualization in the firmware or nested virtualization in the hypervisor",
             dev_kvm.display()
         )));
     }
@@ -335,12 +344,20 @@ mod tests {
     }
 
     #[test]
-    fn container_annotation_forces_vm_mode_off() {
+    fn container_annotation_cannot_lower_the_vessel_vm_floor() {
         let s = spec(json!({
             "annotations": {"vessel.sandbox": "container"},
             "vm": {"kernel": {"path": "/boot/vmlinux"}}
         }));
-        assert!(!requested(&s, "vessel-vm").unwrap());
+        let err = requested(&s, "/usr/local/bin/vessel-vm")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("vessel.sandbox=container") && err.contains("vessel-vm"),
+            "{err}"
+        );
+        // Under plain `vessel` the annotation still picks container mode.
+        assert!(!requested(&s, "vessel").unwrap());
     }
 
     #[test]
