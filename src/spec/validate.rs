@@ -94,6 +94,10 @@ pub fn validate(spec: &Spec, raw: &serde_json::Value) -> Result<()> {
             }
         }
     }
+    // Before any side effect: a notify profile needs its agent's socket.
+    if let Some(sc) = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+        crate::isolation::seccomp::check_listener(sc)?;
+    }
     Ok(())
 }
 
