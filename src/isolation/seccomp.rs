@@ -5,14 +5,22 @@
 //! `Program::install` runs in the child and is async-signal-safe.
 //!
 //! # Where the filter is loaded
-//! The filter is the LAST thing the container child does: `install` runs
-//! right before `execve`, after the exec FIFO wait (as runc does when
-//! `noNewPrivileges` is set). Whatever the child does after `install` runs
-//! under the filter, so it must stay minimal: hand the listener fd to the
-//! parent (`sendmsg`, when the profile uses SCMP_ACT_NOTIFY), then `execve`.
-//! A profile that denies `execve` therefore makes the container fail to start,
-//! exactly as under runc. The kernel needs `no_new_privs` (set before) or
-//! CAP_SYS_ADMIN in the child's user namespace to accept the filter.
+//! Everything vessel itself needs (cwd, close-on-exec, user, capabilities,
+//! no_new_privs, LSM labels) is done before the filter, so a profile never
+//! has to allow vessel's internals (`process::child::exec_tail`). Without a
+//! listener the filter is loaded after the wait for `start`, right before
+//! the startContainer hooks (which run under it, as in runc) and `execve`.
+//! With SCMP_ACT_NOTIFY it is loaded before the init reports ready, and the
+//! listener fd goes to the parent (`send` + `sendmsg`, which a profile may
+//! therefore not notify: `NOTIFY_FORBIDDEN`), which forwards it to the agent
+//! at once; every later call can then be answered. Without no_new_privs the
+//! kernel needs CAP_SYS_ADMIN to accept the filter: a process that drops it
+//! keeps it until the filter is on, then one capset(2) drops it. So after
+//! the filter vessel makes at most capset and execve.
+//!
+//! A profile that denies by default gets runc's -ENOSYS stub: a syscall
+//! numbered above every syscall the profile names fails with ENOSYS instead
+//! of the default action, so libc falls back to older calls (clone3 to clone).
 //!
 //! # How a profile becomes one BPF program
 //! seccompiler builds filters with ONE match action and ONE mismatch action,
