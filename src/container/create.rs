@@ -341,6 +341,19 @@ fn start_init(
         Ok(())
     };
     let mut hook_state = |pid: i32| state_for(pid, "created").into_bytes();
+    let mut seccomp_listener = |pid: i32, listener: std::os::fd::RawFd| -> Result<()> {
+        let sc = linux.seccomp().clone().unwrap_or_default();
+        if let Some(path) = sc.listener_path() {
+            let state = state_for(pid, "creating");
+            crate::isolation::seccomp::send_listener(
+                &path.to_string_lossy(),
+                listener,
+                state.as_bytes(),
+                sc.listener_metadata().as_deref().unwrap_or(""),
+            )?;
+        }
+        Ok(())
+    };
     let spawned = spawn::spawn_init(
         &plan,
         cgroup,
@@ -348,20 +361,9 @@ fn start_init(
         Callbacks {
             run_hooks: &mut run_hooks,
             hook_state: &mut hook_state,
+            seccomp_listener: &mut seccomp_listener,
         },
     )?;
-    if let Some(listener) = spawned.seccomp_listener {
-        let sc = linux.seccomp().clone().unwrap_or_default();
-        if let Some(path) = sc.listener_path() {
-            let state = state_for(spawned.pid, "creating");
-            crate::isolation::seccomp::send_listener(
-                &path.to_string_lossy(),
-                listener.as_raw_fd(),
-                state.as_bytes(),
-                sc.listener_metadata().as_deref().unwrap_or(""),
-            )?;
-        }
-    }
     drop(console);
     drop(fifo_fd);
     Ok(spawned.pid)

@@ -5,14 +5,22 @@
 //! `Program::install` runs in the child and is async-signal-safe.
 //!
 //! # Where the filter is loaded
-//! The filter is the LAST thing the container child does: `install` runs
-//! right before `execve`, after the exec FIFO wait (as runc does when
-//! `noNewPrivileges` is set). Whatever the child does after `install` runs
-//! under the filter, so it must stay minimal: hand the listener fd to the
-//! parent (`sendmsg`, when the profile uses SCMP_ACT_NOTIFY), then `execve`.
-//! A profile that denies `execve` therefore makes the container fail to start,
-//! exactly as under runc. The kernel needs `no_new_privs` (set before) or
-//! CAP_SYS_ADMIN in the child's user namespace to accept the filter.
+//! Everything vessel itself needs (cwd, close-on-exec, user, capabilities,
+//! no_new_privs, LSM labels) is done before the filter, so a profile never
+//! has to allow vessel's internals (`process::child::exec_tail`). Without a
+//! listener the filter is loaded after the wait for `start`, right before
+//! the startContainer hooks (which run under it, as in runc) and `execve`.
+//! With SCMP_ACT_NOTIFY it is loaded before the init reports ready, and the
+//! listener fd goes to the parent (`send` + `sendmsg`, which a profile may
+//! therefore not notify: `NOTIFY_FORBIDDEN`), which forwards it to the agent
+//! at once; every later call can then be answered. Without no_new_privs the
+//! kernel needs CAP_SYS_ADMIN to accept the filter: a process that drops it
+//! keeps it until the filter is on, then one capset(2) drops it. So after
+//! the filter vessel makes at most capset and execve.
+//!
+//! A profile that denies by default gets runc's -ENOSYS stub: a syscall
+//! numbered above every syscall the profile names fails with ENOSYS instead
+//! of the default action, so libc falls back to older calls (clone3 to clone).
 //!
 //! # How a profile becomes one BPF program
 //! seccompiler builds filters with ONE match action and ONE mismatch action,
@@ -62,6 +70,11 @@ use std::collections::BTreeMap;
 const SECCOMP_SET_MODE_FILTER: libc::c_ulong = 1;
 /// Return value that hands the call to the user-space listener.
 pub const SECCOMP_RET_USER_NOTIF: u32 = 0x7fc0_0000;
+/// Syscalls a profile may not send to the listener: the init and `exec`
+/// hand the listener fd to vessel with them right after loading the filter,
+/// before any agent holds it, so notifying them would wait forever. (Unlike
+/// runc, `write` is fine: vessel never writes before the agent has the fd.)
+pub const NOTIFY_FORBIDDEN: &[&str] = &["send", "sendto", "sendmsg"];
 /// Flag names that oci-spec 0.7 cannot parse; see `take_extra_flags`.
 pub const EXTRA_FLAG_NAMES: &[&str] = &["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"];
 
@@ -178,6 +191,9 @@ pub(crate) struct Plan {
     pub i386: Action,
     pub x32: Action,
     pub groups: Groups,
+    /// The highest x86_64 number the profile names, when calls above it
+    /// must fail with ENOSYS (see `plan`).
+    pub enosys_above: Option<u32>,
 }
 
 /// The x86_64 number of a syscall name.
@@ -219,6 +235,56 @@ pub fn compile_with_flags(
     })
 }
 
+/// Does the profile send any syscall to a listener (SCMP_ACT_NOTIFY)?
+pub fn uses_notify(seccomp: &LinuxSeccomp) -> bool {
+    seccomp.default_action() == LinuxSeccompAction::ScmpActNotify
+        || seccomp
+            .syscalls()
+            .iter()
+            .flatten()
+            .any(|c| c.action() == LinuxSeccompAction::ScmpActNotify)
+}
+
+/// When the profile uses SCMP_ACT_NOTIFY, `listenerPath` must name an
+/// existing UNIX socket on the host: checked before anything is created, so a
+/// missing agent fails `create` (and `exec`) with a clear error instead of
+/// leaving a container whose notified syscalls nobody answers.
+pub fn check_listener(seccomp: &LinuxSeccomp) -> Result<(), SeccompError> {
+    if !uses_notify(seccomp) {
+        return Ok(());
+    }
+    let path = seccomp
+        .listener_path()
+        .as_ref()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if path.is_empty() {
+        return Err(SeccompError::Msg(
+            "SCMP_ACT_NOTIFY is used but linux.seccomp.listenerPath is not set".into(),
+        ));
+    }
+    if !path.starts_with('/') {
+        return Err(SeccompError::Msg(format!(
+            "linux.seccomp.listenerPath {path:?} must be an absolute path to a UNIX socket \
+             (abstract sockets are not supported)"
+        )));
+    }
+    let meta = std::fs::metadata(&path).map_err(|source| SeccompError::Listener {
+        path: path.clone(),
+        what: "failed to connect with seccomp agent",
+        source,
+    })?;
+    use std::os::unix::fs::FileTypeExt;
+    if !meta.file_type().is_socket() {
+        return Err(SeccompError::Listener {
+            path,
+            what: "failed to connect with seccomp agent",
+            source: std::io::Error::other("not a UNIX socket"),
+        });
+    }
+    Ok(())
+}
+
 /// Remove from a raw config.json the `linux.seccomp.flags` entries oci-spec
 /// 0.7 cannot deserialize (SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV) and return
 /// them, so the integrator can parse the rest and pass these to
@@ -256,6 +322,7 @@ pub(crate) fn plan(
     }
 
     let mut groups: Groups = BTreeMap::new();
+    let mut last_named: Option<i64> = None;
     for call in seccomp.syscalls().iter().flatten() {
         let action = Action::from_oci(call.action(), call.errno_ret()).map_err(|why| {
             SeccompError::Rule {
@@ -269,20 +336,26 @@ pub(crate) fn plan(
                 why,
             })?;
         for name in call.names() {
-            if action == Action::Notify && (name == "write" || name == "sendmsg") {
-                // The child writes/sends the listener fd after the filter is on.
+            if action == Action::Notify && NOTIFY_FORBIDDEN.contains(&name.as_str()) {
                 return Err(SeccompError::Rule {
                     name: name.clone(),
-                    why: "SCMP_ACT_NOTIFY cannot be used for this syscall (vessel needs it to hand over the listener)".into(),
+                    why: format!(
+                        "SCMP_ACT_NOTIFY cannot be used for the {name} syscall: vessel hands \
+                         the listener fd over with it, before any agent holds the listener"
+                    ),
                 });
             }
+            let Some(nr) = syscall_nr(name) else {
+                if action != default {
+                    warn(format!("seccomp: unknown syscall {name:?} ignored"));
+                }
+                continue;
+            };
+            // runc counts every named syscall, whatever its action.
+            last_named = last_named.max(Some(nr));
             if action == default {
                 continue;
             }
-            let Some(nr) = syscall_nr(name) else {
-                warn(format!("seccomp: unknown syscall {name:?} ignored"));
-                continue;
-            };
             let slot = groups.entry(action).or_default().entry(nr);
             match (slot, &rules) {
                 (std::collections::btree_map::Entry::Vacant(v), r) => {
@@ -323,11 +396,24 @@ pub(crate) fn plan(
     };
     let i386 = foreign(listed(Arch::ScmpArchX86));
     let x32 = foreign(listed(Arch::ScmpArchX32));
+    // runc's -ENOSYS stub (libcontainer/seccomp/patchbpf): under a profile
+    // that denies by default, a syscall newer than every syscall the profile
+    // names fails with ENOSYS, so libc falls back to the older call (clone3
+    // to clone, faccessat2 to faccessat) instead of taking the default
+    // action. Permissive defaults need no stub, nor does a default that
+    // already returns ENOSYS.
+    let enosys = Action::Errno(libc::ENOSYS as u16);
+    let enosys_above = match default {
+        Action::Allow | Action::Log => None,
+        d if d == enosys => None,
+        _ => last_named.and_then(|n| u32::try_from(n).ok()),
+    };
     Ok(Plan {
         default,
         i386,
         x32,
         groups,
+        enosys_above,
     })
 }
 

@@ -3,7 +3,7 @@
 //! for paths, no allocation and no locks. Failures go to the parent as a
 //! (step, index, errno) record and the child exits.
 
-use crate::isolation::caps::errno;
+use crate::isolation::caps::{self, errno};
 use crate::process::plan::{InitPlan, MntNs, Step};
 use crate::process::sync::{self, Kind, Msg};
 use libc::{c_char, c_int, c_ulong};
@@ -1193,18 +1193,80 @@ fn finish_and_exec(plan: &InitPlan, sock: RawFd, hook_state: &mut [u8]) -> ! {
             0,
         );
     }
-    exec_process(p, sock, plan.preserve_fds, |sock| {
-        wait_for_start(plan, sock, hook_state)
-    })
+    // Both closures need the buffer, one after the other.
+    let state = std::cell::RefCell::new((hook_state, 0usize));
+    exec_tail(
+        p,
+        sock,
+        plan.preserve_fds,
+        |sock| {
+            let mut st = state.borrow_mut();
+            st.1 = wait_for_start(plan, sock, st.0);
+            // After `start` nobody reads the socket any more.
+            plan.exec_fifo_fd < 0
+        },
+        // startContainer hooks run under the container's filter, as in runc.
+        || {
+            let st = state.borrow();
+            run_start_hooks(plan, &st.0[..st.1])
+        },
+    )
 }
 
-/// The tail shared with `exec`: find the executable, drop privileges, wait
-/// (create) or not (exec), seccomp last, execve.
+/// The tail of `exec`: the same final sequence as the init's, without the
+/// wait for `start` (`before_exec` runs where the init waits) and without
+/// startContainer hooks. The parent reads `sock` until execve, so every
+/// failure is reported there.
 pub fn exec_process(
     p: &crate::process::plan::ProcessParts,
     sock: RawFd,
     preserve_fds: i32,
     before_exec: impl FnOnce(RawFd),
+) -> ! {
+    exec_tail(
+        p,
+        sock,
+        preserve_fds,
+        |sock| {
+            before_exec(sock);
+            true
+        },
+        || {},
+    )
+}
+
+/// CAP_SYS_ADMIN's bit in a capability mask.
+const CAP_SYS_ADMIN_BIT: u64 = 1 << 21;
+
+/// The final sequence before execve, shared by the init and `exec`.
+///
+/// Everything vessel itself needs is done BEFORE the seccomp filter, so a
+/// profile never has to allow vessel's internals: find the executable, enter
+/// the cwd (as root first, as runc does, so a cwd only the runtime can reach
+/// still works; EACCES/EPERM is retried as the user), mark every fd but
+/// stdio and the preserved ones close-on-exec, drop privileges, no_new_privs,
+/// check the cwd, LSM exec labels. Then:
+/// - the profile uses SCMP_ACT_NOTIFY: load the filter and hand the listener
+///   fd to the parent, which forwards it to the agent at once, so that every
+///   later call (the wait for `start`, startContainer hooks, execve) can be
+///   answered; `wait` runs under the filter;
+/// - otherwise `wait` (the wait for `start`) runs first and the filter is
+///   loaded right before the startContainer hooks and execve.
+///
+/// Without no_new_privs the kernel accepts a filter only from a task with
+/// CAP_SYS_ADMIN: when the process does not keep it, it stays in the
+/// effective and permitted sets until the filter is loaded and is dropped by
+/// one capset(2) right after. So after the filter vessel itself makes at most
+/// capset and execve (plus what startContainer hooks need, which run under
+/// the container's filter as in runc).
+///
+/// `wait` returns whether the parent still reads `sock` afterwards.
+fn exec_tail(
+    p: &crate::process::plan::ProcessParts,
+    sock: RawFd,
+    preserve_fds: i32,
+    wait: impl FnOnce(RawFd) -> bool,
+    under_filter: impl FnOnce(),
 ) -> ! {
     // Find the executable now, so `create` reports a missing one.
     let mut exe: *const c_char = std::ptr::null();
@@ -1223,15 +1285,35 @@ pub fn exec_process(
     if exe.is_null() {
         fail(sock, Step::ExecNotFound, 0, libc::ENOENT);
     }
-    let seccomp_early = p
-        .seccomp
-        .as_ref()
-        .is_some_and(|s| !p.no_new_privs || s.wants_listener);
-    if seccomp_early {
-        // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it
-        // while we still have it (runc's order). A notify filter is loaded
-        // here too so its listener fd reaches the parent.
-        install_seccomp(p, sock);
+    // The cwd, while we are still root (runc's finalizeNamespace order).
+    // SAFETY: cwd is NUL-terminated.
+    let chdir_as_user = if unsafe { libc::chdir(p.cwd.as_ptr()) } < 0 {
+        let e = errno();
+        if e != libc::EACCES && e != libc::EPERM {
+            fail(sock, Step::Chdir, 0, e);
+        }
+        // A cwd the container's user can reach but we cannot (a user
+        // namespace's root on a directory of an unmapped owner).
+        true
+    } else {
+        false
+    };
+    // CVE-2024-21626: nothing of vessel's may survive execve: every fd but
+    // stdio and the preserved ones becomes close-on-exec.
+    let first = 3 + preserve_fds.max(0) as u32;
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only flags fds.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    check(sock, r as c_int, Step::Fds, 0);
+    for fd in 3..first as i32 {
+        // SAFETY: clearing FD_CLOEXEC on an fd the caller asked to preserve.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
     }
     // SAFETY: prctl with integer arguments.
     check(
@@ -1258,7 +1340,17 @@ pub fn exec_process(
             libc::umask(m as libc::mode_t);
         }
     }
-    if let Err(e) = p.caps.apply() {
+    let c = &p.caps;
+    // Keep CAP_SYS_ADMIN until the filter is loaded when only it lets the
+    // kernel accept the filter (no no_new_privs) and the process drops it.
+    let keep_admin = p.seccomp.is_some()
+        && !p.no_new_privs
+        && (c.effective & CAP_SYS_ADMIN_BIT == 0 || c.permitted & CAP_SYS_ADMIN_BIT == 0);
+    let extra = if keep_admin { CAP_SYS_ADMIN_BIT } else { 0 };
+    if let Err(e) = caps::set_sets(c.effective | extra, c.permitted | extra, c.inheritable) {
+        fail(sock, Step::Capabilities, 2, e);
+    }
+    if let Err(e) = caps::set_ambient(c.ambient, c.last_cap) {
         fail(sock, Step::Capabilities, 2, e);
     }
     if p.no_new_privs {
@@ -1270,8 +1362,10 @@ pub fn exec_process(
             0,
         );
     }
-    // SAFETY: cwd is NUL-terminated.
-    check(sock, unsafe { libc::chdir(p.cwd.as_ptr()) }, Step::Chdir, 0);
+    if chdir_as_user {
+        // SAFETY: cwd is NUL-terminated.
+        check(sock, unsafe { libc::chdir(p.cwd.as_ptr()) }, Step::Chdir, 0);
+    }
     // CVE-2024-21626: a cwd reached through a leaked host fd shows up as
     // "(unreachable)/..." in getcwd; refuse to run there.
     let mut cwd = [0u8; PATH_MAX];
@@ -1296,33 +1390,53 @@ pub fn exec_process(
             label,
         );
     }
-    // CVE-2024-21626: nothing of vessel's may survive execve: every fd but
-    // stdio and the preserved ones becomes close-on-exec.
-    let first = 3 + preserve_fds.max(0) as u32;
-    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only flags fds.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            first,
-            u32::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
-        )
-    };
-    check(sock, r as c_int, Step::Fds, 0);
-    for fd in 3..first as i32 {
-        // SAFETY: clearing FD_CLOEXEC on an fd the caller asked to preserve.
-        unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
+    if p.seccomp.as_ref().is_some_and(|s| s.wants_listener) {
+        install_seccomp(p, sock);
+        drop_kept_admin(p, keep_admin, sock, true);
+        wait(sock);
+    } else {
+        let listening = wait(sock);
+        if let Some(prog) = &p.seccomp {
+            if let Err(e) = prog.install() {
+                if listening {
+                    fail(sock, Step::Seccomp, 0, e as i32);
+                }
+                write_err(b"vessel: load seccomp filter: ", c"".as_ptr(), e as i32);
+                // SAFETY: _exit ends the process.
+                unsafe { libc::_exit(1) }
+            }
+            drop_kept_admin(p, keep_admin, sock, listening);
+        }
     }
-    before_exec(sock);
-    if p.seccomp.is_some() && !seccomp_early {
-        install_seccomp_late(p);
-    }
+    under_filter();
     // SAFETY: exe, argv and envp are NUL-terminated and NULL-terminated arrays.
     unsafe { libc::execve(exe, p.argv_ptrs.as_ptr(), p.envp_ptrs.as_ptr()) };
     let e = errno();
     write_err(b"vessel: exec failed: ", exe, e);
     // SAFETY: _exit ends the process.
     unsafe { libc::_exit(if e == libc::ENOENT { 127 } else { 126 }) }
+}
+
+/// After the filter: the capability sets the process asked for, without the
+/// CAP_SYS_ADMIN kept only to load the filter (one capset, lowering only).
+fn drop_kept_admin(
+    p: &crate::process::plan::ProcessParts,
+    keep_admin: bool,
+    sock: RawFd,
+    listening: bool,
+) {
+    if !keep_admin {
+        return;
+    }
+    let c = &p.caps;
+    if let Err(e) = caps::set_sets(c.effective, c.permitted, c.inheritable) {
+        if listening {
+            fail(sock, Step::Capabilities, 3, e);
+        }
+        write_err(b"vessel: drop capabilities: ", c"".as_ptr(), e);
+        // SAFETY: _exit ends the process.
+        unsafe { libc::_exit(1) }
+    }
 }
 
 fn write_attr(sock: RawFd, path: &CStr, fallback: &CStr, value: &CStr) {
@@ -1353,16 +1467,6 @@ fn install_seccomp(p: &crate::process::plan::ProcessParts, sock: RawFd) {
         }
         Ok(_) => {}
         Err(e) => fail(sock, Step::Seccomp, 0, e as i32),
-    }
-}
-
-/// After `start` nobody listens on the socket: report on stderr.
-fn install_seccomp_late(p: &crate::process::plan::ProcessParts) {
-    let Some(prog) = &p.seccomp else { return };
-    if let Err(e) = prog.install() {
-        write_err(b"vessel: load seccomp filter: ", c"".as_ptr(), e as i32);
-        // SAFETY: _exit ends the process.
-        unsafe { libc::_exit(1) }
     }
 }
 
@@ -1419,10 +1523,11 @@ fn reopen_fd(fd: RawFd, flags: c_int) -> RawFd {
 }
 
 /// Tell the parent we are ready, then block on the exec FIFO until `start`.
-fn wait_for_start(plan: &InitPlan, sock: RawFd, hook_state: &mut [u8]) {
+/// Returns the length of the hook state received into `hook_state`.
+fn wait_for_start(plan: &InitPlan, sock: RawFd, hook_state: &mut [u8]) -> usize {
     if plan.exec_fifo_fd < 0 {
         sync::send(sock, &Msg::new(Kind::Ready));
-        return;
+        return 0;
     }
     // The FIFO lives in the host's state dir; the parent opened it O_PATH
     // before the clone. Reopen it through our /proc, now the container's.
@@ -1453,7 +1558,7 @@ fn wait_for_start(plan: &InitPlan, sock: RawFd, hook_state: &mut [u8]) {
         // hooks and once the workload is executing (runtime spec).
         libc::close(plan.exec_fifo_fd);
     }
-    run_start_hooks(plan, &hook_state[..n]);
+    n
 }
 
 /// startContainer hooks: run inside the container after `start`, before the
@@ -1508,15 +1613,73 @@ fn run_start_hooks(plan: &InitPlan, state: &[u8]) {
                 libc::nanosleep(&ts, std::ptr::null_mut());
                 waited_ms += 5;
             }
+            if libc::WIFSIGNALED(status) {
+                hook_killed(h.path.as_ptr(), libc::WTERMSIG(status));
+            }
             if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
-                hook_failed(h.path.as_ptr(), 0);
+                hook_exited(h.path.as_ptr(), libc::WEXITSTATUS(status));
             }
         }
     }
 }
 
 fn hook_failed(path: *const c_char, e: i32) -> ! {
-    write_err(b"vessel: startContainer hook failed: ", path, e);
+    write_err(b"vessel: error running startContainer hook ", path, e);
     // SAFETY: _exit ends the process.
     unsafe { libc::_exit(1) }
+}
+
+/// "<prefix><path>: <what><number><suffix>\n" on stderr, then exit 1.
+fn hook_report(path: *const c_char, what: &[u8], n: i32, suffix: &[u8]) -> ! {
+    let mut buf = [0u8; 512];
+    let mut len = 0;
+    let mut push = |b: &[u8]| {
+        let k = b.len().min(buf.len() - len);
+        buf[len..len + k].copy_from_slice(&b[..k]);
+        len += k;
+    };
+    push(b"vessel: error running startContainer hook ");
+    if !path.is_null() {
+        // SAFETY: path is NUL-terminated.
+        push(unsafe { CStr::from_ptr(path) }.to_bytes());
+    }
+    push(b": ");
+    push(what);
+    let mut digits = [0u8; 12];
+    let mut v = n.unsigned_abs();
+    let mut i = 0;
+    loop {
+        digits[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        i += 1;
+        if v == 0 {
+            break;
+        }
+    }
+    digits[..i].reverse();
+    push(&digits[..i]);
+    push(suffix);
+    push(b"\n");
+    // SAFETY: buf[..len] is initialised; _exit ends the process.
+    unsafe {
+        libc::write(2, buf.as_ptr() as *const libc::c_void, len);
+        libc::_exit(1)
+    }
+}
+
+fn hook_exited(path: *const c_char, code: i32) -> ! {
+    hook_report(path, b"exit status ", code, b"")
+}
+
+/// A hook killed by a signal; SIGSYS is what a seccomp filter's kill sends.
+fn hook_killed(path: *const c_char, sig: i32) -> ! {
+    let name: &[u8] = match sig {
+        libc::SIGSYS => b" (bad system call)",
+        libc::SIGKILL => b" (killed)",
+        libc::SIGSEGV => b" (segmentation fault)",
+        libc::SIGABRT => b" (aborted)",
+        libc::SIGTERM => b" (terminated)",
+        _ => b"",
+    };
+    hook_report(path, b"killed by signal ", sig, name)
 }

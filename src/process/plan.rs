@@ -173,9 +173,12 @@ impl ProcessParts {
             ));
         }
         let seccomp = match seccomp_spec {
-            Some(s) => Some(seccomp::compile_with_flags(s, seccomp_flags, &mut |w| {
-                crate::logging::warn(&w)
-            })?),
+            Some(s) => {
+                seccomp::check_listener(s)?;
+                Some(seccomp::compile_with_flags(s, seccomp_flags, &mut |w| {
+                    crate::logging::warn(&w)
+                })?)
+            }
             None => None,
         };
         let cwd = cstring("process.cwd", p.cwd().as_os_str().as_encoded_bytes())?;

@@ -8,7 +8,7 @@ use crate::process::child;
 use crate::process::plan::{InitPlan, Step};
 use crate::process::sync::{self, Kind, Msg};
 use crate::{Error, Result};
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 pub struct IdMaps {
     pub uid: String,
@@ -17,7 +17,6 @@ pub struct IdMaps {
 
 pub struct Spawned {
     pub pid: i32,
-    pub seccomp_listener: Option<OwnedFd>,
 }
 
 pub struct Callbacks<'a> {
@@ -25,6 +24,10 @@ pub struct Callbacks<'a> {
     pub run_hooks: &'a mut dyn FnMut(i32) -> Result<()>,
     /// State JSON handed to startContainer hooks, with the init's pid.
     pub hook_state: &'a mut dyn FnMut(i32) -> Vec<u8>,
+    /// Hand the seccomp listener fd to the agent, with the init's pid. Called
+    /// as soon as the fd arrives: the init goes on under a filter whose
+    /// notified calls only the agent can answer.
+    pub seccomp_listener: &'a mut dyn FnMut(i32, RawFd) -> Result<()>,
 }
 
 /// Kills and reaps a half-made init unless disarmed.
@@ -129,7 +132,6 @@ pub fn spawn_init(
         std::fs::write(&path, adj.to_string()).map_err(Error::io("write", &path))?;
     }
     sync::send(psock, &Msg::new(Kind::Go));
-    let mut listener = None;
     loop {
         match sync::recv(psock) {
             Some(m) if m.kind == Kind::RunHooks as u32 => {
@@ -141,7 +143,8 @@ pub fn spawn_init(
                     Error::Other("receive the seccomp listener fd from the init".into())
                 })?;
                 // SAFETY: a fresh fd from SCM_RIGHTS that we now own.
-                listener = Some(unsafe { OwnedFd::from_raw_fd(fd) });
+                let listener = unsafe { OwnedFd::from_raw_fd(fd) };
+                (cb.seccomp_listener)(init, listener.as_raw_fd())?;
             }
             Some(m) if m.kind == Kind::Ready as u32 => {
                 if plan.hook_state_capacity > 0 {
@@ -157,10 +160,7 @@ pub fn spawn_init(
     }
     drop(psock_owned);
     reaper.pids.clear();
-    Ok(Spawned {
-        pid: init,
-        seccomp_listener: listener,
-    })
+    Ok(Spawned { pid: init })
 }
 
 fn write_maps(pid: i32, maps: &IdMaps) -> Result<()> {

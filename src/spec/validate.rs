@@ -89,6 +89,10 @@ pub fn validate(spec: &Spec, raw: &serde_json::Value) -> Result<()> {
         check_sysctls(linux)?;
         check_inherited_mount_namespace(spec, linux)?;
     }
+    // Before any side effect: a notify profile needs its agent's socket.
+    if let Some(sc) = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+        crate::isolation::seccomp::check_listener(sc)?;
+    }
     Ok(())
 }
 

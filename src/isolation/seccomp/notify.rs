@@ -47,7 +47,8 @@ pub fn send_listener(
         )));
     }
 
-    let stream = UnixStream::connect(listener_path).map_err(err("connect"))?;
+    let stream =
+        UnixStream::connect(listener_path).map_err(err("failed to connect with seccomp agent"))?;
     let fds = [listener_fd];
     let cmsg = [ControlMessage::ScmRights(&fds)];
     let iov = [IoSlice::new(&bytes)];

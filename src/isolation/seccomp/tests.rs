@@ -330,7 +330,9 @@ fn invalid_profiles_are_rejected() {
         json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
             {"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}),
         json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/x", "syscalls": [
-            {"names": ["write"], "action": "SCMP_ACT_NOTIFY"}]}),
+            {"names": ["sendmsg"], "action": "SCMP_ACT_NOTIFY"}]}),
+        json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/x", "syscalls": [
+            {"names": ["sendto"], "action": "SCMP_ACT_NOTIFY"}]}),
         json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
             {"names": ["mkdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": 70000}]}),
     ];
@@ -555,4 +557,124 @@ fn syscall_table_is_sorted_and_knows_common_calls() {
     assert_eq!(syscall_nr("mseal"), Some(libc::SYS_mseal));
     assert_eq!(syscall_nr("personality"), Some(libc::SYS_personality));
     assert_eq!(syscall_nr("nope"), None);
+}
+
+#[test]
+fn notify_on_write_compiles() {
+    let prog = build(json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "listenerPath": "/unused-in-this-test",
+        "syscalls": [{"names": ["write"], "action": "SCMP_ACT_NOTIFY"}]
+    }));
+    assert!(prog.wants_listener);
+}
+
+#[test]
+fn listener_path_must_be_an_existing_socket() {
+    let with_path = |p: &str| {
+        profile(json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "listenerPath": p,
+            "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]
+        }))
+    };
+    for p in ["", "@abstract", "/no/such/agent.sock", "/etc/hostname"] {
+        let err = check_listener(&with_path(p)).expect_err(p).to_string();
+        assert!(!err.is_empty(), "{p}");
+        if p.starts_with('/') {
+            assert!(
+                err.contains("failed to connect with seccomp agent"),
+                "{err}"
+            );
+        }
+    }
+    // No SCMP_ACT_NOTIFY: the path is not looked at (runc ignores it too).
+    let unused = profile(json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/no/such"}));
+    check_listener(&unused).expect("unused listenerPath");
+    let dir = std::env::temp_dir().join(format!("vessel-listener-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    let sock = dir.join("agent.sock");
+    let _ = std::fs::remove_file(&sock);
+    let _l = std::os::unix::net::UnixListener::bind(&sock).expect("bind");
+    check_listener(&with_path(sock.to_str().unwrap_or_default())).expect("a real socket");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// runc's -ENOSYS stub: under a deny-by-default profile a syscall numbered
+/// above every named one fails with ENOSYS; one within the range gets the
+/// default; permissive defaults have no stub.
+#[test]
+fn syscalls_newer_than_the_profile_get_enosys() {
+    let deny = build(json!({
+        "defaultAction": "SCMP_ACT_ERRNO",
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+        "syscalls": [
+            {"names": ["getpid", "exit", "exit_group", "statx"], "action": "SCMP_ACT_ALLOW"},
+            // Named with the default's action: still counts (as in runc).
+            {"names": ["membarrier"], "action": "SCMP_ACT_ERRNO"}
+        ]
+    }));
+    let code = in_child(&deny, || {
+        // SAFETY: raw syscalls the filter answers before the kernel runs them.
+        unsafe {
+            if err_of(libc::syscall(libc::SYS_clone3, 0u64, 0u64)) != libc::ENOSYS {
+                return 101;
+            }
+            if err_of(libc::syscall(libc::SYS_faccessat2, -1i64, 0u64, 0u64, 0u64)) != libc::ENOSYS
+            {
+                return 102;
+            }
+            // Within the named range but not allowed: the default (EPERM).
+            if err_of(libc::syscall(libc::SYS_ptrace, 0u64, 0u64)) != libc::EPERM {
+                return 103;
+            }
+            // membarrier (324) is named: 332 (statx) is the highest, 324 < 332.
+            if err_of(libc::syscall(libc::SYS_membarrier, 0u64, 0u64)) != libc::EPERM {
+                return 104;
+            }
+            // x32 and i386 ABIs: unified numbers (>= 424) above the profile
+            // are ENOSYS, older x32 numbers take the default.
+            if err_of(libc::syscall(libc::SYS_clone3 | 0x4000_0000, 0u64, 0u64)) != libc::ENOSYS {
+                return 105;
+            }
+            if err_of(libc::syscall(libc::SYS_ptrace | 0x4000_0000, 0u64, 0u64)) != libc::EPERM {
+                return 106;
+            }
+            // x32's own variants (512 and up) are not "newer": the default.
+            if err_of(libc::syscall(0x4000_0000 | 514, 0u64, 0u64)) != libc::EPERM {
+                return 107;
+            }
+            if libc::syscall(libc::SYS_getpid) <= 0 {
+                return 108;
+            }
+            0
+        }
+    });
+    assert_eq!(exited(code), 0);
+
+    let allow = build(json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}]
+    }));
+    let code = in_child(&allow, || {
+        // SAFETY: getpid has no side effect; close_range on no fds does nothing.
+        unsafe {
+            // close_range (436) is above mkdir (83) but the default allows it.
+            if libc::syscall(libc::SYS_close_range, 1_000_000u64, 1_000_001u64, 0u64) != 0 {
+                return 101;
+            }
+        }
+        0
+    });
+    assert_eq!(exited(code), 0);
+
+    let enosys_default = build(json!({
+        "defaultAction": "SCMP_ACT_ERRNO",
+        "defaultErrnoRet": 38,
+        "syscalls": [{"names": ["getpid", "exit", "exit_group"], "action": "SCMP_ACT_ALLOW"}]
+    }));
+    assert!(
+        enosys_default.len() < deny.len(),
+        "no stub when the default is ENOSYS already"
+    );
 }
