@@ -634,3 +634,67 @@ fn exec_cgroup_joins_a_sub_cgroup() {
         let _ = fs::remove_dir(d);
     }
 }
+
+/// The container's cgroupsPath, as the init's /proc/<pid>/cgroup shows it
+/// for the pids controller (v1) or cgroup2.
+fn init_cgroup_lines(pid: i32) -> Vec<String> {
+    let own = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    own.lines()
+        .filter(|l| {
+            let c = l.split(':').nth(1).unwrap_or("");
+            (v2() && l.starts_with("0::")) || c.split(',').any(|c| c == "pids" || c == "memory")
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn init_that_joins_a_namespace_lands_in_its_cgroup() {
+    if skip() {
+        return;
+    }
+    // Joining a namespace by path (Podman's network namespace) makes the
+    // init a grandchild forked by an intermediate process: it must end up
+    // in the container's cgroup, not the caller's. Several rounds, as the
+    // fork races with the cgroup write.
+    let rt = Runtime::new();
+    let (_a, host_id) = running(&rt, |_| {});
+    let netns = format!("/proc/{}/ns/net", init_pid(&rt, &host_id));
+    for round in 0..5 {
+        let rel = format!("/vessel/{}", unique_id("joiner"));
+        let (_b, id) = running(&rt, |s| {
+            s["linux"]["cgroupsPath"] = json!(rel);
+            for ns in s["linux"]["namespaces"].as_array_mut().unwrap() {
+                if ns["type"] == "network" {
+                    ns["path"] = json!(netns);
+                }
+            }
+            if v2() {
+                s["linux"]["namespaces"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(json!({"type": "cgroup"}));
+            }
+            s["linux"]["resources"]["pids"] = json!({"limit": 40});
+        });
+        let pid = init_pid(&rt, &id);
+        let lines = init_cgroup_lines(pid);
+        assert!(!lines.is_empty());
+        for l in &lines {
+            assert!(
+                l.ends_with(&rel),
+                "round {round}: init not in {rel}: {lines:?}"
+            );
+        }
+        // The container's cgroup lists it (what pause and limits act on).
+        let listed = cgroup_dirs_at(&rel).iter().any(|d| {
+            fs::read_to_string(d.join("cgroup.procs"))
+                .unwrap_or_default()
+                .lines()
+                .any(|l| l.trim() == pid.to_string())
+        });
+        assert!(listed, "round {round}: {rel} does not list the init {pid}");
+        rt.ok(&["delete", "-f", &id]);
+    }
+    rt.ok(&["delete", "-f", &host_id]);
+}
