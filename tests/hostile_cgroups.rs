@@ -583,7 +583,9 @@ fn exec_cgroup_joins_a_sub_cgroup() {
         fs::create_dir(d.join("sub")).unwrap();
         // A v1 cpuset child starts empty and takes no task until filled.
         for f in ["cpuset.cpus", "cpuset.mems"] {
-            if let Ok(v) = fs::read_to_string(d.join(f)) {
+            let sub_empty =
+                fs::read_to_string(d.join("sub").join(f)).is_ok_and(|v| v.trim().is_empty());
+            if let (true, Ok(v)) = (sub_empty, fs::read_to_string(d.join(f))) {
                 fs::write(d.join("sub").join(f), v.trim()).unwrap();
             }
         }
