@@ -55,7 +55,9 @@ check() { # check NAME CONDITION-AS-STRING WHY
 uptime_s() { cut -d' ' -f1 /proc/uptime; }
 elapsed() { awk -v a="$1" -v b="$(uptime_s)" 'BEGIN{printf "%.1f", b-a}'; }
 work=/var/tmp/v2-tests
-state=$work/state
+# The default root: its containers get the default cgroupsPath /vessel/<id>
+# (any other --root gets /vessel/<hash of the root>-<id>).
+state=/run/vessel
 v() { "$VESSEL" --root "$state" "$@"; }
 state_field() { # state_field ID FIELD: a top-level string or number of `vessel state`
   v state "$1" 2>/dev/null | tr -d '\n' | sed -n "s/.*\"$2\"[ ]*:[ ]*\"\{0,1\}\([^\",}]*\).*/\1/p"
@@ -78,7 +80,7 @@ fi
 for f in "$VESSEL" "$REPO/rootfs-tools/mkrootfs.sh" "$REPO/runtime-spec/config.json"; do
   [ -e "$f" ] || { echo "FAIL - setup: $f missing"; exit 1; }
 done
-rm -rf "$work"; mkdir -p "$work" "$state"
+rm -rf "$work" "$state"; mkdir -p "$work" "$state"
 
 # --- 1. Direct check -------------------------------------------------------
 t0=$(uptime_s)

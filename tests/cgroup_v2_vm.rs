@@ -43,6 +43,7 @@ const DEFAULT_SUITES: &[(&str, &[&str])] = &[
     ("terminal", &[]),
     ("seccomp", &[]),
     ("cve", &[]),
+    ("hostile_cgroups", &[]),
 ];
 
 /// The library's unit tests are in a `vessel-<hash>` binary like the main

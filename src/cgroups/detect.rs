@@ -71,7 +71,10 @@ fn unescape(field: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// The cgroup and cgroup2 mounts listed in a mountinfo text.
+/// The cgroup and cgroup2 mounts listed in a mountinfo text that are still
+/// visible: mountinfo lists mounts in the order they were made, so of
+/// several at one path the last wins. (A mount over a parent path hides
+/// them too: `Cgroup::resolve` checks each mountpoint's filesystem type.)
 pub fn parse_mountinfo(text: &str) -> Vec<CgroupMount> {
     let mut mounts = Vec::new();
     for line in text.lines() {
@@ -86,6 +89,11 @@ pub fn parse_mountinfo(text: &str) -> Vec<CgroupMount> {
         }
         let fstype = right[0];
         let super_opts = right.get(2).copied().unwrap_or("");
+        let mountpoint = PathBuf::from(unescape(left[4]));
+        // Stacked mounts: a later mount at the same path hides the earlier
+        // one (nested containers mount a tmpfs, or another cgroup2, over
+        // /sys/fs/cgroup/unified). Only the visible one counts.
+        mounts.retain(|m: &CgroupMount| m.mountpoint != mountpoint);
         let unified = match fstype {
             "cgroup2" => true,
             "cgroup" => false,
@@ -101,7 +109,7 @@ pub fn parse_mountinfo(text: &str) -> Vec<CgroupMount> {
                 .collect()
         };
         mounts.push(CgroupMount {
-            mountpoint: PathBuf::from(unescape(left[4])),
+            mountpoint,
             root: unescape(left[3]),
             unified,
             controllers,
@@ -204,6 +212,27 @@ pub fn inner_path(cgroups_path: Option<&str>, id: &str) -> Result<Inner, CgroupE
     } else {
         Ok(Inner::Relative(clean))
     }
+}
+
+/// The state root the CLI uses when `--root` is not given.
+pub const DEFAULT_ROOT: &str = "/run/vessel";
+
+/// The cgroupsPath of a container whose spec names none: "/vessel/<id>"
+/// under the default root, "/vessel/<tag>-<id>" under any other, where the
+/// tag is 8 hex digits of a hash of the (canonical) root. The same id under
+/// two roots so gets two cgroups, and `delete -f` in one root cannot kill
+/// the other's processes. Engines (containerd, Podman) pass their own path.
+pub fn default_cgroups_path(root: &Path, id: &str) -> String {
+    if root == Path::new(DEFAULT_ROOT) {
+        return format!("/vessel/{id}");
+    }
+    // FNV-1a: stable across builds and hosts (std's hasher is not).
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in root.as_os_str().as_encoded_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("/vessel/{:08x}-{id}", (h >> 32) ^ (h & 0xffff_ffff))
 }
 
 /// `own` relative to the mount's root, e.g. own "/a/b" under root "/a" is "b".
@@ -360,6 +389,38 @@ mod tests {
         assert_eq!(m[5].controllers, vec!["name=systemd"]);
         assert!(m[6].unified && m[6].controllers.is_empty());
         assert_eq!(m[7].mountpoint, PathBuf::from("/mnt/mem copy"));
+    }
+
+    #[test]
+    fn a_later_mount_at_the_same_path_hides_the_earlier_one() {
+        // A nested container: the host's cgroup2 at unified, then another
+        // cgroup2 (a sub-tree) and finally a tmpfs stacked on top.
+        let over = format!(
+            "{HYBRID_MOUNTINFO}\
+95 41 0:38 /inner /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n"
+        );
+        let m = mounts(&over);
+        let u: Vec<_> = m.iter().filter(|m| m.unified).collect();
+        assert_eq!(u.len(), 1, "{m:?}");
+        assert_eq!(u[0].root, "/inner");
+        let hidden = format!("{over}96 95 0:50 / /sys/fs/cgroup/unified rw - tmpfs tmpfs rw\n");
+        let m = mounts(&hidden);
+        assert!(!m.iter().any(|m| m.unified), "{m:?}");
+        assert_eq!(detect_layout(&m).unwrap(), Layout::V1);
+    }
+
+    #[test]
+    fn default_path_is_unique_per_root() {
+        assert_eq!(
+            default_cgroups_path(Path::new(DEFAULT_ROOT), "c1"),
+            "/vessel/c1"
+        );
+        let a = default_cgroups_path(Path::new("/tmp/root-a"), "c1");
+        let b = default_cgroups_path(Path::new("/tmp/root-b"), "c1");
+        assert_ne!(a, b);
+        assert!(a.starts_with("/vessel/") && a.ends_with("-c1"), "{a}");
+        assert_eq!(a.len(), "/vessel/".len() + 8 + "-c1".len(), "{a}");
+        assert_eq!(a, default_cgroups_path(Path::new("/tmp/root-a"), "c1"));
     }
 
     #[test]

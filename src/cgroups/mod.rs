@@ -117,7 +117,11 @@ impl Cgroup {
         let mountinfo = fsio::read(Path::new("/proc/self/mountinfo"))?;
         let own_text = fsio::read(Path::new("/proc/self/cgroup"))?;
         let own = detect::parse_proc_cgroup(&own_text)?;
-        let plan = detect::plan(&detect::parse_mountinfo(&mountinfo), &own, &inner)?;
+        let mounts: Vec<detect::CgroupMount> = detect::parse_mountinfo(&mountinfo)
+            .into_iter()
+            .filter(is_visible)
+            .collect();
+        let plan = detect::plan(&mounts, &own, &inner)?;
         let unified_controllers = plan
             .unified_mountpoint
             .as_ref()
@@ -125,6 +129,30 @@ impl Cgroup {
             .map(|t| t.split_whitespace().map(str::to_string).collect())
             .unwrap_or_default();
         Ok(Cgroup::from_plan(plan, unified_controllers))
+    }
+
+    /// The cgroupsPath for a container whose spec gives none, unique per
+    /// state root (see `detect::default_cgroups_path`). The root is made
+    /// canonical (its longest existing ancestor is resolved), so two
+    /// spellings of one root give one path.
+    pub fn default_path(root: &Path, id: &str) -> String {
+        let abs = std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf());
+        let mut existing = abs.as_path();
+        let mut rest = Vec::new();
+        let canon = loop {
+            if let Ok(c) = std::fs::canonicalize(existing) {
+                break c;
+            }
+            match (existing.parent(), existing.file_name()) {
+                (Some(p), Some(n)) => {
+                    rest.push(n.to_os_string());
+                    existing = p;
+                }
+                _ => break abs.clone(),
+            }
+        };
+        let full = rest.iter().rev().fold(canon, |acc, n| acc.join(n));
+        detect::default_cgroups_path(&full, id)
     }
 
     fn from_plan(plan: detect::Plan, unified_controllers: Vec<String>) -> Cgroup {
@@ -168,6 +196,52 @@ impl Cgroup {
                 "cannot set {what}: the {controller} controller is not available on this host"
             ))
         })
+    }
+
+    /// Refuse a cgroup that is already in use: one holding processes (another
+    /// container's: the same cgroupsPath, or the same id under another
+    /// `--root` with a path that is not unique per root; joining it would
+    /// let this container's `delete -f` kill them), or one that is frozen
+    /// (the init would block there forever). Call before `create`; an empty,
+    /// thawed directory that exists already is fine, as in runc.
+    pub fn check_unused(&self) -> Result<(), CgroupError> {
+        for dir in self.dirs.iter().filter(|d| d.is_dir()) {
+            let mut pids = Vec::new();
+            collect_pids(dir, &mut pids)?;
+            if !pids.is_empty() {
+                return Err(CgroupError::Msg(format!(
+                    "cgroup {} is not empty: it holds {} process(es) this container did not                      start (pid {}); another container uses this cgroupsPath",
+                    dir.display(),
+                    pids.len(),
+                    pids[0]
+                )));
+            }
+        }
+        self.check_thawed()
+    }
+
+    /// Refuse a cgroup that is frozen, by its own freezer or a parent's
+    /// (runc: "container's cgroup unexpectedly frozen"); a process moved
+    /// there would stop before it could report back.
+    pub fn check_thawed(&self) -> Result<(), CgroupError> {
+        let frozen = match self.freezer() {
+            Ok(Target::V1(dir)) if dir.is_dir() => v1::is_frozen(dir)?,
+            Ok(Target::V2(dir)) if dir.is_dir() => {
+                fsio::keyed(&dir.join("cgroup.events"), "frozen") == Some(1) || v2::is_frozen(dir)?
+            }
+            _ => false,
+        };
+        if frozen {
+            let dir = match self.freezer() {
+                Ok(Target::V1(d)) | Ok(Target::V2(d)) => d.display().to_string(),
+                Err(_) => String::new(),
+            };
+            return Err(CgroupError::Msg(format!(
+                "cgroup {dir} is frozen (by itself or a parent): thaw it first, a container's \
+                 init cannot start there"
+            )));
+        }
+        Ok(())
     }
 
     /// mkdir the directories (parents too), enabling v2 controllers on the way.
@@ -237,16 +311,20 @@ impl Cgroup {
             self.apply_devices(rules)?;
         }
         if let Some(map) = res.unified().as_ref().filter(|m| !m.is_empty()) {
-            let dir = self.unified.as_deref().ok_or_else(|| {
-                CgroupError::Msg(
-                    "linux.resources.unified needs cgroup v2, and this host has only v1".into(),
-                )
-            })?;
-            let allowed = match self.layout {
-                Layout::V2 => None,
-                _ => Some(self.unified_controllers.as_slice()),
+            // runc's fs (v1) driver, which also drives hybrid hosts, refuses
+            // any unified key: the limits live in the v1 hierarchies, so a
+            // cgroup2 key would bind nothing the tenant is charged against.
+            let dir = match (&self.unified, self.layout) {
+                (Some(dir), Layout::V2) => dir,
+                _ => {
+                    return Err(CgroupError::Msg(
+                        "invalid configuration: cannot use unified on cgroup v1 \
+                         (linux.resources.unified needs a pure cgroup v2 host)"
+                            .into(),
+                    ))
+                }
             };
-            v2::set_unified(dir, map, allowed)?;
+            v2::set_unified(dir, map, None)?;
         }
         Ok(())
     }
@@ -255,8 +333,8 @@ impl Cgroup {
     /// it, so it is rewritten as deny-all, `rules` in order, then runc's
     /// default devices. `apply` calls this only when `resources.devices` is
     /// present (so an `update` without devices does not briefly deny all);
-    /// at create, pass the spec's rules plus an allow rule for each
-    /// `linux.devices` entry, as runc does. On pure v2 the same rules become
+    /// create always calls it, with `resources.devices` only (none: deny-all
+    /// plus the defaults): `linux.devices` grants nothing, as in runc. On pure v2 the same rules become
     /// a BPF device program on the container's directory (`devices_bpf`),
     /// replacing the one a previous call attached.
     pub fn apply_devices(&self, rules: &[LinuxDeviceCgroup]) -> Result<(), CgroupError> {
@@ -314,6 +392,93 @@ impl Cgroup {
             })?;
         }
         Ok(())
+    }
+
+    /// The container's cgroup as seen by `exec --cgroup` (runc 1.1): each
+    /// argument is "<sub>" (every hierarchy; the only form on cgroup v2) or
+    /// "<controller>[,<controller>...]:<sub>" (those v1 hierarchies; the
+    /// others keep the container's directory). A sub-cgroup must exist and
+    /// stay inside the container's directory. The result is passed to
+    /// `join_exec` in place of `self`.
+    pub fn for_exec_sub(&self, args: &[String]) -> Result<Cgroup, CgroupError> {
+        let bad =
+            |a: &str, why: &str| CgroupError::Msg(format!("invalid --cgroup argument: {a}{why}"));
+        let mut all: Option<PathBuf> = None;
+        let mut per: Vec<(String, PathBuf)> = Vec::new();
+        for a in args {
+            let (ctrls, sub) = match a.split_once(':') {
+                Some((c, s)) if !s.contains(':') => (Some(c), s),
+                Some(_) => return Err(bad(a, "")),
+                None => (None, a.as_str()),
+            };
+            let mut clean = PathBuf::new();
+            for comp in Path::new(sub).components() {
+                match comp {
+                    std::path::Component::Normal(c) => clean.push(c),
+                    std::path::Component::RootDir | std::path::Component::CurDir => {}
+                    _ => return Err(bad(a, " (\"..\" would leave the container's cgroup)")),
+                }
+            }
+            match ctrls {
+                None if args.len() != 1 => {
+                    return Err(bad(a, " (missing <controller>: prefix)"));
+                }
+                None => all = Some(clean),
+                Some(list) => {
+                    for c in list.split(',') {
+                        if c.is_empty() {
+                            return Err(bad(a, " (empty <controller> prefix)"));
+                        }
+                        if per.iter().any(|(p, _)| p == c) {
+                            return Err(CgroupError::Msg(format!(
+                                "invalid --cgroup argument(s): controller {c} specified multiple times"
+                            )));
+                        }
+                        per.push((c.to_string(), clean.clone()));
+                    }
+                }
+            }
+        }
+        let mut out = self.clone();
+        if self.layout == Layout::V2 {
+            if !per.is_empty() {
+                return Err(CgroupError::Msg(
+                    "must specify the sub-cgroup with no controller prefix on cgroup v2".into(),
+                ));
+            }
+        } else {
+            for (c, _) in &per {
+                if !self.v1.iter().any(|d| d.controllers.iter().any(|x| x == c)) {
+                    return Err(CgroupError::Msg(format!(
+                        "unknown controller {c} in --cgroup"
+                    )));
+                }
+            }
+            for d in &mut out.v1 {
+                let sub = all.as_ref().or_else(|| {
+                    per.iter()
+                        .find(|(c, _)| d.controllers.contains(c))
+                        .map(|(_, s)| s)
+                });
+                if let Some(sub) = sub {
+                    d.dir = d.dir.join(sub);
+                }
+            }
+        }
+        if let (Some(u), Some(sub)) = (&mut out.unified, &all) {
+            *u = u.join(sub);
+        }
+        out.dirs = out.v1.iter().map(|d| d.dir.clone()).collect();
+        out.dirs.extend(out.unified.iter().cloned());
+        for d in &out.dirs {
+            if !d.join("cgroup.procs").exists() {
+                return Err(CgroupError::Msg(format!(
+                    "exec --cgroup: sub-cgroup {} does not exist",
+                    d.display()
+                )));
+            }
+        }
+        Ok(out)
     }
 
     /// Pids in the cgroup and its sub-cgroups (for ps, kill --all, delete).
@@ -406,6 +571,19 @@ impl Cgroup {
             None => Ok(()),
         }
     }
+}
+
+/// Is `m` what the path shows now? A mount over it or over a parent
+/// (a tmpfs over /sys/fs/cgroup/unified in nested containers) hides it
+/// although mountinfo still lists it; the filesystem type at the path tells.
+fn is_visible(m: &detect::CgroupMount) -> bool {
+    use nix::sys::statfs::{statfs, CGROUP2_SUPER_MAGIC, CGROUP_SUPER_MAGIC};
+    let want = if m.unified {
+        CGROUP2_SUPER_MAGIC
+    } else {
+        CGROUP_SUPER_MAGIC
+    };
+    statfs(&m.mountpoint).is_ok_and(|s| s.filesystem_type() == want)
 }
 
 fn memory_is_set(m: &oci_spec::runtime::LinuxMemory) -> bool {

@@ -125,11 +125,26 @@ pub fn set_cpu(dir: &Path, c: &LinuxCpu) -> Result<(), CgroupError> {
     }
     // Realtime is only touched when asked for; kernels without
     // RT_GROUP_SCHED lack the files and that is an error then.
+    // The period and runtime depend on each other: a period the current
+    // runtime does not fit is refused (EINVAL), so when both are set, retry
+    // the period after the runtime (runc's order).
+    let rt_runtime = c.realtime_runtime().filter(|r| *r != 0);
+    let mut rt_period_pending = None;
     if let Some(p) = c.realtime_period().filter(|p| *p != 0) {
-        write(dir, "cpu.rt_period_us", &p.to_string())?;
+        match write(dir, "cpu.rt_period_us", &p.to_string()) {
+            Err(CgroupError::Io { source, .. })
+                if source.raw_os_error() == Some(libc::EINVAL) && rt_runtime.is_some() =>
+            {
+                rt_period_pending = Some(p)
+            }
+            r => r?,
+        }
     }
-    if let Some(r) = c.realtime_runtime().filter(|r| *r != 0) {
+    if let Some(r) = rt_runtime {
         write(dir, "cpu.rt_runtime_us", &r.to_string())?;
+        if let Some(p) = rt_period_pending {
+            write(dir, "cpu.rt_period_us", &p.to_string())?;
+        }
     }
     Ok(())
 }
@@ -242,6 +257,10 @@ pub fn check_page_size(size: &str) -> Result<(), CgroupError> {
 
 /// runc's default device rules, appended after the spec's own (specconv's
 /// AllowedDevices): mknod of anything, and the devices every container has.
+/// Two deliberate differences from runc 1.1: no /dev/net/tun (10:200),
+/// which runc 1.2 dropped too (a tenant gets it only through
+/// resources.devices), and no host console (5:1): a terminal's
+/// /dev/console is a pty (136:*).
 pub(crate) const DEFAULT_DEVICE_RULES: &[&str] = &[
     "c *:* m",
     "b *:* m",
@@ -251,7 +270,6 @@ pub(crate) const DEFAULT_DEVICE_RULES: &[&str] = &[
     "c 5:0 rwm",   // /dev/tty
     "c 1:5 rwm",   // /dev/zero
     "c 1:9 rwm",   // /dev/urandom
-    "c 5:1 rwm",   // /dev/console
     "c 136:* rwm", // /dev/pts/*
     "c 5:2 rwm",   // /dev/ptmx
 ];
@@ -271,23 +289,147 @@ pub fn device_rule(d: &LinuxDeviceCgroup) -> String {
     format!("{typ} {}:{} {access}", num(d.major()), num(d.minor()))
 }
 
-/// v1 enforces device access here: start from deny-all, replay the spec's
-/// rules in order, then runc's defaults. (`linux.devices` entries must be
-/// passed in as allow rules by the caller, as runc's specconv does.)
+/// v1 enforces device access here: the target is deny-all, the spec's
+/// rules in order, then runc's defaults. `linux.devices` entries add no
+/// rule (runc's specconv adds none either).
+///
+/// The change is the smallest the kernel allows, as runc's devices
+/// emulator does: from an allowlist to an allowlist (every `update` of a
+/// running container, and a fresh cgroup under an allowlist parent) only
+/// the entries that differ are added or removed, so a running workload
+/// never sees a moment of deny-all (its /dev/null writes would fail).
+/// Only a switch between allow-all and allowlist needs the reset ("a").
 pub fn set_devices(dir: &Path, rules: &[LinuxDeviceCgroup]) -> Result<(), CgroupError> {
-    write(dir, "devices.deny", "a")?;
+    let mut target = DevState::deny_all();
     for r in rules {
-        let file = if r.allow() {
-            "devices.allow"
-        } else {
-            "devices.deny"
-        };
-        write(dir, file, &device_rule(r))?;
+        target.apply(r.allow(), &device_rule(r));
     }
     for r in DEFAULT_DEVICE_RULES {
-        write(dir, "devices.allow", r)?;
+        target.apply(true, r);
+    }
+    let current = fsio::read(&dir.join("devices.list"))?;
+    for (file, rule) in transition(&DevState::from_list(&current), &target) {
+        write(dir, file, &rule)?;
     }
     Ok(())
+}
+
+/// (type, major, minor) of a device rule, e.g. ('c', "1", "*").
+type DevKey = (char, String, String);
+
+/// What a v1 devices cgroup holds: allow-all or deny-all, plus exceptions
+/// (allowed devices in deny-all mode, denied ones in allow-all mode), each
+/// with its access letters. The kernel merges access per exact key and
+/// removes only exact keys, which is what `apply` does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DevState {
+    pub default_allow: bool,
+    pub exceptions: std::collections::BTreeMap<DevKey, std::collections::BTreeSet<char>>,
+}
+
+impl DevState {
+    pub fn deny_all() -> DevState {
+        DevState {
+            default_allow: false,
+            exceptions: Default::default(),
+        }
+    }
+
+    /// "t maj:min acc" into its key and access letters.
+    fn parse(rule: &str) -> Option<(DevKey, std::collections::BTreeSet<char>)> {
+        let mut it = rule.split_whitespace();
+        let typ = it.next()?.chars().next()?;
+        let (maj, min) = it.next().unwrap_or("*:*").split_once(':')?;
+        let acc = it.next().unwrap_or("rwm").chars().collect();
+        Some(((typ, maj.to_string(), min.to_string()), acc))
+    }
+
+    /// One write to devices.allow (`allow`) or devices.deny, as the kernel
+    /// applies it.
+    pub fn apply(&mut self, allow: bool, rule: &str) {
+        let Some((key, acc)) = Self::parse(rule) else {
+            return;
+        };
+        if key.0 == 'a' {
+            self.default_allow = allow;
+            self.exceptions.clear();
+            return;
+        }
+        // An allow in deny-all mode (a deny in allow-all mode) adds an
+        // exception; the opposite removes access from the exact key.
+        if allow != self.default_allow {
+            self.exceptions.entry(key).or_default().extend(acc);
+        } else if let Some(have) = self.exceptions.get_mut(&key) {
+            have.retain(|c| !acc.contains(c));
+            if have.is_empty() {
+                self.exceptions.remove(&key);
+            }
+        }
+    }
+
+    /// devices.list: "a *:* rwm" alone for allow-all (whose deny
+    /// exceptions the kernel does not show), else the allowed entries.
+    pub fn from_list(text: &str) -> DevState {
+        let mut st = DevState::deny_all();
+        for l in text.lines().filter(|l| !l.trim().is_empty()) {
+            if l.starts_with('a') {
+                return DevState {
+                    default_allow: true,
+                    exceptions: Default::default(),
+                };
+            }
+            st.apply(true, l);
+        }
+        st
+    }
+}
+
+fn fmt_rule(key: &DevKey, acc: &std::collections::BTreeSet<char>) -> String {
+    // The kernel's own order of access letters.
+    let acc: String = "rwm".chars().filter(|c| acc.contains(c)).collect();
+    format!("{} {}:{} {acc}", key.0, key.1, key.2)
+}
+
+/// The writes that turn `cur` into `want`: (file, rule) pairs.
+pub fn transition(cur: &DevState, want: &DevState) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    if cur.default_allow || want.default_allow {
+        // A mode switch, or allow-all whose hidden exceptions are unknown:
+        // reset, then the exceptions.
+        let (reset, exc) = if want.default_allow {
+            ("devices.allow", "devices.deny")
+        } else {
+            ("devices.deny", "devices.allow")
+        };
+        out.push((reset, "a".to_string()));
+        for (k, acc) in &want.exceptions {
+            out.push((exc, fmt_rule(k, acc)));
+        }
+        return out;
+    }
+    for (k, acc) in &want.exceptions {
+        let have = cur.exceptions.get(k);
+        let missing: std::collections::BTreeSet<char> = acc
+            .iter()
+            .filter(|c| !have.is_some_and(|h| h.contains(c)))
+            .copied()
+            .collect();
+        if !missing.is_empty() {
+            out.push(("devices.allow", fmt_rule(k, &missing)));
+        }
+    }
+    for (k, acc) in &cur.exceptions {
+        let want_acc = want.exceptions.get(k);
+        let extra: std::collections::BTreeSet<char> = acc
+            .iter()
+            .filter(|c| !want_acc.is_some_and(|w| w.contains(c)))
+            .copied()
+            .collect();
+        if !extra.is_empty() {
+            out.push(("devices.deny", fmt_rule(k, &extra)));
+        }
+    }
+    out
 }
 
 /// freezer.state: write FROZEN (or THAWED) and wait until the kernel reports
@@ -423,6 +565,54 @@ mod tests {
         );
         std::fs::remove_dir_all(&none).unwrap();
         std::fs::remove_dir_all(&bfq).unwrap();
+    }
+
+    fn state(rules: &[(bool, &str)]) -> DevState {
+        let mut st = DevState::deny_all();
+        for (a, r) in rules {
+            st.apply(*a, r);
+        }
+        st
+    }
+
+    #[test]
+    fn device_updates_are_minimal() {
+        let cur = DevState::from_list("c 1:3 rwm\nc 1:5 rwm\nc 136:* rwm\nb 8:0 r\n");
+        let want = state(&[
+            (true, "c 1:3 rwm"),
+            (true, "c 1:5 rw"),
+            (true, "c 10:200 rwm"),
+        ]);
+        let t = transition(&cur, &want);
+        // No deny-all: only what differs.
+        assert_eq!(
+            t,
+            vec![
+                ("devices.allow", "c 10:200 rwm".to_string()),
+                ("devices.deny", "b 8:0 r".to_string()),
+                ("devices.deny", "c 1:5 m".to_string()),
+                ("devices.deny", "c 136:* rwm".to_string()),
+            ]
+        );
+        assert!(transition(&want, &want).is_empty());
+        // From allow-all (the parent's default) a reset is needed.
+        let t = transition(&DevState::from_list("a *:* rwm\n"), &want);
+        assert_eq!(t[0], ("devices.deny", "a".to_string()));
+        assert_eq!(t.len(), 4);
+        // To allow-all with a deny exception.
+        let open = state(&[(true, "a *:* rwm"), (false, "c 10:232 rwm")]);
+        assert!(open.default_allow);
+        let t = transition(&cur, &open);
+        assert_eq!(
+            t,
+            vec![
+                ("devices.allow", "a".to_string()),
+                ("devices.deny", "c 10:232 rwm".to_string())
+            ]
+        );
+        // A deny removes access from its exact key only (kernel rule).
+        let st = state(&[(true, "c 1:3 rwm"), (false, "c *:* rwm")]);
+        assert_eq!(st.exceptions.len(), 1);
     }
 
     #[test]

@@ -89,7 +89,17 @@ pub fn swap_max(swap: i64, limit: i64) -> Result<Option<String>, CgroupError> {
 pub fn set_memory(dir: &Path, m: &LinuxMemory) -> Result<(), CgroupError> {
     let limit = m.limit().unwrap_or(0);
     let swap = m.swap().unwrap_or(0);
-    if let Some(s) = swap_max(swap, limit)? {
+    // `update --memory-swap` alone: runc converts against the limit the
+    // container has (its merged config); here that is memory.max.
+    let base = if limit == 0 && swap > 0 {
+        fsio::read(&dir.join("memory.max"))
+            .ok()
+            .and_then(|t| t.trim().parse::<i64>().ok())
+            .unwrap_or(0)
+    } else {
+        limit
+    };
+    if let Some(s) = swap_max(swap, base)? {
         // No swap accounting (no memory.swap.max): "max" and "0" are what
         // the host does anyway, so they pass (runc's fs2 rule).
         match write(dir, "memory.swap.max", &s) {
@@ -123,6 +133,13 @@ pub fn set_cpu(dir: &Path, c: &LinuxCpu) -> Result<(), CgroupError> {
     if quota != 0 || period != 0 {
         let mut max = if quota > 0 {
             quota.to_string()
+        } else if quota == 0 {
+            // A period alone (`update --cpu-period`) keeps the quota, as
+            // runc's update does with its merged config.
+            fsio::read(&dir.join("cpu.max"))
+                .ok()
+                .and_then(|t| t.split_whitespace().next().map(str::to_string))
+                .unwrap_or_else(|| "max".to_string())
         } else {
             "max".to_string()
         };

@@ -43,8 +43,10 @@ pub struct ExecArgs {
     pub preserve_fds: i32,
     #[arg(long = "ignore-paused")]
     pub ignore_paused: bool,
-    #[arg(long = "cgroup", hide = true)]
-    pub cgroup: Option<String>,
+    /// Run the process in an existing sub-cgroup: "<sub>" or
+    /// "<controller>[,<controller>]:<sub>" (repeatable, as runc's).
+    #[arg(long = "cgroup")]
+    pub cgroup: Vec<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -56,25 +58,26 @@ pub struct UpdateArgs {
     pub blkio_weight: Option<u16>,
     #[arg(long = "cpu-period")]
     pub cpu_period: Option<u64>,
-    #[arg(long = "cpu-quota")]
+    #[arg(long = "cpu-quota", allow_negative_numbers = true)]
     pub cpu_quota: Option<i64>,
     #[arg(long = "cpu-share")]
     pub cpu_share: Option<u64>,
     #[arg(long = "cpu-rt-period")]
     pub cpu_rt_period: Option<u64>,
-    #[arg(long = "cpu-rt-runtime")]
+    #[arg(long = "cpu-rt-runtime", allow_negative_numbers = true)]
     pub cpu_rt_runtime: Option<i64>,
     #[arg(long = "cpuset-cpus")]
     pub cpuset_cpus: Option<String>,
     #[arg(long = "cpuset-mems")]
     pub cpuset_mems: Option<String>,
-    #[arg(long)]
+    /// "-1" (unlimited) is a value here, as in runc, for each limit below.
+    #[arg(long, allow_negative_numbers = true)]
     pub memory: Option<String>,
-    #[arg(long = "memory-reservation")]
+    #[arg(long = "memory-reservation", allow_negative_numbers = true)]
     pub memory_reservation: Option<String>,
-    #[arg(long = "memory-swap")]
+    #[arg(long = "memory-swap", allow_negative_numbers = true)]
     pub memory_swap: Option<String>,
-    #[arg(long = "pids-limit")]
+    #[arg(long = "pids-limit", allow_negative_numbers = true)]
     pub pids_limit: Option<i64>,
     #[arg(long = "l3-cache-schema", hide = true)]
     pub l3_cache_schema: Option<String>,
@@ -90,9 +93,6 @@ pub struct UpdateArgs {
 /// runc exits 255 when exec fails before the process runs, and with the
 /// process's own status in the foreground.
 pub fn exec(root: &Path, a: ExecArgs) -> Result<i32> {
-    if a.cgroup.is_some() {
-        logging::warn("exec --cgroup is not supported: the process joins the container's cgroup");
-    }
     let opts = ExecOptions {
         id: a.id,
         process: a.process,
@@ -111,6 +111,7 @@ pub fn exec(root: &Path, a: ExecArgs) -> Result<i32> {
         process_label: a.process_label,
         preserve_fds: a.preserve_fds,
         ignore_paused: a.ignore_paused,
+        cgroup: a.cgroup,
     };
     match crate::container::exec::exec(root, &opts) {
         Ok(code) => Ok(code),

@@ -9,7 +9,6 @@ use crate::process::plan::{self, PlanInput};
 use crate::process::spawn::{self, Callbacks, IdMaps};
 use crate::spec::{self, Bundle};
 use crate::{hooks, logging, vm, Error, Result};
-use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceCgroupBuilder, LinuxDeviceType};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
@@ -74,10 +73,15 @@ pub fn create(root: &Path, opts: CreateOptions) -> Result<(PathBuf, State)> {
         }
         None
     } else {
-        Some(Cgroup::resolve(
-            linux.cgroups_path().as_ref().and_then(|p| p.to_str()),
-            &opts.id,
-        )?)
+        let default_path;
+        let path = match linux.cgroups_path().as_ref().and_then(|p| p.to_str()) {
+            Some(p) if !p.is_empty() => p,
+            _ => {
+                default_path = Cgroup::default_path(root, &opts.id);
+                &default_path
+            }
+        };
+        Some(Cgroup::resolve(Some(path), &opts.id)?)
     };
     if let Some(sel) = bundle
         .spec
@@ -125,24 +129,33 @@ pub fn create(root: &Path, opts: CreateOptions) -> Result<(PathBuf, State)> {
     let _lock = Lock::acquire(&dir)?;
 
     if let Some(cgroup) = &cgroup {
+        // Before `cleanup.cgroup` is set: a cgroup in use is someone else's,
+        // and a failed create must not remove (or empty) it.
+        cgroup.check_unused()?;
         cgroup.create()?;
         cleanup.cgroup = Some(cgroup.clone());
+        // A parent frozen after the check above, or already (a new child
+        // of a frozen v1/v2 cgroup is frozen too).
+        cgroup.check_thawed()?;
         if let Some(res) = linux.resources() {
-            if use_vm {
-                // The VMM is a host process in this cgroup and needs
-                // /dev/kvm; the guest's devices are virtual, so device rules
-                // have nothing to protect there.
-                let mut res = res.clone();
-                res.set_devices(None);
-                cgroup.apply(&res)?;
-            } else {
-                cgroup.apply(res)?;
-            }
+            // The device allowlist is written below, once, for every container.
+            let mut res = res.clone();
+            res.set_devices(None);
+            cgroup.apply(&res)?;
         }
-        if !use_vm && !linux.devices().as_deref().unwrap_or(&[]).is_empty() {
-            // The devices cgroup must allow what linux.devices creates (runc
-            // appends one allow rule per device after resources.devices).
-            cgroup.apply_devices(&device_rules(&linux)?)?;
+        if !use_vm {
+            // Only resources.devices (then runc's default devices) decides
+            // device access, as in runc: a linux.devices entry creates a
+            // node but grants nothing, and no rules at all means deny-all
+            // plus the defaults, never the parent's allow-all. In VM mode
+            // the VMM is a host process in this cgroup and needs /dev/kvm;
+            // the guest's devices are virtual, so there is nothing to guard.
+            let rules = linux
+                .resources()
+                .as_ref()
+                .and_then(|r| r.devices().clone())
+                .unwrap_or_default();
+            cgroup.apply_devices(&rules)?;
         }
     }
 
@@ -221,34 +234,6 @@ pub fn create(root: &Path, opts: CreateOptions) -> Result<(PathBuf, State)> {
     cleanup.cgroup = None;
     cleanup.pid = 0;
     Ok((dir, st))
-}
-
-/// resources.devices followed by an "rwm" allow rule for each linux.devices entry.
-fn device_rules(linux: &oci_spec::runtime::Linux) -> Result<Vec<LinuxDeviceCgroup>> {
-    let mut rules: Vec<LinuxDeviceCgroup> = linux
-        .resources()
-        .as_ref()
-        .and_then(|r| r.devices().clone())
-        .unwrap_or_default();
-    for d in linux.devices().iter().flatten() {
-        // The devices cgroup knows only "c" and "b": a fifo needs no rule,
-        // and "u" (unbuffered char) is a char device.
-        let typ = match d.typ() {
-            LinuxDeviceType::P => continue,
-            LinuxDeviceType::U => LinuxDeviceType::C,
-            t => t,
-        };
-        let rule = LinuxDeviceCgroupBuilder::default()
-            .allow(true)
-            .typ(typ)
-            .major(d.major())
-            .minor(d.minor())
-            .access("rwm")
-            .build()
-            .map_err(|e| Error::invalid(format!("device {}: {e}", d.path().display())))?;
-        rules.push(rule);
-    }
-    Ok(rules)
 }
 
 fn namespace_paths(bundle: &Bundle, pid: i32) -> Vec<String> {

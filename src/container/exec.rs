@@ -45,6 +45,8 @@ pub struct ExecOptions {
     pub process_label: Option<String>,
     pub preserve_fds: i32,
     pub ignore_paused: bool,
+    /// `--cgroup`: sub-cgroup(s) to join ("sub" or "ctrl[,ctrl]:sub").
+    pub cgroup: Vec<String>,
 }
 
 /// The OCI process object to run, as runc's `getProcess` makes it: the
@@ -255,6 +257,19 @@ pub fn exec(root: &Path, opts: &ExecOptions) -> Result<i32> {
         }
         _ => {}
     }
+    // `--cgroup`: the process joins a sub-cgroup instead (checked here,
+    // before anything starts).
+    let st = match (&st.cgroup, opts.cgroup.is_empty()) {
+        (Some(cg), false) => {
+            let sub = cg.for_exec_sub(&opts.cgroup)?;
+            super::state::State {
+                cgroup: Some(sub),
+                ..st
+            }
+        }
+        (None, false) => return Err(Error::invalid("exec --cgroup: the container has no cgroup")),
+        _ => st,
+    };
     let bundle = crate::spec::read_bundle(&st.bundle)?;
     let container_process = bundle.raw["process"].clone();
     let mut pjson = process_json(&container_process, opts)?;

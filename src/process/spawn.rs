@@ -118,6 +118,15 @@ pub fn spawn_init(
         unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
         let init = init.unwrap_or(0);
         reaper.pids = vec![init];
+        // The intermediate forks the init as soon as its namespaces are
+        // set, usually before we moved it above: the init would stay in
+        // the caller's cgroup (Podman on v2: the root cgroup, with an empty
+        // container cgroup that pause and limits act on). Place the init
+        // itself; it waits for Go, so nothing ran there yet, and its
+        // cgroup namespace (made after Go) gets the right root.
+        if let Some(cg) = cgroup {
+            cg.add_task(init)?;
+        }
         init
     } else {
         if plan.new_userns {

@@ -342,9 +342,24 @@ impl Runtime {
 }
 
 /// Cgroup directories a container `id` would have under the default
-/// cgroupsPath (/vessel/<id>) in any hierarchy, v1 or the unified one.
+/// cgroupsPath in any hierarchy, v1 or the unified one: /vessel/<id> under
+/// the default root, /vessel/<8 hex digits of the root>-<id> under others.
 pub fn cgroup_dirs_of(id: &str) -> Vec<PathBuf> {
-    cgroup_dirs_at(&format!("vessel/{id}"))
+    let mut found = cgroup_dirs_at(&format!("vessel/{id}"));
+    let suffix = format!("-{id}");
+    for parent in cgroup_dirs_at("vessel") {
+        for e in fs::read_dir(&parent).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let tagged = name
+                .strip_suffix(&suffix)
+                .is_some_and(|t| t.len() == 8 && t.bytes().all(|b| b.is_ascii_hexdigit()));
+            if tagged && e.path().is_dir() {
+                found.push(e.path());
+            }
+        }
+    }
+    found.sort();
+    found
 }
 
 /// Existing directories `<hierarchy>/<rel>` under /sys/fs/cgroup (every v1
