@@ -231,7 +231,9 @@ fn hugetlb_limit() {
         eprintln!("SKIPPED: no 2MB huge pages on this kernel");
         return;
     }
-    let v1 = Path::new("/sys/fs/cgroup/hugetlb").is_dir();
+    // A mounted v1 hierarchy has cgroup.procs at its root; a plain directory
+    // there (conmon makes one on hybrid hosts) is no hierarchy.
+    let v1 = Path::new("/sys/fs/cgroup/hugetlb/cgroup.procs").exists();
     let v2 = std::fs::read_to_string("/sys/fs/cgroup/unified/cgroup.controllers")
         .or_else(|_| std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers"))
         .map(|c| c.split_whitespace().any(|x| x == "hugetlb"))
