@@ -25,6 +25,10 @@ pub struct Callbacks<'a> {
     pub run_hooks: &'a mut dyn FnMut(i32) -> Result<()>,
     /// State JSON handed to startContainer hooks, with the init's pid.
     pub hook_state: &'a mut dyn FnMut(i32) -> Vec<u8>,
+    /// The init's pid, as soon as it is known and before the init can block
+    /// on anything (create records it, so `delete -f` finds the init even
+    /// if create dies from here on).
+    pub on_pid: &'a mut dyn FnMut(i32) -> Result<()>,
 }
 
 /// Kills and reaps a half-made init unless disarmed.
@@ -83,6 +87,8 @@ pub fn spawn_init(
     };
     let pid = raw_clone(flags)?;
     if pid == 0 {
+        // No child may keep the state lock alive (see container::lock).
+        crate::container::lock::close_inherited();
         // SAFETY: closing the parent's end in the child.
         unsafe { libc::close(psock) };
         if two {
@@ -128,6 +134,7 @@ pub fn spawn_init(
         let path = format!("/proc/{init}/oom_score_adj");
         std::fs::write(&path, adj.to_string()).map_err(Error::io("write", &path))?;
     }
+    (cb.on_pid)(init)?;
     sync::send(psock, &Msg::new(Kind::Go));
     let mut listener = None;
     loop {
@@ -261,7 +268,11 @@ pub fn child_error(plan: &InitPlan, m: &Msg) -> Error {
 
 /// Used by `exec`: expose the raw clone for a process joining a container.
 pub fn clone_process(flags: libc::c_int) -> Result<i32> {
-    raw_clone(flags)
+    let pid = raw_clone(flags)?;
+    if pid == 0 {
+        crate::container::lock::close_inherited();
+    }
+    Ok(pid)
 }
 
 pub fn close(fd: RawFd) {
