@@ -391,7 +391,7 @@ fn prepare_root(root: &Path) -> Result<()> {
         .mode(0o700)
         .create(root)
         .map_err(Error::io("create runtime root", root))?;
-    let md = std::fs::symlink_metadata(root).map_err(Error::io("stat runtime root", root))?;
+    let md = std::fs::metadata(root).map_err(Error::io("stat runtime root", root))?;
     if !md.is_dir() {
         return Err(Error::invalid(format!(
             "runtime root {} is not a directory",
