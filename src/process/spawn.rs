@@ -38,7 +38,7 @@ struct Reaper {
 
 impl Drop for Reaper {
     fn drop(&mut self) {
-        for &pid in &self.pids {
+        for &pid in self.pids.iter().filter(|&&p| p > 0) {
             // SAFETY: signalling and reaping our own children.
             unsafe {
                 libc::kill(pid, libc::SIGKILL);
@@ -120,6 +120,11 @@ pub fn spawn_init(
         // SAFETY: reaping the intermediate, which exits right away.
         unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
         let init = init.unwrap_or(0);
+        if init <= 0 {
+            return Err(Error::Other(format!(
+                "container init: the intermediate process reported pid {init}"
+            )));
+        }
         reaper.pids = vec![init];
         init
     } else {
