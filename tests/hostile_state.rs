@@ -133,13 +133,19 @@ fn create_under_strace(rt: &Runtime, b: &Bundle, id: &str, delay: Duration) -> (
     .arg(id)
     .stdin(Stdio::null())
     .stdout(Stdio::null())
-    .stderr(Stdio::null());
+    .stderr(fs::File::create(rt.root.with_extension("strace")).expect("strace log"));
+    let exe = fs::canonicalize(runtime_bin()).expect("the runtime binary");
     let strace = c.spawn().expect("spawn strace");
     let sp = strace.id();
     let mut pid = 0;
     assert!(
         wait_for(Duration::from_secs(20), || {
-            pid = children_of(sp).first().copied().unwrap_or(0);
+            // strace forks short-lived probes of its own first: the create
+            // is the child that runs the runtime's binary.
+            pid = children_of(sp)
+                .into_iter()
+                .find(|p| fs::read_link(format!("/proc/{p}/exe")).is_ok_and(|e| e == exe))
+                .unwrap_or(0);
             pid > 0
         }),
         "strace started no create"
@@ -459,7 +465,12 @@ fn create_killed_after_its_init_exists_can_be_deleted() {
     });
     sigkill(create);
     let _ = strace.wait();
-    assert!(found, "the init never reached the exec FIFO");
+    assert!(
+        found,
+        "the init never reached the exec FIFO: {}",
+        fs::read_to_string(rt.root.with_extension("strace")).unwrap_or_default()
+    );
+    let _ = fs::remove_file(rt.root.with_extension("strace"));
     let state = read_json(&state_file(&rt, &id));
     let cgroups = cgroup_dirs_in_state(&state);
     // No command may hang on a lock the orphaned init holds.
@@ -494,7 +505,12 @@ fn create_killed_before_its_first_save_leaves_nothing_after_delete() {
     });
     sigkill(create);
     let _ = strace.wait();
-    assert!(found, "create never wrote its first state");
+    assert!(
+        found,
+        "create never wrote its first state: {}",
+        fs::read_to_string(rt.root.with_extension("strace")).unwrap_or_default()
+    );
+    let _ = fs::remove_file(rt.root.with_extension("strace"));
     assert!(!dir.join("state.json").exists(), "killed too late");
     let (code, _, e) = timed(&rt, &["list"], Duration::from_secs(15));
     assert_eq!(code, 0);
