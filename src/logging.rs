@@ -25,7 +25,13 @@ static CONFIG: Mutex<Config> = Mutex::new(Config {
     debug: false,
 });
 
+/// Set the log up; the `--log` file is created (or opened) right away, as
+/// runc does, not only when there is something to write.
 pub fn init(path: Option<PathBuf>, format: Format, debug: bool) {
+    if let Some(p) = &path {
+        // An unusable log file shows on the first error, on stderr.
+        let _ = OpenOptions::new().create(true).append(true).open(p);
+    }
     if let Ok(mut c) = CONFIG.lock() {
         *c = Config {
             path,
@@ -69,21 +75,44 @@ pub fn rfc3339(secs: i64, nanos: u32) -> String {
     )
 }
 
-fn write(level: &str, msg: &str) {
-    let Ok(c) = CONFIG.lock() else { return };
-    let Some(path) = &c.path else { return };
-    let line = match c.format {
+fn line(format: Format, level: &str, msg: &str) -> String {
+    match format {
         Format::Json => {
             serde_json::json!({"level": level, "msg": msg, "time": rfc3339_now()}).to_string()
         }
         Format::Text => format!(
             "time=\"{}\" level={level} msg=\"{}\"",
             rfc3339_now(),
-            msg.replace('"', "\\\"")
+            msg.replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', "\\n")
         ),
-    };
+    }
+}
+
+fn write(level: &str, msg: &str) {
+    let Ok(c) = CONFIG.lock() else { return };
+    let Some(path) = &c.path else { return };
+    let line = line(c.format, level, msg);
     if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(path) {
         let _ = writeln!(f, "{line}");
+    }
+}
+
+/// A debug line (with --debug only): to the `--log` file, or to stderr in
+/// the same format when there is none (runc's logrus behaviour).
+pub fn debug(msg: &str) {
+    let Ok(c) = CONFIG.lock() else { return };
+    if !c.debug {
+        return;
+    }
+    let format = c.format;
+    let to_file = c.path.is_some();
+    drop(c);
+    if to_file {
+        write("debug", msg);
+    } else {
+        eprintln!("{}", line(format, "debug", msg));
     }
 }
 

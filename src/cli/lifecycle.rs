@@ -81,8 +81,11 @@ pub fn state(root: &Path, id: &str) -> Result<i32> {
 pub fn list(root: &Path, format: &str, quiet: bool) -> Result<i32> {
     let mut rows = Vec::new();
     for id in container::list_ids(root)? {
-        if let Ok((dir, st)) = container::load(root, &id) {
-            rows.push(st.oci_json(&dir));
+        match container::load(root, &id) {
+            Ok((dir, st)) => rows.push(st.oci_json(&dir)),
+            // runc's words: the id is named, not hidden (a create that died
+            // before its first save; `delete` removes it).
+            Err(e) => eprintln!("load container {id}: {e}"),
         }
     }
     if quiet {
@@ -92,23 +95,54 @@ pub fn list(root: &Path, format: &str, quiet: bool) -> Result<i32> {
         return Ok(0);
     }
     if format == "json" {
-        out(&format!("{}\n", serde_json::Value::Array(rows)));
+        // runc prints `null` when there is no container.
+        let v = if rows.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::Value::Array(rows)
+        };
+        out(&format!("{v}\n"));
         return Ok(0);
     }
-    let mut s = String::from("ID          PID         STATUS      BUNDLE      CREATED     OWNER\n");
+    let mut table = vec![["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"].map(String::from)];
     for r in &rows {
-        s.push_str(&format!(
-            "{:<12}{:<12}{:<12}{:<12}{:<12}{}\n",
-            r["id"].as_str().unwrap_or(""),
-            r["pid"],
-            r["status"].as_str().unwrap_or(""),
-            r["bundle"].as_str().unwrap_or(""),
-            r["created"].as_str().unwrap_or(""),
-            r["owner"].as_str().unwrap_or("")
-        ));
+        table.push([
+            r["id"].as_str().unwrap_or("").to_string(),
+            r["pid"].to_string(),
+            r["status"].as_str().unwrap_or("").to_string(),
+            r["bundle"].as_str().unwrap_or("").to_string(),
+            r["created"].as_str().unwrap_or("").to_string(),
+            r["owner"].as_str().unwrap_or("").to_string(),
+        ]);
     }
-    out(&s);
+    out(&tab_table(&table));
     Ok(0)
+}
+
+/// Lay rows out as runc does with Go's `tabwriter.NewWriter(w, 12, 1, 3,
+/// ' ', 0)`: every column but the last is as wide as its widest cell plus 3
+/// spaces, and at least 12.
+pub fn tab_table<const N: usize>(rows: &[[String; N]]) -> String {
+    let mut width = [0usize; N];
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            width[i] = width[i].max(c.chars().count() + 3).max(12);
+        }
+    }
+    let mut s = String::new();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            if i + 1 == N {
+                s.push_str(c);
+            } else {
+                s.push_str(c);
+                let pad = width[i] - c.chars().count();
+                s.extend(std::iter::repeat_n(' ', pad));
+            }
+        }
+        s.push('\n');
+    }
+    s
 }
 
 pub fn kill(root: &Path, id: &str, signal: Option<&str>, all: bool) -> Result<i32> {

@@ -10,13 +10,28 @@ use crate::logging;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
+/// What `vessel -v` prints after "vessel ".
+pub const VERSION: &str = concat!(
+    "version ",
+    env!("CARGO_PKG_VERSION"),
+    // No build script records a git commit.
+    "\ncommit: unknown",
+    "\nspec: 1.2.0"
+);
+
 #[derive(Parser, Debug)]
 #[command(
     name = "vessel",
-    version = concat!(env!("CARGO_PKG_VERSION"), "\nspec: 1.2.0"),
+    // runc's layout ("runc version X", "commit: ...", "spec: ..."), which
+    // runc's tests and tools parse; clap prints "vessel " before it.
+    version = VERSION,
+    disable_version_flag = true,
     about = "An OCI runtime: containers on the host kernel, or the same bundle in a KVM microVM"
 )]
 pub struct Cli {
+    /// Print the version.
+    #[arg(short = 'v', long = "version", short_alias = 'V', action = clap::ArgAction::Version)]
+    version: Option<bool>,
     /// Root directory for container state.
     #[arg(long, global = true, default_value = "/run/vessel")]
     pub root: PathBuf,
@@ -168,6 +183,12 @@ pub fn main() -> i32 {
         logging::Format::Text
     };
     logging::init(cli.log.clone(), format, cli.debug);
+    logging::debug(&format!(
+        "vessel {} (root {}): {:?}",
+        env!("CARGO_PKG_VERSION"),
+        cli.root.display(),
+        std::env::args().skip(1).collect::<Vec<_>>()
+    ));
     if cli.systemd_cgroup || cli.cgroup_manager.as_deref() == Some("systemd") {
         logging::error("systemd cgroup driver is not supported: no systemd here; use cgroupfs");
         return 1;

@@ -10,7 +10,7 @@ use crate::process::spawn::{self, Callbacks, IdMaps};
 use crate::spec::{self, Bundle};
 use crate::{hooks, logging, vm, Error, Result};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 pub struct CreateOptions {
@@ -108,13 +108,9 @@ pub fn create(root: &Path, opts: CreateOptions) -> Result<(PathBuf, State)> {
         }
     }
 
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o711)
-        .create(root)
-        .map_err(Error::io("create runtime root", root))?;
+    prepare_root(root)?;
     let dir = super::state_dir(root, &opts.id);
-    match std::fs::DirBuilder::new().mode(0o711).create(&dir) {
+    match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             return Err(Error::AlreadyExists(opts.id.clone()))
@@ -127,44 +123,6 @@ pub fn create(root: &Path, opts: CreateOptions) -> Result<(PathBuf, State)> {
         pid: 0,
     };
     let _lock = Lock::acquire(&dir)?;
-
-    if let Some(cgroup) = &cgroup {
-        // Before `cleanup.cgroup` is set: a cgroup in use is someone else's,
-        // and a failed create must not remove (or empty) it.
-        cgroup.check_unused()?;
-        cgroup.create()?;
-        cleanup.cgroup = Some(cgroup.clone());
-        // A parent frozen after the check above, or already (a new child
-        // of a frozen v1/v2 cgroup is frozen too).
-        cgroup.check_thawed()?;
-        if let Some(res) = linux.resources() {
-            // The device allowlist is written below, once, for every container.
-            let mut res = res.clone();
-            res.set_devices(None);
-            cgroup.apply(&res)?;
-        }
-        if !use_vm {
-            // Only resources.devices (then runc's default devices) decides
-            // device access, as in runc: a linux.devices entry creates a
-            // node but grants nothing, and no rules at all means deny-all
-            // plus the defaults, never the parent's allow-all. In VM mode
-            // the VMM is a host process in this cgroup and needs /dev/kvm;
-            // the guest's devices are virtual, so there is nothing to guard.
-            let rules = linux
-                .resources()
-                .as_ref()
-                .and_then(|r| r.devices().clone())
-                .unwrap_or_default();
-            cgroup.apply_devices(&rules)?;
-        }
-    }
-
-    let fifo = dir.join(EXEC_FIFO);
-    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o622))
-        .map_err(Error::sys(format!("mkfifo {}", fifo.display())))?;
-    // mkfifo is subject to the umask; the init may run as any user.
-    std::fs::set_permissions(&fifo, std::os::unix::fs::PermissionsExt::from_mode(0o622))
-        .map_err(Error::io("chmod", &fifo))?;
 
     let owner = crate::container::owner_name(nix::unistd::geteuid().as_raw());
     let mut st = State {
@@ -197,7 +155,46 @@ pub fn create(root: &Path, opts: CreateOptions) -> Result<(PathBuf, State)> {
             .and_then(|h| h.poststop().clone())
             .unwrap_or_default(),
     };
+    // The first save comes before any cgroup or process exists, so a
+    // create killed at any later point leaves a state that names what it
+    // made, and `delete -f` finds it. (Killed before this save, only the
+    // empty state dir exists, which `delete` removes.)
     st.save(&dir)?;
+
+    if let Some(cgroup) = &cgroup {
+        // Before `cleanup.cgroup` is set: a cgroup in use is someone else's,
+        // and a failed create must not remove (or empty) it.
+        cgroup.check_unused()?;
+        cgroup.create()?;
+        cleanup.cgroup = Some(cgroup.clone());
+        // A parent frozen after the check above, or already (a new child
+        // of a frozen v1/v2 cgroup is frozen too).
+        cgroup.check_thawed()?;
+        if let Some(res) = linux.resources() {
+            // The device allowlist is written below, once, for every container.
+            let mut res = res.clone();
+            res.set_devices(None);
+            cgroup.apply(&res)?;
+        }
+        if !use_vm {
+            // Only resources.devices (then runc's default devices) decides
+            // device access, as in runc: a linux.devices entry creates a
+            // node but grants nothing, and no rules at all means deny-all
+            // plus the defaults, never the parent's allow-all. In VM mode
+            // the VMM is a host process in this cgroup and needs /dev/kvm;
+            // the guest's devices are virtual, so there is nothing to guard.
+            let rules = linux
+                .resources()
+                .as_ref()
+                .and_then(|r| r.devices().clone())
+                .unwrap_or_default();
+            cgroup.apply_devices(&rules)?;
+        }
+    }
+
+
+    let fifo = dir.join(EXEC_FIFO);
+    make_exec_fifo(&fifo, &bundle.spec)?;
 
     let pid = if let (true, Some(cgroup)) = (use_vm, &cgroup) {
         let req = vm::LaunchRequest {
@@ -211,6 +208,7 @@ pub fn create(root: &Path, opts: CreateOptions) -> Result<(PathBuf, State)> {
         };
         let pid = vm::launch(&req)?;
         cleanup.pid = pid;
+        record_pid(&st, &dir, pid)?;
         cgroup.add_task(pid)?;
         pid
     } else {
@@ -226,6 +224,10 @@ pub fn create(root: &Path, opts: CreateOptions) -> Result<(PathBuf, State)> {
         st.namespaces = namespace_paths(&bundle, pid);
     }
     st.save(&dir)?;
+    logging::debug(&format!(
+        "container {}: created, init pid {pid} waits for start",
+        opts.id
+    ));
     if let Some(pf) = &opts.pid_file {
         write_pid_file(pf, pid)?;
     }
@@ -339,6 +341,7 @@ fn start_init(
         }
         Ok(())
     };
+    let mut on_pid = |pid: i32| record_pid(st, dir, pid);
     let spawned = spawn::spawn_init(
         &plan,
         cgroup,
@@ -347,6 +350,7 @@ fn start_init(
             run_hooks: &mut run_hooks,
             hook_state: &mut hook_state,
             seccomp_listener: &mut seccomp_listener,
+            on_pid: &mut on_pid,
         },
     )?;
     drop(console);
@@ -354,11 +358,173 @@ fn start_init(
     Ok(spawned.pid)
 }
 
-/// Write the pid file atomically, as runc does (containerd polls it).
+/// Save the state still `creating`, with the new init's pid and start time,
+/// before the init can block: `delete -f` of a create that dies from here
+/// on finds and kills it even with no cgroup.
+fn record_pid(st: &State, dir: &Path, pid: i32) -> Result<()> {
+    let mut s = st.clone();
+    s.pid = pid;
+    s.pid_start = crate::container::state::process_start_time(pid).unwrap_or(0);
+    s.save(dir)
+}
+
+/// Make the runtime root private (0700, as runc's). A root that exists
+/// already is tightened to 0700 when this user owns it; one owned by
+/// someone else, or not a directory, is refused: whoever controls it
+/// could plant or read container state.
+fn prepare_root(root: &Path) -> Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(root)
+        .map_err(Error::io("create runtime root", root))?;
+    let md = std::fs::metadata(root).map_err(Error::io("stat runtime root", root))?;
+    if !md.is_dir() {
+        return Err(Error::invalid(format!(
+            "runtime root {} is not a directory",
+            root.display()
+        )));
+    }
+    let euid = nix::unistd::geteuid().as_raw();
+    if md.uid() != euid {
+        return Err(Error::invalid(format!(
+            "runtime root {} is owned by uid {}, not by this user (uid {euid}): use a private directory",
+            root.display(),
+            md.uid()
+        )));
+    }
+    if md.mode() & 0o7777 != 0o700 {
+        std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700))
+            .map_err(Error::io("chmod 0700 runtime root", root))?;
+    }
+    Ok(())
+}
+
+/// The exec FIFO: mode 0600, owned by the host uid/gid the container's
+/// process has when it opens it (after its setuid, through its own
+/// /proc/self/fd, so the 0700 state dir does not stand in its way). No
+/// other user can open it and hold `start` up.
+fn make_exec_fifo(fifo: &Path, spec: &oci_spec::runtime::Spec) -> Result<()> {
+    nix::unistd::mkfifo(fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
+        .map_err(Error::sys(format!("mkfifo {}", fifo.display())))?;
+    let (uid, gid) = fifo_owner(spec);
+    let euid = nix::unistd::geteuid().as_raw();
+    let egid = nix::unistd::getegid().as_raw();
+    let mut mode = 0o600;
+    if (uid, gid) != (euid, egid) {
+        if let Err(e) = nix::unistd::chown(
+            fifo,
+            Some(nix::unistd::Uid::from_raw(uid)),
+            Some(nix::unistd::Gid::from_raw(gid)),
+        ) {
+            if e != nix::errno::Errno::EPERM {
+                return Err(Error::sys(format!("chown {}", fifo.display()))(e));
+            }
+            // Rootless, with the process user mapped to a subordinate uid
+            // we may not chown to: others may write (runc's 0622); the
+            // private state dir still keeps other users from the path.
+            mode = 0o622;
+        }
+    }
+    // mkfifo is subject to the umask.
+    std::fs::set_permissions(fifo, std::os::unix::fs::PermissionsExt::from_mode(mode))
+        .map_err(Error::io("chmod", fifo))
+}
+
+/// The host uid/gid of `process.user` (through the user namespace maps).
+fn fifo_owner(spec: &oci_spec::runtime::Spec) -> (u32, u32) {
+    let (uid, gid) = spec
+        .process()
+        .as_ref()
+        .map(|p| (p.user().uid(), p.user().gid()))
+        .unwrap_or((0, 0));
+    let linux = spec.linux().clone().unwrap_or_default();
+    let userns = linux
+        .namespaces()
+        .iter()
+        .flatten()
+        .any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::User);
+    if !userns {
+        return (uid, gid);
+    }
+    let map = |maps: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>, id: u32| -> u32 {
+        for m in maps.into_iter().flatten() {
+            if id >= m.container_id() && id - m.container_id() < m.size() {
+                return m.host_id() + (id - m.container_id());
+            }
+        }
+        nix::unistd::geteuid().as_raw()
+    };
+    (
+        map(linux.uid_mappings().as_ref(), uid),
+        map(linux.gid_mappings().as_ref(), gid),
+    )
+}
+
+/// Write the pid file atomically, as runc does (containerd polls it): a
+/// fresh temporary file next to it (O_CREAT|O_EXCL|O_NOFOLLOW, so nothing
+/// planted there is followed or reused), then rename over the target.
 pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
-    let tmp = path.with_extension("vessel-tmp");
-    std::fs::write(&tmp, pid.to_string()).map_err(Error::io("write pid file", &tmp))?;
-    std::fs::rename(&tmp, path).map_err(Error::io("rename pid file", path))
+    use std::io::Write;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| Error::invalid(format!("pid file {}: not a file name", path.display())))?
+        .to_string_lossy()
+        .into_owned();
+    let mut last = None;
+    for attempt in 0..16u32 {
+        let tmp = dir.join(format!(
+            ".{name}.{}.{}.vessel-tmp",
+            std::process::id(),
+            random_u64() ^ u64::from(attempt)
+        ));
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&tmp);
+        let mut f = match f {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                last = Some(e);
+                continue;
+            }
+            Err(e) => return Err(Error::io("create pid file", &tmp)(e)),
+        };
+        if let Err(e) = f.write_all(pid.to_string().as_bytes()) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(Error::io("write pid file", &tmp)(e));
+        }
+        drop(f);
+        if let Err(e) = std::fs::rename(&tmp, path) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(Error::io("rename pid file", path)(e));
+        }
+        return Ok(());
+    }
+    Err(Error::io("create pid file", &dir)(last.unwrap_or_else(
+        || std::io::Error::from(std::io::ErrorKind::AlreadyExists),
+    )))
+}
+
+/// 64 bits from the kernel's random pool (time and pid if that fails).
+fn random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    // SAFETY: getrandom into a stack buffer of the given length.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr() as *mut libc::c_void, b.len(), 0) };
+    if n == 8 {
+        return u64::from_ne_bytes(b);
+    }
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    t.as_nanos() as u64 ^ u64::from(std::process::id()) << 32
 }
 
 /// pivot_root(2) cannot move an initramfs root (EINVAL): on such a host

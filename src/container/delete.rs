@@ -1,19 +1,36 @@
 //! `delete`: remove a stopped (or, with --force, any) container: its
 //! processes, cgroup and state directory, then the poststop hooks.
+//!
+//! Everything happens under the id's lock, on the state read under it, and
+//! what is already gone counts as removed: two `delete -f` at once both
+//! succeed, and a `create` that died half-way (no state.json yet, or a
+//! state still `creating`) is cleaned up like any other container.
 
-use crate::container::lock::Lock;
 use crate::container::state::{State, Status};
+use crate::container::Locked;
 use crate::{hooks, logging, Error, Result};
 use std::path::Path;
 use std::time::Duration;
 
 pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
-    let (dir, st) = match super::load(root, id) {
-        Ok(x) => x,
-        Err(Error::NotFound(_)) if force => return Ok(()),
+    let existed = crate::spec::validate_id(id).is_ok() && super::state_dir(root, id).is_dir();
+    let (dir, _lock, st) = match super::lock(root, id) {
+        Ok(Locked::Found(dir, lock, st)) => (dir, lock, *st),
+        Ok(Locked::Partial(dir, _lock)) => {
+            // A create that died before its first state save: nothing but
+            // the directory exists yet (runc removes it too, and fails
+            // without --force: there was no container).
+            remove_state_dir(&dir)?;
+            return if force {
+                Ok(())
+            } else {
+                Err(Error::NotFound(id.to_string()))
+            };
+        }
+        // Removed by another delete while we waited for the lock.
+        Err(Error::NotFound(_)) if force || existed => return Ok(()),
         Err(e) => return Err(e),
     };
-    let _lock = Lock::acquire(&dir)?;
     let status = st.live_status(&dir);
     match status {
         Status::Stopped => {}
@@ -34,12 +51,21 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
         )));
     }
     if let Some(cg) = &st.cgroup {
-        // Processes the init left behind (no pid namespace) go too.
-        kill_cgroup(cg);
-        cg.destroy()?;
+        if st.pid > 0 {
+            // Processes the init left behind (no pid namespace) go too.
+            kill_cgroup(cg);
+            cg.destroy()?;
+        } else if let Err(e) = cg.destroy() {
+            // A create that died before its init existed: whatever runs
+            // in that cgroup is not this container's; leave it be.
+            logging::warn(&format!(
+                "container {id}: cgroup of an unfinished create not removed: {e}"
+            ));
+        }
     }
     let state_json = st.oci_json(&dir).to_string();
-    std::fs::remove_dir_all(&dir).map_err(Error::io("remove state dir", &dir))?;
+    remove_state_dir(&dir)?;
+    logging::debug(&format!("container {id}: deleted"));
     if !st.poststop.is_empty() {
         // poststop failures are logged, not fatal (runtime spec).
         if let Err(e) = hooks::run("poststop", &st.poststop, &state_json, None) {
@@ -49,32 +75,36 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     Ok(())
 }
 
+/// Remove the state dir; what is already gone is removed.
+fn remove_state_dir(dir: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io("remove state dir", dir)(e)),
+    }
+}
+
 fn kill_all(st: &State) {
     if st.init_alive() {
-        // SAFETY: kill(2) of the verified init.
-        unsafe { libc::kill(st.pid, libc::SIGKILL) };
+        // The verified init (start time checked just above).
+        let _ = super::kill::send(st.pid, libc::SIGKILL);
     }
-    if let Some(cg) = &st.cgroup {
+    // Only once an init existed are the cgroup's processes the container's.
+    if let (Some(cg), true) = (&st.cgroup, st.pid > 0) {
         kill_cgroup(cg);
     }
 }
 
-/// SIGKILL everything in the cgroup until it is empty (thawing a frozen
-/// one so the kills land); used by delete and by a failed create.
+/// SIGKILL everything in the cgroup until it is empty (frozen while read and
+/// signalled, so nothing forks away; thawed so the kills land); used by
+/// delete and by a failed create.
 pub(crate) fn kill_cgroup(cg: &crate::cgroups::Cgroup) {
-    let frozen = cg.is_frozen().unwrap_or(false);
     for _ in 0..100 {
-        let pids = cg.pids().unwrap_or_default();
-        if pids.is_empty() {
-            break;
+        match cg.pids() {
+            Ok(p) if !p.is_empty() => {}
+            _ => break,
         }
-        for p in pids {
-            // SAFETY: kill(2) of processes in the container's cgroup.
-            unsafe { libc::kill(p, libc::SIGKILL) };
-        }
-        if frozen {
-            let _ = cg.thaw();
-        }
+        let _ = super::kill::signal_cgroup(cg, libc::SIGKILL);
         std::thread::sleep(Duration::from_millis(10));
     }
 }

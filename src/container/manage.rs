@@ -18,8 +18,7 @@ fn cgroup_of(st: &State) -> Result<&Cgroup> {
 
 /// Freeze every process of a running (or created) container.
 pub fn pause(root: &Path, id: &str) -> Result<()> {
-    let (dir, st) = super::load(root, id)?;
-    let _lock = Lock::acquire(&dir)?;
+    let (dir, _lock, st) = super::load_locked(root, id)?;
     match st.live_status(&dir) {
         Status::Running | Status::Created => Ok(cgroup_of(&st)?.freeze()?),
         _ => Err(Error::WrongState("container not running".into())),
@@ -28,8 +27,7 @@ pub fn pause(root: &Path, id: &str) -> Result<()> {
 
 /// Thaw a paused container.
 pub fn resume(root: &Path, id: &str) -> Result<()> {
-    let (dir, st) = super::load(root, id)?;
-    let _lock = Lock::acquire(&dir)?;
+    let (dir, _lock, st) = super::load_locked(root, id)?;
     match st.live_status(&dir) {
         Status::Paused => Ok(cgroup_of(&st)?.thaw()?),
         _ => Err(Error::WrongState("container not paused".into())),

@@ -219,8 +219,8 @@ pub fn wait_loop(pid: i32, sfd: &SignalFd, master: Option<RawFd>) -> i32 {
                         copy_winsize(0, m);
                     }
                 }
-                // SAFETY: forwarding a signal to the container's init.
-                unsafe { libc::kill(pid, sig) };
+                // Forwarding to the container's init (never pid <= 0).
+                let _ = super::kill::send(pid, sig);
             }
         }
     }

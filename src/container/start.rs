@@ -1,7 +1,6 @@
 //! `start`: release the init (or VMM) waiting on the exec FIFO, then run the
 //! poststart hooks.
 
-use crate::container::lock::Lock;
 use crate::container::state::{Status, EXEC_FIFO};
 use crate::{hooks, Error, Result};
 use std::io::Read;
@@ -10,8 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 pub fn start(root: &Path, id: &str) -> Result<()> {
-    let (dir, st) = super::load(root, id)?;
-    let _lock = Lock::acquire(&dir)?;
+    let (dir, _lock, st) = super::load_locked(root, id)?;
     match st.live_status(&dir) {
         Status::Created => {}
         Status::Stopped => {
@@ -46,11 +44,17 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(e) => return Err(Error::io("read exec fifo", &fifo)(e)),
         }
-        if got_byte && !st.init_alive() {
-            // It ran and exited before we saw EOF: started all the same.
-            break;
-        }
         if !st.init_alive() {
+            // The init may have written its byte, exec'd and exited (a fast
+            // workload) between the read above and this check: the byte is
+            // still in the pipe. Only an init that died without writing it
+            // never started.
+            if !got_byte {
+                got_byte = matches!(f.read(&mut buf), Ok(1));
+            }
+            if got_byte {
+                break;
+            }
             return Err(Error::WrongState(format!(
                 "container {id}: its init exited before start"
             )));
@@ -70,6 +74,7 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
         }
     }
     std::fs::remove_file(&fifo).map_err(Error::io("remove exec fifo", &fifo))?;
+    crate::logging::debug(&format!("container {id}: started (pid {})", st.pid));
     if !st.poststart.is_empty() {
         // The workload was started (it may already have exited): poststart
         // hooks see it as running, with its pid, as runc reports it.

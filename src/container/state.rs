@@ -8,6 +8,8 @@ use crate::cgroups::Cgroup;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 pub const STATE_FILE: &str = "state.json";
@@ -141,7 +143,23 @@ impl State {
         let tmp = dir.join(".state.json.tmp");
         let data = serde_json::to_vec(self)
             .map_err(|e| Error::Other(format!("serialize state of {}: {e}", self.id)))?;
-        std::fs::write(&tmp, data).map_err(Error::io("write", &tmp))?;
+        // Private to the owner (0600): hooks, env and annotations are the
+        // tenant's. A leftover temp file of a crashed command is replaced,
+        // never reused with its old mode.
+        match std::fs::remove_file(&tmp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("remove", &tmp)(e)),
+        }
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&tmp)
+            .map_err(Error::io("create", &tmp))?;
+        f.write_all(&data).map_err(Error::io("write", &tmp))?;
+        drop(f);
         std::fs::rename(&tmp, &path).map_err(Error::io("rename", &path))
     }
 }

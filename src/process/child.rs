@@ -1529,6 +1529,7 @@ fn wait_for_start(plan: &InitPlan, sock: RawFd, hook_state: &mut [u8]) -> usize 
         sync::send(sock, &Msg::new(Kind::Ready));
         return 0;
     }
+    exit_on_fatal_signals();
     // The FIFO lives in the host's state dir; the parent opened it O_PATH
     // before the clone. Reopen it through our /proc, now the container's.
     let path = FdPath::new(plan.exec_fifo_fd);
@@ -1559,6 +1560,53 @@ fn wait_for_start(plan: &InitPlan, sock: RawFd, hook_state: &mut [u8]) -> usize 
         libc::close(plan.exec_fifo_fd);
     }
     n
+}
+
+/// While the init waits for `start`, a signal that would end a process
+/// ends it (a `created` container stops on SIGTERM, as runc's does). A pid
+/// namespace's init gets no signal from outside its namespace that it has
+/// no handler for (except SIGKILL/SIGSTOP), so the default action is not
+/// enough: install a handler that exits 128+N. execve resets handled
+/// signals to SIG_DFL, so the workload starts with default dispositions.
+fn exit_on_fatal_signals() {
+    extern "C" fn on_fatal(sig: libc::c_int) {
+        // SAFETY: _exit is async-signal-safe.
+        unsafe { libc::_exit(128 + sig) }
+    }
+    const FATAL: [libc::c_int; 18] = [
+        libc::SIGHUP,
+        libc::SIGINT,
+        libc::SIGQUIT,
+        libc::SIGILL,
+        libc::SIGTRAP,
+        libc::SIGABRT,
+        libc::SIGBUS,
+        libc::SIGFPE,
+        libc::SIGUSR1,
+        libc::SIGSEGV,
+        libc::SIGUSR2,
+        libc::SIGPIPE,
+        libc::SIGALRM,
+        libc::SIGTERM,
+        libc::SIGXCPU,
+        libc::SIGXFSZ,
+        libc::SIGVTALRM,
+        libc::SIGSYS,
+    ];
+    // SAFETY: sigaction with a zeroed struct, an empty mask and a handler
+    // that only calls _exit; the realtime range has terminate as default.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_fatal as extern "C" fn(libc::c_int) as usize;
+        libc::sigemptyset(&mut sa.sa_mask);
+        for sig in FATAL
+            .into_iter()
+            .chain(libc::SIGRTMIN()..=libc::SIGRTMAX())
+            .chain([libc::SIGPROF, libc::SIGIO, libc::SIGPWR, libc::SIGSTKFLT])
+        {
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
+    }
 }
 
 /// startContainer hooks: run inside the container after `start`, before the

@@ -28,6 +28,10 @@ pub struct Callbacks<'a> {
     /// as soon as the fd arrives: the init goes on under a filter whose
     /// notified calls only the agent can answer.
     pub seccomp_listener: &'a mut dyn FnMut(i32, RawFd) -> Result<()>,
+    /// The init's pid, as soon as it is known and before the init can block
+    /// on anything (create records it, so `delete -f` finds the init even
+    /// if create dies from here on).
+    pub on_pid: &'a mut dyn FnMut(i32) -> Result<()>,
 }
 
 /// Kills and reaps a half-made init unless disarmed.
@@ -37,7 +41,7 @@ struct Reaper {
 
 impl Drop for Reaper {
     fn drop(&mut self) {
-        for &pid in &self.pids {
+        for &pid in self.pids.iter().filter(|&&p| p > 0) {
             // SAFETY: signalling and reaping our own children.
             unsafe {
                 libc::kill(pid, libc::SIGKILL);
@@ -86,6 +90,8 @@ pub fn spawn_init(
     };
     let pid = raw_clone(flags)?;
     if pid == 0 {
+        // No child may keep the state lock alive (see container::lock).
+        crate::container::lock::close_inherited();
         // SAFETY: closing the parent's end in the child.
         unsafe { libc::close(psock) };
         if two {
@@ -117,6 +123,11 @@ pub fn spawn_init(
         // SAFETY: reaping the intermediate, which exits right away.
         unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
         let init = init.unwrap_or(0);
+        if init <= 0 {
+            return Err(Error::Other(format!(
+                "container init: the intermediate process reported pid {init}"
+            )));
+        }
         reaper.pids = vec![init];
         // The intermediate forks the init as soon as its namespaces are
         // set, usually before we moved it above: the init would stay in
@@ -140,6 +151,7 @@ pub fn spawn_init(
         let path = format!("/proc/{init}/oom_score_adj");
         std::fs::write(&path, adj.to_string()).map_err(Error::io("write", &path))?;
     }
+    (cb.on_pid)(init)?;
     sync::send(psock, &Msg::new(Kind::Go));
     loop {
         match sync::recv(psock) {
@@ -294,7 +306,11 @@ pub fn child_error(plan: &InitPlan, m: &Msg) -> Error {
 
 /// Used by `exec`: expose the raw clone for a process joining a container.
 pub fn clone_process(flags: libc::c_int) -> Result<i32> {
-    raw_clone(flags)
+    let pid = raw_clone(flags)?;
+    if pid == 0 {
+        crate::container::lock::close_inherited();
+    }
+    Ok(pid)
 }
 
 pub fn close(fd: RawFd) {
