@@ -336,3 +336,102 @@ fn init_of_proc_self_exe_script_cannot_overwrite_the_runtime() {
     );
     assert!(!text.contains("OVERWRITTEN"), "{text}");
 }
+
+fn stderr_of(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Item 3: ids that setresuid/setresgid would ignore (-1) or that are
+/// negative as signed ints are refused before anything is made.
+#[test]
+fn out_of_range_ids_are_refused_at_create() {
+    if skip() {
+        return;
+    }
+    let rt = Runtime::new();
+    for (field, value) in [
+        ("uid", json!(4294967295u32)),
+        ("gid", json!(4294967295u32)),
+        ("uid", json!(2147483648u32)),
+        ("additionalGids", json!([4294967295u32])),
+    ] {
+        let mut b = Bundle::new(&["sh", "-c", "id > /tmp/ran"]);
+        b.spec["process"]["user"][field] = value.clone();
+        b.write();
+        let id = unique_id("badid");
+        let out = rt.run(&["run", "--bundle", b.dir.to_str().unwrap(), &id]);
+        let err = stderr_of(&out);
+        assert!(
+            !out.status.success(),
+            "{field}={value} was accepted: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        assert!(
+            !b.rootfs().join("tmp/ran").exists(),
+            "{field}={value}: the process ran"
+        );
+        if is_vessel() {
+            assert!(
+                err.contains("out of range") && err.contains(&field[..3]),
+                "{field}={value}: unclear error: {err}"
+            );
+        }
+        assert!(
+            !rt.root.join(&id).exists(),
+            "{field}={value}: state left behind"
+        );
+        assert!(
+            cgroup_dirs_of(&id).is_empty(),
+            "{field}={value}: cgroup left behind"
+        );
+    }
+}
+
+/// Item 3 through exec: --user and --process with (uid_t)-1.
+#[test]
+fn out_of_range_ids_are_refused_at_exec() {
+    if skip() {
+        return;
+    }
+    let rt = Runtime::new();
+    let b = Bundle::new(&["sleep", "1000"]);
+    let id = unique_id("badexec");
+    let out = rt.run_detached(&["run", "-d", "--bundle", b.dir.to_str().unwrap(), &id]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    for user in ["4294967295", "0:4294967295", "4294967295:0", "2147483648"] {
+        let out = rt.run(&["exec", "--user", user, &id, "sh", "-c", "id -u; id -g"]);
+        assert!(
+            !out.status.success(),
+            "--user {user} ran: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        if is_vessel() {
+            assert!(
+                stderr_of(&out).contains("out of range"),
+                "--user {user}: {}",
+                stderr_of(&out)
+            );
+        }
+    }
+    let out = rt.run(&["exec", "--additional-gids", "4294967295", &id, "true"]);
+    assert!(!out.status.success(), "--additional-gids -1 accepted");
+    let pfile = b.dir.join("p.json");
+    fs::write(
+        &pfile,
+        json!({"args": ["sh", "-c", "id -u"], "cwd": "/", "env": ["PATH=/bin"],
+               "user": {"uid": 4294967295u32, "gid": 0}})
+        .to_string(),
+    )
+    .unwrap();
+    let out = rt.run(&["exec", "--process", pfile.to_str().unwrap(), &id]);
+    assert!(
+        !out.status.success(),
+        "--process with uid 4294967295 ran: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // The largest valid id still works.
+    let out = rt.run(&["exec", "--user", "2147483647:2147483647", &id, "id", "-u"]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "2147483647");
+    rt.ok(&["delete", "-f", &id]);
+}

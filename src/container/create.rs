@@ -59,6 +59,9 @@ impl Drop for Cleanup {
 pub fn create(root: &Path, opts: CreateOptions) -> Result<(PathBuf, State)> {
     spec::validate_id(&opts.id)?;
     let bundle = spec::load_bundle(&opts.bundle)?;
+    if let Some(p) = bundle.spec.process() {
+        crate::process::plan::check_user(p.user())?;
+    }
     let use_vm = vm::requested(&bundle.spec, &opts.argv0)?;
     if use_vm {
         vm::check_host(&bundle.spec)?;

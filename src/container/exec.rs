@@ -126,13 +126,18 @@ pub fn process_json(container_process: &Value, opts: &ExecOptions) -> Result<Val
         let uid: u32 = uid
             .parse()
             .map_err(|_| Error::invalid(format!("parsing {uid} as uid: invalid syntax")))?;
+        crate::process::plan::check_id("exec --user: uid", uid)?;
         p["user"]["uid"] = json!(uid);
         if let Some(g) = gid {
             let gid: u32 = g
                 .parse()
                 .map_err(|_| Error::invalid(format!("parsing {g} as gid: invalid syntax")))?;
+            crate::process::plan::check_id("exec --user: gid", gid)?;
             p["user"]["gid"] = json!(gid);
         }
+    }
+    for g in &opts.additional_gids {
+        crate::process::plan::check_id("exec --additional-gids: gid", *g)?;
     }
     if !opts.additional_gids.is_empty() {
         let mut g: Vec<Value> = p["user"]["additionalGids"]

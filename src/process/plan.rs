@@ -103,6 +103,31 @@ pub struct ProcessParts {
     pub selinux_label: Option<CString>,
 }
 
+/// The largest uid or gid vessel runs a process as. Above it, ids are
+/// negative as a signed int; (uid_t)-1 = 4294967295 makes setresuid and
+/// setresgid leave the id unchanged, so the process would stay root.
+pub const MAX_ID: u32 = i32::MAX as u32;
+
+/// `what` must be in 0..=MAX_ID.
+pub fn check_id(what: &str, id: u32) -> Result<()> {
+    if id > MAX_ID {
+        return Err(Error::invalid(format!(
+            "{what} {id} is out of range: ids must be in 0..={MAX_ID}"
+        )));
+    }
+    Ok(())
+}
+
+/// process.user: uid, gid and every additional gid in range.
+pub fn check_user(u: &oci_spec::runtime::User) -> Result<()> {
+    check_id("process.user.uid", u.uid())?;
+    check_id("process.user.gid", u.gid())?;
+    for g in u.additional_gids().iter().flatten() {
+        check_id("process.user.additionalGids entry", *g)?;
+    }
+    Ok(())
+}
+
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 impl ProcessParts {
@@ -139,6 +164,7 @@ impl ProcessParts {
                 .collect::<Result<_>>()?
         };
         let u = p.user();
+        check_user(u)?;
         let user = User {
             uid: u.uid(),
             gid: u.gid(),
