@@ -12,7 +12,10 @@ mod common;
 use common::*;
 use serde_json::json;
 use std::fs;
+use std::io::Read;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -543,4 +546,207 @@ fn tenant_passwd_is_read_inside_the_root_and_bounded() {
     }
     let _ = fs::remove_file(&passwd);
     rt.ok(&["delete", "-f", &id]);
+}
+
+/// Read from `f` until `needle` (or the deadline).
+fn read_until(f: &mut fs::File, acc: &mut Vec<u8>, needle: &str, limit: Duration) -> bool {
+    let start = Instant::now();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(acc).contains(needle) {
+        let left = limit.saturating_sub(start.elapsed());
+        if left.is_zero() {
+            return false;
+        }
+        let mut p = libc::pollfd {
+            fd: f.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: poll on one valid pollfd.
+        if unsafe { libc::poll(&mut p, 1, left.as_millis().min(1000) as i32) } <= 0 {
+            continue;
+        }
+        match f.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => acc.extend_from_slice(&buf[..k]),
+        }
+    }
+    String::from_utf8_lossy(acc).contains(needle)
+}
+
+/// A console socket that hands back the first pty master it receives.
+fn console_socket() -> (PathBuf, std::thread::JoinHandle<fs::File>) {
+    let path = scratch_dir().join(format!("{}.sock", unique_id("con")));
+    let listener = UnixListener::bind(&path).unwrap();
+    let h = std::thread::spawn(move || {
+        let (conn, _) = listener.accept().expect("accept console socket");
+        let fd = vessel::process::sync::recv_fd(conn.as_raw_fd()).expect("pty master");
+        // SAFETY: a fresh fd from SCM_RIGHTS that we own.
+        fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) })
+    });
+    (path, h)
+}
+
+/// Item 26: create with a terminal and a non-root user: the tty belongs to
+/// the uid (the group stays devpts's tty group, 5, as in runc) and
+/// consoleSize applies.
+#[test]
+fn console_socket_tty_owner_and_size_at_create() {
+    if skip() {
+        return;
+    }
+    let rt = Runtime::new();
+    let mut b = Bundle::new(&[
+        "sh",
+        "-c",
+        "stat -c OWNER=%u:%g $(tty); echo SIZE=$(stty size); printf 'a\\nb\\nEND\\n'",
+    ]);
+    b.spec["process"]["terminal"] = json!(true);
+    b.spec["process"]["user"] = json!({"uid": 1000, "gid": 100});
+    b.spec["process"]["consoleSize"] = json!({"height": 42, "width": 123});
+    b.write();
+    let (sock, h) = console_socket();
+    let id = unique_id("ttyown");
+    let out = rt.create(&b, &id, &["--console-socket", sock.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let mut m = h.join().unwrap();
+    rt.ok(&["start", &id]);
+    let mut acc = Vec::new();
+    assert!(
+        read_until(&mut m, &mut acc, "END", T),
+        "{:?}",
+        String::from_utf8_lossy(&acc)
+    );
+    let text = String::from_utf8_lossy(&acc).into_owned();
+    let _ = rt.run(&["delete", "-f", &id]);
+    let _ = fs::remove_file(&sock);
+    assert!(text.contains("OWNER=1000:5"), "tty owner: {text:?}");
+    assert!(text.contains("SIZE=42 123"), "console size: {text:?}");
+    // A --console-socket receiver gets the pty as runc hands it: ONLCR set
+    // (containerd's and conmon's relays expect it).
+    assert!(text.contains("a\r\nb\r\n"), "ONLCR cleared: {text:?}");
+}
+
+/// Item 26 through exec: `exec -t` with a console socket and --process
+/// holding consoleSize and a non-root user.
+#[test]
+fn console_socket_tty_owner_and_size_at_exec() {
+    if skip() {
+        return;
+    }
+    let rt = Runtime::new();
+    let b = Bundle::new(&["sleep", "1000"]);
+    let id = unique_id("exectty");
+    let out = rt.run_detached(&["run", "-d", "--bundle", b.dir.to_str().unwrap(), &id]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let pfile = b.dir.join("p.json");
+    fs::write(
+        &pfile,
+        json!({
+            "terminal": true,
+            "consoleSize": {"height": 33, "width": 77},
+            "user": {"uid": 1000, "gid": 100},
+            "args": ["sh", "-c",
+                     "stat -c OWNER=%u:%g $(tty); echo SIZE=$(stty size); printf 'a\\nb\\nEND\\n'"],
+            "env": ["PATH=/bin:/usr/bin", "HOME=/"],
+            "cwd": "/"
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let (sock, h) = console_socket();
+    let out = rt.run_detached(&[
+        "exec",
+        "-d",
+        "--console-socket",
+        sock.to_str().unwrap(),
+        "--process",
+        pfile.to_str().unwrap(),
+        &id,
+    ]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let mut m = h.join().unwrap();
+    let mut acc = Vec::new();
+    assert!(
+        read_until(&mut m, &mut acc, "END", T),
+        "{:?}",
+        String::from_utf8_lossy(&acc)
+    );
+    let text = String::from_utf8_lossy(&acc).into_owned();
+    let _ = rt.run(&["delete", "-f", &id]);
+    let _ = fs::remove_file(&sock);
+    assert!(text.contains("OWNER=1000:5"), "tty owner: {text:?}");
+    assert!(text.contains("SIZE=33 77"), "console size: {text:?}");
+    // A --console-socket receiver gets the pty as runc hands it: ONLCR set
+    // (containerd's and conmon's relays expect it).
+    assert!(text.contains("a\r\nb\r\n"), "ONLCR cleared: {text:?}");
+}
+
+/// Run `cmd` in the foreground with a pty as its stdin (the runtime's host
+/// console) and pipes for stdout/stderr, as runc's own tests capture output.
+fn foreground_with_pty(cmd: Command) -> Output {
+    let mut master = -1;
+    let mut slave = -1;
+    // SAFETY: openpty with valid out-pointers and null name/termios/winsize.
+    let r = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(r, 0, "openpty");
+    // SAFETY: fresh fds we own.
+    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    let ws = libc::winsize {
+        ws_row: 24,
+        ws_col: 80,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ with a valid winsize on our pty.
+    unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+    let mut cmd = cmd;
+    cmd.stdin(Stdio::from(slave));
+    let out = run_with_timeout(cmd, T);
+    drop(master);
+    out
+}
+
+/// Item 26: when the runtime relays the pty itself (foreground `run` and
+/// `exec -t`), ONLCR is cleared as runc does: captured output has `\n`.
+#[test]
+fn foreground_terminal_output_keeps_plain_newlines() {
+    if skip() {
+        return;
+    }
+    let rt = Runtime::new();
+    let script = "printf 'a\\nb\\nEND\\n'";
+    let mut b = Bundle::new(&["sh", "-c", script]);
+    b.spec["process"]["terminal"] = json!(true);
+    b.write();
+    let id = unique_id("fgrun");
+    let out = foreground_with_pty(rt.cmd(&["run", "--bundle", b.dir.to_str().unwrap(), &id]));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let _ = rt.run(&["delete", "-f", &id]);
+    assert!(out.status.success(), "run: {}", stderr_of(&out));
+    assert!(
+        text.contains("a\nb\nEND") && !text.contains('\r'),
+        "run: ONLCR still set: {text:?}"
+    );
+
+    let b = Bundle::new(&["sleep", "1000"]);
+    let id = unique_id("fgexec");
+    let out = rt.run_detached(&["run", "-d", "--bundle", b.dir.to_str().unwrap(), &id]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let out = foreground_with_pty(rt.cmd(&["exec", "-t", &id, "sh", "-c", script]));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let _ = rt.run(&["delete", "-f", &id]);
+    assert!(out.status.success(), "exec -t: {}", stderr_of(&out));
+    assert!(
+        text.contains("a\nb\nEND") && !text.contains('\r'),
+        "exec -t: ONLCR still set: {text:?}"
+    );
 }

@@ -343,6 +343,8 @@ pub fn exec(root: &Path, opts: &ExecOptions) -> Result<i32> {
         linux.seccomp().as_ref(),
         &bundle.seccomp_extra_flags,
     )?;
+    // Foreground with a terminal: vessel relays the pty itself.
+    parts.clear_onlcr = terminal && opts.console_socket.is_none();
     parts.fill_pointers();
 
     let ns_files = open_namespaces(&st.namespaces)?;
@@ -602,7 +604,7 @@ fn open_console(plan: &ExecPlan, sock: RawFd) {
     if master < 0 {
         fail(sock, Step::Console, 0, errno());
     }
-    let slave = child::send_pty(master, plan.console_socket, sock);
+    let slave = child::send_pty(master, &plan.process, plan.console_socket, sock);
     child::make_controlling_terminal(slave, sock);
 }
 

@@ -98,6 +98,12 @@ pub struct ProcessParts {
     pub rlimits: Vec<(libc::__rlimit_resource_t, libc::rlimit)>,
     pub seccomp: Option<seccomp::Program>,
     pub terminal: bool,
+    /// process.consoleSize as (rows, columns), applied to the pty.
+    pub console_size: Option<(u16, u16)>,
+    /// vessel relays the pty itself (foreground `run`/`exec -t`): clear
+    /// ONLCR, as runc does on the master it receives. A --console-socket
+    /// receiver gets the kernel's default (containerd and conmon expect it).
+    pub clear_onlcr: bool,
     pub oom_score_adj: Option<i32>,
     pub apparmor: Option<CString>,
     pub selinux_label: Option<CString>,
@@ -215,6 +221,15 @@ impl ProcessParts {
             rlimits: rl,
             seccomp,
             terminal: p.terminal().unwrap_or(false),
+            console_size: p
+                .console_size()
+                .as_ref()
+                .filter(|b| b.height() > 0 && b.width() > 0)
+                .map(|b| {
+                    let clamp = |v: u64| v.min(u64::from(u16::MAX)) as u16;
+                    (clamp(b.height()), clamp(b.width()))
+                }),
+            clear_onlcr: false,
             oom_score_adj: p.oom_score_adj(),
             apparmor: p
                 .apparmor_profile()
@@ -296,6 +311,8 @@ pub struct PlanInput<'a> {
     pub no_pivot: bool,
     pub no_new_keyring: bool,
     pub seccomp_flags: &'a [String],
+    /// The console socket leads back to vessel (foreground `run`).
+    pub relay_tty: bool,
 }
 
 pub fn build(inp: &PlanInput) -> Result<InitPlan> {
@@ -404,6 +421,7 @@ pub fn build(inp: &PlanInput) -> Result<InitPlan> {
             "--console-socket given but process.terminal is false",
         ));
     }
+    proc_parts.clear_onlcr = inp.relay_tty;
     proc_parts.fill_pointers();
     let state_len = 16 * 1024;
     Ok(InitPlan {
