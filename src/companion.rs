@@ -32,7 +32,8 @@ pub fn find(name: &str, env: &str, explicit: Option<&Path>, hint: &str) -> Resul
         };
     }
     let mut tried = Vec::new();
-    if let Ok(exe) = std::fs::read_link("/proc/self/exe") {
+    // The binary on disk, also when running from its sealed in-memory copy.
+    if let Some(exe) = crate::process::sealed_exe::host_exe() {
         if let Some(dir) = exe.parent() {
             tried.push(dir.join(name));
         }

@@ -193,6 +193,16 @@ pub fn main() -> i32 {
         logging::error("systemd cgroup driver is not supported: no systemd here; use cgroupfs");
         return 1;
     }
+    // CVE-2019-5736: what enters a container never runs the host's binary.
+    if matches!(
+        cli.cmd,
+        Command::Create(_) | Command::Run { .. } | Command::Exec(_)
+    ) {
+        if let Err(e) = crate::process::sealed_exe::ensure() {
+            logging::error(&e.to_string());
+            return 1;
+        }
+    }
     match run(cli, &argv0) {
         Ok(code) => code,
         Err(e) => {

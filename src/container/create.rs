@@ -58,6 +58,9 @@ impl Drop for Cleanup {
 pub fn create(root: &Path, opts: CreateOptions) -> Result<(PathBuf, State)> {
     spec::validate_id(&opts.id)?;
     let bundle = spec::load_bundle(&opts.bundle)?;
+    if let Some(p) = bundle.spec.process() {
+        crate::process::plan::check_user(p.user())?;
+    }
     let use_vm = vm::requested(&bundle.spec, &opts.argv0)?;
     if use_vm {
         vm::check_host(&bundle.spec)?;
@@ -287,6 +290,7 @@ fn start_init(
         no_pivot: opts.no_pivot || host_root_is_initramfs(),
         no_new_keyring: opts.no_new_keyring,
         seccomp_flags: &bundle.seccomp_extra_flags,
+        relay_tty: opts.console_fd.is_some(),
     })?;
     let linux = bundle.spec.linux().clone().unwrap_or_default();
     let maps = IdMaps {

@@ -128,13 +128,18 @@ pub fn process_json(container_process: &Value, opts: &ExecOptions) -> Result<Val
         let uid: u32 = uid
             .parse()
             .map_err(|_| Error::invalid(format!("parsing {uid} as uid: invalid syntax")))?;
+        crate::process::plan::check_id("exec --user: uid", uid)?;
         p["user"]["uid"] = json!(uid);
         if let Some(g) = gid {
             let gid: u32 = g
                 .parse()
                 .map_err(|_| Error::invalid(format!("parsing {g} as gid: invalid syntax")))?;
+            crate::process::plan::check_id("exec --user: gid", gid)?;
             p["user"]["gid"] = json!(gid);
         }
+    }
+    for g in &opts.additional_gids {
+        crate::process::plan::check_id("exec --additional-gids: gid", *g)?;
     }
     if !opts.additional_gids.is_empty() {
         let mut g: Vec<Value> = p["user"]["additionalGids"]
@@ -165,7 +170,7 @@ fn validate_process(p: &Value) -> Result<()> {
 
 /// Fill what runc's setns path takes from the container when the process
 /// leaves it out: capabilities, rlimits, apparmor, SELinux label; and HOME.
-fn fill_defaults(p: &mut Value, container_process: &Value, init_pid: i32) {
+fn fill_defaults(p: &mut Value, container_process: &Value, init_pid: i32) -> Result<()> {
     for key in ["capabilities", "apparmorProfile", "selinuxLabel"] {
         if p[key].is_null() && !container_process[key].is_null() {
             p[key] = container_process[key].clone();
@@ -185,12 +190,81 @@ fn fill_defaults(p: &mut Value, container_process: &Value, init_pid: i32) {
         .any(|e| e.as_str().is_some_and(|s| s.starts_with("HOME=")));
     if !has_home {
         let uid = p["user"]["uid"].as_u64().unwrap_or(0);
-        // /proc/<init>/root resolves inside the container's root.
-        let passwd = std::fs::read_to_string(format!("/proc/{init_pid}/root/etc/passwd"))
-            .unwrap_or_default();
+        let passwd = read_container_file(init_pid, c"etc/passwd", "/etc/passwd")?;
         env.push(json!(format!("HOME={}", home_of(&passwd, uid))));
         p["env"] = Value::Array(env);
     }
+    Ok(())
+}
+
+/// The most vessel reads of a tenant's /etc/passwd (or /etc/group): it is
+/// read on the host, outside the container's cgroup.
+pub const MAX_USER_DB: u64 = 4 << 20;
+
+/// A small text file of the container (`rel` is relative to its root), read
+/// safely although the tenant controls it: resolved from the init's root
+/// with every symlink kept inside it (RESOLVE_IN_ROOT, no magic links),
+/// opened non-blocking (a FIFO cannot hang us), a regular file only, at
+/// most MAX_USER_DB bytes. A missing file reads as empty.
+fn read_container_file(init_pid: i32, rel: &std::ffi::CStr, name: &str) -> Result<String> {
+    use std::io::Read;
+    let what = |why: String| Error::invalid(format!("container's {name}: {why}"));
+    let root_path = format!("/proc/{init_pid}/root");
+    let root = std::fs::File::open(&root_path).map_err(Error::io("open", &root_path))?;
+    #[repr(C)]
+    struct OpenHow {
+        flags: u64,
+        mode: u64,
+        resolve: u64,
+    }
+    const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+    const RESOLVE_IN_ROOT: u64 = 0x10;
+    let how = OpenHow {
+        flags: (libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC) as u64,
+        mode: 0,
+        resolve: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+    };
+    // SAFETY: openat2 with a valid dirfd, a NUL-terminated path and an
+    // open_how of the size given.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            root.as_raw_fd(),
+            rel.as_ptr(),
+            &how as *const OpenHow,
+            std::mem::size_of::<OpenHow>(),
+        )
+    };
+    if fd < 0 {
+        let e = nix::errno::Errno::last();
+        if e == nix::errno::Errno::ENOENT {
+            return Ok(String::new());
+        }
+        return Err(what(format!("open: {}", e.desc())));
+    }
+    // SAFETY: a fresh fd we own.
+    let f = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd as RawFd) });
+    let md = f.metadata().map_err(|e| what(format!("stat: {e}")))?;
+    if !md.file_type().is_file() {
+        return Err(what("not a regular file".into()));
+    }
+    if md.len() > MAX_USER_DB {
+        return Err(what(format!(
+            "{} bytes, more than the {MAX_USER_DB} vessel reads",
+            md.len()
+        )));
+    }
+    // The size can change after fstat (or lie, on /proc): bound the read too.
+    let mut buf = Vec::new();
+    f.take(MAX_USER_DB + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| what(format!("read: {e}")))?;
+    if buf.len() as u64 > MAX_USER_DB {
+        return Err(what(format!(
+            "more than the {MAX_USER_DB} bytes vessel reads"
+        )));
+    }
+    Ok(String::from_utf8_lossy(&buf).into_owned())
 }
 
 /// The home directory of `uid` in an /etc/passwd text, "/" when absent.
@@ -273,7 +347,7 @@ pub fn exec(root: &Path, opts: &ExecOptions) -> Result<i32> {
     let bundle = crate::spec::read_bundle(&st.bundle)?;
     let container_process = bundle.raw["process"].clone();
     let mut pjson = process_json(&container_process, opts)?;
-    fill_defaults(&mut pjson, &container_process, st.pid);
+    fill_defaults(&mut pjson, &container_process, st.pid)?;
     let process: oci_spec::runtime::Process =
         serde_json::from_value(pjson).map_err(|e| Error::invalid(format!("exec process: {e}")))?;
     let terminal = process.terminal().unwrap_or(false);
@@ -284,6 +358,8 @@ pub fn exec(root: &Path, opts: &ExecOptions) -> Result<i32> {
         linux.seccomp().as_ref(),
         &bundle.seccomp_extra_flags,
     )?;
+    // Foreground with a terminal: vessel relays the pty itself.
+    parts.clear_onlcr = terminal && opts.console_socket.is_none();
     parts.fill_pointers();
 
     let ns_files = open_namespaces(&st.namespaces)?;
@@ -543,7 +619,7 @@ fn open_console(plan: &ExecPlan, sock: RawFd) {
     if master < 0 {
         fail(sock, Step::Console, 0, errno());
     }
-    let slave = child::send_pty(master, plan.console_socket, sock);
+    let slave = child::send_pty(master, &plan.process, plan.console_socket, sock);
     child::make_controlling_terminal(slave, sock);
 }
 
@@ -665,10 +741,12 @@ mod tests {
     #[test]
     fn defaults_come_from_the_container() {
         let mut p = json!({"args": ["x"], "cwd": "/", "env": []});
-        fill_defaults(&mut p, &container(), -1);
+        fill_defaults(&mut p, &container(), -1).unwrap_err();
+        p["env"] = json!(["HOME=/x"]);
+        fill_defaults(&mut p, &container(), -1).unwrap();
         assert_eq!(p["capabilities"], container()["capabilities"]);
         assert_eq!(p["user"], json!({"uid": 0, "gid": 0}));
-        assert_eq!(p["env"], json!(["HOME=/"]));
+        assert_eq!(p["env"], json!(["HOME=/x"]));
     }
 
     #[test]

@@ -933,13 +933,20 @@ fn open_console(plan: &InitPlan, sock: RawFd, rootfd: RawFd) -> RawFd {
         Ok(fd) => fd,
         Err(e) => fail(sock, Step::Console, 0, e),
     };
-    send_pty(master, plan.console_socket, sock)
+    send_pty(master, &plan.process, plan.console_socket, sock)
 }
 
-/// Unlock the pty behind `master`, send the master over the console socket
-/// (as runc does), close both, and return the slave. Shared by the init and
-/// `exec`; async-signal-safe.
-pub fn send_pty(master: RawFd, console_socket: RawFd, sock: RawFd) -> RawFd {
+/// Unlock the pty behind `master`, set it up as runc does (ONLCR cleared
+/// when vessel relays it, process.consoleSize, the slave owned by the
+/// process's uid), send the
+/// master over the console socket, close both, and return the slave. Shared
+/// by the init and `exec`; async-signal-safe.
+pub fn send_pty(
+    master: RawFd,
+    p: &crate::process::plan::ProcessParts,
+    console_socket: RawFd,
+    sock: RawFd,
+) -> RawFd {
     let unlock: c_int = 0;
     // SAFETY: ioctls on the pty master we own; TIOCGPTPEER returns a new fd.
     let slave = unsafe {
@@ -951,6 +958,45 @@ pub fn send_pty(master: RawFd, console_socket: RawFd, sock: RawFd) -> RawFd {
         )
     };
     check(sock, slave, Step::Console, 1);
+    // SAFETY: termios and winsize ioctls on our pty with stack structs.
+    unsafe {
+        // No "\n" -> "\r\n" on output when vessel relays the pty: what the
+        // workload writes is what vessel's stdout gets (runc's recvtty).
+        let mut t: libc::termios = std::mem::zeroed();
+        if p.clear_onlcr && libc::ioctl(master, libc::TCGETS, &mut t) == 0 {
+            t.c_oflag &= !libc::ONLCR;
+            check(
+                sock,
+                libc::ioctl(master, libc::TCSETS, &t),
+                Step::Console,
+                5,
+            );
+        }
+        if let Some((rows, cols)) = p.console_size {
+            let ws = libc::winsize {
+                ws_row: rows,
+                ws_col: cols,
+                ws_xpixel: 0,
+                ws_ypixel: 0,
+            };
+            check(
+                sock,
+                libc::ioctl(master, libc::TIOCSWINSZ, &ws),
+                Step::Console,
+                6,
+            );
+        }
+    }
+    // The terminal belongs to the process's user (runc's
+    // fixStdioPermissions): only the uid changes, the group stays devpts's
+    // (tty). EINVAL (unmapped id), EPERM and EROFS are ignored, as in runc.
+    if p.user.uid != 0 {
+        // SAFETY: fchown of the slave we own; -1 keeps the group.
+        let r = unsafe { libc::fchown(slave, p.user.uid, u32::MAX) };
+        if r < 0 && !matches!(errno(), libc::EINVAL | libc::EPERM | libc::EROFS) {
+            fail(sock, Step::Console, 7, errno());
+        }
+    }
     if !sync::send_fd(console_socket, master) {
         fail(sock, Step::Console, 4, errno());
     }

@@ -2,5 +2,6 @@
 //! init that runs after it, and the parent/child sync protocol.
 pub mod child;
 pub mod plan;
+pub mod sealed_exe;
 pub mod spawn;
 pub mod sync;

@@ -101,9 +101,40 @@ pub struct ProcessParts {
     pub rlimits: Vec<(libc::__rlimit_resource_t, libc::rlimit)>,
     pub seccomp: Option<seccomp::Program>,
     pub terminal: bool,
+    /// process.consoleSize as (rows, columns), applied to the pty.
+    pub console_size: Option<(u16, u16)>,
+    /// vessel relays the pty itself (foreground `run`/`exec -t`): clear
+    /// ONLCR, as runc does on the master it receives. A --console-socket
+    /// receiver gets the kernel's default (containerd and conmon expect it).
+    pub clear_onlcr: bool,
     pub oom_score_adj: Option<i32>,
     pub apparmor: Option<CString>,
     pub selinux_label: Option<CString>,
+}
+
+/// The largest uid or gid vessel runs a process as. Above it, ids are
+/// negative as a signed int; (uid_t)-1 = 4294967295 makes setresuid and
+/// setresgid leave the id unchanged, so the process would stay root.
+pub const MAX_ID: u32 = i32::MAX as u32;
+
+/// `what` must be in 0..=MAX_ID.
+pub fn check_id(what: &str, id: u32) -> Result<()> {
+    if id > MAX_ID {
+        return Err(Error::invalid(format!(
+            "{what} {id} is out of range: ids must be in 0..={MAX_ID}"
+        )));
+    }
+    Ok(())
+}
+
+/// process.user: uid, gid and every additional gid in range.
+pub fn check_user(u: &oci_spec::runtime::User) -> Result<()> {
+    check_id("process.user.uid", u.uid())?;
+    check_id("process.user.gid", u.gid())?;
+    for g in u.additional_gids().iter().flatten() {
+        check_id("process.user.additionalGids entry", *g)?;
+    }
+    Ok(())
 }
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -142,6 +173,7 @@ impl ProcessParts {
                 .collect::<Result<_>>()?
         };
         let u = p.user();
+        check_user(u)?;
         let user = User {
             uid: u.uid(),
             gid: u.gid(),
@@ -195,6 +227,15 @@ impl ProcessParts {
             rlimits: rl,
             seccomp,
             terminal: p.terminal().unwrap_or(false),
+            console_size: p
+                .console_size()
+                .as_ref()
+                .filter(|b| b.height() > 0 && b.width() > 0)
+                .map(|b| {
+                    let clamp = |v: u64| v.min(u64::from(u16::MAX)) as u16;
+                    (clamp(b.height()), clamp(b.width()))
+                }),
+            clear_onlcr: false,
             oom_score_adj: p.oom_score_adj(),
             apparmor: p
                 .apparmor_profile()
@@ -301,6 +342,8 @@ pub struct PlanInput<'a> {
     pub no_pivot: bool,
     pub no_new_keyring: bool,
     pub seccomp_flags: &'a [String],
+    /// The console socket leads back to vessel (foreground `run`).
+    pub relay_tty: bool,
 }
 
 pub fn build(inp: &PlanInput) -> Result<InitPlan> {
@@ -422,6 +465,7 @@ pub fn build(inp: &PlanInput) -> Result<InitPlan> {
             "--console-socket given but process.terminal is false",
         ));
     }
+    proc_parts.clear_onlcr = inp.relay_tty;
     proc_parts.fill_pointers();
     let state_len = 16 * 1024;
     let hide_on_no_pivot = if inp.no_pivot && mntns == MntNs::New {
