@@ -743,6 +743,29 @@ fn the_workload_starts_with_default_signal_dispositions() {
     }
 }
 
+#[test]
+fn an_exec_process_starts_with_default_signal_dispositions() {
+    if skip() {
+        return;
+    }
+    let rt = Runtime::new();
+    let b = Bundle::new(&["sleep", "1000"]);
+    let id = unique_id("sigexec");
+    rt.create_ok(&b, &id);
+    rt.ok(&["start", &id]);
+    let out = rt.ok(&["exec", &id, "cat", "/proc/self/status"]);
+    for key in ["SigBlk", "SigIgn", "SigCgt"] {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(key))
+            .unwrap_or_else(|| panic!("no {key} in {out}"));
+        let mask = u64::from_str_radix(line.split_whitespace().nth(1).unwrap(), 16).unwrap();
+        // SIGPIPE (bit 12) was left ignored by vessel's Rust runtime.
+        assert_eq!(mask & 0x7fff_ffff, 0, "exec'd process {line}");
+    }
+    rt.ok(&["delete", "-f", &id]);
+}
+
 // ---- item 19: crafted state ----------------------------------------------
 
 #[test]

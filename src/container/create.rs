@@ -195,7 +195,6 @@ pub fn create(root: &Path, opts: CreateOptions) -> Result<(PathBuf, State)> {
         }
     }
 
-
     let fifo = dir.join(EXEC_FIFO);
     make_exec_fifo(&fifo, &bundle.spec)?;
 

@@ -306,7 +306,10 @@ struct ExecPlan {
 /// Run the process; returns vessel's exit code (the process's status in the
 /// foreground, 0 when detached).
 pub fn exec(root: &Path, opts: &ExecOptions) -> Result<i32> {
-    let (dir, st) = super::load(root, &opts.id)?;
+    // Read the state under the lock and hold it until the process is in the
+    // container's namespaces: a racing delete cannot remove what we join
+    // halfway. The lock is released before the foreground wait.
+    let (dir, lock, st) = super::load_locked(root, &opts.id)?;
     if st.sandbox == Sandbox::Vm {
         return Err(Error::invalid(format!(
             "container {}: exec is not supported in VM mode",
@@ -363,6 +366,13 @@ pub fn exec(root: &Path, opts: &ExecOptions) -> Result<i32> {
     parts.fill_pointers();
 
     let ns_files = open_namespaces(&st.namespaces)?;
+    // The namespaces were opened by /proc/<pid>: only the container's init
+    // if that pid still is it (a reused pid would be another process's).
+    if !st.init_alive() {
+        return Err(Error::WrongState(
+            "cannot exec in a stopped container".into(),
+        ));
+    }
     // The console: the caller's socket, or (foreground) our own pair whose
     // other end receives the master for the relay.
     let (console_child, console_peer): (Option<OwnedFd>, Option<OwnedFd>) = if !terminal {
@@ -402,6 +412,7 @@ pub fn exec(root: &Path, opts: &ExecOptions) -> Result<i32> {
     let started = start_process(&plan, &st, &dir, console_peer.as_ref(), &linux);
     drop(console_child);
     drop(ns_files);
+    drop(lock);
     let (pid, master) = match started {
         Ok(x) => x,
         Err(e) => {
@@ -556,6 +567,9 @@ fn join_and_fork(plan: &ExecPlan, sock: RawFd) -> ! {
         let mut empty: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut empty);
         libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+        // Rust's runtime ignores SIGPIPE and an ignored signal survives
+        // execve: the process must start with the default disposition.
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     for (i, (fd, flag)) in plan.ns.iter().enumerate() {
         // SAFETY: fd is a namespace fd opened by the parent.

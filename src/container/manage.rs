@@ -2,7 +2,6 @@
 //! runc's rules about which status each one accepts.
 
 use crate::cgroups::Cgroup;
-use crate::container::lock::Lock;
 use crate::container::state::{State, Status};
 use crate::{Error, Result};
 use oci_spec::runtime::LinuxResources;
@@ -68,8 +67,7 @@ pub fn filter_ps_table(output: &str, pids: &[i32]) -> Result<String> {
 /// cgroup keeps every value it does not name, so writing the delta merges
 /// it onto the container's current resources (runc's `update`).
 pub fn update(root: &Path, id: &str, delta: &LinuxResources) -> Result<()> {
-    let (dir, st) = super::load(root, id)?;
-    let _lock = Lock::acquire(&dir)?;
+    let (dir, _lock, st) = super::load_locked(root, id)?;
     if st.live_status(&dir) == Status::Stopped {
         return Err(Error::WrongState("container not running".into()));
     }
