@@ -306,9 +306,10 @@ struct ExecPlan {
 /// Run the process; returns vessel's exit code (the process's status in the
 /// foreground, 0 when detached).
 pub fn exec(root: &Path, opts: &ExecOptions) -> Result<i32> {
-    // Read the state under the lock and hold it until the process is in the
-    // container's namespaces: a racing delete cannot remove what we join
-    // halfway. The lock is released before the foreground wait.
+    // Read the state under the lock and hold it until the init's namespaces
+    // are open and the init checked: the fds pin what the process joins. It
+    // is released before the process starts, which may wait on a frozen
+    // cgroup (`--ignore-paused`) that only a `resume` (taking the lock) thaws.
     let (dir, lock, st) = super::load_locked(root, &opts.id)?;
     if st.sandbox == Sandbox::Vm {
         return Err(Error::invalid(format!(
@@ -373,6 +374,7 @@ pub fn exec(root: &Path, opts: &ExecOptions) -> Result<i32> {
             "cannot exec in a stopped container".into(),
         ));
     }
+    drop(lock);
     // The console: the caller's socket, or (foreground) our own pair whose
     // other end receives the master for the relay.
     let (console_child, console_peer): (Option<OwnedFd>, Option<OwnedFd>) = if !terminal {
@@ -412,7 +414,6 @@ pub fn exec(root: &Path, opts: &ExecOptions) -> Result<i32> {
     let started = start_process(&plan, &st, &dir, console_peer.as_ref(), &linux);
     drop(console_child);
     drop(ns_files);
-    drop(lock);
     let (pid, master) = match started {
         Ok(x) => x,
         Err(e) => {
