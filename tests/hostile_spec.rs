@@ -532,3 +532,180 @@ fn create_container_hook_cwd_is_rootfs() {
         "the hook did not run in the rootfs"
     );
 }
+
+/// External run (runc's no_pivot.bats): under --no-pivot the container's
+/// root must be the top mount on "/" of its mount namespace, not a
+/// chroot: the kernel refuses CLONE_NEWUSER in a chroot, so `unshare -r`
+/// must get as far as the proc mount, which is refused (host proc hidden).
+#[test]
+fn no_pivot_root_is_not_a_chroot() {
+    if skip() {
+        return;
+    }
+    let rt = Runtime::new();
+    let mut b = Bundle::new(&[
+        "unshare",
+        "-mrpf",
+        "sh",
+        "-c",
+        "echo IN-USERNS; mount -t proc none /proc && echo MOUNTED-PROC",
+    ]);
+    if let Some(l) = b.spec["linux"].as_object_mut() {
+        l.remove("seccomp");
+    }
+    for set in ["bounding", "permitted", "effective"] {
+        b.spec["process"]["capabilities"][set]
+            .as_array_mut()
+            .unwrap()
+            .push(json!("CAP_SETFCAP"));
+    }
+    b.write();
+    let (code, out, err) = run(&rt, &b, &["--no-pivot"]);
+    assert!(
+        out.contains("IN-USERNS"),
+        "unshare -r failed (root looks like a chroot): {out} {err}"
+    );
+    assert!(
+        !out.contains("MOUNTED-PROC"),
+        "an unmasked proc was mounted: {out} {err}"
+    );
+    assert!(
+        err.to_lowercase().contains("permission denied"),
+        "the proc mount should fail with EPERM: {out} {err}"
+    );
+    assert_ne!(code, 0);
+}
+
+/// The mount points of the container's /proc/self/mountinfo, in order.
+fn mount_points(mountinfo: &str) -> Vec<String> {
+    mountinfo
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
+        .collect()
+}
+
+/// Bind, tmpfs and bind mounts interleaved, with or without a user
+/// namespace: mountinfo lists "/" first and then every mount in config
+/// order (the OCI suite's "mounted in the listed order").
+fn check_mount_order(userns: bool) {
+    let src = scratch_dir().join(unique_id("order-src"));
+    fs::create_dir_all(&src).unwrap();
+    let rt = Runtime::new();
+    let mut b = Bundle::new(&["cat", "/proc/self/mountinfo"]);
+    if userns {
+        let st = Command::new("chown")
+            .args(["-R", "100000:100000"])
+            .arg(b.rootfs())
+            .status()
+            .unwrap();
+        assert!(st.success());
+        b.spec["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "user"}));
+        let map = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        b.spec["linux"]["uidMappings"] = map.clone();
+        b.spec["linux"]["gidMappings"] = map;
+    }
+    let mounts = b.spec["mounts"].as_array_mut().unwrap();
+    for (dest, bind) in [
+        ("/mnt/b1", true),
+        ("/mnt/t1", false),
+        ("/mnt/b2", true),
+        ("/mnt/t2", false),
+    ] {
+        mounts.push(if bind {
+            json!({"destination": dest, "type": "bind", "source": &src, "options": ["rbind"]})
+        } else {
+            json!({"destination": dest, "type": "tmpfs", "source": "tmpfs"})
+        });
+    }
+    b.write();
+    let (code, out, err) = run(&rt, &b, &[]);
+    let _ = fs::remove_dir_all(&src);
+    assert_eq!(code, 0, "{err}");
+    let points = mount_points(&out);
+    let want = [
+        "/",
+        "/proc",
+        "/dev",
+        "/sys",
+        "/sys/fs/cgroup",
+        "/mnt/b1",
+        "/mnt/t1",
+        "/mnt/b2",
+        "/mnt/t2",
+    ];
+    let mut last = None;
+    for w in want {
+        let i = points
+            .iter()
+            .position(|p| p == w)
+            .unwrap_or_else(|| panic!("{w} not mounted: {points:?}"));
+        if let Some((lw, li)) = last {
+            assert!(li < i, "{lw} listed after {w}: {points:?}");
+        }
+        last = Some((w, i));
+    }
+    // The cgroup binds come after the tmpfs that holds them.
+    let cg = points.iter().position(|p| p == "/sys/fs/cgroup").unwrap();
+    for (i, p) in points.iter().enumerate() {
+        if p.starts_with("/sys/fs/cgroup/") {
+            assert!(i > cg, "{p} listed before /sys/fs/cgroup: {points:?}");
+        }
+    }
+}
+
+/// External run (OCI validation `mounts`): mounts appear in mountinfo in
+/// the order config.json lists them, after the rootfs.
+#[test]
+fn mountinfo_lists_mounts_in_config_order() {
+    if skip() {
+        return;
+    }
+    check_mount_order(false);
+}
+
+/// The same with a user namespace, where bind sources are copied on the
+/// host side first.
+#[test]
+fn mountinfo_lists_mounts_in_config_order_userns() {
+    if skip() {
+        return;
+    }
+    check_mount_order(true);
+}
+
+/// External run (runc's mounts.bats "ro /sys/fs/cgroup mount"): with the
+/// cgroup mount read-only, the tmpfs vessel makes at /sys/fs/cgroup on a
+/// v1 or hybrid host is read-only too, not only the binds in it.
+#[test]
+fn ro_cgroup_mount_makes_its_tmpfs_read_only() {
+    if skip() {
+        return;
+    }
+    if !Path::new("/sys/fs/cgroup/cpu").exists() {
+        eprintln!("ro_cgroup_mount_makes_its_tmpfs_read_only: skipped (pure cgroup v2 host: no tmpfs at /sys/fs/cgroup)");
+        return;
+    }
+    let rt = Runtime::new();
+    let b = Bundle::new(&[
+        "sh",
+        "-c",
+        "grep ' /sys/fs/cgroup' /proc/self/mountinfo; mkdir /sys/fs/cgroup/x && echo MADE-DIR",
+    ]);
+    let (_, out, err) = run(&rt, &b, &[]);
+    assert!(
+        !out.contains("MADE-DIR"),
+        "/sys/fs/cgroup is writable: {out} {err}"
+    );
+    let lines: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains(" /sys/fs/cgroup"))
+        .collect();
+    assert!(!lines.is_empty(), "{out} {err}");
+    for l in lines {
+        let opts = l.split(' ').nth(5).unwrap_or("");
+        assert!(opts.split(',').any(|o| o == "ro"), "not read-only: {l}");
+    }
+}

@@ -337,6 +337,20 @@ fn plan_cgroup_mount(
     }
     if cg.layout == Layout::V2 {
         ops.remove(0);
+    } else if flags & libc::MS_RDONLY != 0 {
+        // The tmpfs holding the binds is made read-only once they are in
+        // place (runc's mountCgroupV1): a bind remount of it.
+        ops.push(MountOp {
+            source: CString::default(),
+            fstype: CString::default(),
+            flags: libc::MS_BIND
+                | libc::MS_REMOUNT
+                | libc::MS_RDONLY
+                | libc::MS_NOSUID
+                | libc::MS_NODEV
+                | libc::MS_NOEXEC,
+            ..base
+        });
     }
     Ok(ops)
 }

@@ -535,7 +535,11 @@ fn setup_rootfs(plan: &InitPlan, sock: RawFd) {
             let r = move_mount_fd(m.tree_fd, fd);
             // SAFETY: the child's copy of the plan's fd; never used again.
             unsafe { libc::close(m.tree_fd) };
-            r
+            if r == 0 {
+                recopy_in_place(rootfd, &m.dest)
+            } else {
+                r
+            }
         } else {
             mount(
                 ptr_or_null(&m.source),
@@ -731,6 +735,63 @@ fn write_sysctls(plan: &InitPlan, sock: RawFd) {
     }
     // SAFETY: closing an fd we own.
     unsafe { libc::close(dir) };
+}
+
+/// Replace the tree attached at `dest` (a host-side copy, made before the
+/// rootfs) by a copy of itself made now: mountinfo lists mounts in the
+/// order they were made, and the container must see its mounts in config
+/// order after "/". Returns 0 or -1 with errno set.
+fn recopy_in_place(rootfd: RawFd, dest: &CStr) -> c_int {
+    let top = match open_in_root(rootfd, dest.as_ptr(), libc::O_PATH) {
+        Ok(fd) => fd,
+        Err(e) => return set_errno(e),
+    };
+    let copy = open_tree_fd(top, true);
+    let e = errno();
+    let r = if copy < 0 {
+        set_errno(e)
+    } else {
+        let t = FdPath::new(top);
+        // SAFETY: umount2 on a NUL-terminated /proc/self/fd path.
+        unsafe { libc::umount2(t.ptr(), libc::MNT_DETACH) }
+    };
+    let e = errno();
+    // SAFETY: closing an fd we own.
+    unsafe { libc::close(top) };
+    if r < 0 {
+        if copy >= 0 {
+            // SAFETY: closing an fd we own.
+            unsafe { libc::close(copy) };
+        }
+        return set_errno(e);
+    }
+    let below = match open_in_root(rootfd, dest.as_ptr(), libc::O_PATH) {
+        Ok(fd) => fd,
+        Err(e) => {
+            // SAFETY: closing an fd we own.
+            unsafe { libc::close(copy) };
+            return set_errno(e);
+        }
+    };
+    let r = move_mount_fd(copy, below);
+    let e = errno();
+    // SAFETY: closing fds we own.
+    unsafe {
+        libc::close(copy);
+        libc::close(below);
+    }
+    if r < 0 {
+        set_errno(e)
+    } else {
+        0
+    }
+}
+
+/// Set errno to `e` and return -1.
+fn set_errno(e: i32) -> c_int {
+    // SAFETY: __errno_location returns this thread's errno slot.
+    unsafe { *libc::__errno_location() = e };
+    -1
 }
 
 /// open_tree(fd, "", OPEN_TREE_CLONE [| AT_RECURSIVE]): a detached copy.

@@ -367,7 +367,11 @@ pub fn build(inp: &PlanInput) -> Result<InitPlan> {
         mounts.extend(ops);
     }
     let mut trees = Vec::new();
-    if mntns == MntNs::New {
+    // Only a user namespace needs the host-side copy (its root may not
+    // reach the source). Otherwise the init binds by path, in config
+    // order after the rootfs: mountinfo lists mounts in the order they
+    // were made, and a copy made here would come before the rootfs.
+    if mntns == MntNs::New && ns.creates(libc::CLONE_NEWUSER) {
         for m in mounts.iter_mut().filter(|m| m.bind) {
             let t = open_tree(&m.source)?;
             m.tree_fd = t.as_raw_fd();
