@@ -9,10 +9,13 @@ mod common;
 use common::*;
 use serde_json::json;
 use std::fs;
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-#[allow(dead_code)]
 const T: Duration = Duration::from_secs(20);
 
 fn skip() -> bool {
@@ -112,4 +115,94 @@ fn device_rule_with_no_known_access_letter_is_refused() {
         assert!(e.contains("names none of r, w, m"), "unclear error: {e}");
         assert_nothing_left(&rt, &id, &b);
     }
+}
+
+/// Receive one fd over SCM_RIGHTS with the payload it came with.
+fn recv_fd_and_payload(sock: i32) -> Option<(OwnedFd, Vec<u8>)> {
+    let mut data = [0u8; 256];
+    let mut iov = libc::iovec {
+        iov_base: data.as_mut_ptr() as *mut libc::c_void,
+        iov_len: data.len(),
+    };
+    let mut cbuf = [0u64; 8];
+    // SAFETY: msghdr points at stack buffers that outlive the call; the
+    // kernel fills at most the lengths given.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cbuf.as_mut_ptr() as *mut libc::c_void;
+        msg.msg_controllen = std::mem::size_of_val(&cbuf);
+        let n = libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC);
+        if n <= 0 {
+            return None;
+        }
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        if c.is_null() || (*c).cmsg_type != libc::SCM_RIGHTS {
+            return None;
+        }
+        let fd = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const i32);
+        Some((OwnedFd::from_raw_fd(fd), data[..n as usize].to_vec()))
+    }
+}
+
+/// Every runc bats terminal test: the pty master arrives over
+/// --console-socket named "/dev/ptmx" as runc's utils.SendFd names it
+/// (runc's recvtty names its file after the payload; vessel sent one NUL,
+/// so recvtty's messages read "read \0: input/output error"), and the
+/// first byte read from the master is the workload's own (no sync or
+/// fifo byte reaches the pty).
+#[test]
+fn console_socket_master_is_named_and_output_starts_with_the_workload() {
+    if skip() {
+        return;
+    }
+    let rt = Runtime::new();
+    let mut b = Bundle::new(&["echo", "Hello World"]);
+    b.spec["process"]["terminal"] = json!(true);
+    b.write();
+    let sock_path = scratch_dir().join(format!("{}.sock", unique_id("console")));
+    let listener = UnixListener::bind(&sock_path).unwrap();
+    let receiver = std::thread::spawn(move || {
+        let (conn, _) = listener.accept().expect("accept console socket");
+        recv_fd_and_payload(conn.as_raw_fd()).expect("pty master over SCM_RIGHTS")
+    });
+    let id = unique_id("ttynul");
+    let (code, _, err) =
+        triple(&rt.create(&b, &id, &["--console-socket", sock_path.to_str().unwrap()]));
+    assert_eq!(code, 0, "create: {err}");
+    let (master, payload) = receiver.join().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&payload),
+        "/dev/ptmx",
+        "console-socket payload {payload:?}"
+    );
+    rt.ok(&["start", &id]);
+    let mut m = File::from(master);
+    let mut out = Vec::new();
+    let start = Instant::now();
+    let mut buf = [0u8; 256];
+    while !out.ends_with(b"\n") && start.elapsed() < T {
+        let mut p = libc::pollfd {
+            fd: m.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: poll on one valid pollfd.
+        if unsafe { libc::poll(&mut p, 1, 1000) } <= 0 {
+            continue;
+        }
+        match m.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => out.extend_from_slice(&buf[..k]),
+        }
+    }
+    assert!(
+        out.starts_with(b"Hello World"),
+        "pty output does not start with the workload's: {out:?}"
+    );
+    assert!(!out.contains(&0), "a NUL on the pty: {out:?}");
+    assert!(rt.wait_status(&id, "stopped", T));
+    rt.ok(&["delete", &id]);
+    let _ = fs::remove_file(&sock_path);
 }
