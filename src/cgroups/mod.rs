@@ -203,14 +203,18 @@ impl Cgroup {
     /// `--root` with a path that is not unique per root; joining it would
     /// let this container's `delete -f` kill them), or one that is frozen
     /// (the init would block there forever). Call before `create`; an empty,
-    /// thawed directory that exists already is fine, as in runc.
+    /// thawed directory that exists already is fine, as in runc. The error
+    /// starts with runc's words ("container's cgroup is not empty", a
+    /// warning in runc) for tooling that looks for them.
     pub fn check_unused(&self) -> Result<(), CgroupError> {
         for dir in self.dirs.iter().filter(|d| d.is_dir()) {
             let mut pids = Vec::new();
             collect_pids(dir, &mut pids)?;
             if !pids.is_empty() {
                 return Err(CgroupError::Msg(format!(
-                    "cgroup {} is not empty: it holds {} process(es) this container did not                      start (pid {}); another container uses this cgroupsPath",
+                    "container's cgroup is not empty: {} holds {} process(es) this \
+                     container did not start (pid {}); another container uses this \
+                     cgroupsPath",
                     dir.display(),
                     pids.len(),
                     pids[0]
