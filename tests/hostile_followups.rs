@@ -295,3 +295,46 @@ fn missing_seccomp_agent_is_reported_in_runcs_words() {
     );
     assert_nothing_left(&rt, &id, &b);
 }
+
+/// cgroups.bats "should refuse pre-existing frozen cgroup" greps
+/// "container's cgroup unexpectedly frozen" (runc refuses too, status 1).
+#[test]
+fn frozen_cgroup_is_refused_in_runcs_words() {
+    if skip() {
+        return;
+    }
+    let path = format!("/{}", unique_id("hfu-frozen"));
+    let (dir, file, frozen, thawed) = if std::path::Path::new("/sys/fs/cgroup/freezer").is_dir() {
+        (
+            PathBuf::from(format!("/sys/fs/cgroup/freezer{path}")),
+            "freezer.state",
+            "FROZEN",
+            "THAWED",
+        )
+    } else {
+        (
+            PathBuf::from(format!("/sys/fs/cgroup{path}")),
+            "cgroup.freeze",
+            "1",
+            "0",
+        )
+    };
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join(file), frozen).unwrap();
+    let rt = Runtime::new();
+    let mut b = Bundle::new(&["true"]);
+    b.spec["linux"]["cgroupsPath"] = json!(path);
+    b.write();
+    let id = unique_id("frz");
+    let (code, _, e) = triple(&rt.create(&b, &id, &[]));
+    let _ = fs::write(dir.join(file), thawed);
+    let _ = rt.run(&["delete", "-f", &id]);
+    for d in cgroup_dirs_at(&path) {
+        let _ = fs::remove_dir(d);
+    }
+    assert_ne!(code, 0, "create in a frozen cgroup succeeded");
+    assert!(
+        e.contains("container's cgroup unexpectedly frozen"),
+        "no runc wording: {e}"
+    );
+}

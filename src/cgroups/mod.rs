@@ -241,8 +241,8 @@ impl Cgroup {
                 Err(_) => String::new(),
             };
             return Err(CgroupError::Msg(format!(
-                "cgroup {dir} is frozen (by itself or a parent): thaw it first, a container's \
-                 init cannot start there"
+                "container's cgroup unexpectedly frozen: {dir} is frozen (by itself or a \
+                 parent): thaw it first, a container's init cannot start there"
             )));
         }
         Ok(())
