@@ -338,3 +338,32 @@ fn frozen_cgroup_is_refused_in_runcs_words() {
         "no runc wording: {e}"
     );
 }
+
+/// exec.bats "runc exec --cgroup sub-cgroups [v1]" greps runc's words for
+/// a sub-cgroup outside the container's (" .. is not a sub cgroup path")
+/// and one that does not exist (" adding pid ...
+/// /nonexistent/cgroup.procs: no such file ").
+#[test]
+fn exec_cgroup_errors_in_runcs_words() {
+    if skip() {
+        return;
+    }
+    let rt = Runtime::new();
+    let b = Bundle::new(&["sleep", "300"]);
+    let id = unique_id("excg");
+    rt.create_ok(&b, &id);
+    rt.ok(&["start", &id]);
+    let (code, o, e) = triple(&rt.run(&["exec", "--cgroup", "..", &id, "true"]));
+    assert_ne!(code, 0, "exec --cgroup .. succeeded: {o}");
+    assert!(
+        e.contains(" .. is not a sub cgroup path"),
+        "no runc wording: {e}"
+    );
+    let (code, o, e) = triple(&rt.run(&["exec", "--cgroup", "nonexistent", &id, "true"]));
+    assert_ne!(code, 0, "exec --cgroup nonexistent succeeded: {o}");
+    assert!(
+        e.contains(" adding pid ") && e.contains("/nonexistent/cgroup.procs: no such file "),
+        "no runc wording: {e}"
+    );
+    rt.ok(&["delete", "-f", &id]);
+}

@@ -420,7 +420,13 @@ impl Cgroup {
                 match comp {
                     std::path::Component::Normal(c) => clean.push(c),
                     std::path::Component::RootDir | std::path::Component::CurDir => {}
-                    _ => return Err(bad(a, " (\"..\" would leave the container's cgroup)")),
+                    // runc's words: "<sub> is not a sub cgroup path".
+                    _ => {
+                        return Err(CgroupError::Msg(format!(
+                            "invalid --cgroup argument {a}: {sub} is not a sub cgroup path \
+                             (\"..\" would leave the container's cgroup)"
+                        )))
+                    }
                 }
             }
             match ctrls {
@@ -476,9 +482,12 @@ impl Cgroup {
         out.dirs.extend(out.unified.iter().cloned());
         for d in &out.dirs {
             if !d.join("cgroup.procs").exists() {
+                // runc's words (it fails when it adds the pid).
                 return Err(CgroupError::Msg(format!(
-                    "exec --cgroup: sub-cgroup {} does not exist",
-                    d.display()
+                    "exec --cgroup: sub-cgroup {} does not exist: adding pid to \
+                     {}: no such file or directory",
+                    d.display(),
+                    d.join("cgroup.procs").display()
                 )));
             }
         }
