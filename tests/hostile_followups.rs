@@ -367,3 +367,39 @@ fn exec_cgroup_errors_in_runcs_words() {
     );
     rt.ok(&["delete", "-f", &id]);
 }
+
+/// list.bats "list" matches `list --format json` with a pattern in runc's
+/// field order: ociVersion, id, pid, status, bundle, rootfs, created (then
+/// owner); vessel printed the keys sorted (annotations first).
+#[test]
+fn list_json_fields_come_in_runcs_order() {
+    if skip() {
+        return;
+    }
+    let rt = Runtime::new();
+    let b = Bundle::new(&["sleep", "300"]);
+    let id = unique_id("lst");
+    rt.create_ok(&b, &id);
+    let text = rt.ok(&["list", "--format", "json"]);
+    let pos = |k: &str| {
+        text.find(&format!("\"{k}\":"))
+            .unwrap_or_else(|| panic!("no {k} in {text}"))
+    };
+    let order = [
+        "ociVersion",
+        "id",
+        "pid",
+        "status",
+        "bundle",
+        "rootfs",
+        "created",
+        "owner",
+    ];
+    for w in order.windows(2) {
+        assert!(pos(w[0]) < pos(w[1]), "{} after {}: {text}", w[0], w[1]);
+    }
+    assert!(text.starts_with("[{\"ociVersion\":"), "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).expect("list json parses");
+    assert_eq!(v[0]["id"], json!(id));
+    rt.ok(&["delete", "-f", &id]);
+}
