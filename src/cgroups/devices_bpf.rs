@@ -85,6 +85,26 @@ fn exit() -> Insn {
     insn(0x95, 0, 0, 0, 0)
 }
 
+/// A spec rule's access as the devices cgroup takes it: the letters r, w
+/// and m it names, in that order. Like runc (its `devices.Permissions`
+/// set operations), other letters are dropped: `"rwa"` is `"rw"`. An empty
+/// or absent access means `"rwm"` (the spec makes it optional; runc 1.1.5
+/// refuses it). An access naming none of r, w, m is refused: as a deny it
+/// would silently deny nothing.
+pub fn access_letters(d: &LinuxDeviceCgroup) -> Result<String, CgroupError> {
+    let text = d.access().as_deref().unwrap_or("");
+    if text.is_empty() {
+        return Ok("rwm".to_string());
+    }
+    let letters: String = "rwm".chars().filter(|c| text.contains(*c)).collect();
+    if letters.is_empty() {
+        return Err(CgroupError::Msg(format!(
+            "linux.resources.devices: access {text:?} names none of r, w, m"
+        )));
+    }
+    Ok(letters)
+}
+
 /// A rule as the program tests it; None is a wildcard.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rule {
@@ -117,24 +137,13 @@ impl Rule {
                 }),
             }
         };
-        let access_text = d
-            .access()
-            .as_deref()
-            .filter(|a| !a.is_empty())
-            .unwrap_or("rwm");
-        let mut access = 0;
-        for c in access_text.chars() {
-            access |= match c {
+        let access = access_letters(d)?.chars().fold(0, |a, c| {
+            a | match c {
                 'r' => ACC_READ,
                 'w' => ACC_WRITE,
-                'm' => ACC_MKNOD,
-                _ => {
-                    return Err(CgroupError::Msg(format!(
-                        "linux.resources.devices: access {access_text:?} is not made of r, w, m"
-                    )))
-                }
-            };
-        }
+                _ => ACC_MKNOD,
+            }
+        });
         Ok(Rule {
             allow: d.allow(),
             typ,
@@ -507,8 +516,29 @@ mod tests {
     }
 
     #[test]
+    fn unknown_access_letters_are_dropped_as_runc_does() {
+        // update.bats "minimal transition rules": a deny with "rwa".
+        let rules = [
+            rule(r#"{"allow":false,"access":"rwm"}"#),
+            rule(r#"{"allow":true,"type":"c","major":1,"minor":11,"access":"rwma"}"#),
+            rule(r#"{"allow":false,"type":"c","major":1,"minor":11,"access":"rwa"}"#),
+        ];
+        let eff = effective_rules(&rules).unwrap();
+        assert_eq!(eff[2].access, ACC_ALL);
+        assert_eq!(eff[3].access, ACC_READ | ACC_WRITE);
+        let p = program(&eff);
+        assert_eq!(run(&p, DEV_CHAR, ACC_READ, 1, 11), 0);
+        assert_eq!(run(&p, DEV_CHAR, ACC_WRITE, 1, 11), 0);
+        assert_eq!(run(&p, DEV_CHAR, ACC_MKNOD, 1, 11), 1);
+        // An empty access is "rwm".
+        let all = Rule::from_spec(&rule(r#"{"allow":true,"type":"c","access":""}"#)).unwrap();
+        assert_eq!(all.access, ACC_ALL);
+    }
+
+    #[test]
     fn bad_rules_are_refused() {
-        assert!(Rule::from_spec(&rule(r#"{"allow":true,"access":"rx"}"#)).is_err());
+        assert!(Rule::from_spec(&rule(r#"{"allow":true,"access":"xa"}"#)).is_err());
+        assert!(Rule::from_spec(&rule(r#"{"allow":false,"access":"RWM"}"#)).is_err());
         assert!(Rule::from_spec(&rule(r#"{"allow":true,"type":"p"}"#)).is_err());
         assert!(Rule::from_spec(&rule(r#"{"allow":true,"major":4294967296}"#)).is_err());
     }

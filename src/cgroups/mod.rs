@@ -203,14 +203,18 @@ impl Cgroup {
     /// `--root` with a path that is not unique per root; joining it would
     /// let this container's `delete -f` kill them), or one that is frozen
     /// (the init would block there forever). Call before `create`; an empty,
-    /// thawed directory that exists already is fine, as in runc.
+    /// thawed directory that exists already is fine, as in runc. The error
+    /// starts with runc's words ("container's cgroup is not empty", a
+    /// warning in runc) for tooling that looks for them.
     pub fn check_unused(&self) -> Result<(), CgroupError> {
         for dir in self.dirs.iter().filter(|d| d.is_dir()) {
             let mut pids = Vec::new();
             collect_pids(dir, &mut pids)?;
             if !pids.is_empty() {
                 return Err(CgroupError::Msg(format!(
-                    "cgroup {} is not empty: it holds {} process(es) this container did not                      start (pid {}); another container uses this cgroupsPath",
+                    "container's cgroup is not empty: {} holds {} process(es) this \
+                     container did not start (pid {}); another container uses this \
+                     cgroupsPath",
                     dir.display(),
                     pids.len(),
                     pids[0]
@@ -237,8 +241,8 @@ impl Cgroup {
                 Err(_) => String::new(),
             };
             return Err(CgroupError::Msg(format!(
-                "cgroup {dir} is frozen (by itself or a parent): thaw it first, a container's \
-                 init cannot start there"
+                "container's cgroup unexpectedly frozen: {dir} is frozen (by itself or a \
+                 parent): thaw it first, a container's init cannot start there"
             )));
         }
         Ok(())
@@ -416,7 +420,13 @@ impl Cgroup {
                 match comp {
                     std::path::Component::Normal(c) => clean.push(c),
                     std::path::Component::RootDir | std::path::Component::CurDir => {}
-                    _ => return Err(bad(a, " (\"..\" would leave the container's cgroup)")),
+                    // runc's words: "<sub> is not a sub cgroup path".
+                    _ => {
+                        return Err(CgroupError::Msg(format!(
+                            "invalid --cgroup argument {a}: {sub} is not a sub cgroup path \
+                             (\"..\" would leave the container's cgroup)"
+                        )))
+                    }
                 }
             }
             match ctrls {
@@ -472,9 +482,12 @@ impl Cgroup {
         out.dirs.extend(out.unified.iter().cloned());
         for d in &out.dirs {
             if !d.join("cgroup.procs").exists() {
+                // runc's words (it fails when it adds the pid).
                 return Err(CgroupError::Msg(format!(
-                    "exec --cgroup: sub-cgroup {} does not exist",
-                    d.display()
+                    "exec --cgroup: sub-cgroup {} does not exist: adding pid to \
+                     {}: no such file or directory",
+                    d.display(),
+                    d.join("cgroup.procs").display()
                 )));
             }
         }

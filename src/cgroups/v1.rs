@@ -274,19 +274,20 @@ pub(crate) const DEFAULT_DEVICE_RULES: &[&str] = &[
     "c 5:2 rwm",   // /dev/ptmx
 ];
 
-/// "type major:minor access" as devices.allow/deny take it.
-pub fn device_rule(d: &LinuxDeviceCgroup) -> String {
+/// "type major:minor access" as devices.allow/deny take it (access
+/// normalised by `devices_bpf::access_letters`).
+pub fn device_rule(d: &LinuxDeviceCgroup) -> Result<String, CgroupError> {
     let typ = d.typ().unwrap_or(LinuxDeviceType::A).as_str().to_string();
     let num = |n: Option<i64>| {
         n.filter(|n| *n >= 0)
             .map_or("*".to_string(), |n| n.to_string())
     };
-    let access = d
-        .access()
-        .as_deref()
-        .filter(|a| !a.is_empty())
-        .unwrap_or("rwm");
-    format!("{typ} {}:{} {access}", num(d.major()), num(d.minor()))
+    let access = super::devices_bpf::access_letters(d)?;
+    Ok(format!(
+        "{typ} {}:{} {access}",
+        num(d.major()),
+        num(d.minor())
+    ))
 }
 
 /// v1 enforces device access here: the target is deny-all, the spec's
@@ -302,7 +303,7 @@ pub fn device_rule(d: &LinuxDeviceCgroup) -> String {
 pub fn set_devices(dir: &Path, rules: &[LinuxDeviceCgroup]) -> Result<(), CgroupError> {
     let mut target = DevState::deny_all();
     for r in rules {
-        target.apply(r.allow(), &device_rule(r));
+        target.apply(r.allow(), &device_rule(r)?);
     }
     for r in DEFAULT_DEVICE_RULES {
         target.apply(true, r);
@@ -480,19 +481,38 @@ mod tests {
     #[test]
     fn device_rules_format_like_the_kernel_wants() {
         assert_eq!(
-            device_rule(&rule(r#"{"allow":false,"access":"rwm"}"#)),
+            device_rule(&rule(r#"{"allow":false,"access":"rwm"}"#)).unwrap(),
             "a *:* rwm"
         );
         assert_eq!(
             device_rule(&rule(
                 r#"{"allow":true,"type":"c","major":1,"minor":3,"access":"rw"}"#
-            )),
+            ))
+            .unwrap(),
             "c 1:3 rw"
         );
         assert_eq!(
-            device_rule(&rule(r#"{"allow":true,"type":"b","major":8}"#)),
+            device_rule(&rule(r#"{"allow":true,"type":"b","major":8}"#)).unwrap(),
             "b 8:* rwm"
         );
+        // runc's update.bats uses "rwa": letters other than r, w, m are
+        // dropped (the kernel refuses them with EINVAL), order normalised.
+        assert_eq!(
+            device_rule(&rule(
+                r#"{"allow":false,"type":"c","major":1,"minor":11,"access":"rwa"}"#
+            ))
+            .unwrap(),
+            "c 1:11 rw"
+        );
+        assert_eq!(
+            device_rule(&rule(r#"{"allow":true,"type":"c","access":"mxr"}"#)).unwrap(),
+            "c *:* rm"
+        );
+        assert_eq!(
+            device_rule(&rule(r#"{"allow":true,"type":"c","access":""}"#)).unwrap(),
+            "c *:* rwm"
+        );
+        assert!(device_rule(&rule(r#"{"allow":false,"type":"c","access":"a"}"#)).is_err());
     }
 
     /// A directory of plain files standing in for a cgroup: the knobs the

@@ -239,8 +239,8 @@ pub fn set_unified(
         if let Some(allowed) = allowed {
             if controller != "cgroup" && !allowed.iter().any(|c| c == controller) {
                 return Err(CgroupError::Msg(format!(
-                    "linux.resources.unified: {key:?} needs the {controller} controller on \
-                     cgroup v2, but this host runs it on cgroup v1"
+                    "invalid configuration: linux.resources.unified: {key:?} needs the \
+                     {controller} controller on cgroup v2, but this host runs it on cgroup v1"
                 )));
             }
         }

@@ -96,12 +96,12 @@ pub fn list(root: &Path, format: &str, quiet: bool) -> Result<i32> {
     }
     if format == "json" {
         // runc prints `null` when there is no container.
-        let v = if rows.is_empty() {
-            serde_json::Value::Null
+        if rows.is_empty() {
+            out("null\n");
         } else {
-            serde_json::Value::Array(rows)
-        };
-        out(&format!("{v}\n"));
+            let items: Vec<String> = rows.iter().map(list_entry_json).collect();
+            out(&format!("[{}]\n", items.join(",")));
+        }
         return Ok(0);
     }
     let mut table = vec![["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"].map(String::from)];
@@ -117,6 +117,44 @@ pub fn list(root: &Path, format: &str, quiet: bool) -> Result<i32> {
     }
     out(&tab_table(&table));
     Ok(0)
+}
+
+/// One `list --format json` entry with runc's field order (its
+/// containerState struct: ociVersion, id, pid, status, bundle, rootfs,
+/// created, annotations when not empty, owner); list.bats matches the line
+/// with a pattern in that order. Any other field follows, sorted.
+pub fn list_entry_json(v: &serde_json::Value) -> String {
+    const ORDER: [&str; 9] = [
+        "ociVersion",
+        "id",
+        "pid",
+        "status",
+        "bundle",
+        "rootfs",
+        "created",
+        "annotations",
+        "owner",
+    ];
+    let Some(map) = v.as_object() else {
+        return v.to_string();
+    };
+    let empty = |x: &serde_json::Value| x.is_null() || x.as_object().is_some_and(|o| o.is_empty());
+    let mut fields = Vec::new();
+    let mut push = |k: &str, x: &serde_json::Value| {
+        let key = serde_json::Value::String(k.to_string());
+        fields.push(format!("{key}:{x}"));
+    };
+    for k in ORDER {
+        match map.get(k) {
+            Some(x) if k == "annotations" && empty(x) => {}
+            Some(x) => push(k, x),
+            None => {}
+        }
+    }
+    for (k, x) in map.iter().filter(|(k, _)| !ORDER.contains(&k.as_str())) {
+        push(k, x);
+    }
+    format!("{{{}}}", fields.join(","))
 }
 
 /// Lay rows out as runc does with Go's `tabwriter.NewWriter(w, 12, 1, 3,

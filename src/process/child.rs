@@ -1058,7 +1058,8 @@ pub fn send_pty(
             fail(sock, Step::Console, 7, errno());
         }
     }
-    if !sync::send_fd(console_socket, master) {
+    // Named like runc's master (console.NewPty opens /dev/ptmx).
+    if !sync::send_fd_named(console_socket, master, b"/dev/ptmx") {
         fail(sock, Step::Console, 4, errno());
     }
     // SAFETY: closing fds we own.

@@ -102,10 +102,17 @@ pub fn recv_bytes(fd: RawFd, buf: &mut [u8]) -> Option<usize> {
 
 /// Send one fd with SCM_RIGHTS and a one-byte payload (async-signal-safe).
 pub fn send_fd(sock: RawFd, fd: RawFd) -> bool {
-    let mut byte = [0u8; 1];
+    send_fd_named(sock, fd, b"\0")
+}
+
+/// Send one fd with SCM_RIGHTS and `name` (non-empty) as the payload, as
+/// runc's utils.SendFd does: a console-socket receiver such as runc's
+/// recvtty or containerd names the received file after it, so a NUL there
+/// shows up in its messages (async-signal-safe).
+pub fn send_fd_named(sock: RawFd, fd: RawFd, name: &[u8]) -> bool {
     let mut iov = libc::iovec {
-        iov_base: byte.as_mut_ptr() as *mut libc::c_void,
-        iov_len: 1,
+        iov_base: name.as_ptr() as *mut libc::c_void,
+        iov_len: name.len(),
     };
     // Room for one cmsghdr carrying one int, 8-byte aligned.
     let mut cbuf = [0u64; 4];
@@ -122,16 +129,18 @@ pub fn send_fd(sock: RawFd, fd: RawFd) -> bool {
         (*c).cmsg_type = libc::SCM_RIGHTS;
         (*c).cmsg_len = libc::CMSG_LEN(4) as usize;
         std::ptr::write_unaligned(libc::CMSG_DATA(c) as *mut i32, fd);
-        libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL) == 1
+        libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL) == name.len() as isize
     }
 }
 
 /// Receive one fd sent with SCM_RIGHTS (parent side).
 pub fn recv_fd(sock: RawFd) -> Option<RawFd> {
-    let mut byte = [0u8; 1];
+    // Room for the payload a sender names the fd with (runc and vessel's
+    // console socket: "/dev/ptmx"), so none of it is left in a stream.
+    let mut name = [0u8; 256];
     let mut iov = libc::iovec {
-        iov_base: byte.as_mut_ptr() as *mut libc::c_void,
-        iov_len: 1,
+        iov_base: name.as_mut_ptr() as *mut libc::c_void,
+        iov_len: name.len(),
     };
     let mut cbuf = [0u64; 8];
     // SAFETY: as in send_fd; the kernel fills at most msg_controllen bytes.
