@@ -90,6 +90,25 @@ fn missing_config_json() {
     create_fails(&b, &unique_id("nocfg"), &["config.json"], &[]);
 }
 
+/// A tenant's config.json that is a FIFO, or a link to /dev/zero, must
+/// neither hang nor bloat the runtime.
+#[test]
+fn config_json_that_is_not_a_regular_file() {
+    if skip() {
+        return;
+    }
+    let b = Bundle::new(&["true"]);
+    let cfg = b.dir.join("config.json");
+    // The FIFO first: a runtime that reads it hangs (and the harness's
+    // timeout fails the test) before it could be fed /dev/zero.
+    std::fs::remove_file(&cfg).unwrap();
+    nix::unistd::mkfifo(&cfg, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+    create_fails(&b, &unique_id("fifocfg"), &["config.json"], &[]);
+    std::fs::remove_file(&cfg).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &cfg).unwrap();
+    create_fails(&b, &unique_id("zerocfg"), &["config.json"], &[]);
+}
+
 #[test]
 fn missing_rootfs() {
     if skip() {

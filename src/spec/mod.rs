@@ -35,12 +35,49 @@ pub fn load_bundle(bundle: &Path) -> Result<Bundle> {
 /// Read and parse `<bundle>/config.json` without validating it again: for
 /// commands on a container that `create` already checked (`exec`), so the
 /// support-matrix warnings are not logged once more per command.
+/// The largest config.json vessel reads (runc's own are a few KiB; a
+/// seccomp profile makes them tens of KiB).
+const MAX_CONFIG_BYTES: u64 = 16 << 20;
+
+/// Read config.json: a regular file of bounded size. The bundle may be a
+/// tenant's: a config.json that is a FIFO (or a link to one) must not hang
+/// the runtime, nor one linked to /dev/zero grow it without bound.
+fn read_config_text(path: &Path) -> Result<String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let bad = |why: String| Error::invalid(format!("read {}: {why}", path.display()));
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| bad(e.to_string()))?;
+    let md = f.metadata().map_err(|e| bad(e.to_string()))?;
+    if !md.is_file() {
+        return Err(bad("not a regular file".into()));
+    }
+    if md.len() > MAX_CONFIG_BYTES {
+        return Err(bad(format!(
+            "{} bytes, more than the {MAX_CONFIG_BYTES} vessel reads",
+            md.len()
+        )));
+    }
+    let mut text = String::new();
+    f.take(MAX_CONFIG_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| bad(e.to_string()))?;
+    if text.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(bad(format!(
+            "more than the {MAX_CONFIG_BYTES} bytes vessel reads"
+        )));
+    }
+    Ok(text)
+}
+
 pub fn read_bundle(bundle: &Path) -> Result<Bundle> {
     let dir = std::fs::canonicalize(bundle)
         .map_err(|e| Error::invalid(format!("bundle {}: {e}", bundle.display())))?;
     let path = dir.join("config.json");
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| Error::invalid(format!("read {}: {e}", path.display())))?;
+    let text = read_config_text(&path)?;
     let raw: serde_json::Value = serde_json::from_str(&text)
         .map_err(|e| Error::invalid(format!("parse {}: {e}", path.display())))?;
     let mut parsable = raw.clone();
