@@ -561,6 +561,7 @@ fn start_process(
 
 /// First stage, in the child: join the namespaces, fork the process.
 fn join_and_fork(plan: &ExecPlan, sock: RawFd) -> ! {
+    crate::process::child::reset_signal_dispositions();
     // SAFETY: prctl and sigprocmask with plain arguments and a stack set.
     unsafe {
         // CVE-2019-5736: nothing in the container may open our /proc/<pid>/exe.
@@ -568,9 +569,6 @@ fn join_and_fork(plan: &ExecPlan, sock: RawFd) -> ! {
         let mut empty: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut empty);
         libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-        // Rust's runtime ignores SIGPIPE and an ignored signal survives
-        // execve: the process must start with the default disposition.
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     for (i, (fd, flag)) in plan.ns.iter().enumerate() {
         // SAFETY: fd is a namespace fd opened by the parent.

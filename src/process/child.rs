@@ -394,6 +394,7 @@ pub fn intermediate_main(plan: &InitPlan, sock: RawFd, hook_state: &mut [u8]) ->
 /// The container init (namespaces made by the clone, or already by the
 /// intermediate process).
 pub fn init_main(plan: &InitPlan, sock: RawFd, hook_state: &mut [u8]) -> ! {
+    reset_signal_dispositions();
     // `run` blocks signals before the clone so none is lost; the workload
     // must start with an empty mask.
     // SAFETY: sigset operations on a stack value.
@@ -1668,6 +1669,19 @@ fn wait_for_start(plan: &InitPlan, sock: RawFd, hook_state: &mut [u8]) -> usize 
         libc::close(plan.exec_fifo_fd);
     }
     n
+}
+
+/// Every signal disposition back to its default. An ignored signal survives
+/// execve: Rust's runtime ignores SIGPIPE, and vessel's caller may have
+/// ignored others (a shell's background job ignores SIGINT and SIGQUIT);
+/// none of that may reach a container's process.
+pub fn reset_signal_dispositions() {
+    for sig in 1..libc::SIGRTMIN() {
+        if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+            // SAFETY: signal(2) with SIG_DFL; async-signal-safe.
+            unsafe { libc::signal(sig, libc::SIG_DFL) };
+        }
+    }
 }
 
 /// While the init waits for `start`, a signal that would end a process
