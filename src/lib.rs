@@ -13,6 +13,7 @@ pub mod isolation;
 pub mod logging;
 pub mod process;
 pub mod spec;
+pub mod untrusted_file;
 pub mod vm;
 
 pub use error::{Error, Result};

@@ -207,63 +207,26 @@ pub const MAX_USER_DB: u64 = 4 << 20;
 /// opened non-blocking (a FIFO cannot hang us), a regular file only, at
 /// most MAX_USER_DB bytes. A missing file reads as empty.
 fn read_container_file(init_pid: i32, rel: &std::ffi::CStr, name: &str) -> Result<String> {
-    use std::io::Read;
     let what = |why: String| Error::invalid(format!("container's {name}: {why}"));
     let root_path = format!("/proc/{init_pid}/root");
     let root = std::fs::File::open(&root_path).map_err(Error::io("open", &root_path))?;
-    #[repr(C)]
-    struct OpenHow {
-        flags: u64,
-        mode: u64,
-        resolve: u64,
-    }
-    const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
-    const RESOLVE_IN_ROOT: u64 = 0x10;
-    let how = OpenHow {
-        flags: (libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC) as u64,
-        mode: 0,
-        resolve: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
-    };
-    // SAFETY: openat2 with a valid dirfd, a NUL-terminated path and an
-    // open_how of the size given.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            root.as_raw_fd(),
-            rel.as_ptr(),
-            &how as *const OpenHow,
-            std::mem::size_of::<OpenHow>(),
-        )
-    };
-    if fd < 0 {
-        let e = nix::errno::Errno::last();
-        if e == nix::errno::Errno::ENOENT {
-            return Ok(String::new());
+    let fd = match crate::process::child::open_in_root(
+        root.as_raw_fd(),
+        rel.as_ptr(),
+        libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY,
+    ) {
+        Ok(fd) => fd,
+        Err(libc::ENOENT) => return Ok(String::new()),
+        Err(e) => {
+            return Err(what(format!(
+                "open: {}",
+                nix::errno::Errno::from_raw(e).desc()
+            )))
         }
-        return Err(what(format!("open: {}", e.desc())));
-    }
+    };
     // SAFETY: a fresh fd we own.
-    let f = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd as RawFd) });
-    let md = f.metadata().map_err(|e| what(format!("stat: {e}")))?;
-    if !md.file_type().is_file() {
-        return Err(what("not a regular file".into()));
-    }
-    if md.len() > MAX_USER_DB {
-        return Err(what(format!(
-            "{} bytes, more than the {MAX_USER_DB} vessel reads",
-            md.len()
-        )));
-    }
-    // The size can change after fstat (or lie, on /proc): bound the read too.
-    let mut buf = Vec::new();
-    f.take(MAX_USER_DB + 1)
-        .read_to_end(&mut buf)
-        .map_err(|e| what(format!("read: {e}")))?;
-    if buf.len() as u64 > MAX_USER_DB {
-        return Err(what(format!(
-            "more than the {MAX_USER_DB} bytes vessel reads"
-        )));
-    }
+    let f = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    let buf = crate::untrusted_file::read_regular(f, MAX_USER_DB).map_err(what)?;
     Ok(String::from_utf8_lossy(&buf).into_owned())
 }
 

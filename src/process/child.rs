@@ -76,7 +76,7 @@ const RESOLVE_NO_SYMLINKS: u64 = 0x04;
 const RESOLVE_BENEATH: u64 = 0x08;
 
 /// openat2(root, rel, RESOLVE_IN_ROOT): symlinks resolve as if `root` were /.
-fn open_in_root(root: RawFd, rel: *const c_char, flags: c_int) -> Result<RawFd, i32> {
+pub(crate) fn open_in_root(root: RawFd, rel: *const c_char, flags: c_int) -> Result<RawFd, i32> {
     openat2(root, rel, flags, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
 }
 
@@ -1579,6 +1579,21 @@ fn install_seccomp(p: &crate::process::plan::ProcessParts, sock: RawFd) {
     }
 }
 
+/// `v` in decimal, written into `buf` without allocating.
+fn decimal(mut v: u32, buf: &mut [u8; 12]) -> &[u8] {
+    let mut i = 0;
+    loop {
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        i += 1;
+        if v == 0 {
+            break;
+        }
+    }
+    buf[..i].reverse();
+    &buf[..i]
+}
+
 /// Write "<prefix><path>: errno N\n" to stderr without allocating.
 fn write_err(prefix: &[u8], path: *const c_char, e: i32) {
     let mut buf = [0u8; 512];
@@ -1595,18 +1610,7 @@ fn write_err(prefix: &[u8], path: *const c_char, e: i32) {
     }
     push(b": errno ", &mut n);
     let mut digits = [0u8; 12];
-    let mut v = e.unsigned_abs();
-    let mut i = 0;
-    loop {
-        digits[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        i += 1;
-        if v == 0 {
-            break;
-        }
-    }
-    digits[..i].reverse();
-    push(&digits[..i], &mut n);
+    push(decimal(e.unsigned_abs(), &mut digits), &mut n);
     push(b"\n", &mut n);
     // SAFETY: buf[..n] is initialised.
     unsafe { libc::write(2, buf.as_ptr() as *const libc::c_void, n) };
@@ -1816,18 +1820,7 @@ fn hook_report(path: *const c_char, what: &[u8], n: i32, suffix: &[u8]) -> ! {
     push(b": ");
     push(what);
     let mut digits = [0u8; 12];
-    let mut v = n.unsigned_abs();
-    let mut i = 0;
-    loop {
-        digits[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        i += 1;
-        if v == 0 {
-            break;
-        }
-    }
-    digits[..i].reverse();
-    push(&digits[..i]);
+    push(decimal(n.unsigned_abs(), &mut digits));
     push(suffix);
     push(b"\n");
     // SAFETY: buf[..len] is initialised; _exit ends the process.

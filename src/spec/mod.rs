@@ -43,7 +43,6 @@ const MAX_CONFIG_BYTES: u64 = 16 << 20;
 /// tenant's: a config.json that is a FIFO (or a link to one) must not hang
 /// the runtime, nor one linked to /dev/zero grow it without bound.
 fn read_config_text(path: &Path) -> Result<String> {
-    use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
     let bad = |why: String| Error::invalid(format!("read {}: {why}", path.display()));
     let f = std::fs::OpenOptions::new()
@@ -51,26 +50,8 @@ fn read_config_text(path: &Path) -> Result<String> {
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
         .open(path)
         .map_err(|e| bad(e.to_string()))?;
-    let md = f.metadata().map_err(|e| bad(e.to_string()))?;
-    if !md.is_file() {
-        return Err(bad("not a regular file".into()));
-    }
-    if md.len() > MAX_CONFIG_BYTES {
-        return Err(bad(format!(
-            "{} bytes, more than the {MAX_CONFIG_BYTES} vessel reads",
-            md.len()
-        )));
-    }
-    let mut text = String::new();
-    f.take(MAX_CONFIG_BYTES + 1)
-        .read_to_string(&mut text)
-        .map_err(|e| bad(e.to_string()))?;
-    if text.len() as u64 > MAX_CONFIG_BYTES {
-        return Err(bad(format!(
-            "more than the {MAX_CONFIG_BYTES} bytes vessel reads"
-        )));
-    }
-    Ok(text)
+    let bytes = crate::untrusted_file::read_regular(f, MAX_CONFIG_BYTES).map_err(bad)?;
+    String::from_utf8(bytes).map_err(|e| bad(e.to_string()))
 }
 
 pub fn read_bundle(bundle: &Path) -> Result<Bundle> {
