@@ -119,31 +119,10 @@ fn device_rule_with_no_known_access_letter_is_refused() {
 
 /// Receive one fd over SCM_RIGHTS with the payload it came with.
 fn recv_fd_and_payload(sock: i32) -> Option<(OwnedFd, Vec<u8>)> {
-    let mut data = [0u8; 256];
-    let mut iov = libc::iovec {
-        iov_base: data.as_mut_ptr() as *mut libc::c_void,
-        iov_len: data.len(),
-    };
-    let mut cbuf = [0u64; 8];
-    // SAFETY: msghdr points at stack buffers that outlive the call; the
-    // kernel fills at most the lengths given.
-    unsafe {
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = cbuf.as_mut_ptr() as *mut libc::c_void;
-        msg.msg_controllen = std::mem::size_of_val(&cbuf);
-        let n = libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC);
-        if n <= 0 {
-            return None;
-        }
-        let c = libc::CMSG_FIRSTHDR(&msg);
-        if c.is_null() || (*c).cmsg_type != libc::SCM_RIGHTS {
-            return None;
-        }
-        let fd = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const i32);
-        Some((OwnedFd::from_raw_fd(fd), data[..n as usize].to_vec()))
-    }
+    let mut name = [0u8; 256];
+    let (fd, n) = vessel::process::sync::recv_fd_named(sock, &mut name)?;
+    // SAFETY: a fresh fd we own.
+    Some((unsafe { OwnedFd::from_raw_fd(fd) }, name[..n].to_vec()))
 }
 
 /// Every runc bats terminal test: the pty master arrives over

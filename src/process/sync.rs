@@ -138,6 +138,12 @@ pub fn recv_fd(sock: RawFd) -> Option<RawFd> {
     // Room for the payload a sender names the fd with (runc and vessel's
     // console socket: "/dev/ptmx"), so none of it is left in a stream.
     let mut name = [0u8; 256];
+    recv_fd_named(sock, &mut name).map(|(fd, _)| fd)
+}
+
+/// Receive one fd sent with SCM_RIGHTS and the payload that names it (into
+/// `name`; its length is returned with the fd).
+pub fn recv_fd_named(sock: RawFd, name: &mut [u8]) -> Option<(RawFd, usize)> {
     let mut iov = libc::iovec {
         iov_base: name.as_mut_ptr() as *mut libc::c_void,
         iov_len: name.len(),
@@ -150,14 +156,16 @@ pub fn recv_fd(sock: RawFd) -> Option<RawFd> {
         msg.msg_iovlen = 1;
         msg.msg_control = cbuf.as_mut_ptr() as *mut libc::c_void;
         msg.msg_controllen = std::mem::size_of_val(&cbuf);
-        if libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC) <= 0 {
+        let n = libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC);
+        if n <= 0 {
             return None;
         }
         let c = libc::CMSG_FIRSTHDR(&msg);
         if c.is_null() || (*c).cmsg_type != libc::SCM_RIGHTS {
             return None;
         }
-        Some(std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const i32))
+        let fd = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const i32);
+        Some((fd, n as usize))
     }
 }
 
