@@ -29,6 +29,9 @@
 //! code than working around it.
 
 mod detect;
+
+/// mountinfo's field unescaping, for the other readers of /proc/self/mountinfo.
+pub(crate) use detect::unescape as unescape_mountinfo;
 mod devices_bpf;
 mod fsio;
 mod stats;
@@ -228,21 +231,19 @@ impl Cgroup {
     /// (runc: "container's cgroup unexpectedly frozen"); a process moved
     /// there would stop before it could report back.
     pub fn check_thawed(&self) -> Result<(), CgroupError> {
-        let frozen = match self.freezer() {
-            Ok(Target::V1(dir)) if dir.is_dir() => v1::is_frozen(dir)?,
-            Ok(Target::V2(dir)) if dir.is_dir() => {
-                fsio::keyed(&dir.join("cgroup.events"), "frozen") == Some(1) || v2::is_frozen(dir)?
-            }
-            _ => false,
+        let (dir, frozen) = match self.freezer() {
+            Ok(Target::V1(dir)) if dir.is_dir() => (dir, v1::is_frozen(dir)?),
+            Ok(Target::V2(dir)) if dir.is_dir() => (
+                dir,
+                fsio::keyed(&dir.join("cgroup.events"), "frozen") == Some(1) || v2::is_frozen(dir)?,
+            ),
+            _ => return Ok(()),
         };
         if frozen {
-            let dir = match self.freezer() {
-                Ok(Target::V1(d)) | Ok(Target::V2(d)) => d.display().to_string(),
-                Err(_) => String::new(),
-            };
             return Err(CgroupError::Msg(format!(
-                "container's cgroup unexpectedly frozen: {dir} is frozen (by itself or a \
-                 parent): thaw it first, a container's init cannot start there"
+                "container's cgroup unexpectedly frozen: {} is frozen (by itself or a \
+                 parent): thaw it first, a container's init cannot start there",
+                dir.display()
             )));
         }
         Ok(())

@@ -601,7 +601,7 @@ fn host_proc_sys_mounts(rootfs: &Path) -> Result<Vec<CString>> {
         if *root != "/" || !matches!(*fstype, "proc" | "sysfs") {
             continue;
         }
-        let point = unescape_mountinfo(point);
+        let point = crate::cgroups::unescape_mountinfo(point);
         if Path::new(&point).starts_with(rootfs) {
             continue;
         }
@@ -613,27 +613,6 @@ fn host_proc_sys_mounts(rootfs: &Path) -> Result<Vec<CString>> {
         .into_iter()
         .map(|p| cstring("mount point", p))
         .collect()
-}
-
-/// mountinfo escapes space, tab, newline and backslash as \ooo.
-fn unescape_mountinfo(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
-            out.push(v);
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn init_hook(h: &oci_spec::runtime::Hook) -> Result<InitHook> {
