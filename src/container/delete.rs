@@ -100,11 +100,9 @@ fn kill_all(st: &State) {
 /// delete and by a failed create.
 pub(crate) fn kill_cgroup(cg: &crate::cgroups::Cgroup) {
     for _ in 0..100 {
-        match cg.pids() {
-            Ok(p) if !p.is_empty() => {}
+        match super::kill::signal_cgroup(cg, libc::SIGKILL) {
+            Ok(n) if n > 0 => std::thread::sleep(Duration::from_millis(10)),
             _ => break,
         }
-        let _ = super::kill::signal_cgroup(cg, libc::SIGKILL);
-        std::thread::sleep(Duration::from_millis(10));
     }
 }

@@ -46,8 +46,9 @@ pub fn send(pid: i32, sig: i32) -> Result<()> {
 
 /// Signal every process in the cgroup, frozen while we read and signal so
 /// none forks away (runc's signalAllProcesses). A cgroup that was paused
-/// stays paused, except that SIGKILL thaws it so the kills land.
-pub fn signal_cgroup(cg: &Cgroup, sig: i32) -> Result<()> {
+/// stays paused, except that SIGKILL thaws it so the kills land. Returns how
+/// many processes were there.
+pub fn signal_cgroup(cg: &Cgroup, sig: i32) -> Result<usize> {
     let was_frozen = cg.is_frozen().unwrap_or(false);
     let froze = !was_frozen && cg.freeze().is_ok();
     let pids = cg.pids();
@@ -62,7 +63,7 @@ pub fn signal_cgroup(cg: &Cgroup, sig: i32) -> Result<()> {
             logging::warn(&format!("thaw after signalling: {e}"));
         }
     }
-    pids.map(|_| ()).map_err(Error::from)
+    pids.map(|p| p.len()).map_err(Error::from)
 }
 
 pub fn kill(root: &Path, id: &str, sig: i32, all: bool) -> Result<()> {
@@ -77,7 +78,7 @@ pub fn kill(root: &Path, id: &str, sig: i32, all: bool) -> Result<()> {
             // After the init exited, processes it left behind (no pid
             // namespace) still run in the cgroup: they get the signal too
             // (a cgroup already gone has no processes: nothing to do).
-            return signal_cgroup(cg, sig);
+            return signal_cgroup(cg, sig).map(|_| ());
         }
     }
     if status == Status::Stopped || !st.init_alive() {
