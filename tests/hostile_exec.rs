@@ -12,7 +12,6 @@ mod common;
 use common::*;
 use serde_json::json;
 use std::fs;
-use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixListener;
@@ -566,32 +565,6 @@ fn tenant_passwd_is_read_inside_the_root_and_bounded() {
     rt.ok(&["delete", "-f", &id]);
 }
 
-/// Read from `f` until `needle` (or the deadline).
-fn read_until(f: &mut fs::File, acc: &mut Vec<u8>, needle: &str, limit: Duration) -> bool {
-    let start = Instant::now();
-    let mut buf = [0u8; 4096];
-    while !String::from_utf8_lossy(acc).contains(needle) {
-        let left = limit.saturating_sub(start.elapsed());
-        if left.is_zero() {
-            return false;
-        }
-        let mut p = libc::pollfd {
-            fd: f.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: poll on one valid pollfd.
-        if unsafe { libc::poll(&mut p, 1, left.as_millis().min(1000) as i32) } <= 0 {
-            continue;
-        }
-        match f.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(k) => acc.extend_from_slice(&buf[..k]),
-        }
-    }
-    String::from_utf8_lossy(acc).contains(needle)
-}
-
 /// A console socket that hands back the first pty master it receives.
 fn console_socket() -> (PathBuf, std::thread::JoinHandle<fs::File>) {
     let path = scratch_dir().join(format!("{}.sock", unique_id("con")));
@@ -629,13 +602,9 @@ fn console_socket_tty_owner_and_size_at_create() {
     assert!(out.status.success(), "{}", stderr_of(&out));
     let mut m = h.join().unwrap();
     rt.ok(&["start", &id]);
-    let mut acc = Vec::new();
-    assert!(
-        read_until(&mut m, &mut acc, "END", T),
-        "{:?}",
-        String::from_utf8_lossy(&acc)
-    );
-    let text = String::from_utf8_lossy(&acc).into_owned();
+    let mut acc = String::new();
+    assert!(read_until(&mut m, &mut acc, "END", T), "{:?}", acc);
+    let text = acc;
     let _ = rt.run(&["delete", "-f", &id]);
     let _ = fs::remove_file(&sock);
     assert!(text.contains("OWNER=1000:5"), "tty owner: {text:?}");
@@ -684,13 +653,9 @@ fn console_socket_tty_owner_and_size_at_exec() {
     ]);
     assert!(out.status.success(), "{}", stderr_of(&out));
     let mut m = h.join().unwrap();
-    let mut acc = Vec::new();
-    assert!(
-        read_until(&mut m, &mut acc, "END", T),
-        "{:?}",
-        String::from_utf8_lossy(&acc)
-    );
-    let text = String::from_utf8_lossy(&acc).into_owned();
+    let mut acc = String::new();
+    assert!(read_until(&mut m, &mut acc, "END", T), "{:?}", acc);
+    let text = acc;
     let _ = rt.run(&["delete", "-f", &id]);
     let _ = fs::remove_file(&sock);
     assert!(text.contains("OWNER=1000:5"), "tty owner: {text:?}");

@@ -8,11 +8,11 @@ mod common;
 use common::*;
 use serde_json::json;
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const T: Duration = Duration::from_secs(20);
 
@@ -26,34 +26,6 @@ fn recv_fd(sock: i32) -> Option<OwnedFd> {
     let fd = vessel::process::sync::recv_fd(sock)?;
     // SAFETY: a fresh fd from SCM_RIGHTS that we now own.
     Some(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// Read from `f` until `needle` shows up (or the deadline); all read so far.
-fn read_until(f: &mut File, acc: &mut String, needle: &str, limit: Duration) -> bool {
-    let start = Instant::now();
-    let fd = f.as_raw_fd();
-    let mut buf = [0u8; 4096];
-    while !acc.contains(needle) {
-        let left = limit.saturating_sub(start.elapsed());
-        if left.is_zero() {
-            return false;
-        }
-        let mut p = libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: poll on one valid pollfd.
-        let n = unsafe { libc::poll(&mut p, 1, left.as_millis().min(1000) as i32) };
-        if n <= 0 {
-            continue;
-        }
-        match f.read(&mut buf) {
-            Ok(0) | Err(_) => return acc.contains(needle),
-            Ok(k) => acc.push_str(&String::from_utf8_lossy(&buf[..k])),
-        }
-    }
-    true
 }
 
 #[test]

@@ -514,3 +514,31 @@ pub fn guest_kernel() -> PathBuf {
     }
     kernel
 }
+
+/// Read from `f` until `needle` shows up (or the deadline); all read so far.
+pub fn read_until(f: &mut fs::File, acc: &mut String, needle: &str, limit: Duration) -> bool {
+    let start = Instant::now();
+    let fd = std::os::fd::AsRawFd::as_raw_fd(f);
+    let mut buf = [0u8; 4096];
+    while !acc.contains(needle) {
+        let left = limit.saturating_sub(start.elapsed());
+        if left.is_zero() {
+            return false;
+        }
+        let mut p = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: poll on one valid pollfd.
+        let n = unsafe { libc::poll(&mut p, 1, left.as_millis().min(1000) as i32) };
+        if n <= 0 {
+            continue;
+        }
+        match std::io::Read::read(f, &mut buf) {
+            Ok(0) | Err(_) => return acc.contains(needle),
+            Ok(k) => acc.push_str(&String::from_utf8_lossy(&buf[..k])),
+        }
+    }
+    true
+}
