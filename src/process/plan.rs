@@ -273,19 +273,7 @@ pub struct InitHook {
     pub timeout_secs: i64,
 }
 
-/// The container's mount namespace.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MntNs {
-    /// A new one (clone/unshare): bind the rootfs, mount, pivot_root.
-    New,
-    /// Another process's, joined by path: the rootfs is set up in it, as
-    /// runc does (it must not be the runtime's own: that is `Inherit`).
-    Join,
-    /// The runtime's own (no `mount` entry, or a path naming vessel's own
-    /// namespace): no propagation change, no rootfs bind, no pivot_root
-    /// (it would move every host process's root); chroot into the rootfs.
-    Inherit,
-}
+pub use crate::spec::validate::MntNs;
 
 pub struct InitPlan {
     pub ns: NamespacePlan,
@@ -352,7 +340,11 @@ pub fn build(inp: &PlanInput) -> Result<InitPlan> {
     let ns_list = linux.namespaces().clone().unwrap_or_default();
     let ns = NamespacePlan::from_spec(&ns_list)?;
     let new_cgroupns = ns.creates(libc::CLONE_NEWCGROUP);
-    let mntns = mount_namespace(spec)?;
+    // No linux section: no namespaces listed, so the runtime's own.
+    let mntns = match spec.linux() {
+        Some(linux) => crate::spec::validate::mount_namespace(linux)?,
+        None => MntNs::Inherit,
+    };
     let process = spec
         .process()
         .as_ref()
@@ -528,34 +520,6 @@ pub fn build(inp: &PlanInput) -> Result<InitPlan> {
         start_hooks,
         time_offsets,
         personality,
-    })
-}
-
-/// Which mount namespace the container gets (validate already refused what
-/// an inherited one cannot do).
-fn mount_namespace(spec: &Spec) -> Result<MntNs> {
-    let entry = spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.namespaces().clone())
-        .unwrap_or_default()
-        .into_iter()
-        .find(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Mount);
-    Ok(match entry {
-        None => MntNs::Inherit,
-        Some(n) => match n.path() {
-            None => MntNs::New,
-            Some(p) => {
-                if crate::spec::validate::is_runtime_namespace(
-                    p,
-                    oci_spec::runtime::LinuxNamespaceType::Mount,
-                )? {
-                    MntNs::Inherit
-                } else {
-                    MntNs::Join
-                }
-            }
-        },
     })
 }
 

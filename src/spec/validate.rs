@@ -164,6 +164,35 @@ fn has_own_namespace(linux: &oci_spec::runtime::Linux, typ: LinuxNamespaceType) 
     }
 }
 
+/// The container's mount namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MntNs {
+    /// A new one (clone/unshare): bind the rootfs, mount, pivot_root.
+    New,
+    /// Another process's, joined by path: the rootfs is set up in it, as
+    /// runc does (it must not be the runtime's own: that is `Inherit`).
+    Join,
+    /// The runtime's own (no `mount` entry, or a path naming vessel's own
+    /// namespace): no propagation change, no rootfs bind, no pivot_root
+    /// (it would move every host process's root); chroot into the rootfs.
+    Inherit,
+}
+
+/// Which mount namespace the container gets (paths already checked to exist).
+pub fn mount_namespace(linux: &oci_spec::runtime::Linux) -> Result<MntNs> {
+    let entry = linux
+        .namespaces()
+        .iter()
+        .flatten()
+        .find(|n| n.typ() == LinuxNamespaceType::Mount);
+    Ok(match entry.map(|n| n.path()) {
+        None => MntNs::Inherit,
+        Some(None) => MntNs::New,
+        Some(Some(p)) if is_runtime_namespace(p, LinuxNamespaceType::Mount)? => MntNs::Inherit,
+        Some(Some(_)) => MntNs::Join,
+    })
+}
+
 /// Is the namespace at `path` the one vessel itself runs in?
 pub fn is_runtime_namespace(path: &Path, typ: LinuxNamespaceType) -> Result<bool> {
     use std::os::unix::fs::MetadataExt;
@@ -246,18 +275,7 @@ pub fn may_mount_inherited() -> Result<bool> {
 /// container inherits the runtime's mount namespace (runtime spec). What
 /// needs a private one is refused by name, before any side effect.
 fn check_inherited_mount_namespace(spec: &Spec, linux: &oci_spec::runtime::Linux) -> Result<()> {
-    let inherited = match linux
-        .namespaces()
-        .iter()
-        .flatten()
-        .find(|n| n.typ() == LinuxNamespaceType::Mount)
-    {
-        None => true,
-        Some(n) => match n.path() {
-            None => false,
-            Some(p) => p.exists() && is_runtime_namespace(p, LinuxNamespaceType::Mount)?,
-        },
-    };
+    let inherited = mount_namespace(linux)? == MntNs::Inherit;
     if !inherited {
         return Ok(());
     }
