@@ -8,9 +8,9 @@ pub struct Podman<'a> {
     pub dir: PathBuf,
     pub rt: &'a RuntimeUnderTest,
     env: Vec<(String, String)>,
-    /// A short /tmp symlink to the runroot, made only when the real path is
-    /// too long for podman (see `short_dir`).
-    runroot_link: Option<PathBuf>,
+    /// A short real directory in /tmp holding the runroot, made only when
+    /// `dir/run` is too long for podman (see `short_runroot`).
+    short_root: Option<PathBuf>,
     /// /tmp/conmon-term.* present before this podman ran (see `stale_console_sockets`).
     console_sockets_before: Vec<PathBuf>,
     cleaned: bool,
@@ -40,22 +40,23 @@ fn stale_console_sockets(before: &[PathBuf]) -> Vec<PathBuf> {
 
 /// podman refuses a --runroot longer than 50 bytes ("the specified runroot is
 /// longer than 50 characters"), and conmon's exit command passes --runroot, so
-/// a long one makes every `podman run` wait 20 s for a cleanup that failed.
-/// The runroot stays under the run dir; a long path is reached through a
-/// short symlink in /tmp to the per-runtime dir.
+/// a long one makes every attached `podman run` wait out a 20 s conmon
+/// timeout for a cleanup that failed. podman resolves symlinks before that
+/// check, so a long runroot lives in a real short directory in /tmp instead.
 const MAX_RUNROOT: usize = 50;
 
-/// The path to name `dir` by in paths with length limits: `dir` itself, or
-/// (when `dir/run` is too long) a new /tmp symlink to it, also returned.
-fn short_dir(dir: &Path, label: &str) -> Result<(PathBuf, Option<PathBuf>), String> {
-    if dir.join("run").as_os_str().len() <= MAX_RUNROOT {
-        return Ok((dir.to_path_buf(), None));
+/// The runroot for the per-runtime `dir`: `dir/run`, or (when that is too
+/// long) `/tmp/vessel-e2e-<pid>-<label>/run`, whose parent is also returned
+/// so the cleanup removes it.
+fn short_runroot(dir: &Path, label: &str) -> Result<(PathBuf, Option<PathBuf>), String> {
+    let run = dir.join("run");
+    if run.as_os_str().len() <= MAX_RUNROOT {
+        return Ok((run, None));
     }
-    let link = PathBuf::from(format!("/tmp/vessel-e2e-{}-{label}", std::process::id()));
-    let _ = fs::remove_file(&link);
-    std::os::unix::fs::symlink(dir, &link)
-        .map_err(|e| format!("symlink {}: {e}", link.display()))?;
-    Ok((link.clone(), Some(link)))
+    let root = PathBuf::from(format!("/tmp/vessel-e2e-{}-{label}", std::process::id()));
+    let run = root.join("run");
+    fs::create_dir_all(&run).map_err(|e| format!("mkdir {}: {e}", run.display()))?;
+    Ok((run, Some(root)))
 }
 
 fn hard_limit(resource: libc::__rlimit_resource_t) -> u64 {
@@ -83,8 +84,7 @@ impl<'a> Podman<'a> {
                 .map_err(|e| format!("mkdir {}: {e}", dir.join(sub).display()))?;
         }
         let d = dir.to_string_lossy().into_owned();
-        let (short, runroot_link) = short_dir(&dir, &rt.label)?;
-        let runroot = short.join("run");
+        let (runroot, short_root) = short_runroot(&dir, &rt.label)?;
         let storage = format!(
             "[storage]\ndriver = \"overlay\"\ngraphroot = \"{d}/graph\"\nrunroot = \"{}\"\n",
             runroot.display()
@@ -131,7 +131,7 @@ impl<'a> Podman<'a> {
             dir,
             rt,
             env,
-            runroot_link,
+            short_root,
             console_sockets_before: conmon_term_sockets(),
             cleaned: false,
         };
@@ -197,13 +197,13 @@ impl<'a> Podman<'a> {
         // Whatever the runtime failed to stop: its conmons (their argv names
         // our dir) and the container cgroups podman made.
         let d = self.dir.to_string_lossy().into_owned();
-        let link = self
-            .runroot_link
+        let short = self
+            .short_root
             .as_ref()
             .map(|l| l.to_string_lossy().into_owned());
         let ours = || {
             let mut v = pids_with_arg(&d);
-            if let Some(l) = &link {
+            if let Some(l) = &short {
                 v.extend(pids_with_arg(l));
             }
             v
@@ -216,14 +216,17 @@ impl<'a> Podman<'a> {
         if !reset.ok() {
             notes.push(format!("system reset: {}", reset.brief()));
         }
-        let left = unmount_all_under(&self.dir);
+        let mut left = unmount_all_under(&self.dir);
+        if let Some(root) = &self.short_root {
+            left.extend(unmount_all_under(root));
+        }
         let procs = ours();
         for sock in stale_console_sockets(&self.console_sockets_before) {
             notes.push(format!("removed conmon's unused {}", sock.display()));
             let _ = fs::remove_file(sock);
         }
-        if let Some(link) = self.runroot_link.take() {
-            let _ = fs::remove_file(link);
+        if let Some(root) = self.short_root.take() {
+            let _ = fs::remove_dir_all(root);
         }
         kill_pids(&procs);
         let mut problems = Vec::new();
