@@ -47,7 +47,7 @@ for tool in jq python3 nsenter unshare /usr/bin/time; do
   command -v "$tool" >/dev/null || { echo "bench.sh: $tool is missing" >&2; exit 1; }
 done
 if [ "${BUILD:-1}" = 1 ]; then
-  (cd "$repo" && cargo build --release --quiet)
+  (cd "$repo" && cargo build --workspace --release --quiet)
 fi
 
 work=$(mktemp -d /tmp/vessel-bench.XXXXXX)

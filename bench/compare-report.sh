@@ -24,7 +24,7 @@ done
 io=${IO_MIB:-8} cpu=${CPU_ITERS:-2000000} sys=${SYSCALLS:-50000}
 kernel=${VESSEL_VM_KERNEL:-/var/lib/vessel/kernel/vmlinux}
 
-cargo build --bins >/dev/null
+cargo build --workspace --bins >/dev/null
 bin=target/x86_64-unknown-linux-gnu/debug
 out=bench/results; mkdir -p "$out" docs/img
 work=$(mktemp -d /var/tmp/compare-report.XXXXXX)
@@ -44,7 +44,7 @@ python3 bench/compare-plot.py "$out/compare-host.json" docs/img/compare-host.svg
 if [ "$nested" = 1 ]; then
   [ -f "$kernel" ] || rootfs-tools/guest-kernel.sh "$kernel"
   mkdir -p "$work/bin"
-  for b in vessel vessel-agent vessel-probe; do strip -o "$work/bin/$b" "$bin/$b"; done
+  for b in vessel vessel-agent vessel-vmm vessel-compare vessel-probe; do strip -o "$work/bin/$b" "$bin/$b"; done
   cat > "$work/in-vm.sh" <<EOS
 export VESSEL_VM_KERNEL=/var/lib/vessel/kernel/vmlinux VESSEL_AGENT=/vessel/vessel-agent VESSEL_PROBE=/vessel/vessel-probe
 /vessel/vessel compare /bundle ${params[*]} --timeout 600 --format json > /root/r.json; rc=\$?
@@ -55,7 +55,7 @@ EOS
   echo "compare-report: nested VM run (minutes)" >&2
   rootfs-tools/nested-vm.sh --timeout 1800 --mem 2048 \
     --file "$work/bin/vessel:/vessel/vessel" --file "$work/bin/vessel-agent:/vessel/vessel-agent" \
-    --file "$work/bin/vessel-probe:/vessel/vessel-probe" --file "$kernel:/var/lib/vessel/kernel/vmlinux" \
+    --file "$work/bin/vessel-probe:/vessel/vessel-probe" --file "$work/bin/vessel-vmm:/vessel/vessel-vmm" --file "$work/bin/vessel-compare:/vessel/vessel-compare" --file "$kernel:/var/lib/vessel/kernel/vmlinux" \
     --file "$work/bundle:/bundle" --file "$work/in-vm.sh:/in-vm.sh" -- sh /in-vm.sh > "$work/nested.log" 2>&1 || true
   sed -n '/^BEGIN-JSON/,/^END-JSON/p' "$work/nested.log" | sed '1d;$d' > "$out/compare-nested.json"
   sed -n '/^BEGIN-TXT/,/^END-TXT/p' "$work/nested.log" | sed '1d;$d' > "$out/compare-nested.txt"

@@ -18,7 +18,7 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
 fi
 
 echo "== building vessel (release)"
-(cd "$repo" && cargo build --release --bins -q)
+(cd "$repo" && cargo build --workspace --release --bins -q)
 bin=$repo/target/x86_64-unknown-linux-gnu/release
 vessel=$bin/vessel
 
@@ -49,7 +49,7 @@ sed 's/^/   | /' "$work/vm.err"
 if [ -e /sys/module/kvm_pvm ]; then
   echo "   -> running it inside the nested test VM (QEMU TCG with a real emulated KVM; ~30 s)"
   "$here/nested-vm.sh" --cpus 2 --mem 2048 --timeout 600 \
-    --file "$vessel:/vessel/vessel" --file "$bin/vessel-agent:/vessel/vessel-agent" \
+    --file "$vessel:/vessel/vessel" --file "$bin/vessel-agent:/vessel/vessel-agent" --file "$bin/vessel-vmm:/vessel/vessel-vmm" \
     --file /var/lib/vessel/kernel/vmlinux:/var/lib/vessel/kernel/vmlinux \
     --file "$bundle:/vessel/bundle" \
     -- sh -c 'echo "   L1 kernel $(uname -r), boot $(cat /proc/sys/kernel/random/boot_id)"; /vessel/vessel run --bundle /vessel/bundle demo-vm'

@@ -9,10 +9,6 @@ mod common;
 use common::*;
 use serde_json::json;
 
-fn skip() -> bool {
-    skip_unless_root("bad_input")
-}
-
 /// Create `b` as `id`; assert it failed cleanly with `needle` in stderr
 /// (any of `needles` for runc, whose wording differs).
 fn create_fails(b: &Bundle, id: &str, needles: &[&str], extra: &[&str]) {
@@ -47,9 +43,7 @@ fn id_is_plain(id: &str) -> bool {
 
 #[test]
 fn malformed_config_json() {
-    if skip() {
-        return;
-    }
+    require_root();
     let b = Bundle::new(&["true"]);
     std::fs::write(
         b.dir.join("config.json"),
@@ -66,9 +60,7 @@ fn malformed_config_json() {
 
 #[test]
 fn config_with_wrong_types() {
-    if skip() {
-        return;
-    }
+    require_root();
     let mut b = Bundle::new(&["true"]);
     b.spec["process"]["args"] = json!("not-a-list");
     b.write();
@@ -82,9 +74,7 @@ fn config_with_wrong_types() {
 
 #[test]
 fn missing_config_json() {
-    if skip() {
-        return;
-    }
+    require_root();
     let b = Bundle::new(&["true"]);
     std::fs::remove_file(b.dir.join("config.json")).unwrap();
     create_fails(&b, &unique_id("nocfg"), &["config.json"], &[]);
@@ -94,9 +84,7 @@ fn missing_config_json() {
 /// neither hang nor bloat the runtime.
 #[test]
 fn config_json_that_is_not_a_regular_file() {
-    if skip() {
-        return;
-    }
+    require_root();
     let b = Bundle::new(&["true"]);
     let cfg = b.dir.join("config.json");
     // The FIFO first: a runtime that reads it hangs (and the harness's
@@ -111,9 +99,7 @@ fn config_json_that_is_not_a_regular_file() {
 
 #[test]
 fn missing_rootfs() {
-    if skip() {
-        return;
-    }
+    require_root();
     let b = Bundle::new(&["true"]);
     std::fs::remove_dir_all(b.rootfs()).unwrap();
     create_fails(&b, &unique_id("noroot"), &["rootfs", "no such file"], &[]);
@@ -121,9 +107,7 @@ fn missing_rootfs() {
 
 #[test]
 fn relative_mount_destination() {
-    if skip() {
-        return;
-    }
+    require_root();
     let mut b = Bundle::new(&["true"]);
     b.spec["mounts"].as_array_mut().unwrap().push(json!({
         "destination": "relative/dir", "type": "tmpfs", "source": "tmpfs"
@@ -134,9 +118,7 @@ fn relative_mount_destination() {
 
 #[test]
 fn dotdot_mount_destination() {
-    if skip() {
-        return;
-    }
+    require_root();
     let mut b = Bundle::new(&["true"]);
     b.spec["mounts"].as_array_mut().unwrap().push(json!({
         "destination": "/tmp/../../escape", "type": "tmpfs", "source": "tmpfs"
@@ -159,9 +141,7 @@ fn dotdot_mount_destination() {
 
 #[test]
 fn unknown_namespace_type() {
-    if skip() {
-        return;
-    }
+    require_root();
     let mut b = Bundle::new(&["true"]);
     b.spec["linux"]["namespaces"]
         .as_array_mut()
@@ -173,9 +153,7 @@ fn unknown_namespace_type() {
 
 #[test]
 fn duplicate_namespace() {
-    if skip() {
-        return;
-    }
+    require_root();
     let mut b = Bundle::new(&["true"]);
     b.spec["linux"]["namespaces"]
         .as_array_mut()
@@ -192,9 +170,7 @@ fn duplicate_namespace() {
 
 #[test]
 fn bad_container_ids() {
-    if skip() {
-        return;
-    }
+    require_root();
     let b = Bundle::new(&["true"]);
     for id in ["../x", "a/b", "", "..", "with space"] {
         create_fails(&b, id, &["invalid", "id"], &[]);
@@ -203,9 +179,7 @@ fn bad_container_ids() {
 
 #[test]
 fn duplicate_id() {
-    if skip() {
-        return;
-    }
+    require_root();
     let rt = Runtime::new();
     let b = Bundle::new(&["true"]);
     let id = unique_id("dupid");
@@ -227,9 +201,7 @@ fn duplicate_id() {
 
 #[test]
 fn bad_flags_and_unknown_subcommand() {
-    if skip() {
-        return;
-    }
+    require_root();
     let rt = Runtime::new();
     let (code, _, err) = triple(&rt.run(&["create", "--no-such-flag", "x"]));
     assert_ne!(code, 0);
@@ -250,18 +222,14 @@ fn bad_flags_and_unknown_subcommand() {
 
 #[test]
 fn executable_not_found() {
-    if skip() {
-        return;
-    }
+    require_root();
     let b = Bundle::new(&["no-such-binary-here", "arg"]);
     create_fails(&b, &unique_id("noexe"), &["executable file not found"], &[]);
 }
 
 #[test]
 fn executable_path_not_found() {
-    if skip() {
-        return;
-    }
+    require_root();
     let b = Bundle::new(&["/bin/no-such-binary"]);
     create_fails(
         &b,
@@ -273,9 +241,7 @@ fn executable_path_not_found() {
 
 #[test]
 fn cgroups_path_with_dotdot() {
-    if skip() {
-        return;
-    }
+    require_root();
     let mut b = Bundle::new(&["true"]);
     b.spec["linux"]["cgroupsPath"] = json!("/vessel/../../escape");
     b.write();
@@ -299,9 +265,7 @@ fn cgroups_path_with_dotdot() {
 
 #[test]
 fn bad_rlimit_name() {
-    if skip() {
-        return;
-    }
+    require_root();
     let mut b = Bundle::new(&["true"]);
     b.spec["process"]["rlimits"] = json!([{"type": "RLIMIT_BOGUS", "soft": 1, "hard": 1}]);
     b.write();
@@ -310,9 +274,7 @@ fn bad_rlimit_name() {
 
 #[test]
 fn terminal_without_console_socket() {
-    if skip() {
-        return;
-    }
+    require_root();
     let mut b = Bundle::new(&["true"]);
     b.spec["process"]["terminal"] = json!(true);
     b.write();
@@ -326,9 +288,7 @@ fn terminal_without_console_socket() {
 
 #[test]
 fn console_socket_that_does_not_exist() {
-    if skip() {
-        return;
-    }
+    require_root();
     let mut b = Bundle::new(&["true"]);
     b.spec["process"]["terminal"] = json!(true);
     b.write();
@@ -343,9 +303,7 @@ fn console_socket_that_does_not_exist() {
 
 #[test]
 fn failing_mount_cleans_up() {
-    if skip() {
-        return;
-    }
+    require_root();
     // The error happens late, inside the init (after namespaces, cgroup and
     // some mounts exist): all of it must still be undone.
     let mut b = Bundle::new(&["true"]);
@@ -363,9 +321,7 @@ fn failing_mount_cleans_up() {
 
 #[test]
 fn missing_bind_source() {
-    if skip() {
-        return;
-    }
+    require_root();
     let mut b = Bundle::new(&["true"]);
     b.spec["mounts"].as_array_mut().unwrap().push(json!({
         "destination": "/mnt/x", "type": "bind", "source": "/no/such/source", "options": ["rbind"]

@@ -50,10 +50,6 @@ const DEFAULT_SUITES: &[(&str, &[&str])] = &[
 /// binary's; the one listing `cgroups::` tests is the library's.
 const LIB_SUITE: &str = "lib";
 
-fn skip(why: &str) {
-    eprintln!("SKIPPED: {why}");
-}
-
 /// Is `name` a cargo output name `<stem>-<16 hex digits>` (no extension)?
 fn hashed_name_of<'a>(name: &'a str, stem: &str) -> Option<&'a str> {
     let hash = name.strip_prefix(stem)?.strip_prefix('-')?;
@@ -81,15 +77,10 @@ fn suite_binary(deps: &Path, name: &str) -> Option<PathBuf> {
     candidates(deps, name).into_iter().next()
 }
 
-/// The library's unit-test binary: a `vessel-<hash>` that is not the vessel
-/// executable itself and lists tests under `cgroups::`.
+/// libvessel's unit-test binary (`libvessel-<hash>`) that lists tests
+/// under `cgroups::`.
 fn lib_test_binary(deps: &Path) -> Option<PathBuf> {
-    let exe = fs::metadata(runtime_bin()).ok().map(|m| (m.dev(), m.ino()));
-    candidates(deps, "vessel").into_iter().find(|p| {
-        let same_as_exe = fs::metadata(p).ok().map(|m| (m.dev(), m.ino())) == exe;
-        if same_as_exe {
-            return false;
-        }
+    candidates(deps, "libvessel").into_iter().find(|p| {
         Command::new(p)
             .args(["--list", "--format", "terse"])
             .output()

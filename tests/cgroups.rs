@@ -13,10 +13,6 @@ use std::time::Duration;
 
 const T: Duration = Duration::from_secs(20);
 
-fn skip() -> bool {
-    skip_unless_root("cgroups")
-}
-
 /// A pure cgroup v2 host (the nested v2 suite runs these tests there).
 fn v2() -> bool {
     Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
@@ -87,9 +83,7 @@ impl Probe {
 
 #[test]
 fn memory_limit_and_reservation() {
-    if skip() {
-        return;
-    }
+    require_root();
     let (limit, low) = if v2() {
         ("memory.max", "memory.low")
     } else {
@@ -118,9 +112,7 @@ fn memory_limit_and_reservation() {
 
 #[test]
 fn memory_limit_is_enforced() {
-    if skip() {
-        return;
-    }
+    require_root();
     // Filling a tmpfs (charged to the cgroup) past the limit gets the
     // writer OOM-killed or the write refused: it never succeeds.
     let mut b = Bundle::new(&[
@@ -145,9 +137,7 @@ fn memory_limit_is_enforced() {
 
 #[test]
 fn pids_limit() {
-    if skip() {
-        return;
-    }
+    require_root();
     let p = Probe::create(
         &format!(
             "cat {}; n=0; for i in 1 2 3 4 5 6 7 8 9 10 11 12; do sleep 30 & done; echo spawned",
@@ -168,9 +158,7 @@ fn pids_limit() {
 
 #[test]
 fn cpu_quota_period_shares() {
-    if skip() {
-        return;
-    }
+    require_root();
     if v2() {
         // v2: cpu.max "quota period", and shares converted to cpu.weight
         // with runc's formula: 1 + (512 - 2) * 9999 / 262142 = 20.
@@ -202,9 +190,7 @@ fn cpu_quota_period_shares() {
 
 #[test]
 fn cpuset() {
-    if skip() {
-        return;
-    }
+    require_root();
     let p = Probe::create(
         &format!(
             "cat {}; grep Cpus_allowed_list /proc/self/status",
@@ -224,11 +210,9 @@ fn cpuset() {
 
 #[test]
 fn hugetlb_limit() {
-    if skip() {
-        return;
-    }
+    require_root();
     if !Path::new("/sys/kernel/mm/hugepages/hugepages-2048kB").exists() {
-        eprintln!("SKIPPED: no 2MB huge pages on this kernel");
+        skip("no 2MB huge pages on this kernel");
         return;
     }
     // A mounted v1 hierarchy has cgroup.procs at its root; a plain directory
@@ -239,7 +223,7 @@ fn hugetlb_limit() {
         .map(|c| c.split_whitespace().any(|x| x == "hugetlb"))
         .unwrap_or(false);
     if !v1 && !v2 {
-        eprintln!("SKIPPED: no hugetlb controller on this host");
+        skip("no hugetlb controller on this host");
         return;
     }
     let p = Probe::create(
@@ -262,15 +246,13 @@ fn hugetlb_limit() {
 
 #[test]
 fn blkio_weight() {
-    if skip() {
-        return;
-    }
+    require_root();
     let v1_weight = Path::new("/sys/fs/cgroup/blkio/blkio.weight").exists()
         || Path::new("/sys/fs/cgroup/blkio/blkio.bfq.weight").exists();
     if !v1_weight {
-        eprintln!(
-            "SKIPPED: this host's blkio hierarchy has no blkio.weight (no CFQ/BFQ scheduler), \
-             so a weight cannot be set or checked"
+        skip(
+            "this host's blkio hierarchy has no blkio.weight (no CFQ/BFQ scheduler), \
+             so a weight cannot be set or checked",
         );
         return;
     }
@@ -291,9 +273,7 @@ fn blkio_weight() {
 
 #[test]
 fn custom_cgroups_path_is_honoured() {
-    if skip() {
-        return;
-    }
+    require_root();
     let parent = format!("/vessel-test-{}", unique_id("parent"));
     let rel = format!("{parent}/leaf");
     let p = Probe::create(
@@ -324,15 +304,13 @@ fn custom_cgroups_path_is_honoured() {
 
 #[test]
 fn linux_devices_get_no_devices_cgroup_rule() {
-    if skip() {
-        return;
-    }
+    require_root();
     if !Path::new("/sys/fs/cgroup/devices/devices.list").exists() {
-        eprintln!("SKIPPED: no v1 devices cgroup on this host");
+        skip("no v1 devices cgroup on this host");
         return;
     }
     if !Path::new("/dev/loop-control").exists() || !Path::new("/dev/kmsg").exists() {
-        eprintln!("SKIPPED: no /dev/loop-control (10:237) or /dev/kmsg (1:11) to open");
+        skip("no /dev/loop-control (10:237) or /dev/kmsg (1:11) to open");
         return;
     }
     // 10:237 is not among the default allowed devices; a linux.devices
@@ -374,9 +352,7 @@ fn linux_devices_get_no_devices_cgroup_rule() {
 
 #[test]
 fn cgroup_removed_after_run() {
-    if skip() {
-        return;
-    }
+    require_root();
     let rt = Runtime::new();
     let mut b = Bundle::new(&["true"]);
     let rel = format!("/vessel/{}", unique_id("gone"));

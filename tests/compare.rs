@@ -10,12 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-fn skip(why: &str) {
-    eprintln!("SKIPPED: {why}");
-}
-
 fn probe_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_vessel-probe"))
+    workspace_bin("vessel-probe")
 }
 
 /// Small workloads: the numbers are not the point here, the plumbing is.
@@ -205,7 +201,9 @@ fn both_modes_in_nested_vm() {
     let dir = scratch_dir().join(unique_id("compare-vm"));
     std::fs::create_dir_all(&dir).unwrap();
     let vessel = stripped(&runtime_bin(), &dir);
-    let agent = stripped(Path::new(env!("CARGO_BIN_EXE_vessel-agent")), &dir);
+    let agent = stripped(&workspace_bin("vessel-agent"), &dir);
+    let vmm = stripped(&workspace_bin("vessel-vmm"), &dir);
+    let tool = stripped(&workspace_bin("vessel-compare"), &dir);
     let probe = stripped(&probe_bin(), &dir);
     let kernel = guest_kernel();
     let b = Bundle::new(&["true"]);
@@ -229,6 +227,10 @@ fn both_modes_in_nested_vm() {
         .arg(file(&vessel, "/vessel/vessel"))
         .arg("--file")
         .arg(file(&agent, "/vessel/vessel-agent"))
+        .arg("--file")
+        .arg(file(&vmm, "/vessel/vessel-vmm"))
+        .arg("--file")
+        .arg(file(&tool, "/vessel/vessel-compare"))
         .arg("--file")
         .arg(file(&probe, "/vessel/vessel-probe"))
         .arg("--file")

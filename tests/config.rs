@@ -10,10 +10,6 @@ use std::time::Duration;
 
 const T: Duration = Duration::from_secs(20);
 
-fn skip() -> bool {
-    skip_unless_root("config")
-}
-
 /// Run `script` with `edit` applied to the spec; assert exit 0; stdout.
 fn run_sh(script: &str, edit: impl FnOnce(&mut Value)) -> String {
     let mut b = Bundle::new(&["sh", "-c", script]);
@@ -39,9 +35,7 @@ fn status_field(status: &str, key: &str) -> String {
 
 #[test]
 fn hostname_and_domainname() {
-    if skip() {
-        return;
-    }
+    require_root();
     let out = run_sh("hostname; cat /proc/sys/kernel/domainname", |s| {
         s["hostname"] = json!("box-one");
         s["domainname"] = json!("example.test");
@@ -51,9 +45,7 @@ fn hostname_and_domainname() {
 
 #[test]
 fn user_groups_and_umask() {
-    if skip() {
-        return;
-    }
+    require_root();
     let out = run_sh(
         "id -u; id -g; grep Groups /proc/self/status; umask; touch /tmp/f; stat -c %a /tmp/f",
         |s| {
@@ -75,9 +67,7 @@ fn user_groups_and_umask() {
 
 #[test]
 fn env_and_cwd() {
-    if skip() {
-        return;
-    }
+    require_root();
     let out = run_sh("echo $FOO; echo $BAR; pwd", |s| {
         s["process"]["env"] = json!(["PATH=/bin:/sbin", "FOO=bar baz", "BAR=2"]);
         s["process"]["cwd"] = json!("/etc");
@@ -91,9 +81,7 @@ fn caps_mask(nums: &[u32]) -> u64 {
 
 #[test]
 fn capabilities_of_non_root_process() {
-    if skip() {
-        return;
-    }
+    require_root();
     // CAP_CHOWN=0 CAP_DAC_OVERRIDE=1 CAP_KILL=5 CAP_NET_BIND_SERVICE=10
     // CAP_NET_RAW=13 CAP_SYS_CHROOT=18 CAP_AUDIT_WRITE=29
     let bounding = [
@@ -130,9 +118,7 @@ fn capabilities_of_non_root_process() {
 
 #[test]
 fn capabilities_bounding_of_root() {
-    if skip() {
-        return;
-    }
+    require_root();
     let out = run_sh(STATUS_OF_SELF, |s| {
         s["process"]["capabilities"] = json!({
             "bounding": ["CAP_KILL", "CAP_SETUID"],
@@ -149,9 +135,7 @@ fn capabilities_bounding_of_root() {
 
 #[test]
 fn no_new_privileges() {
-    if skip() {
-        return;
-    }
+    require_root();
     let on = run_sh(STATUS_OF_SELF, |s| {
         s["process"]["noNewPrivileges"] = json!(true)
     });
@@ -164,9 +148,7 @@ fn no_new_privileges() {
 
 #[test]
 fn rlimits() {
-    if skip() {
-        return;
-    }
+    require_root();
     let out = run_sh("ulimit -Sn; ulimit -Hn; ulimit -Sc", |s| {
         s["process"]["rlimits"] = json!([
             {"type": "RLIMIT_NOFILE", "soft": 512, "hard": 1000},
@@ -178,9 +160,7 @@ fn rlimits() {
 
 #[test]
 fn rlimit_above_hard_limit_is_refused() {
-    if skip() {
-        return;
-    }
+    require_root();
     // CAP_SYS_RESOURCE is not in this host's bounding set: raising the hard
     // limit over ours must fail (EPERM), for runc too, not be ignored.
     let mut cur = libc::rlimit {
@@ -192,7 +172,7 @@ fn rlimit_above_hard_limit_is_refused() {
     let bnd = std::fs::read_to_string("/proc/self/status").unwrap();
     let bnd = u64::from_str_radix(&status_field(&bnd, "CapBnd"), 16).unwrap();
     if bnd & (1 << 24) != 0 {
-        eprintln!("SKIPPED: this host has CAP_SYS_RESOURCE, the limit can be raised");
+        skip("this host has CAP_SYS_RESOURCE, the limit can be raised");
         return;
     }
     let want = cur.rlim_max + 1000;
@@ -212,9 +192,7 @@ fn rlimit_above_hard_limit_is_refused() {
 
 #[test]
 fn oom_score_adj() {
-    if skip() {
-        return;
-    }
+    require_root();
     let out = run_sh("cat /proc/self/oom_score_adj", |s| {
         s["process"]["oomScoreAdj"] = json!(345);
     });
@@ -223,9 +201,7 @@ fn oom_score_adj() {
 
 #[test]
 fn sysctl_in_new_net_and_ipc_namespaces() {
-    if skip() {
-        return;
-    }
+    require_root();
     let host_fwd = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap();
     let want_fwd = if host_fwd.trim() == "1" { "0" } else { "1" };
     let host_shm = std::fs::read_to_string("/proc/sys/kernel/shmmax").unwrap();
@@ -252,9 +228,7 @@ fn sysctl_in_new_net_and_ipc_namespaces() {
 
 #[test]
 fn masked_paths() {
-    if skip() {
-        return;
-    }
+    require_root();
     // Masked files that exist on this host must read empty inside.
     let files: Vec<&str> = [
         "/proc/kcore",
@@ -294,9 +268,7 @@ fn masked_paths() {
 
 #[test]
 fn readonly_paths() {
-    if skip() {
-        return;
-    }
+    require_root();
     let mut b = Bundle::new(&[
         "sh",
         "-c",
@@ -317,9 +289,7 @@ fn readonly_paths() {
 
 #[test]
 fn readonly_root() {
-    if skip() {
-        return;
-    }
+    require_root();
     let mut b = Bundle::new(&[
         "sh",
         "-c",
@@ -342,9 +312,7 @@ fn mountinfo_line<'a>(mi: &'a str, mountpoint: &str) -> &'a str {
 
 #[test]
 fn tmpfs_mount_with_size_and_mode() {
-    if skip() {
-        return;
-    }
+    require_root();
     let out = run_sh("cat /proc/self/mountinfo; stat -c MODE=%a /mnt/t", |s| {
         s["mounts"].as_array_mut().unwrap().push(json!({
             "destination": "/mnt/t", "type": "tmpfs", "source": "tmpfs",
@@ -361,9 +329,7 @@ fn tmpfs_mount_with_size_and_mode() {
 
 #[test]
 fn bind_mounts_dir_rw_ro_and_file() {
-    if skip() {
-        return;
-    }
+    require_root();
     let host = scratch_dir().join(unique_id("hostdir"));
     std::fs::create_dir_all(&host).unwrap();
     std::fs::write(host.join("in.txt"), "from-host").unwrap();
@@ -407,9 +373,7 @@ fn bind_mounts_dir_rw_ro_and_file() {
 
 #[test]
 fn mount_propagation_flags() {
-    if skip() {
-        return;
-    }
+    require_root();
     let host = scratch_dir().join(unique_id("propdir"));
     std::fs::create_dir_all(&host).unwrap();
     let out = run_sh("cat /proc/self/mountinfo", |s| {
@@ -437,9 +401,7 @@ fn mount_propagation_flags() {
 
 #[test]
 fn rootfs_propagation() {
-    if skip() {
-        return;
-    }
+    require_root();
     let root_opts = |prop: Option<&str>| -> String {
         let out = run_sh("cat /proc/self/mountinfo", |s| {
             if let Some(p) = prop {
@@ -462,9 +424,7 @@ fn rootfs_propagation() {
 
 #[test]
 fn linux_devices_node() {
-    if skip() {
-        return;
-    }
+    require_root();
     let out = run_sh("stat -c '%F %t %T %a %u %g' /dev/mydev /dev/sub/blk", |s| {
         s["linux"]["devices"] = json!([
             {"path": "/dev/mydev", "type": "c", "major": 1, "minor": 3, "fileMode": 0o640, "uid": 1000, "gid": 1001},
@@ -481,9 +441,7 @@ fn linux_devices_node() {
 
 #[test]
 fn default_dev_nodes_and_links() {
-    if skip() {
-        return;
-    }
+    require_root();
     let out = run_sh(
         "for d in null zero full random urandom tty; do stat -c '%n %F %t:%T %a' /dev/$d; done; \
          for l in fd stdin stdout stderr ptmx; do echo /dev/$l=$(readlink /dev/$l); done; \
@@ -513,9 +471,7 @@ fn default_dev_nodes_and_links() {
 
 #[test]
 fn new_network_namespace_has_only_lo() {
-    if skip() {
-        return;
-    }
+    require_root();
     let out = run_sh("tail -n +3 /proc/net/dev | cut -d: -f1", |_| {});
     let ifs: Vec<&str> = out.lines().map(str::trim).collect();
     assert_eq!(ifs, ["lo"], "{out}");
@@ -523,9 +479,7 @@ fn new_network_namespace_has_only_lo() {
 
 #[test]
 fn join_another_containers_netns_by_path() {
-    if skip() {
-        return;
-    }
+    require_root();
     let rt = Runtime::new();
     let a = Bundle::new(&["sleep", "1000"]);
     let ida = unique_id("netA");
@@ -550,9 +504,7 @@ fn join_another_containers_netns_by_path() {
 
 #[test]
 fn user_namespace_with_mappings() {
-    if skip() {
-        return;
-    }
+    require_root();
     let out = run_sh(
         "id -u; id -g; cat /proc/self/uid_map /proc/self/gid_map",
         |s| {
@@ -578,9 +530,7 @@ fn user_namespace_with_mappings() {
 
 #[test]
 fn user_namespace_process_is_mapped_on_host() {
-    if skip() {
-        return;
-    }
+    require_root();
     let rt = Runtime::new();
     let mut b = Bundle::new(&["sleep", "1000"]);
     b.spec["linux"]["namespaces"]
@@ -609,9 +559,7 @@ fn user_namespace_process_is_mapped_on_host() {
 
 #[test]
 fn pid_namespace_gives_pid_1() {
-    if skip() {
-        return;
-    }
+    require_root();
     let out = run_sh("echo $$; ps -o pid | tail -n +2 | wc -l", |_| {});
     let l: Vec<&str> = out.lines().map(str::trim).collect();
     assert_eq!(l[0], "1", "{out}");
@@ -622,9 +570,7 @@ fn pid_namespace_gives_pid_1() {
 
 #[test]
 fn cgroup_namespace_shows_root() {
-    if skip() {
-        return;
-    }
+    require_root();
     let out = run_sh("cat /proc/self/cgroup", |s| {
         s["linux"]["namespaces"]
             .as_array_mut()
@@ -643,11 +589,9 @@ fn cgroup_namespace_shows_root() {
 
 #[test]
 fn time_namespace_offsets() {
-    if skip() {
-        return;
-    }
+    require_root();
     if !std::path::Path::new("/proc/self/ns/time").exists() {
-        eprintln!("SKIPPED: kernel has no time namespaces");
+        skip("kernel has no time namespaces");
         return;
     }
     let year = 365 * 86400u64;
@@ -674,9 +618,7 @@ fn time_namespace_offsets() {
 
 #[test]
 fn sysfs_and_cgroup_mount_inside() {
-    if skip() {
-        return;
-    }
+    require_root();
     let out = run_sh("ls /sys/fs/cgroup; cat /proc/self/mountinfo", |_| {});
     // Each controller directory is visible under its own name.
     for c in ["memory", "pids", "cpuset"] {

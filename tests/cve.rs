@@ -102,7 +102,7 @@ fn cwd_through_proc_self_fd_is_refused() {
 #[test]
 fn host_binary_unreachable_through_proc_exe() {
     if !is_vessel() {
-        eprintln!("SKIPPED: vessel-specific defence");
+        skip("vessel-specific defence");
     }
     let rt = Runtime::new();
     // The attacker: scan /proc for any process whose exe it can open and

@@ -2,6 +2,7 @@
 //! drives runc and vessel through the same list of checks (see
 //! tests/e2e/mod.rs for the harness).
 
+mod common;
 mod e2e;
 
 use e2e::containerd::Containerd;
@@ -249,6 +250,7 @@ fn containerd_suite(ctd: &mut Containerd, image: &Image, rt: &RuntimeUnderTest) 
 
 #[test]
 fn containerd_drives_runc_and_vessel() {
+    common::require_root();
     if skip_without(&["containerd", "ctr", "containerd-shim-runc-v2"]) {
         return;
     }

@@ -1,6 +1,7 @@
 //! End-to-end: Podman 4.3 + conmon drive runc and vessel through the same
 //! list of checks (see tests/e2e/mod.rs for the harness).
 
+mod common;
 mod e2e;
 
 use e2e::podman::Podman;
@@ -324,6 +325,7 @@ fn podman_suite(base: &std::path::Path, image: &Image, rt: &RuntimeUnderTest) ->
 
 #[test]
 fn podman_drives_runc_and_vessel() {
+    common::require_root();
     if skip_without(&["podman", "conmon"]) {
         return;
     }

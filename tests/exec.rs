@@ -52,9 +52,7 @@ impl Running {
 
 #[test]
 fn foreground_exec_returns_output_and_status() {
-    if skip_unless_root("exec") {
-        return;
-    }
+    require_root();
     let c = Running::start();
     let (code, out, err) = c.exec(&[], &["sh", "-c", "echo hello-exec; exit 3"]);
     assert_eq!(code, 3, "stderr: {err}");
@@ -71,9 +69,7 @@ fn foreground_exec_returns_output_and_status() {
 
 #[test]
 fn exec_failures_exit_255_with_a_reason() {
-    if skip_unless_root("exec") {
-        return;
-    }
+    require_root();
     let c = Running::start();
     let (code, _, err) = c.exec(&[], &["no-such-binary"]);
     assert_eq!(code, 255);
@@ -96,9 +92,7 @@ fn exec_failures_exit_255_with_a_reason() {
 
 #[test]
 fn env_cwd_user_and_groups() {
-    if skip_unless_root("exec") {
-        return;
-    }
+    require_root();
     let c = Running::start();
     let (code, out, err) = c.exec(
         &[
@@ -154,9 +148,7 @@ fn cap_eff(status: &str) -> u64 {
 
 #[test]
 fn cap_flag_adds_a_capability() {
-    if skip_unless_root("exec") {
-        return;
-    }
+    require_root();
     const SYS_ADMIN: u64 = 1 << 21;
     let c = Running::start();
     let (_, plain, _) = c.exec(&[], &["cat", "/proc/self/status"]);
@@ -182,9 +174,7 @@ fn cap_flag_adds_a_capability() {
 
 #[test]
 fn process_json_replaces_the_command_line() {
-    if skip_unless_root("exec") {
-        return;
-    }
+    require_root();
     let c = Running::start();
     let p = c.rt.root.with_extension("process.json");
     std::fs::write(
@@ -212,9 +202,7 @@ fn process_json_replaces_the_command_line() {
 
 #[test]
 fn detached_exec_writes_the_pid_file() {
-    if skip_unless_root("exec") {
-        return;
-    }
+    require_root();
     let c = Running::start();
     let pf = c.rt.root.with_extension("exec.pid");
     let (code, out, err) = c.exec(
@@ -240,9 +228,7 @@ fn detached_exec_writes_the_pid_file() {
 
 #[test]
 fn exec_joins_pid_namespace_and_cgroup() {
-    if skip_unless_root("exec") {
-        return;
-    }
+    require_root();
     let c = Running::start();
     let (code, out, err) = c.exec(
         &[],
@@ -276,9 +262,7 @@ fn exec_joins_pid_namespace_and_cgroup() {
 
 #[test]
 fn only_stdio_and_preserved_fds_reach_the_process() {
-    if skip_unless_root("exec") {
-        return;
-    }
+    require_root();
     let c = Running::start();
     let (code, out, err) = c.exec(&[], &["ls", "/proc/self/fd"]);
     assert_eq!(code, 0, "stderr: {err}");
@@ -346,9 +330,7 @@ fn read_pty(master: OwnedFd, limit: Duration) -> String {
 
 #[test]
 fn tty_through_console_socket() {
-    if skip_unless_root("exec") {
-        return;
-    }
+    require_root();
     let c = Running::start();
     let sock_path = c.rt.root.with_extension("console.sock");
     let listener = UnixListener::bind(&sock_path).unwrap();
@@ -366,7 +348,7 @@ fn tty_through_console_socket() {
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let child = cmd.spawn().unwrap();
     let (conn, _) = listener.accept().unwrap();
-    let fd = vessel::process::sync::recv_fd(conn.as_raw_fd()).expect("a pty master fd");
+    let fd = libvessel::process::sync::recv_fd(conn.as_raw_fd()).expect("a pty master fd");
     // SAFETY: a fresh fd from SCM_RIGHTS that we own.
     let master = unsafe { OwnedFd::from_raw_fd(fd) };
     let out = child.wait_with_output().unwrap();
@@ -383,9 +365,7 @@ fn tty_through_console_socket() {
 
 #[test]
 fn paused_container_refuses_exec_unless_ignore_paused() {
-    if skip_unless_root("exec") {
-        return;
-    }
+    require_root();
     let c = Running::start();
     c.rt.ok(&["pause", &c.id]);
     let (code, _, err) = c.exec(&[], &["true"]);
@@ -417,9 +397,7 @@ fn paused_container_refuses_exec_unless_ignore_paused() {
 
 #[test]
 fn stopped_container_refuses_exec() {
-    if skip_unless_root("exec") {
-        return;
-    }
+    require_root();
     let c = Running::start();
     c.rt.ok(&["kill", &c.id, "9"]);
     assert!(wait_for(Duration::from_secs(10), || {

@@ -12,10 +12,6 @@ use std::time::{Duration, Instant};
 
 const T: Duration = Duration::from_secs(20);
 
-fn skip() -> bool {
-    skip_unless_root("hooks")
-}
-
 /// A hook script in the rootfs: appends "<kind> <mnt ns> <stdin>" to $LOG.
 /// It runs on the host (host path) and inside the container (/hook.sh).
 fn install_hook_script(b: &Bundle) {
@@ -54,9 +50,7 @@ fn read_log(path: &std::path::Path) -> Vec<Line> {
 
 #[test]
 fn all_hooks_in_order_with_state() {
-    if skip() {
-        return;
-    }
+    require_root();
     let rt = Runtime::new();
     let mut b = Bundle::new(&["sh", "-c", "echo workload >> /hooklog"]);
     install_hook_script(&b);
@@ -153,9 +147,7 @@ fn all_hooks_in_order_with_state() {
 
 #[test]
 fn start_container_hook_path_is_inside_rootfs() {
-    if skip() {
-        return;
-    }
+    require_root();
     // /only-in-container.sh exists in the rootfs, not on the host.
     let rt = Runtime::new();
     let mut b = Bundle::new(&["true"]);
@@ -181,9 +173,7 @@ fn start_container_hook_path_is_inside_rootfs() {
 
 #[test]
 fn failing_create_runtime_hook_fails_create() {
-    if skip() {
-        return;
-    }
+    require_root();
     let rt = Runtime::new();
     let mut b = Bundle::new(&["true"]);
     let marker = b.dir.join("second-ran");
@@ -203,9 +193,7 @@ fn failing_create_runtime_hook_fails_create() {
 
 #[test]
 fn hook_timeout() {
-    if skip() {
-        return;
-    }
+    require_root();
     let rt = Runtime::new();
     let mut b = Bundle::new(&["true"]);
     b.spec["hooks"] = json!({"prestart": [
@@ -230,9 +218,7 @@ fn hook_timeout() {
 
 #[test]
 fn failing_poststop_hook_does_not_block_delete() {
-    if skip() {
-        return;
-    }
+    require_root();
     let rt = Runtime::new();
     let mut b = Bundle::new(&["true"]);
     b.spec["hooks"] = json!({"poststop": [{"path": "/bin/false"}]});

@@ -17,10 +17,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-fn skip() -> bool {
-    skip_unless_root("hostile_cgroups")
-}
-
 fn v2() -> bool {
     Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
 }
@@ -59,11 +55,9 @@ fn out_of(o: &std::process::Output) -> String {
 
 #[test]
 fn linux_devices_entry_grants_nothing_under_deny_all() {
-    if skip() {
-        return;
-    }
+    require_root();
     let Some((dev, major, minor)) = guarded_device() else {
-        eprintln!("SKIPPED: neither /dev/kvm nor /dev/loop-control exists to try");
+        skip("neither /dev/kvm nor /dev/loop-control exists to try");
         return;
     };
     let rt = Runtime::new();
@@ -87,11 +81,9 @@ fn linux_devices_entry_grants_nothing_under_deny_all() {
 
 #[test]
 fn no_device_rules_means_deny_all_plus_the_defaults() {
-    if skip() {
-        return;
-    }
+    require_root();
     let Some((dev, _, _)) = guarded_device() else {
-        eprintln!("SKIPPED: neither /dev/kvm nor /dev/loop-control exists to try");
+        skip("neither /dev/kvm nor /dev/loop-control exists to try");
         return;
     };
     let rt = Runtime::new();
@@ -126,9 +118,7 @@ fn init_pid(rt: &Runtime, id: &str) -> i32 {
 
 #[test]
 fn same_id_under_two_roots_gets_two_cgroups() {
-    if skip() {
-        return;
-    }
+    require_root();
     let (a, b) = (Runtime::new(), Runtime::new());
     let (ba, bb) = (sleeper(), sleeper());
     let id = unique_id("twin");
@@ -153,9 +143,7 @@ fn same_id_under_two_roots_gets_two_cgroups() {
 
 #[test]
 fn a_cgroup_in_use_is_refused() {
-    if skip() {
-        return;
-    }
+    require_root();
     let (a, b) = (Runtime::new(), Runtime::new());
     let rel = format!("/vessel-shared-{}", unique_id("busy"));
     let mk = || {
@@ -230,9 +218,7 @@ fn try_create_into(rel: &str) -> (std::process::Output, Duration, Runtime, Strin
 
 #[test]
 fn frozen_cgroup_is_refused() {
-    if skip() {
-        return;
-    }
+    require_root();
     let rel = format!("/vessel-frozen-{}", unique_id("f"));
     let fdir = freezer_dir(&rel);
     fs::create_dir_all(&fdir).unwrap();
@@ -269,9 +255,7 @@ fn frozen_cgroup_is_refused() {
 
 #[test]
 fn resources_unified_needs_pure_v2() {
-    if skip() {
-        return;
-    }
+    require_root();
     let rt = Runtime::new();
     let mut b = Bundle::new(&["cat", "/proc/self/cgroup"]);
     b.spec["linux"]["resources"]["unified"] = json!({"cgroup.max.depth": "5"});
@@ -305,11 +289,9 @@ fn resources_unified_needs_pure_v2() {
 
 #[test]
 fn stacked_mount_over_the_unified_hierarchy() {
-    if skip() {
-        return;
-    }
+    require_root();
     if v2() || !Path::new("/sys/fs/cgroup/unified/cgroup.procs").exists() {
-        eprintln!("SKIPPED: needs a hybrid host (cgroup2 at /sys/fs/cgroup/unified)");
+        skip("needs a hybrid host (cgroup2 at /sys/fs/cgroup/unified)");
         return;
     }
     // As in a nested container: something mounted over the cgroup2 mount,
@@ -399,9 +381,7 @@ fn read(p: &Path) -> String {
 
 #[test]
 fn update_accepts_unlimited_and_resources_files() {
-    if skip() {
-        return;
-    }
+    require_root();
     let rt = Runtime::new();
     let (_b, id) = running(&rt, |s| {
         s["linux"]["resources"]["memory"] = json!({"limit": 64 << 20});
@@ -499,11 +479,9 @@ fn exec_out(rt: &Runtime, args: &[&str]) -> (bool, String) {
 
 #[test]
 fn device_rules_hold_in_run_and_across_update() {
-    if skip() {
-        return;
-    }
+    require_root();
     let Some((dev, major, minor)) = guarded_device() else {
-        eprintln!("SKIPPED: neither /dev/kvm nor /dev/loop-control exists to try");
+        skip("neither /dev/kvm nor /dev/loop-control exists to try");
         return;
     };
     let rt = Runtime::new();
@@ -598,9 +576,7 @@ fn device_rules_hold_in_run_and_across_update() {
 
 #[test]
 fn exec_cgroup_joins_a_sub_cgroup() {
-    if skip() {
-        return;
-    }
+    require_root();
     let rt = Runtime::new();
     let rel = format!("/vessel/{}", unique_id("sub"));
     let (_b, id) = running(&rt, |s| s["linux"]["cgroupsPath"] = json!(rel));
@@ -679,9 +655,7 @@ fn init_cgroup_lines(pid: i32) -> Vec<String> {
 
 #[test]
 fn init_that_joins_a_namespace_lands_in_its_cgroup() {
-    if skip() {
-        return;
-    }
+    require_root();
     // Joining a namespace by path (Podman's network namespace) makes the
     // init a grandchild forked by an intermediate process: it must end up
     // in the container's cgroup, not the caller's. Several rounds, as the

@@ -21,10 +21,6 @@ use std::time::{Duration, Instant};
 
 const T: Duration = Duration::from_secs(30);
 
-fn skip() -> bool {
-    skip_unless_root("hostile_exec")
-}
-
 /// A runtime whose binary is a private copy of the one under test.
 struct CopiedRuntime {
     rt: Runtime,
@@ -246,9 +242,7 @@ fn wait_log(path: &Path, limit: Duration) -> String {
 /// container a writable handle on the runtime binary.
 #[test]
 fn exec_of_proc_self_exe_script_cannot_overwrite_the_runtime() {
-    if skip() {
-        return;
-    }
+    require_root();
     let crt = CopiedRuntime::new();
     let before = fs::read(&crt.bin).unwrap();
     let b = Bundle::new(&["sh", "-c", "/attacker > /tmp/attack.log 2>&1; sleep 1000"]);
@@ -295,9 +289,7 @@ fn exec_of_proc_self_exe_script_cannot_overwrite_the_runtime() {
 /// so the container's init itself re-executes the runtime.
 #[test]
 fn init_of_proc_self_exe_script_cannot_overwrite_the_runtime() {
-    if skip() {
-        return;
-    }
+    require_root();
     let crt = CopiedRuntime::new();
     let before = fs::read(&crt.bin).unwrap();
     // No pid namespace: the init may die while the attacker (an exec'd
@@ -365,9 +357,7 @@ fn stderr_of(out: &Output) -> String {
 /// negative as signed ints are refused before anything is made.
 #[test]
 fn out_of_range_ids_are_refused_at_create() {
-    if skip() {
-        return;
-    }
+    require_root();
     let rt = Runtime::new();
     for (field, value) in [
         ("uid", json!(4294967295u32)),
@@ -410,9 +400,7 @@ fn out_of_range_ids_are_refused_at_create() {
 /// Item 3 through exec: --user and --process with (uid_t)-1.
 #[test]
 fn out_of_range_ids_are_refused_at_exec() {
-    if skip() {
-        return;
-    }
+    require_root();
     let rt = Runtime::new();
     let b = Bundle::new(&["sleep", "1000"]);
     let id = unique_id("badexec");
@@ -485,9 +473,7 @@ fn exec_home(rt: &Runtime, id: &str, user: &str) -> Output {
 /// nor reads the host's file.
 #[test]
 fn tenant_passwd_is_read_inside_the_root_and_bounded() {
-    if skip() {
-        return;
-    }
+    require_root();
     let rt = Runtime::new();
     let b = Bundle::new(&["sleep", "1000"]);
     let passwd = b.rootfs().join("etc/passwd");
@@ -525,7 +511,7 @@ fn tenant_passwd_is_read_inside_the_root_and_bounded() {
     ] {
         if make == 0 && !is_vessel() {
             // runc reads it inside the container, unbounded: not run here.
-            eprintln!("SKIPPED for another runtime: /etc/passwd as {what}");
+            skip(&format!("for another runtime: /etc/passwd as {what}"));
             continue;
         }
         let _ = fs::remove_file(&passwd);
@@ -571,7 +557,7 @@ fn console_socket() -> (PathBuf, std::thread::JoinHandle<fs::File>) {
     let listener = UnixListener::bind(&path).unwrap();
     let h = std::thread::spawn(move || {
         let (conn, _) = listener.accept().expect("accept console socket");
-        let fd = vessel::process::sync::recv_fd(conn.as_raw_fd()).expect("pty master");
+        let fd = libvessel::process::sync::recv_fd(conn.as_raw_fd()).expect("pty master");
         // SAFETY: a fresh fd from SCM_RIGHTS that we own.
         fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) })
     });
@@ -583,9 +569,7 @@ fn console_socket() -> (PathBuf, std::thread::JoinHandle<fs::File>) {
 /// consoleSize applies.
 #[test]
 fn console_socket_tty_owner_and_size_at_create() {
-    if skip() {
-        return;
-    }
+    require_root();
     let rt = Runtime::new();
     let mut b = Bundle::new(&[
         "sh",
@@ -618,9 +602,7 @@ fn console_socket_tty_owner_and_size_at_create() {
 /// holding consoleSize and a non-root user.
 #[test]
 fn console_socket_tty_owner_and_size_at_exec() {
-    if skip() {
-        return;
-    }
+    require_root();
     let rt = Runtime::new();
     let b = Bundle::new(&["sleep", "1000"]);
     let id = unique_id("exectty");
@@ -702,9 +684,7 @@ fn foreground_with_pty(cmd: Command) -> Output {
 /// `exec -t`), ONLCR is cleared as runc does: captured output has `\n`.
 #[test]
 fn foreground_terminal_output_keeps_plain_newlines() {
-    if skip() {
-        return;
-    }
+    require_root();
     let rt = Runtime::new();
     let script = "printf 'a\\nb\\nEND\\n'";
     let mut b = Bundle::new(&["sh", "-c", script]);

@@ -18,10 +18,6 @@ use std::time::{Duration, Instant};
 
 const T: Duration = Duration::from_secs(20);
 
-fn skip() -> bool {
-    skip_unless_root("hostile_followups")
-}
-
 /// The container's devices cgroup directory on a v1 (or hybrid) host, None
 /// (after saying why) where devices is not a v1 controller.
 fn devices_dir(id: &str) -> Option<PathBuf> {
@@ -29,7 +25,9 @@ fn devices_dir(id: &str) -> Option<PathBuf> {
         .into_iter()
         .find(|d| d.join("devices.list").exists());
     if d.is_none() {
-        eprintln!("SKIPPED part: no v1 devices cgroup for {id} (pure cgroup v2 host?)");
+        skip(&format!(
+            "part of the test: no v1 devices cgroup for {id} (pure cgroup v2 host?)"
+        ));
     }
     d
 }
@@ -43,9 +41,7 @@ fn devices_dir(id: &str) -> Option<PathBuf> {
 /// usable, and repeated updates must not fail or change the rules.
 #[test]
 fn device_rule_with_unknown_access_letter_is_normalised() {
-    if skip() {
-        return;
-    }
+    require_root();
     let rt = Runtime::new();
     let mut b = Bundle::new(&["sleep", "300"]);
     b.spec["linux"]["resources"] = json!({"devices": [
@@ -94,11 +90,9 @@ fn device_rule_with_unknown_access_letter_is_normalised() {
 /// allow "a" with the kernel's EINVAL for an empty access it wrote).
 #[test]
 fn device_rule_with_no_known_access_letter_is_refused() {
-    if skip() {
-        return;
-    }
+    require_root();
     if !is_vessel() {
-        eprintln!("SKIPPED: vessel-only wording (runc refuses an allow, accepts a deny)");
+        skip("vessel-only wording (runc refuses an allow, accepts a deny)");
         return;
     }
     for (allow, access) in [(true, "a"), (false, "RWM")] {
@@ -120,7 +114,7 @@ fn device_rule_with_no_known_access_letter_is_refused() {
 /// Receive one fd over SCM_RIGHTS with the payload it came with.
 fn recv_fd_and_payload(sock: i32) -> Option<(OwnedFd, Vec<u8>)> {
     let mut name = [0u8; 256];
-    let (fd, n) = vessel::process::sync::recv_fd_named(sock, &mut name)?;
+    let (fd, n) = libvessel::process::sync::recv_fd_named(sock, &mut name)?;
     // SAFETY: a fresh fd we own.
     Some((unsafe { OwnedFd::from_raw_fd(fd) }, name[..n].to_vec()))
 }
@@ -133,9 +127,7 @@ fn recv_fd_and_payload(sock: i32) -> Option<(OwnedFd, Vec<u8>)> {
 /// fifo byte reaches the pty).
 #[test]
 fn console_socket_master_is_named_and_output_starts_with_the_workload() {
-    if skip() {
-        return;
-    }
+    require_root();
     let rt = Runtime::new();
     let mut b = Bundle::new(&["echo", "Hello World"]);
     b.spec["process"]["terminal"] = json!(true);
@@ -192,11 +184,9 @@ fn console_socket_master_is_named_and_output_starts_with_the_workload() {
 /// the other's processes) but says it in runc's words.
 #[test]
 fn non_empty_cgroup_is_refused_in_runcs_words() {
-    if skip() {
-        return;
-    }
+    require_root();
     if !is_vessel() {
-        eprintln!("SKIPPED: runc warns and joins the cgroup (deliberate difference)");
+        skip("runc warns and joins the cgroup (deliberate difference)");
         return;
     }
     let rt = Runtime::new();
@@ -230,11 +220,9 @@ fn non_empty_cgroup_is_refused_in_runcs_words() {
 /// unified on cgroup v1").
 #[test]
 fn unified_key_for_a_v1_controller_is_an_invalid_configuration() {
-    if skip() {
-        return;
-    }
+    require_root();
     if !std::path::Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists() {
-        eprintln!("SKIPPED: memory is not a cgroup v1 controller here (needs a hybrid/v1 host)");
+        skip("memory is not a cgroup v1 controller here (needs a hybrid/v1 host)");
         return;
     }
     let rt = Runtime::new();
@@ -252,9 +240,7 @@ fn unified_key_for_a_v1_controller_is_an_invalid_configuration() {
 /// seccomp agent".
 #[test]
 fn missing_seccomp_agent_is_reported_in_runcs_words() {
-    if skip() {
-        return;
-    }
+    require_root();
     let rt = Runtime::new();
     let mut b = Bundle::new(&["true"]);
     let sock = scratch_dir().join(format!("{}.sock", unique_id("noagent")));
@@ -279,9 +265,7 @@ fn missing_seccomp_agent_is_reported_in_runcs_words() {
 /// "container's cgroup unexpectedly frozen" (runc refuses too, status 1).
 #[test]
 fn frozen_cgroup_is_refused_in_runcs_words() {
-    if skip() {
-        return;
-    }
+    require_root();
     let path = format!("/{}", unique_id("hfu-frozen"));
     let (dir, file, frozen, thawed) = if std::path::Path::new("/sys/fs/cgroup/freezer").is_dir() {
         (
@@ -324,9 +308,7 @@ fn frozen_cgroup_is_refused_in_runcs_words() {
 /// /nonexistent/cgroup.procs: no such file ").
 #[test]
 fn exec_cgroup_errors_in_runcs_words() {
-    if skip() {
-        return;
-    }
+    require_root();
     let rt = Runtime::new();
     let b = Bundle::new(&["sleep", "300"]);
     let id = unique_id("excg");
@@ -352,9 +334,7 @@ fn exec_cgroup_errors_in_runcs_words() {
 /// owner); vessel printed the keys sorted (annotations first).
 #[test]
 fn list_json_fields_come_in_runcs_order() {
-    if skip() {
-        return;
-    }
+    require_root();
     let rt = Runtime::new();
     let b = Bundle::new(&["sleep", "300"]);
     let id = unique_id("lst");

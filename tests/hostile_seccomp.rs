@@ -80,9 +80,7 @@ fn out3(out: &std::process::Output) -> (i32, String, String) {
 /// `exec` works under it too. On main this failed with "Fds: EPERM".
 #[test]
 fn oci_suite_allow_list_needs_none_of_vessels_syscalls() {
-    if skip_unless_root("hostile_seccomp") {
-        return;
-    }
+    require_root();
     for nnp in [false, true] {
         for user in [0, 1000] {
             let mut b = Bundle::new(&["sh", "-c", "echo hello; id -u; cd / && ls >/dev/null"]);
@@ -144,9 +142,7 @@ int main(void) {
 /// syscall the profile does not allow still gets the default action.
 #[test]
 fn syscalls_newer_than_the_profile_fail_with_enosys() {
-    if skip_unless_root("hostile_seccomp") {
-        return;
-    }
+    require_root();
     let b = Bundle::new(&["/errno-probe"]);
     let src = b.dir.join("errno-probe.c");
     std::fs::write(&src, ERRNO_PROBE_C).expect("write probe source");
@@ -158,7 +154,9 @@ fn syscalls_newer_than_the_profile_fail_with_enosys() {
     match gcc {
         Ok(o) if o.status.success() => {}
         other => {
-            eprintln!("SKIPPED: cannot build a static test program with gcc: {other:?}");
+            skip(&format!(
+                "cannot build a static test program with gcc: {other:?}"
+            ));
             return;
         }
     }
@@ -192,9 +190,7 @@ fn syscalls_newer_than_the_profile_fail_with_enosys() {
 /// calls a killed syscall fails the start with a clear message.
 #[test]
 fn start_container_hook_runs_under_the_filter() {
-    if skip_unless_root("hostile_seccomp") {
-        return;
-    }
+    require_root();
     for nnp in [true, false] {
         let mut b = Bundle::new(&["/bin/true"]);
         b.spec["process"]["noNewPrivileges"] = json!(nnp);
@@ -237,7 +233,7 @@ fn continuing_agent() -> (std::path::PathBuf, AgentResult) {
     let h = std::thread::spawn(move || {
         listener.set_nonblocking(false).ok()?;
         let (stream, _) = listener.accept().ok()?;
-        let (state, fd) = vessel::isolation::seccomp::recv_listener_message(&stream).ok()?;
+        let (state, fd) = libvessel::isolation::seccomp::recv_listener_message(&stream).ok()?;
         let mut seen = Vec::new();
         loop {
             let mut pfd = libc::pollfd {
@@ -297,9 +293,7 @@ fn notify_bundle(args: &[&str], nnp: bool, sock: &std::path::Path, names: &[&str
 /// had blocked in a notified call).
 #[test]
 fn notify_of_important_syscalls_does_not_hang() {
-    if skip_unless_root("hostile_seccomp") {
-        return;
-    }
+    require_root();
     for nnp in [false, true] {
         let (sock, agent) = continuing_agent();
         let b = notify_bundle(
@@ -338,11 +332,9 @@ fn notify_of_important_syscalls_does_not_hang() {
 /// init never does: it refuses only send, sendto and sendmsg.)
 #[test]
 fn notify_of_write_is_answered_by_the_agent() {
-    if skip_unless_root("hostile_seccomp") {
-        return;
-    }
+    require_root();
     if !is_vessel() {
-        eprintln!("SKIPPED: runc refuses SCMP_ACT_NOTIFY for write (see docs/compat.md)");
+        skip("runc refuses SCMP_ACT_NOTIFY for write (see docs/compat.md)");
         return;
     }
     for nnp in [false, true] {
@@ -384,9 +376,7 @@ fn notify_of_write_is_answered_by_the_agent() {
 /// `create` at once with a clear error, and leaves nothing behind.
 #[test]
 fn missing_listener_socket_fails_create_cleanly() {
-    if skip_unless_root("hostile_seccomp") {
-        return;
-    }
+    require_root();
     let gone = scratch_dir().join(format!("{}.sock", unique_id("no-agent")));
     for path in [gone.to_str().unwrap(), "@mysocketishere", ""] {
         let b = notify_bundle(
@@ -419,9 +409,7 @@ fn missing_listener_socket_fails_create_cleanly() {
 /// `exec --user` (runc does the same). On main: "chdir to cwd: EACCES".
 #[test]
 fn cwd_only_the_runtime_can_reach_is_entered_before_the_user_switch() {
-    if skip_unless_root("hostile_seccomp") {
-        return;
-    }
+    require_root();
     use std::os::unix::fs::PermissionsExt;
     for seccomp in [false, true] {
         let mut b = Bundle::new(&["sh", "-c", "pwd; id -u"]);

@@ -17,10 +17,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-fn skip() -> bool {
-    skip_unless_root("hostile_spec")
-}
-
 /// `run` the bundle under a fresh id; (exit code, stdout, stderr).
 fn run(rt: &Runtime, b: &Bundle, extra: &[&str]) -> (i32, String, String) {
     let id = unique_id("hs");
@@ -43,9 +39,7 @@ fn read_trim(p: &str) -> String {
 /// refused by name before anything runs, and the host's value stays.
 #[test]
 fn host_sysctls_are_refused_and_host_unchanged() {
-    if skip() {
-        return;
-    }
+    require_root();
     let rt = Runtime::new();
     let path = "/proc/sys/fs/lease-break-time";
     let before = read_trim(path);
@@ -96,9 +90,10 @@ fn host_sysctls_are_refused_and_host_unchanged() {
 /// check: runc turns the dots into slashes and never climbs either).
 #[test]
 fn sysctl_key_cannot_leave_proc_sys() {
-    if skip() || !is_vessel() {
+    require_root();
+    if !is_vessel() {
         if !is_vessel() {
-            eprintln!("SKIPPED: vessel's key syntax check");
+            skip("vessel's key syntax check");
         }
         return;
     }
@@ -117,9 +112,7 @@ fn sysctl_key_cannot_leave_proc_sys() {
 /// namespaces (ipc, network, uts).
 #[test]
 fn namespaced_sysctls_still_apply() {
-    if skip() {
-        return;
-    }
+    require_root();
     let rt = Runtime::new();
     let mut b = Bundle::new(&[
         "sh",
@@ -142,9 +135,7 @@ fn namespaced_sysctls_still_apply() {
 /// must not run on B's files.
 #[test]
 fn symlinked_rootfs_is_refused() {
-    if skip() {
-        return;
-    }
+    require_root();
     let rt = Runtime::new();
     let victim = Bundle::new(&["true"]);
     fs::write(victim.rootfs().join("tenant-b-secret"), "B").unwrap();
@@ -171,11 +162,9 @@ fn symlinked_rootfs_is_refused() {
 /// mode (it would run on the host kernel).
 #[test]
 fn vessel_vm_name_is_a_floor() {
-    if skip() {
-        return;
-    }
+    require_root();
     if !is_vessel() {
-        eprintln!("SKIPPED: vessel-vm is vessel's own");
+        skip("vessel-vm is vessel's own");
         return;
     }
     let dir = scratch_dir().join(unique_id("vmname"));
@@ -222,9 +211,7 @@ fn init_mntns(rt: &Runtime, id: &str) -> String {
 /// (runtime spec), in a chroot, with the host's mount table untouched.
 #[test]
 fn missing_mount_namespace_is_inherited() {
-    if skip() {
-        return;
-    }
+    require_root();
     let rt = Runtime::new();
     let mut b = Bundle::new(&["sh", "-c", "echo inherited > /tmp/mark"]);
     b.spec["linux"]["namespaces"] = json!([{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}]);
@@ -274,9 +261,7 @@ fn missing_mount_namespace_is_inherited() {
 /// Item 21: joining another process's mount namespace by path.
 #[test]
 fn mount_namespace_joined_by_path() {
-    if skip() {
-        return;
-    }
+    require_root();
     let mut helper = Command::new("unshare")
         .args(["-m", "--propagation", "private", "sleep", "60"])
         .spawn()
@@ -313,9 +298,7 @@ fn mount_namespace_joined_by_path() {
 /// crun does not).
 #[test]
 fn rootfs_propagation_unbindable() {
-    if skip() {
-        return;
-    }
+    require_root();
     let rt = Runtime::new();
     let mut b = Bundle::new(&["awk", "$5 == \"/\"", "/proc/self/mountinfo"]);
     b.spec["linux"]["rootfsPropagation"] = json!("unbindable");
@@ -360,9 +343,7 @@ impl Drop for Nested {
 /// Item 26: `rro` makes an rbind read-only all the way down.
 #[test]
 fn rro_makes_submounts_read_only() {
-    if skip() {
-        return;
-    }
+    require_root();
     let host = Nested::new();
     let rt = Runtime::new();
     let mut b = Bundle::new(&[
@@ -387,9 +368,7 @@ fn rro_makes_submounts_read_only() {
 /// Item 26: a read-only /dev tmpfs: devices still made and usable.
 #[test]
 fn read_only_dev() {
-    if skip() {
-        return;
-    }
+    require_root();
     let rt = Runtime::new();
     let mut b = Bundle::new(&[
         "sh",
@@ -413,9 +392,7 @@ fn read_only_dev() {
 /// procfs cannot land elsewhere and leave the masks off.
 #[test]
 fn symlinked_proc_or_sys_is_refused() {
-    if skip() {
-        return;
-    }
+    require_root();
     let rt = Runtime::new();
     for name in ["proc", "sys"] {
         let b = Bundle::new(&["true"]);
@@ -434,9 +411,7 @@ fn symlinked_proc_or_sys_is_refused() {
 /// fully visible one exists in the mount namespace (runc's no_pivot.bats).
 #[test]
 fn no_pivot_hides_host_proc() {
-    if skip() {
-        return;
-    }
+    require_root();
     let rt = Runtime::new();
     let mut b = Bundle::new(&[
         "unshare",
@@ -469,9 +444,7 @@ fn no_pivot_hides_host_proc() {
 /// reach (below a 0700 root-owned host dir) still mounts.
 #[test]
 fn userns_bind_of_unreachable_source() {
-    if skip() {
-        return;
-    }
+    require_root();
     let priv_dir = scratch_dir().join(unique_id("priv"));
     fs::create_dir_all(priv_dir.join("inner")).unwrap();
     fs::write(priv_dir.join("inner/f"), "reached\n").unwrap();
@@ -507,9 +480,7 @@ fn userns_bind_of_unreachable_source() {
 /// so a relative path lands in the rootfs, not on the host's /.
 #[test]
 fn create_container_hook_cwd_is_rootfs() {
-    if skip() {
-        return;
-    }
+    require_root();
     let rt = Runtime::new();
     let name = unique_id("hook-rel");
     let host_file = Path::new("/").join(&name);
@@ -539,9 +510,7 @@ fn create_container_hook_cwd_is_rootfs() {
 /// must get as far as the proc mount, which is refused (host proc hidden).
 #[test]
 fn no_pivot_root_is_not_a_chroot() {
-    if skip() {
-        return;
-    }
+    require_root();
     let rt = Runtime::new();
     let mut b = Bundle::new(&[
         "unshare",
@@ -660,9 +629,7 @@ fn check_mount_order(userns: bool) {
 /// the order config.json lists them, after the rootfs.
 #[test]
 fn mountinfo_lists_mounts_in_config_order() {
-    if skip() {
-        return;
-    }
+    require_root();
     check_mount_order(false);
 }
 
@@ -670,9 +637,7 @@ fn mountinfo_lists_mounts_in_config_order() {
 /// host side first.
 #[test]
 fn mountinfo_lists_mounts_in_config_order_userns() {
-    if skip() {
-        return;
-    }
+    require_root();
     check_mount_order(true);
 }
 
@@ -681,9 +646,7 @@ fn mountinfo_lists_mounts_in_config_order_userns() {
 /// v1 or hybrid host is read-only too, not only the binds in it.
 #[test]
 fn ro_cgroup_mount_makes_its_tmpfs_read_only() {
-    if skip() {
-        return;
-    }
+    require_root();
     if !Path::new("/sys/fs/cgroup/cpu").exists() {
         eprintln!("ro_cgroup_mount_makes_its_tmpfs_read_only: skipped (pure cgroup v2 host: no tmpfs at /sys/fs/cgroup)");
         return;

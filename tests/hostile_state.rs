@@ -15,10 +15,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn skip() -> bool {
-    skip_unless_root("hostile_state")
-}
-
 /// Is the runtime under test a vessel build (this one, or another one
 /// named by VESSEL_TEST_RUNTIME, e.g. an older build to compare with)?
 fn is_a_vessel() -> bool {
@@ -30,7 +26,7 @@ fn is_a_vessel() -> bool {
 /// skips).
 fn vessel_only(what: &str) -> bool {
     if !is_a_vessel() {
-        eprintln!("SKIPPED {what}: it works on vessel's own state files");
+        skip(&format!("{what}: it works on vessel's own state files"));
         return true;
     }
     false
@@ -187,7 +183,8 @@ fn kill_in_own_group(rt: &Runtime, id: &str) -> (String, i32) {
 
 #[test]
 fn kill_of_a_state_with_pid_zero_signals_no_one() {
-    if skip() || vessel_only("kill_of_a_state_with_pid_zero_signals_no_one") {
+    require_root();
+    if vessel_only("kill_of_a_state_with_pid_zero_signals_no_one") {
         return;
     }
     let rt = Runtime::new();
@@ -218,9 +215,7 @@ fn kill_of_a_state_with_pid_zero_signals_no_one() {
 
 #[test]
 fn kill_racing_create_never_signals_its_own_group() {
-    if skip() {
-        return;
-    }
+    require_root();
     let _load = Load::start(2);
     let rt = Runtime::new();
     let b = Bundle::new(&["sleep", "1000"]);
@@ -270,9 +265,7 @@ fn as_nobody(script: &str, limit: Duration) -> (i32, String, String) {
 
 #[test]
 fn state_is_private_and_other_users_cannot_hold_start() {
-    if skip() {
-        return;
-    }
+    require_root();
     let rt = Runtime::new();
     if is_a_vessel() {
         // A root left 0755 by an older vessel is tightened.
@@ -318,9 +311,7 @@ fn state_is_private_and_other_users_cannot_hold_start() {
 
 #[test]
 fn a_non_root_workload_still_starts_with_a_private_fifo() {
-    if skip() {
-        return;
-    }
+    require_root();
     let rt = Runtime::new();
     let mut b = Bundle::new(&["sh", "-c", "id -u > /tmp/uid"]);
     b.spec["process"]["user"] = json!({"uid": 1000, "gid": 1000});
@@ -341,8 +332,9 @@ fn a_non_root_workload_still_starts_with_a_private_fifo() {
 
 #[test]
 fn a_runtime_root_owned_by_another_user_is_refused() {
-    if skip() || !is_a_vessel() {
-        eprintln!("SKIPPED unless root and vessel: runc takes any existing root");
+    require_root();
+    if !is_a_vessel() {
+        skip("unless root and vessel: runc takes any existing root");
         return;
     }
     let rt = Runtime::new();
@@ -393,7 +385,8 @@ fn assert_pid_file(pf: &Path, victim: &Path) {
 
 #[test]
 fn pid_files_never_follow_planted_links() {
-    if skip() || vessel_only("pid_files_never_follow_planted_links") {
+    require_root();
+    if vessel_only("pid_files_never_follow_planted_links") {
         return;
     }
     let rt = Runtime::new();
@@ -446,7 +439,8 @@ fn pid_files_never_follow_planted_links() {
 
 #[test]
 fn create_killed_after_its_init_exists_can_be_deleted() {
-    if skip() || vessel_only("create_killed_after_its_init_exists_can_be_deleted") {
+    require_root();
+    if vessel_only("create_killed_after_its_init_exists_can_be_deleted") {
         return;
     }
     let rt = Runtime::new();
@@ -492,7 +486,8 @@ fn create_killed_after_its_init_exists_can_be_deleted() {
 
 #[test]
 fn create_killed_before_its_first_save_leaves_nothing_after_delete() {
-    if skip() || vessel_only("create_killed_before_its_first_save_leaves_nothing_after_delete") {
+    require_root();
+    if vessel_only("create_killed_before_its_first_save_leaves_nothing_after_delete") {
         return;
     }
     let rt = Runtime::new();
@@ -527,9 +522,7 @@ fn create_killed_before_its_first_save_leaves_nothing_after_delete() {
 
 #[test]
 fn delete_without_force_removes_a_bare_state_dir_and_reports_no_container() {
-    if skip() {
-        return;
-    }
+    require_root();
     let rt = Runtime::new();
     let id = unique_id("bare");
     fs::create_dir(rt.root.join(&id)).unwrap();
@@ -545,9 +538,7 @@ fn delete_without_force_removes_a_bare_state_dir_and_reports_no_container() {
 
 #[test]
 fn create_start_of_a_fast_workload_always_starts() {
-    if skip() {
-        return;
-    }
+    require_root();
     let _load = Load::start(3);
     let rt = Runtime::new();
     let b = Bundle::new(&["sh", "-c", "exit 5"]);
@@ -574,9 +565,7 @@ fn create_start_of_a_fast_workload_always_starts() {
 
 #[test]
 fn two_forced_deletes_at_once_both_succeed() {
-    if skip() {
-        return;
-    }
+    require_root();
     let _load = Load::start(2);
     let rt = Runtime::new();
     let b = Bundle::new(&["sleep", "1000"]);
@@ -614,9 +603,7 @@ fn two_forced_deletes_at_once_both_succeed() {
 
 #[test]
 fn foreground_run_deleted_from_outside_exits_137() {
-    if skip() {
-        return;
-    }
+    require_root();
     let rt = Runtime::new();
     let b = Bundle::new(&["sleep", "1000"]);
     let id = unique_id("fg");
@@ -649,7 +636,8 @@ fn foreground_run_deleted_from_outside_exits_137() {
 
 #[test]
 fn kill_all_reaches_what_an_exited_init_left_behind() {
-    if skip() || vessel_only("kill_all_reaches_what_an_exited_init_left_behind") {
+    require_root();
+    if vessel_only("kill_all_reaches_what_an_exited_init_left_behind") {
         return;
     }
     let rt = Runtime::new();
@@ -706,9 +694,7 @@ fn kill_all_reaches_what_an_exited_init_left_behind() {
 
 #[test]
 fn sigterm_stops_a_created_container() {
-    if skip() {
-        return;
-    }
+    require_root();
     let rt = Runtime::new();
     let b = Bundle::new(&["sleep", "1000"]);
     let id = unique_id("term");
@@ -740,9 +726,7 @@ fn ignore_some_signals(cmd: &mut Command) {
 
 #[test]
 fn the_workload_starts_with_default_signal_dispositions() {
-    if skip() {
-        return;
-    }
+    require_root();
     let rt = Runtime::new();
     let b = Bundle::new(&["cat", "/proc/self/status"]);
     let id = unique_id("sigrun");
@@ -770,9 +754,7 @@ fn the_workload_starts_with_default_signal_dispositions() {
 
 #[test]
 fn an_exec_process_starts_with_default_signal_dispositions() {
-    if skip() {
-        return;
-    }
+    require_root();
     let rt = Runtime::new();
     let b = Bundle::new(&["sleep", "1000"]);
     let id = unique_id("sigexec");
@@ -803,9 +785,7 @@ fn an_exec_process_starts_with_default_signal_dispositions() {
 
 #[test]
 fn a_state_pointing_at_another_process_never_kills_it() {
-    if skip() {
-        return;
-    }
+    require_root();
     let rt = Runtime::new();
     let b = Bundle::new(&["sleep", "1000"]);
     let id = unique_id("craft");
@@ -850,9 +830,7 @@ fn column_starts(header: &str) -> Vec<usize> {
 
 #[test]
 fn list_lays_out_columns_as_runc() {
-    if skip() {
-        return;
-    }
+    require_root();
     let rt = Runtime::new();
     let b = Bundle::new(&["sleep", "1000"]);
     let ids = [
@@ -974,9 +952,7 @@ fn help_works_on_every_command_and_fails_on_an_unknown_one() {
 
 #[test]
 fn debug_goes_to_stderr_or_the_log_in_text_and_json() {
-    if skip() {
-        return;
-    }
+    require_root();
     let rt = Runtime::new();
     let b = Bundle::new(&["true"]);
     let base = |extra: &[&str], id: &str| {
@@ -1046,9 +1022,7 @@ fn debug_goes_to_stderr_or_the_log_in_text_and_json() {
 
 #[test]
 fn kill_with_signal_zero_probes_liveness() {
-    if skip() {
-        return;
-    }
+    require_root();
     let rt = Runtime::new();
     let b = Bundle::new(&["sleep", "1000"]);
     let id = unique_id("k0");

@@ -13,15 +13,9 @@ use std::time::Duration;
 
 const T: Duration = Duration::from_secs(20);
 
-fn skip() -> bool {
-    skip_unless_root("lifecycle")
-}
-
 #[test]
 fn create_start_exit_delete() {
-    if skip() {
-        return;
-    }
+    require_root();
     let rt = Runtime::new();
     // The workload waits for a file the test creates, so "running" is
     // observable before it exits.
@@ -86,9 +80,7 @@ fn create_start_exit_delete() {
 
 #[test]
 fn state_of_unknown_id_does_not_exist() {
-    if skip() {
-        return;
-    }
+    require_root();
     let rt = Runtime::new();
     let (code, _, err) = triple(&rt.run(&["state", "no-such-container"]));
     assert_ne!(code, 0);
@@ -105,9 +97,7 @@ fn running(rt: &Runtime, b: &Bundle) -> (String, i32) {
 
 #[test]
 fn kill_by_name_and_number() {
-    if skip() {
-        return;
-    }
+    require_root();
     let rt = Runtime::new();
     // Traps USR1 (by name) and records it, then dies on 15 (by number).
     let b = Bundle::new(&[
@@ -139,9 +129,7 @@ fn kill_by_name_and_number() {
 
 #[test]
 fn kill_rejects_bad_signal() {
-    if skip() {
-        return;
-    }
+    require_root();
     let rt = Runtime::new();
     let b = Bundle::new(&["sleep", "100"]);
     let (id, pid) = running(&rt, &b);
@@ -155,9 +143,7 @@ fn kill_rejects_bad_signal() {
 
 #[test]
 fn delete_force_running() {
-    if skip() {
-        return;
-    }
+    require_root();
     let rt = Runtime::new();
     let b = Bundle::new(&["sh", "-c", "sleep 1000 & sleep 1000"]);
     let (id, pid) = running(&rt, &b);
@@ -176,9 +162,7 @@ fn delete_force_running() {
 
 #[test]
 fn delete_of_created_container() {
-    if skip() {
-        return;
-    }
+    require_root();
     let rt = Runtime::new();
     let b = Bundle::new(&["true"]);
     let id = unique_id("created");
@@ -191,9 +175,7 @@ fn delete_of_created_container() {
 
 #[test]
 fn run_detached_and_pid_file() {
-    if skip() {
-        return;
-    }
+    require_root();
     let rt = Runtime::new();
     let b = Bundle::new(&["sleep", "1000"]);
     let id = unique_id("det");
@@ -225,9 +207,7 @@ fn run_detached_and_pid_file() {
 
 #[test]
 fn create_pid_file() {
-    if skip() {
-        return;
-    }
+    require_root();
     let rt = Runtime::new();
     let b = Bundle::new(&["true"]);
     let id = unique_id("pidf");
@@ -248,9 +228,7 @@ fn create_pid_file() {
 
 #[test]
 fn list_formats() {
-    if skip() {
-        return;
-    }
+    require_root();
     let rt = Runtime::new();
     let b = Bundle::new(&["sleep", "1000"]);
     let (id1, pid1) = running(&rt, &b);
@@ -307,9 +285,7 @@ fn list_formats() {
 
 #[test]
 fn parallel_delete_and_kill_never_corrupt_state() {
-    if skip() {
-        return;
-    }
+    require_root();
     let rt = Runtime::new();
     let b = Bundle::new(&["sleep", "1000"]);
     for _round in 0..3 {
@@ -349,9 +325,7 @@ fn parallel_delete_and_kill_never_corrupt_state() {
 
 #[test]
 fn state_readers_during_create_see_valid_json() {
-    if skip() {
-        return;
-    }
+    require_root();
     let rt = Runtime::new();
     let b = Bundle::new(&["true"]);
     let id = unique_id("race");
@@ -390,9 +364,7 @@ fn state_readers_during_create_see_valid_json() {
 
 #[test]
 fn duplicate_create_fails_and_keeps_first() {
-    if skip() {
-        return;
-    }
+    require_root();
     let rt = Runtime::new();
     let b = Bundle::new(&["sleep", "1000"]);
     let id = unique_id("dup");
@@ -409,9 +381,7 @@ fn duplicate_create_fails_and_keeps_first() {
 
 #[test]
 fn run_exit_code_propagates() {
-    if skip() {
-        return;
-    }
+    require_root();
     let rt = Runtime::new();
     let b = Bundle::new(&["sh", "-c", "echo out; echo err >&2; exit 3"]);
     let (code, out, err) = rt.run_bundle(&b);
@@ -424,9 +394,7 @@ fn run_exit_code_propagates() {
 
 #[test]
 fn run_killed_by_signal_is_128_plus_n() {
-    if skip() {
-        return;
-    }
+    require_root();
     let rt = Runtime::new();
     // Without a pid namespace sh is not an init and can kill itself.
     let mut b = Bundle::new(&["sh", "-c", "kill -KILL $$"]);
@@ -438,9 +406,7 @@ fn run_killed_by_signal_is_128_plus_n() {
 
 #[test]
 fn run_foreground_forwards_sigterm() {
-    if skip() {
-        return;
-    }
+    require_root();
     let rt = Runtime::new();
     let b = Bundle::new(&[
         "sh",
@@ -467,9 +433,7 @@ fn run_foreground_forwards_sigterm() {
 
 #[test]
 fn run_keeps_stdin_and_stdout() {
-    if skip() {
-        return;
-    }
+    require_root();
     let rt = Runtime::new();
     let b = Bundle::new(&["sh", "-c", "read line; echo got:$line"]);
     let id = unique_id("stdin");

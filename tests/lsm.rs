@@ -32,11 +32,11 @@ fn refused_cleanly(field: &str, value: &str, lsm: &str) {
 #[test]
 fn apparmor_profile_on_a_host_without_apparmor() {
     if Path::new("/sys/module/apparmor").exists() {
-        eprintln!("SKIPPED: this host has AppArmor; the refusal is checked where it is absent");
+        skip("this host has AppArmor; the refusal is checked where it is absent");
         return;
     }
     if !is_vessel() {
-        eprintln!("SKIPPED: vessel's own message is checked");
+        skip("vessel's own message is checked");
         return;
     }
     refused_cleanly("apparmorProfile", "vessel-test-profile", "AppArmor");
@@ -45,11 +45,11 @@ fn apparmor_profile_on_a_host_without_apparmor() {
 #[test]
 fn selinux_label_on_a_host_without_selinux() {
     if Path::new("/sys/fs/selinux/enforce").exists() {
-        eprintln!("SKIPPED: this host has SELinux; the refusal is checked where it is absent");
+        skip("this host has SELinux; the refusal is checked where it is absent");
         return;
     }
     if !is_vessel() {
-        eprintln!("SKIPPED: vessel's own message is checked");
+        skip("vessel's own message is checked");
         return;
     }
     refused_cleanly(

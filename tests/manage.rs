@@ -51,9 +51,7 @@ fn cgroup_file(pid: i32, controller: &str, v1_file: &str, v2_file: &str) -> Opti
 
 #[test]
 fn ps_lists_init_and_exec_processes() {
-    if skip_unless_root("container management") {
-        return;
-    }
+    require_root();
     let rt = Runtime::new();
     let b = Bundle::new(&["sleep", "1000"]);
     let id = start(&rt, &b);
@@ -109,9 +107,7 @@ fn ps_lists_init_and_exec_processes() {
 
 #[test]
 fn pause_and_resume_change_the_status() {
-    if skip_unless_root("container management") {
-        return;
-    }
+    require_root();
     let rt = Runtime::new();
     let b = Bundle::new(&["sleep", "1000"]);
     let id = start(&rt, &b);
@@ -146,9 +142,7 @@ fn pause_and_resume_change_the_status() {
 
 #[test]
 fn update_changes_memory_and_pids_limits() {
-    if skip_unless_root("container management") {
-        return;
-    }
+    require_root();
     let rt = Runtime::new();
     let b = Bundle::new(&["sleep", "1000"]);
     let id = start(&rt, &b);
@@ -156,7 +150,7 @@ fn update_changes_memory_and_pids_limits() {
     if cgroup_file(init, "memory", "memory.limit_in_bytes", "memory.max").is_none()
         || cgroup_file(init, "pids", "pids.max", "pids.max").is_none()
     {
-        eprintln!("SKIPPED: no memory or pids controller for the container");
+        skip("no memory or pids controller for the container");
         return;
     }
     rt.ok(&["update", "--memory", "48m", "--pids-limit", "33", &id]);
@@ -202,9 +196,7 @@ fn update_changes_memory_and_pids_limits() {
 
 #[test]
 fn events_stats_prints_one_json_object() {
-    if skip_unless_root("container management") {
-        return;
-    }
+    require_root();
     let rt = Runtime::new();
     let b = Bundle::new(&["sleep", "1000"]);
     let id = start(&rt, &b);
@@ -223,9 +215,7 @@ fn events_stats_prints_one_json_object() {
 
 #[test]
 fn events_stream_reports_oom_and_ends_with_the_container() {
-    if skip_unless_root("container management") {
-        return;
-    }
+    require_root();
     let rt = Runtime::new();
     let mut b = Bundle::new(&["sleep", "1000"]);
     let limit = 16i64 << 20;

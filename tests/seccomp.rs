@@ -11,15 +11,6 @@ use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixListener;
 use std::time::Duration;
 
-fn skip_unless_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIPPED: seccomp container tests need root");
-        return true;
-    }
-    false
-}
-
 fn bundle_with(args: &[&str], seccomp: Value) -> Bundle {
     let mut b = Bundle::new(args);
     b.spec["linux"]["seccomp"] = seccomp;
@@ -35,9 +26,7 @@ fn default_profile() -> Value {
 
 #[test]
 fn errno_action_fails_mkdir_with_eacces() {
-    if skip_unless_root() {
-        return;
-    }
+    require_root();
     let b = bundle_with(
         &[
             "sh",
@@ -59,9 +48,7 @@ fn errno_action_fails_mkdir_with_eacces() {
 
 #[test]
 fn kill_action_ends_the_process_with_sigsys() {
-    if skip_unless_root() {
-        return;
-    }
+    require_root();
     let b = bundle_with(
         &["uname"],
         json!({
@@ -76,9 +63,7 @@ fn kill_action_ends_the_process_with_sigsys() {
 
 #[test]
 fn personality_condition_allows_one_value_only() {
-    if skip_unless_root() {
-        return;
-    }
+    require_root();
     // Only the query value (0xffffffff) may pass: linux32 (PER_LINUX32) fails.
     let strict = json!({
         "defaultAction": "SCMP_ACT_ALLOW",
@@ -100,9 +85,7 @@ fn personality_condition_allows_one_value_only() {
 
 #[test]
 fn default_profile_runs_a_shell() {
-    if skip_unless_root() {
-        return;
-    }
+    require_root();
     let b = bundle_with(
         &[
             "sh",
@@ -118,9 +101,7 @@ fn default_profile_runs_a_shell() {
 
 #[test]
 fn flags_log_and_spec_allow_are_accepted() {
-    if skip_unless_root() {
-        return;
-    }
+    require_root();
     let b = bundle_with(
         &["sh", "-c", "echo ok; mkdir /tmp/y; echo rc=$?"],
         json!({
@@ -132,7 +113,9 @@ fn flags_log_and_spec_allow_are_accepted() {
     let (code, out, err) = Runtime::new().run_bundle(&b);
     if !is_vessel() && err.contains("seccomp flags are not yet supported") {
         // runc 1.1.x rejects linux.seccomp.flags (support came in runc 1.2).
-        eprintln!("SKIPPED: the runtime under test does not support seccomp flags: {err}");
+        skip(&format!(
+            "the runtime under test does not support seccomp flags: {err}"
+        ));
         return;
     }
     assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");
@@ -172,16 +155,14 @@ fn answer_notifications(fd: i32) -> usize {
 
 #[test]
 fn notify_hands_the_listener_to_the_agent() {
-    if skip_unless_root() {
-        return;
-    }
+    require_root();
     let sock = scratch_dir().join(format!("{}.sock", unique_id("seccomp-agent")));
     let _ = std::fs::remove_file(&sock);
     let listener = UnixListener::bind(&sock).expect("bind agent socket");
     let agent = std::thread::spawn(move || {
         let (stream, _) = listener.accept().expect("accept");
         let (state, fd) =
-            vessel::isolation::seccomp::recv_listener_message(&stream).expect("receive state");
+            libvessel::isolation::seccomp::recv_listener_message(&stream).expect("receive state");
         let answered = answer_notifications(fd.as_raw_fd());
         (state, answered)
     });

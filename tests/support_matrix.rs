@@ -200,7 +200,7 @@ fn features_document_is_well_formed() {
     for opt in f["mountOptions"].as_array().unwrap() {
         let opt = opt.as_str().unwrap().to_owned();
         let (flags, prop, data, bind) =
-            vessel::isolation::mounts::parse_options(std::slice::from_ref(&opt));
+            libvessel::isolation::mounts::parse_options(std::slice::from_ref(&opt));
         assert!(data.is_empty(), "mount option {opt} is passed on as data");
         let clears = [
             "rw", "suid", "dev", "exec", "async", "nomand", "atime", "diratime", "symfollow",
@@ -209,7 +209,7 @@ fn features_document_is_well_formed() {
             || opt.starts_with("no")
             || opt == "loud"
             // Recursive options: mount_setattr after the mount.
-            || vessel::isolation::mounts::recursive_option(&opt).is_some();
+            || libvessel::isolation::mounts::recursive_option(&opt).is_some();
         assert!(
             flags != 0 || prop != 0 || bind || clears,
             "mount option {opt} has no effect"
@@ -230,7 +230,7 @@ fn features_document_is_well_formed() {
 #[test]
 fn features_command_prints_the_file() {
     if !is_vessel() {
-        eprintln!("SKIPPED: `features` output is vessel's own");
+        skip("`features` output is vessel's own");
         return;
     }
     let rt = Runtime::new();
@@ -273,7 +273,7 @@ fn listed_seccomp_actions_and_operators_compile() {
     // also as the default of an otherwise empty profile (NOTIFY cannot be).
     let parsed: LinuxSeccomp = serde_json::from_value(profile).unwrap();
     let mut warnings = Vec::new();
-    let prog = vessel::isolation::seccomp::compile(&parsed, &mut |w| warnings.push(w))
+    let prog = libvessel::isolation::seccomp::compile(&parsed, &mut |w| warnings.push(w))
         .unwrap_or_else(|e| panic!("profile with every listed action/operator: {e}"));
     assert!(prog.wants_listener, "SCMP_ACT_NOTIFY was not compiled");
     assert!(prog.len() > actions.len() + operators.len());
@@ -287,7 +287,7 @@ fn listed_seccomp_actions_and_operators_compile() {
             "syscalls": [{"names": ["getpid"], "action": "SCMP_ACT_ALLOW"}]
         }))
         .unwrap();
-        vessel::isolation::seccomp::compile(&p, &mut |_| {})
+        libvessel::isolation::seccomp::compile(&p, &mut |_| {})
             .unwrap_or_else(|e| panic!("default action {a}: {e}"));
     }
 }
@@ -327,10 +327,10 @@ fn rows(which: &str) -> Vec<Value> {
         .filter(|e| status(e) == which)
         .filter(|e| {
             if e["mode"] == json!("vm") {
-                eprintln!(
-                    "SKIPPED: {} is read by VM mode only, which needs a bootable KVM",
+                skip(&format!(
+                    "{} is read by VM mode only, which needs a bootable KVM",
                     subject(e)
-                );
+                ));
                 return false;
             }
             true
@@ -341,7 +341,7 @@ fn rows(which: &str) -> Vec<Value> {
 #[test]
 fn rejected_fields_fail_create_and_leave_nothing() {
     if !is_vessel() {
-        eprintln!("SKIPPED: the support matrix is vessel's own");
+        skip("the support matrix is vessel's own");
         return;
     }
     let rows = rows("rejected");
@@ -384,7 +384,7 @@ fn rejected_fields_fail_create_and_leave_nothing() {
 #[test]
 fn ignored_fields_warn_in_the_log() {
     if !is_vessel() {
-        eprintln!("SKIPPED: the support matrix is vessel's own");
+        skip("the support matrix is vessel's own");
         return;
     }
     let rows = rows("ignored");

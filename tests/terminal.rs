@@ -16,23 +16,17 @@ use std::time::Duration;
 
 const T: Duration = Duration::from_secs(20);
 
-fn skip() -> bool {
-    skip_unless_root("terminal")
-}
-
 /// Receive the pty master over SCM_RIGHTS with vessel's own receiver (runc
 /// also sends the pty's name as data; the fd rides on its first byte).
 fn recv_fd(sock: i32) -> Option<OwnedFd> {
-    let fd = vessel::process::sync::recv_fd(sock)?;
+    let fd = libvessel::process::sync::recv_fd(sock)?;
     // SAFETY: a fresh fd from SCM_RIGHTS that we now own.
     Some(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 #[test]
 fn console_socket_receives_pty_master() {
-    if skip() {
-        return;
-    }
+    require_root();
     let rt = Runtime::new();
     let mut b = Bundle::new(&[
         "sh",
@@ -75,9 +69,7 @@ fn console_socket_receives_pty_master() {
 
 #[test]
 fn console_socket_pty_has_window_and_ctty() {
-    if skip() {
-        return;
-    }
+    require_root();
     let rt = Runtime::new();
     // The shell is the session leader with the pty as controlling terminal:
     // /dev/tty opens, and the foreground process group is its own.
@@ -119,11 +111,9 @@ fn console_socket_pty_has_window_and_ctty() {
 
 #[test]
 fn foreground_run_relays_its_own_pty() {
-    if skip() {
-        return;
-    }
+    require_root();
     if which("script").is_none() {
-        eprintln!("SKIPPED: script(1) not installed");
+        skip("script(1) not installed");
         return;
     }
     let rt = Runtime::new();

@@ -12,10 +12,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-fn skip(why: &str) {
-    eprintln!("SKIPPED: {why}");
-}
-
 #[test]
 fn vm_mode_in_nested_vm() {
     if std::env::var("VESSEL_VM_TESTS").as_deref() != Ok("1") {
@@ -25,7 +21,8 @@ fn vm_mode_in_nested_vm() {
     let dir = scratch_dir().join(unique_id("vm-tests"));
     std::fs::create_dir_all(&dir).unwrap();
     let vessel = stripped(&runtime_bin(), &dir);
-    let agent = stripped(Path::new(env!("CARGO_BIN_EXE_vessel-agent")), &dir);
+    let agent = stripped(&workspace_bin("vessel-agent"), &dir);
+    let vmm = stripped(&workspace_bin("vessel-vmm"), &dir);
     let kernel = guest_kernel();
     let file = |src: &Path, dest: &str| format!("{}:{dest}", src.display());
     let start = Instant::now();
@@ -37,6 +34,8 @@ fn vm_mode_in_nested_vm() {
                 .arg(file(&vessel, "/vessel/vessel"))
                 .arg("--file")
                 .arg(file(&agent, "/vessel/vessel-agent"))
+                .arg("--file")
+                .arg(file(&vmm, "/vessel/vessel-vmm"))
                 .arg("--file")
                 .arg(file(&kernel, "/var/lib/vessel/kernel/vmlinux"))
                 .arg("--file")
@@ -131,18 +130,18 @@ struct QemuRun {
 /// and the guest kernel without vessel's VMM.
 fn boot_agent_in_qemu(kernel: &Path, bundle: &Bundle, send: &'static [u8]) -> QemuRun {
     use std::io::{Read, Write};
-    use vessel::vm::protocol::{Decoder, Frame};
+    use vessel_protocol::{Decoder, Frame};
 
     let work = bundle.dir.join("qemu");
     std::fs::create_dir_all(&work).unwrap();
     let config = std::fs::read(bundle.dir.join("config.json")).unwrap();
-    let inputs = vessel::vm::initramfs::Inputs {
+    let inputs = libvessel::vm::initramfs::Inputs {
         rootfs: &bundle.rootfs(),
-        agent: Path::new(env!("CARGO_BIN_EXE_vessel-agent")),
+        agent: &workspace_bin("vessel-agent"),
         config: &config,
     };
-    let initrd =
-        vessel::vm::initramfs::build_cached(&inputs, &work.join("cache")).expect("build initramfs");
+    let initrd = libvessel::vm::initramfs::build_cached(&inputs, &work.join("cache"))
+        .expect("build initramfs");
     let sock = work.join("ch.sock");
     let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
     let relay = std::thread::spawn(move || {
@@ -198,7 +197,7 @@ fn boot_agent_in_qemu(kernel: &Path, bundle: &Bundle, send: &'static [u8]) -> Qe
     .arg(kernel)
     .arg("-initrd")
     .arg(&initrd)
-    .args(["-append", vessel::vm::config::BASE_CMDLINE])
+    .args(["-append", libvessel::vm::config::BASE_CMDLINE])
     .arg("-serial")
     .arg(format!("file:{}", console.display()))
     .arg("-chardev")
@@ -233,7 +232,7 @@ fn agent_boots_under_qemu() {
     }
     let kernel = PathBuf::from(
         std::env::var_os("VESSEL_VM_KERNEL")
-            .unwrap_or_else(|| vessel::vm::config::DEFAULT_KERNEL.into()),
+            .unwrap_or_else(|| libvessel::vm::config::DEFAULT_KERNEL.into()),
     );
     if !kernel.is_file() {
         return skip(&format!(

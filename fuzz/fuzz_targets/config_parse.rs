@@ -8,9 +8,9 @@ fuzz_target!(|data: &[u8]| {
     let Ok(mut raw) = serde_json::from_slice::<serde_json::Value>(data) else {
         return;
     };
-    let _ = vessel::spec::support::check(&raw);
-    let _ = vessel::isolation::seccomp::take_extra_flags(&mut raw);
+    let _ = libvessel::spec::support::check(&raw);
+    let _ = libvessel::isolation::seccomp::take_extra_flags(&mut raw);
     if let Ok(spec) = serde_json::from_value::<oci_spec::runtime::Spec>(raw.clone()) {
-        let _ = vessel::spec::validate::validate(&spec, &raw);
+        let _ = libvessel::spec::validate::validate(&spec, &raw);
     }
 });

@@ -4,7 +4,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use oci_spec::runtime::LinuxSeccomp;
-use vessel::isolation::seccomp;
+use libvessel::isolation::seccomp;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(mut config) = serde_json::from_slice::<serde_json::Value>(data) else {

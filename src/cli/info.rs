@@ -1,7 +1,7 @@
 //! `features`: the OCI features document, from runtime-spec/features.json.
 
 use super::out;
-use crate::Result;
+use libvessel::Result;
 
 pub const FEATURES: &str = include_str!("../../runtime-spec/features.json");
 

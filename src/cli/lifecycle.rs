@@ -1,8 +1,8 @@
 //! spec, create, start, run, state, list, kill, delete.
 
 use super::{out, CreateArgs};
-use crate::container::{self, create::CreateOptions};
-use crate::{Error, Result};
+use libvessel::container::{self, create::CreateOptions};
+use libvessel::{Error, Result};
 use std::path::Path;
 
 pub fn spec(bundle: &Path, rootless: bool) -> Result<i32> {
@@ -14,9 +14,9 @@ pub fn spec(bundle: &Path, rootless: bool) -> Result<i32> {
         )));
     }
     let text = if rootless {
-        crate::spec::ROOTLESS_SPEC
+        libvessel::spec::ROOTLESS_SPEC
     } else {
-        crate::spec::DEFAULT_SPEC
+        libvessel::spec::DEFAULT_SPEC
     };
     std::fs::write(&path, text).map_err(Error::io("write", &path))?;
     Ok(0)
@@ -65,7 +65,7 @@ pub fn run(
         }
         return Ok(0);
     }
-    crate::container::run::run_foreground(root, opts, keep)
+    libvessel::container::run::run_foreground(root, opts, keep)
 }
 
 pub fn state(root: &Path, id: &str) -> Result<i32> {

@@ -2,9 +2,9 @@
 //! `container::{exec, manage}`, print what runc prints.
 
 use super::out;
-use crate::container::exec::ExecOptions;
-use crate::container::manage::{self, UpdateFlags};
-use crate::{logging, Error, Result};
+use libvessel::container::exec::ExecOptions;
+use libvessel::container::manage::{self, UpdateFlags};
+use libvessel::{logging, Error, Result};
 use std::path::{Path, PathBuf};
 
 #[derive(clap::Args, Debug)]
@@ -113,7 +113,7 @@ pub fn exec(root: &Path, a: ExecArgs) -> Result<i32> {
         ignore_paused: a.ignore_paused,
         cgroup: a.cgroup,
     };
-    match crate::container::exec::exec(root, &opts) {
+    match libvessel::container::exec::exec(root, &opts) {
         Ok(code) => Ok(code),
         Err(e) => {
             logging::error(&format!("exec failed: {e}"));

@@ -2,12 +2,13 @@
 //! library; errors print as `vessel: <what>: <why>` and, with `--log`, as a
 //! JSON line that containerd and Podman read.
 
+mod compare;
 mod info;
 mod lifecycle;
 pub mod manage;
 
-use crate::logging;
 use clap::{Parser, Subcommand};
+use libvessel::logging;
 use std::path::PathBuf;
 
 /// What `vessel -v` prints after "vessel ".
@@ -132,11 +133,11 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
         rest: Vec<String>,
     },
-    /// Run a bundle in container mode and in VM mode; report cost and isolation side by side.
-    Compare(crate::compare::CompareArgs),
-    /// The VMM of a VM-mode container (started by create).
-    #[command(hide = true)]
-    Vmm {
+    /// Run a bundle in container mode and in VM mode; report cost and
+    /// isolation side by side (the vessel-compare program; `vessel compare
+    /// --help` lists its flags).
+    #[command(disable_help_flag = true)]
+    Compare {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
@@ -198,7 +199,7 @@ pub fn main() -> i32 {
         cli.cmd,
         Command::Create(_) | Command::Run { .. } | Command::Exec(_)
     ) {
-        if let Err(e) = crate::process::sealed_exe::ensure() {
+        if let Err(e) = libvessel::process::sealed_exe::ensure() {
             logging::error(&e.to_string());
             return 1;
         }
@@ -240,7 +241,7 @@ fn log_parse_error(msg: &str) {
     }
 }
 
-fn run(cli: Cli, argv0: &str) -> crate::Result<i32> {
+fn run(cli: Cli, argv0: &str) -> libvessel::Result<i32> {
     let root = cli.root.clone();
     let no_cgroup = cli.cgroup_manager.as_deref() == Some("disabled");
     match cli.cmd {
@@ -273,11 +274,10 @@ fn run(cli: Cli, argv0: &str) -> crate::Result<i32> {
             stats,
             interval,
         } => manage::events(&root, &id, stats, &interval),
-        Command::Checkpoint { .. } => Err(crate::Error::invalid(
+        Command::Checkpoint { .. } => Err(libvessel::Error::invalid(
             "checkpoint is not supported by vessel",
         )),
-        Command::Compare(a) => crate::compare::compare(&a),
-        Command::Vmm { args } => Ok(crate::vm::vmm_main(&args)),
+        Command::Compare { args } => compare::exec_compare(&args),
     }
 }
 

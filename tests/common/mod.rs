@@ -21,6 +21,43 @@ pub fn runtime_bin() -> PathBuf {
     }
 }
 
+/// A binary of another crate of the workspace (vessel-agent, vessel-vmm,
+/// vessel-compare, vessel-probe), which cargo builds next to `vessel` but
+/// does not build for this package's tests: the first call runs `cargo
+/// build --workspace --bins` (a no-op when they are up to date) so a test
+/// never runs a stale agent or VMM.
+pub fn workspace_bin(name: &str) -> PathBuf {
+    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    let vessel = PathBuf::from(env!("CARGO_BIN_EXE_vessel"));
+    let dir = vessel
+        .parent()
+        .expect("vessel has a directory")
+        .to_path_buf();
+    let built = BUILT.get_or_init(|| {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "--workspace", "--bins", "--quiet"])
+            .current_dir(repo_dir());
+        if dir.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        match cmd.status() {
+            Ok(s) if s.success() => Ok(()),
+            other => Err(format!("cargo build --workspace --bins: {other:?}")),
+        }
+    });
+    if let Err(e) = built {
+        panic!("{name} is not built and building it failed ({e}): run `cargo build --workspace --bins`");
+    }
+    let bin = dir.join(name);
+    assert!(
+        bin.is_file(),
+        "{} is missing after cargo build --workspace --bins",
+        bin.display()
+    );
+    bin
+}
+
 /// True when the runtime under test is vessel (some checks are vessel-only).
 pub fn is_vessel() -> bool {
     std::env::var_os("VESSEL_TEST_RUNTIME").is_none()
@@ -281,14 +318,37 @@ pub fn mounts_under(dir: &Path) -> Vec<String> {
 
 // ---- helpers added for the lifecycle/config/bad_input/hooks/terminal/cgroups suites ----
 
-/// True (after printing SKIPPED) when not root: container tests need root.
-pub fn skip_unless_root(suite: &str) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIPPED: {suite} tests need root");
-        return true;
+/// Say that this test (or part of it) did not check what it is named for,
+/// and why: on stderr, and as a line in $VESSEL_SKIP_LOG (tests/run-all.sh
+/// counts and lists them at the end, since cargo hides a passing test's
+/// stderr).
+pub fn skip(why: &str) {
+    let test = std::thread::current().name().unwrap_or("?").to_string();
+    eprintln!("SKIPPED: {test}: {why}");
+    if let Some(log) = std::env::var_os("VESSEL_SKIP_LOG") {
+        use std::io::Write;
+        if let Ok(mut f) = fs::OpenOptions::new().create(true).append(true).open(log) {
+            let exe = std::env::current_exe()
+                .ok()
+                .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .unwrap_or_default();
+            let suite = exe.rsplit_once('-').map_or(exe.as_str(), |(s, _)| s);
+            let _ = writeln!(f, "{suite}::{test}: {why}");
+        }
     }
-    false
+}
+
+/// Fail at once, saying why, when not root: these tests run real containers
+/// (namespaces, cgroups, mounts), and a test that passed without running
+/// would hide that nothing was checked.
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert!(
+        euid == 0,
+        "this test runs real containers and needs root (euid is {euid}): run it as root, \
+         e.g. `sudo -E cargo test` or tests/run-all.sh"
+    );
 }
 
 /// Output of a command as (exit code, stdout, stderr).

@@ -74,7 +74,7 @@ pub fn on_path(name: &str) -> bool {
 pub fn skip_without(binaries: &[&str]) -> bool {
     for b in binaries {
         if !on_path(b) {
-            eprintln!("SKIPPED: {b} not installed");
+            crate::common::skip(&format!("{b} not installed"));
             return true;
         }
     }

@@ -1,0 +1,398 @@
+//! VM-sandbox mode: the same bundle in a KVM microVM.
+//!
+//! CONTRACT used by the container lifecycle:
+//! - `requested` says whether a container runs in a VM (annotation
+//!   `vessel.sandbox=vm|container`, a `vm` section in config.json, or vessel
+//!   invoked as `vessel-vm`).
+//! - `check_host` refuses at once where VM mode cannot work (no /dev/kvm,
+//!   kvm_pvm, no guest kernel, no vessel-agent), before any side effect.
+//! - `launch` builds (or reuses) the initramfs, sizes the VM and spawns
+//!   the `vessel-vmm` binary (crate vessel-vmm), which waits on the exec FIFO; it returns the
+//!   VMM's pid, which `create` moves into the cgroup and records as the
+//!   container's pid. Signals to that pid reach the workload; its exit status
+//!   is the workload's.
+
+pub mod config;
+pub mod initramfs;
+
+use crate::cgroups::Cgroup;
+use config::VmSection;
+use oci_spec::runtime::Spec;
+use std::os::unix::ffi::OsStringExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+#[derive(Debug, thiserror::Error)]
+pub enum VmError {
+    #[error("{0}")]
+    Msg(String),
+}
+
+/// What `create` hands to VM mode.
+pub struct LaunchRequest<'a> {
+    pub id: &'a str,
+    pub bundle: &'a Path,
+    /// Absolute rootfs path (already resolved against the bundle).
+    pub rootfs: &'a Path,
+    pub spec: &'a Spec,
+    /// The container's state directory (the VMM may keep files there).
+    pub state_dir: &'a Path,
+    /// The VMM opens this FIFO for writing before boot; `start` releases it.
+    pub exec_fifo: &'a Path,
+    pub cgroup: &'a Cgroup,
+}
+
+pub const ANNOTATION_SANDBOX: &str = "vessel.sandbox";
+/// The name that turns VM mode on for every container (a symlink to vessel).
+pub const VM_ARGV0: &str = "vessel-vm";
+/// Env override for the agent binary's path.
+pub const ENV_AGENT: &str = "VESSEL_AGENT";
+pub const AGENT_NAME: &str = "vessel-agent";
+pub const ENV_VMM: &str = "VESSEL_VMM";
+pub const VMM_NAME: &str = "vessel-vmm";
+/// Env override for the initramfs cache directory.
+pub const ENV_CACHE: &str = "VESSEL_INITRAMFS_CACHE";
+
+/// Does this container ask for VM mode? `vm` in the annotation, a `vm`
+/// section in config.json or the `vessel-vm` name turn it on. The name the
+/// operator installed is a floor: under `vessel-vm` a bundle may ask for
+/// more isolation, never less, so `vessel.sandbox=container` is refused
+/// there instead of running the workload on the host kernel.
+pub fn requested(spec: &Spec, argv0: &str) -> Result<bool, VmError> {
+    let name = Path::new(argv0)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("");
+    let vm_floor = name == VM_ARGV0;
+    let annotation = spec
+        .annotations()
+        .as_ref()
+        .and_then(|a| a.get(ANNOTATION_SANDBOX));
+    match annotation.map(|v| v.trim()) {
+        Some("vm") => return Ok(true),
+        Some("container") if vm_floor => {
+            return Err(VmError::Msg(format!(
+                "annotation {ANNOTATION_SANDBOX}=container is refused: this runtime is installed \
+                 as {VM_ARGV0}, which runs every container in a VM; a bundle may ask for more \
+                 isolation, never less"
+            )))
+        }
+        Some("container") => return Ok(false),
+        Some(other) => {
+            return Err(VmError::Msg(format!(
+                "annotation {ANNOTATION_SANDBOX}={other:?}: expected \"vm\" or \"container\""
+            )))
+        }
+        None => {}
+    }
+    if spec.vm().is_some() {
+        return Ok(true);
+    }
+    Ok(vm_floor)
+}
+
+/// Refuse at once where VM mode cannot work: no usable /dev/kvm, a kvm_pvm
+/// host (whose KVM cannot boot a stock Linux guest), a missing guest kernel
+/// or a missing vessel-agent.
+pub fn check_host(spec: &Spec) -> Result<(), VmError> {
+    if let Some(problem) = vessel_common::kvm::host_problem() {
+        return Err(VmError::Msg(problem));
+    }
+    let vm_kernel = spec
+        .vm()
+        .as_ref()
+        .map(|vm| vm.kernel().path().as_path())
+        .filter(|p| !p.as_os_str().is_empty());
+    let kernel = config::kernel_path(spec, vm_kernel);
+    check_kernel(&kernel)?;
+    find_agent()?;
+    find_vmm()?;
+    Ok(())
+}
+
+fn check_kernel(kernel: &Path) -> Result<(), VmError> {
+    match std::fs::metadata(kernel) {
+        Ok(md) if md.is_file() => Ok(()),
+        Ok(_) => Err(VmError::Msg(format!(
+            "guest kernel {} is not a regular file",
+            kernel.display()
+        ))),
+        Err(e) => Err(VmError::Msg(format!(
+            "guest kernel {} not found ({e}): run rootfs-tools/guest-kernel.sh to install it, \
+             or point {} or annotation {} at a vmlinux",
+            kernel.display(),
+            config::ENV_KERNEL,
+            config::ANNOTATION_KERNEL
+        ))),
+    }
+}
+
+/// vessel-agent (the guest's init): env VESSEL_AGENT, then next to the
+/// running vessel, then the usual install directories.
+pub fn find_agent() -> Result<PathBuf, VmError> {
+    crate::companion::find(
+        AGENT_NAME,
+        ENV_AGENT,
+        None,
+        &format!("build it (cargo build --bin {AGENT_NAME}) or set {ENV_AGENT}"),
+    )
+    .map_err(VmError::Msg)
+}
+
+/// vessel-vmm: env VESSEL_VMM, then next to the running vessel, then the
+/// usual install directories.
+pub fn find_vmm() -> Result<PathBuf, VmError> {
+    crate::companion::find(
+        VMM_NAME,
+        ENV_VMM,
+        None,
+        &format!("build it (cargo build --bin {VMM_NAME}) or set {ENV_VMM}"),
+    )
+    .map_err(VmError::Msg)
+}
+
+fn cache_dir() -> PathBuf {
+    match std::env::var_os(ENV_CACHE).filter(|v| !v.is_empty()) {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(initramfs::DEFAULT_CACHE_DIR),
+    }
+}
+
+/// Everything the VMM command line needs, computed without side effects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmPlan {
+    pub kernel: PathBuf,
+    pub cmdline: String,
+    pub sizing: config::Sizing,
+    /// A user initrd from `vm.kernel.initrd`, unpacked before vessel's own.
+    pub extra_initrd: Option<PathBuf>,
+}
+
+/// Size the VM and pick its kernel for a spec and its raw `vm` section.
+pub fn plan(spec: &Spec, vm: &VmSection) -> Result<VmPlan, VmError> {
+    Ok(VmPlan {
+        kernel: config::kernel_path(spec, vm.kernel_path.as_deref()),
+        cmdline: config::cmdline(&vm.kernel_parameters)?,
+        sizing: config::sizing(spec, vm)?,
+        extra_initrd: vm.initrd.clone(),
+    })
+}
+
+/// Build the initramfs and spawn the VMM; returns its pid.
+pub fn launch(req: &LaunchRequest) -> Result<i32, VmError> {
+    let config_path = req.bundle.join("config.json");
+    let config_bytes = std::fs::read(&config_path)
+        .map_err(|e| VmError::Msg(format!("read {}: {e}", config_path.display())))?;
+    let doc: serde_json::Value = serde_json::from_slice(&config_bytes)
+        .map_err(|e| VmError::Msg(format!("parse {}: {e}", config_path.display())))?;
+    let vm = VmSection::from_json(&doc)?;
+    let plan = plan(req.spec, &vm)?;
+    check_kernel(&plan.kernel)?;
+    let agent = find_agent()?;
+    let vmm = find_vmm()?;
+
+    let inputs = initramfs::Inputs {
+        rootfs: req.rootfs,
+        agent: &agent,
+        config: &config_bytes,
+    };
+    let mut initrd = initramfs::build_cached(&inputs, &cache_dir())?;
+    if let Some(user) = &plan.extra_initrd {
+        initrd = concat_initrds(user, &initrd, &req.state_dir.join("initrd.img"))?;
+    }
+    check_fits(&initrd, plan.sizing.mem_mib)?;
+
+    let mut cmd = Command::new(&vmm);
+    cmd.arg("--kernel")
+        .arg(&plan.kernel)
+        .arg("--initrd")
+        .arg(&initrd)
+        .arg("--cmdline")
+        .arg(&plan.cmdline)
+        .arg("--vcpus")
+        .arg(plan.sizing.vcpus.to_string())
+        .arg("--mem-mib")
+        .arg(plan.sizing.mem_mib.to_string())
+        .arg("--exec-fifo")
+        .arg(req.exec_fifo)
+        .arg("--console-log")
+        .arg(req.state_dir.join("console.log"))
+        .stdin(Stdio::inherit())
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit());
+    // The VMM joins the container's cgroup before it exists as the VMM, so
+    // guest RAM it touches while loading the kernel is charged there (create
+    // moves the pid again afterwards, which reports any error).
+    let procs: Vec<std::ffi::CString> = req
+        .cgroup
+        .dirs
+        .iter()
+        .filter_map(|d| {
+            std::ffi::CString::new(d.join("cgroup.procs").into_os_string().into_vec()).ok()
+        })
+        .collect();
+    // SAFETY: between fork and exec the closure only makes raw syscalls
+    // (setsid, open, write, close) on data prepared above: async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            // Its own session, like a container's init: a terminal's
+            // job-control signals to vessel's group do not hit it directly.
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            for p in &procs {
+                let fd = libc::open(p.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                if fd >= 0 {
+                    libc::write(fd, b"0".as_ptr().cast(), 1);
+                    libc::close(fd);
+                }
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().map_err(|e| {
+        VmError::Msg(format!(
+            "spawn the VMM {} for {}: {e}",
+            vmm.display(),
+            req.id
+        ))
+    })?;
+    // The child is not waited for here: `create` records its pid and exits;
+    // whoever reaps vessel's children (the shim, or `run`) reaps it.
+    Ok(child.id() as i32)
+}
+
+/// Refuse a rootfs that cannot fit in guest RAM: the kernel holds the
+/// archive and its unpacked copy at once, plus its own ~64 MiB.
+fn check_fits(initrd: &Path, mem_mib: u64) -> Result<(), VmError> {
+    let size = std::fs::metadata(initrd)
+        .map_err(|e| VmError::Msg(format!("stat {}: {e}", initrd.display())))?
+        .len();
+    let need_mib = (2 * size).div_ceil(1 << 20) + 64;
+    if need_mib > mem_mib {
+        return Err(VmError::Msg(format!(
+            "the rootfs initramfs is {} MiB and needs about {need_mib} MiB of guest RAM, \
+             but the VM has {mem_mib} MiB: raise the memory limit or annotation {}",
+            size.div_ceil(1 << 20),
+            config::ANNOTATION_MEMORY_MIB
+        )));
+    }
+    Ok(())
+}
+
+/// `user` then `ours` in one file (the kernel unpacks concatenated archives
+/// in order, so vessel's /init wins).
+fn concat_initrds(user: &Path, ours: &Path, dest: &Path) -> Result<PathBuf, VmError> {
+    let err = |what: &str, p: &Path, e: std::io::Error| {
+        VmError::Msg(format!("{what} {}: {e}", p.display()))
+    };
+    let mut out = std::fs::File::create(dest).map_err(|e| err("create", dest, e))?;
+    for src in [user, ours] {
+        let mut f = std::fs::File::open(src).map_err(|e| err("open initrd", src, e))?;
+        std::io::copy(&mut f, &mut out).map_err(|e| err("copy initrd", src, e))?;
+        // Archives start on a 4-byte boundary.
+        let len = out.metadata().map_err(|e| err("stat", dest, e))?.len();
+        let pad = ((4 - len % 4) % 4) as usize;
+        std::io::Write::write_all(&mut out, &[0u8; 3][..pad]).map_err(|e| err("write", dest, e))?;
+    }
+    Ok(dest.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn spec(doc: serde_json::Value) -> Spec {
+        let mut base = json!({"ociVersion": "1.0.2", "root": {"path": "rootfs"}});
+        for (k, v) in doc.as_object().unwrap() {
+            base[k] = v.clone();
+        }
+        serde_json::from_value(base).unwrap()
+    }
+
+    #[test]
+    fn requested_by_annotation_vm_section_or_name() {
+        let plain = spec(json!({}));
+        assert!(!requested(&plain, "vessel").unwrap());
+        assert!(!requested(&plain, "/usr/bin/vessel").unwrap());
+        assert!(requested(&plain, "/usr/local/bin/vessel-vm").unwrap());
+        assert!(requested(&plain, "vessel-vm").unwrap());
+
+        let vm = spec(json!({"annotations": {"vessel.sandbox": "vm"}}));
+        assert!(requested(&vm, "vessel").unwrap());
+
+        let section = spec(json!({"vm": {"kernel": {"path": "/boot/vmlinux"}}}));
+        assert!(requested(&section, "vessel").unwrap());
+    }
+
+    #[test]
+    fn container_annotation_cannot_lower_the_vessel_vm_floor() {
+        let s = spec(json!({
+            "annotations": {"vessel.sandbox": "container"},
+            "vm": {"kernel": {"path": "/boot/vmlinux"}}
+        }));
+        let err = requested(&s, "/usr/local/bin/vessel-vm")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("vessel.sandbox=container") && err.contains("vessel-vm"),
+            "{err}"
+        );
+        // Under plain `vessel` the annotation still picks container mode.
+        assert!(!requested(&s, "vessel").unwrap());
+    }
+
+    #[test]
+    fn unknown_sandbox_value_is_refused() {
+        let s = spec(json!({"annotations": {"vessel.sandbox": "vmm"}}));
+        let err = requested(&s, "vessel").unwrap_err().to_string();
+        assert!(
+            err.contains("vessel.sandbox") && err.contains("vmm"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn missing_kernel_names_path_and_script() {
+        let err = check_kernel(Path::new("/nonexistent/vmlinux"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("/nonexistent/vmlinux") && err.contains("rootfs-tools/guest-kernel.sh"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn plan_uses_vm_section() {
+        let doc = json!({
+            "vm": {"kernel": {"path": "/k/vmlinux", "parameters": ["foo=1"]}, "hwConfig": {"vcpus": 2}},
+            "linux": {"resources": {"memory": {"limit": 512u64 << 20}}}
+        });
+        let vm = VmSection::from_json(&doc).unwrap();
+        let p = plan(&spec(doc), &vm).unwrap();
+        assert_eq!(p.kernel, PathBuf::from("/k/vmlinux"));
+        assert!(p.cmdline.ends_with(" foo=1"));
+        assert_eq!(
+            p.sizing,
+            config::Sizing {
+                vcpus: 2,
+                mem_mib: 512
+            }
+        );
+    }
+
+    #[test]
+    fn big_rootfs_is_refused_for_small_vm() {
+        let d = std::env::temp_dir().join(format!("vessel-fits-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        let f = d.join("big.cpio");
+        let file = std::fs::File::create(&f).unwrap();
+        file.set_len(40 << 20).unwrap();
+        assert!(check_fits(&f, 128).is_err());
+        assert!(check_fits(&f, 256).is_ok());
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}

@@ -1,0 +1,81 @@
+//! vessel-agent: PID 1 of a VM-mode guest.
+//!
+//! It mounts the kernel filesystems and the spec's in-guest mounts, applies
+//! hostname and sysctls, runs `process` with the spec's user, rlimits, cwd
+//! and env, relays its stdio over COM2 (`/dev/ttyS1`) as frames of
+//! `vm::protocol`, forwards the host's signals to it, and when it exits,
+//! reports its status to the VMM on I/O port 0x501 (exit code) or 0x502
+//! (signal). A set-up error goes out as an 'R' frame and exit code
+//! 127 (not found), 126 (not executable) or 125 (anything else).
+//!
+//! Its own notes (skipped mounts and the like) go to /dev/console (COM1),
+//! which the VMM keeps in the container's console.log.
+
+mod power;
+mod relay;
+mod setup;
+mod spawn;
+mod spec;
+
+use spawn::Failure;
+use std::fs::File;
+use vessel_protocol as protocol;
+
+/// A line on the kernel console (COM1).
+pub fn console_note(msg: &str) {
+    eprintln!("vessel-agent: {msg}");
+}
+
+fn main() {
+    // SAFETY: getpid has no preconditions.
+    if unsafe { libc::getpid() } != 1 {
+        eprintln!(
+            "vessel-agent: must run as PID 1 (the init of a vessel VM guest); refusing to run here"
+        );
+        std::process::exit(2);
+    }
+    // SAFETY: ignoring SIGPIPE for the agent itself; the child resets it.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+
+    let mut channel: Option<File> = None;
+    let status = match run(&mut channel) {
+        Ok(status) => status,
+        Err(f) => {
+            let line = format!("vessel-agent: {}\n", f.msg);
+            console_note(&f.msg);
+            if let Some(ch) = channel.as_mut() {
+                relay::send(ch, protocol::KIND_STDERR, line.as_bytes());
+                let _ = nix::sys::termios::tcdrain(std::os::fd::AsFd::as_fd(ch));
+            }
+            power::report_exit(protocol::EXIT_CODE_PORT, f.code as u8)
+        }
+    };
+    if libc::WIFSIGNALED(status) {
+        power::report_exit(protocol::EXIT_SIGNAL_PORT, libc::WTERMSIG(status) as u8)
+    }
+    power::report_exit(protocol::EXIT_CODE_PORT, libc::WEXITSTATUS(status) as u8)
+}
+
+/// Set up the guest, start the workload and relay until it exits; returns
+/// its wait status.
+fn run(channel: &mut Option<File>) -> Result<i32, Failure> {
+    setup::base_mounts().map_err(Failure::other)?;
+    *channel = Some(relay::open_channel().map_err(Failure::other)?);
+    let cfg = spec::load(spec::CONFIG_PATH).map_err(Failure::other)?;
+    let process = cfg
+        .process
+        .as_ref()
+        .ok_or_else(|| Failure::other("config.json has no process"))?;
+    if process.terminal {
+        console_note("process.terminal is not supported in VM mode; stdio goes over pipes");
+    }
+    setup::spec_mounts(&cfg).map_err(Failure::other)?;
+    setup::hostname(&cfg).map_err(Failure::other)?;
+    setup::sysctls(&cfg).map_err(Failure::other)?;
+    let mut sigfd = relay::sigchld_fd().map_err(Failure::other)?;
+    let workload = spawn::start(process)?;
+    let ch = channel
+        .as_mut()
+        .ok_or_else(|| Failure::other("agent channel not open"))?;
+    Ok(relay::run(ch, workload, &mut sigfd))
+}

@@ -1,0 +1,246 @@
+//! The agent channel on COM2: the workload's stdout/stderr out as 'O'/'R'
+//! frames, stdin ('I', 'E') and signals ('S') in, until the workload exits.
+
+use super::console_note;
+use super::spawn::Workload;
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::termios::{self, ControlFlags, SetArg};
+use std::fs::File;
+use std::io::{ErrorKind, Read, Write};
+use std::os::fd::{AsFd, AsRawFd};
+use vessel_protocol::{self as protocol, Frame};
+
+pub const CHANNEL_DEVICE: &str = "/dev/ttyS1";
+/// Stdin the workload has not read yet, kept in the agent; beyond this the
+/// host's further stdin is dropped rather than exhausting guest RAM.
+const MAX_PENDING_STDIN: usize = 16 << 20;
+
+/// Open COM2 in raw mode (no echo, no line discipline, no modem control).
+pub fn open_channel() -> Result<File, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(CHANNEL_DEVICE)
+        .map_err(|e| format!("open {CHANNEL_DEVICE}: {e}"))?;
+    let mut t =
+        termios::tcgetattr(f.as_fd()).map_err(|e| format!("tcgetattr {CHANNEL_DEVICE}: {e}"))?;
+    termios::cfmakeraw(&mut t);
+    t.control_flags |= ControlFlags::CLOCAL | ControlFlags::CREAD;
+    t.control_flags &= !ControlFlags::CRTSCTS;
+    termios::tcsetattr(f.as_fd(), SetArg::TCSANOW, &t)
+        .map_err(|e| format!("tcsetattr {CHANNEL_DEVICE}: {e}"))?;
+    // Bytes that arrived before raw mode went through the line discipline
+    // (echo, CR/LF mapping): not trustworthy. The host sends nothing before
+    // the ready frame below, so this drops nothing it meant.
+    let _ = termios::tcflush(f.as_fd(), termios::FlushArg::TCIFLUSH);
+    // Blocking from here on: writes must complete; reads follow poll.
+    set_nonblocking(f.as_raw_fd(), false)?;
+    let mut f = f;
+    // Ready: an empty stdout frame. The VMM holds stdin and signal frames
+    // until the guest's first frame arrives, since the UART drops input
+    // while the port is closed.
+    send(&mut f, protocol::KIND_STDOUT, &[]);
+    Ok(f)
+}
+
+pub fn set_nonblocking(fd: i32, on: bool) -> Result<(), String> {
+    // SAFETY: fcntl on a descriptor this process owns.
+    unsafe {
+        let fl = libc::fcntl(fd, libc::F_GETFL);
+        if fl < 0 {
+            return Err(format!(
+                "fcntl F_GETFL: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        let fl = if on {
+            fl | libc::O_NONBLOCK
+        } else {
+            fl & !libc::O_NONBLOCK
+        };
+        if libc::fcntl(fd, libc::F_SETFL, fl) < 0 {
+            return Err(format!(
+                "fcntl F_SETFL: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Send data as frames of `kind`.
+pub fn send(channel: &mut File, kind: u8, data: &[u8]) {
+    let mut buf = Vec::with_capacity(data.len() + data.len() / protocol::MAX_PAYLOAD * 2 + 2);
+    protocol::encode(kind, data, &mut buf);
+    if let Err(e) = channel.write_all(&buf) {
+        console_note(&format!("write {CHANNEL_DEVICE}: {e}"));
+    }
+}
+
+/// SIGCHLD as a descriptor (blocked for normal delivery), made before the fork.
+pub fn sigchld_fd() -> Result<SignalFd, String> {
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGCHLD);
+    set.thread_block()
+        .map_err(|e| format!("block SIGCHLD: {e}"))?;
+    SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+        .map_err(|e| format!("signalfd: {e}"))
+}
+
+/// Reap every exited child (PID 1 duty); returns the workload's wait status
+/// if it was among them.
+pub fn reap(workload: i32) -> Option<i32> {
+    let mut found = None;
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid with a valid status pointer.
+        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if pid <= 0 {
+            return found;
+        }
+        if pid == workload {
+            found = Some(status);
+        }
+    }
+}
+
+/// Forward what one output pipe holds now; `None` once it reached EOF.
+fn pump(fd: &mut Option<File>, kind: u8, channel: &mut File) {
+    let Some(f) = fd.as_mut() else { return };
+    let mut buf = [0u8; 16 * protocol::MAX_PAYLOAD];
+    loop {
+        match f.read(&mut buf) {
+            Ok(0) => {
+                *fd = None;
+                return;
+            }
+            Ok(n) => send(channel, kind, &buf[..n]),
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+            Err(e) => {
+                console_note(&format!("read workload output: {e}"));
+                *fd = None;
+                return;
+            }
+        }
+    }
+}
+
+/// Relay until the workload exits; returns its wait status.
+pub fn run(channel: &mut File, w: Workload, sigfd: &mut SignalFd) -> i32 {
+    let pid = w.pid;
+    for fd in [w.stdout.as_raw_fd(), w.stderr.as_raw_fd()] {
+        let _ = set_nonblocking(fd, true);
+    }
+    let mut stdin: Option<File> = w.stdin.map(File::from);
+    if let Some(f) = &stdin {
+        let _ = set_nonblocking(f.as_raw_fd(), true);
+    }
+    let mut out: Option<File> = Some(File::from(w.stdout));
+    let mut err: Option<File> = Some(File::from(w.stderr));
+    let mut pending: Vec<u8> = Vec::new();
+    let mut stdin_eof = false;
+    let mut decoder = protocol::Decoder::new();
+    let mut status = None;
+
+    while status.is_none() {
+        let raw = |f: &Option<File>| f.as_ref().map(|f| f.as_raw_fd()).unwrap_or(-1);
+        let mut fds = [
+            libc::pollfd {
+                fd: channel.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: raw(&out),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: raw(&err),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: sigfd.as_fd().as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: if pending.is_empty() { -1 } else { raw(&stdin) },
+                events: libc::POLLOUT,
+                revents: 0,
+            },
+        ];
+        // SAFETY: fds is a valid array of pollfd; negative fds are ignored by poll.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+        if n < 0 {
+            if std::io::Error::last_os_error().kind() == ErrorKind::Interrupted {
+                continue;
+            }
+            console_note(&format!("poll: {}", std::io::Error::last_os_error()));
+            break;
+        }
+        if fds[0].revents & libc::POLLIN != 0 {
+            let mut buf = [0u8; 4096];
+            match channel.read(&mut buf) {
+                Ok(n) => decoder.feed(&buf[..n], |frame| match frame {
+                    Frame::Stdin(data) => {
+                        if stdin.is_some() && pending.len() + data.len() <= MAX_PENDING_STDIN {
+                            pending.extend_from_slice(data);
+                        }
+                    }
+                    Frame::StdinEof => stdin_eof = true,
+                    Frame::Signal(sig) => {
+                        // SAFETY: kill(2) of the workload we started.
+                        unsafe { libc::kill(pid, sig as i32) };
+                    }
+                    other => console_note(&format!("ignoring unexpected frame {other:?}")),
+                }),
+                Err(e) if matches!(e.kind(), ErrorKind::Interrupted | ErrorKind::WouldBlock) => {}
+                Err(e) => console_note(&format!("read {CHANNEL_DEVICE}: {e}")),
+            }
+        }
+        if fds[1].revents != 0 {
+            pump(&mut out, protocol::KIND_STDOUT, channel);
+        }
+        if fds[2].revents != 0 {
+            pump(&mut err, protocol::KIND_STDERR, channel);
+        }
+        if fds[3].revents != 0 {
+            while let Ok(Some(_)) = sigfd.read_signal() {}
+            status = reap(pid);
+        }
+        if let Some(f) = stdin.as_mut() {
+            while !pending.is_empty() {
+                match f.write(&pending) {
+                    Ok(n) => {
+                        pending.drain(..n);
+                    }
+                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(_) => {
+                        // EPIPE: the workload closed its stdin; drop the rest.
+                        pending.clear();
+                        stdin = None;
+                        break;
+                    }
+                }
+            }
+        }
+        if stdin_eof && pending.is_empty() {
+            stdin = None;
+        }
+    }
+    // Whatever the workload wrote before it exited is in the pipes now;
+    // children it left behind may hold them open, so read only what is there.
+    pump(&mut out, protocol::KIND_STDOUT, channel);
+    pump(&mut err, protocol::KIND_STDERR, channel);
+    drop(stdin);
+    let _ = reap(pid);
+    let _ = termios::tcdrain(channel.as_fd());
+    status.unwrap_or(255 << 8)
+}

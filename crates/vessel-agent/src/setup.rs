@@ -1,0 +1,183 @@
+//! Guest set-up done by PID 1 before the workload starts: the kernel
+//! filesystems, the spec's in-guest mounts, hostname and sysctls.
+
+use super::console_note;
+use super::spec::{Config, Mount};
+use nix::mount::{mount, MsFlags};
+use std::path::Path;
+
+/// Filesystems the agent always mounts; the spec's entries for these
+/// destinations are already satisfied (a tmpfs /dev would hide the devices).
+const BASE: &[(&str, &str, &str, MsFlags)] = &[
+    (
+        "/proc",
+        "proc",
+        "",
+        MsFlags::MS_NOSUID
+            .union(MsFlags::MS_NODEV)
+            .union(MsFlags::MS_NOEXEC),
+    ),
+    (
+        "/sys",
+        "sysfs",
+        "",
+        MsFlags::MS_NOSUID
+            .union(MsFlags::MS_NODEV)
+            .union(MsFlags::MS_NOEXEC),
+    ),
+    ("/dev", "devtmpfs", "mode=0755", MsFlags::MS_NOSUID),
+    (
+        "/dev/pts",
+        "devpts",
+        "mode=0620,ptmxmode=0666,gid=5",
+        MsFlags::MS_NOSUID.union(MsFlags::MS_NOEXEC),
+    ),
+    (
+        "/dev/shm",
+        "tmpfs",
+        "mode=1777",
+        MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV),
+    ),
+];
+
+/// Types that exist in a guest without anything from the host.
+const GUEST_TYPES: &[&str] = &["tmpfs", "proc", "sysfs", "devpts", "mqueue"];
+
+fn mount_fs(dest: &str, fstype: &str, flags: MsFlags, data: &str) -> Result<(), String> {
+    std::fs::create_dir_all(dest).map_err(|e| format!("mkdir {dest}: {e}"))?;
+    let data = if data.is_empty() { None } else { Some(data) };
+    mount(Some(fstype), dest, Some(fstype), flags, data)
+        .map_err(|e| format!("mount {fstype} on {dest}: {e}"))
+}
+
+/// /proc, /sys, /dev (devtmpfs), /dev/pts, /dev/shm and the /dev links
+/// runc creates.
+pub fn base_mounts() -> Result<(), String> {
+    for (dest, fstype, data, flags) in BASE {
+        mount_fs(dest, fstype, *flags, data)?;
+    }
+    for (link, target) in [
+        ("/dev/fd", "/proc/self/fd"),
+        ("/dev/stdin", "/proc/self/fd/0"),
+        ("/dev/stdout", "/proc/self/fd/1"),
+        ("/dev/stderr", "/proc/self/fd/2"),
+        ("/dev/core", "/proc/kcore"),
+    ] {
+        if !Path::new(link).exists() {
+            let _ = std::os::unix::fs::symlink(target, link);
+        }
+    }
+    Ok(())
+}
+
+/// Mount flags and the data string of an OCI mount's options, read with
+/// container mode's table. Bind, remount and propagation bits mean nothing
+/// for a mount made fresh inside the guest and are dropped.
+pub fn parse_options(options: &[String]) -> (MsFlags, String) {
+    let (flags, _propagation, data, _bind) = vessel_common::mount_options::parse_options(options);
+    let guest_only = !(libc::MS_BIND | libc::MS_REC | libc::MS_REMOUNT);
+    (MsFlags::from_bits_truncate(flags & guest_only), data)
+}
+
+fn is_bind(m: &Mount) -> bool {
+    m.kind.as_deref() == Some("bind") || m.options.iter().any(|o| o == "bind" || o == "rbind")
+}
+
+/// The spec's mounts that can exist inside a guest; the rest (host bind
+/// mounts above all) are skipped with a note on the console.
+pub fn spec_mounts(cfg: &Config) -> Result<(), String> {
+    for m in &cfg.mounts {
+        let dest = m.destination.trim_end_matches('/');
+        if BASE.iter().any(|(d, ..)| *d == dest) {
+            continue;
+        }
+        let kind = m.kind.as_deref().unwrap_or("");
+        if is_bind(m) {
+            console_note(&format!(
+                "skipping bind mount of {} on {dest}: host paths do not exist in the guest",
+                m.source.as_deref().unwrap_or("?")
+            ));
+            continue;
+        }
+        let (flags, data) = parse_options(&m.options);
+        match kind {
+            k if GUEST_TYPES.contains(&k) => mount_fs(dest, k, flags, &data)?,
+            "cgroup" | "cgroup2" => {
+                // The guest's own cgroup tree; nice to have, not required.
+                if let Err(e) = mount_fs(dest, "cgroup2", flags, "") {
+                    console_note(&format!("skipping cgroup mount on {dest}: {e}"));
+                }
+            }
+            other => console_note(&format!(
+                "skipping mount of type {other:?} on {dest}: not available in the guest"
+            )),
+        }
+    }
+    if cfg.root.as_ref().is_some_and(|r| r.readonly) {
+        let flags = MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+        if let Err(e) = mount(None::<&str>, "/", None::<&str>, flags, None::<&str>) {
+            console_note(&format!("could not make / read-only: {e}"));
+        }
+    }
+    Ok(())
+}
+
+pub fn hostname(cfg: &Config) -> Result<(), String> {
+    if let Some(h) = cfg.hostname.as_deref().filter(|h| !h.is_empty()) {
+        nix::unistd::sethostname(h).map_err(|e| format!("sethostname {h:?}: {e}"))?;
+    }
+    if let Some(d) = cfg.domainname.as_deref().filter(|d| !d.is_empty()) {
+        // SAFETY: the pointer and length describe a live &str.
+        let rc = unsafe { libc::setdomainname(d.as_ptr().cast(), d.len()) };
+        if rc != 0 {
+            return Err(format!(
+                "setdomainname {d:?}: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub fn sysctls(cfg: &Config) -> Result<(), String> {
+    let Some(linux) = &cfg.linux else {
+        return Ok(());
+    };
+    for (key, value) in &linux.sysctl {
+        if key.is_empty() || key.contains("..") || key.starts_with('/') {
+            return Err(format!("sysctl {key:?}: not a valid name"));
+        }
+        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        std::fs::write(&path, value)
+            .map_err(|e| format!("sysctl {key}={value}: write {path}: {e}"))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_split_into_flags_and_data() {
+        let opts: Vec<String> = [
+            "nosuid",
+            "strictatime",
+            "mode=755",
+            "size=65536k",
+            "ro",
+            "rprivate",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let (flags, data) = parse_options(&opts);
+        assert_eq!(
+            flags,
+            MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME | MsFlags::MS_RDONLY
+        );
+        assert_eq!(data, "mode=755,size=65536k");
+        let (flags, _) = parse_options(&["ro".to_string(), "rw".to_string()]);
+        assert!(!flags.contains(MsFlags::MS_RDONLY));
+    }
+}

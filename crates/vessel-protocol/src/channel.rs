@@ -1,0 +1,235 @@
+//! The agent channel's frame format, shared by the host (VMM) and the guest
+//! (vessel-agent) over COM2: `[kind: u8][len: u8][len bytes]`.
+//!
+//! guest -> host: `O` stdout data, `R` stderr data.
+//! host -> guest: `I` stdin data, `E` stdin EOF (len 0), `S` a signal (len 1).
+//!
+//! Start-up: the agent sends an empty `O` frame as soon as COM2 is in raw
+//! mode ("ready"). The UART drops input while the guest has the port closed,
+//! so the host holds `I`/`E`/`S` frames until the guest's first frame.
+//!
+
+/// Workload stdout bytes (guest -> host).
+pub const KIND_STDOUT: u8 = b'O';
+/// Workload stderr bytes, and agent error messages (guest -> host).
+pub const KIND_STDERR: u8 = b'R';
+/// Bytes for the workload's stdin (host -> guest).
+pub const KIND_STDIN: u8 = b'I';
+/// The workload's stdin is at its end (host -> guest, no payload).
+pub const KIND_STDIN_EOF: u8 = b'E';
+/// Send a signal to the workload (host -> guest, payload: the signal number).
+pub const KIND_SIGNAL: u8 = b'S';
+
+/// The largest payload one frame carries (its length is one byte).
+pub const MAX_PAYLOAD: usize = u8::MAX as usize;
+
+/// I/O port the agent writes the workload's exit code to (`outb`).
+pub const EXIT_CODE_PORT: u16 = 0x501;
+/// I/O port the agent writes the number of the signal that killed the workload to.
+pub const EXIT_SIGNAL_PORT: u16 = 0x502;
+
+/// One decoded frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Frame<'a> {
+    Stdout(&'a [u8]),
+    Stderr(&'a [u8]),
+    Stdin(&'a [u8]),
+    StdinEof,
+    Signal(u8),
+    /// A kind this side does not know, or a known kind with a bad length;
+    /// kept so the reader can log it. The stream stays in sync either way.
+    Unknown {
+        kind: u8,
+        payload: &'a [u8],
+    },
+}
+
+impl Frame<'_> {
+    /// The kind byte and payload this frame was decoded from.
+    pub fn parts(&self) -> (u8, &[u8]) {
+        match self {
+            Frame::Stdout(p) => (KIND_STDOUT, p),
+            Frame::Stderr(p) => (KIND_STDERR, p),
+            Frame::Stdin(p) => (KIND_STDIN, p),
+            Frame::StdinEof => (KIND_STDIN_EOF, &[]),
+            Frame::Signal(s) => (KIND_SIGNAL, std::slice::from_ref(s)),
+            Frame::Unknown { kind, payload } => (*kind, payload),
+        }
+    }
+
+    fn from_parts(kind: u8, payload: &[u8]) -> Frame<'_> {
+        match (kind, payload.len()) {
+            (KIND_STDOUT, _) => Frame::Stdout(payload),
+            (KIND_STDERR, _) => Frame::Stderr(payload),
+            (KIND_STDIN, _) => Frame::Stdin(payload),
+            (KIND_STDIN_EOF, 0) => Frame::StdinEof,
+            (KIND_SIGNAL, 1) => Frame::Signal(payload[0]),
+            _ => Frame::Unknown { kind, payload },
+        }
+    }
+}
+
+/// Append `data` to `out` as frames of `kind`, split at MAX_PAYLOAD bytes.
+/// Empty `data` gives one empty frame (how `E` is sent).
+pub fn encode(kind: u8, data: &[u8], out: &mut Vec<u8>) {
+    if data.is_empty() {
+        out.extend_from_slice(&[kind, 0]);
+        return;
+    }
+    for chunk in data.chunks(MAX_PAYLOAD) {
+        out.push(kind);
+        out.push(chunk.len() as u8);
+        out.extend_from_slice(chunk);
+    }
+}
+
+/// A signal frame.
+pub fn encode_signal(signal: u8, out: &mut Vec<u8>) {
+    encode(KIND_SIGNAL, &[signal], out);
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Kind,
+    Len,
+    Payload,
+}
+
+/// A streaming decoder: feed it bytes as they arrive, in any split.
+#[derive(Debug)]
+pub struct Decoder {
+    state: State,
+    kind: u8,
+    want: usize,
+    buf: [u8; MAX_PAYLOAD],
+    have: usize,
+}
+
+impl Default for Decoder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Decoder {
+    pub fn new() -> Decoder {
+        Decoder {
+            state: State::Kind,
+            kind: 0,
+            want: 0,
+            buf: [0; MAX_PAYLOAD],
+            have: 0,
+        }
+    }
+
+    /// Decode `data`, calling `on_frame` for every frame completed by it.
+    pub fn feed(&mut self, data: &[u8], mut on_frame: impl FnMut(Frame<'_>)) {
+        let mut i = 0;
+        while i < data.len() {
+            match self.state {
+                State::Kind => {
+                    self.kind = data[i];
+                    self.state = State::Len;
+                    i += 1;
+                }
+                State::Len => {
+                    self.want = data[i] as usize;
+                    self.have = 0;
+                    i += 1;
+                    if self.want == 0 {
+                        self.state = State::Kind;
+                        on_frame(Frame::from_parts(self.kind, &[]));
+                    } else {
+                        self.state = State::Payload;
+                    }
+                }
+                State::Payload => {
+                    let take = (self.want - self.have).min(data.len() - i);
+                    self.buf[self.have..self.have + take].copy_from_slice(&data[i..i + take]);
+                    self.have += take;
+                    i += take;
+                    if self.have == self.want {
+                        self.state = State::Kind;
+                        on_frame(Frame::from_parts(self.kind, &self.buf[..self.want]));
+                    }
+                }
+            }
+        }
+    }
+
+    /// True between frames (nothing half-received).
+    pub fn is_idle(&self) -> bool {
+        self.state == State::Kind
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_all(bytes: &[u8], split: usize) -> Vec<(u8, Vec<u8>)> {
+        let mut d = Decoder::new();
+        let mut got = Vec::new();
+        for piece in bytes.chunks(split.max(1)) {
+            d.feed(piece, |f| {
+                got.push(match f {
+                    Frame::Stdout(p) => (KIND_STDOUT, p.to_vec()),
+                    Frame::Stderr(p) => (KIND_STDERR, p.to_vec()),
+                    Frame::Stdin(p) => (KIND_STDIN, p.to_vec()),
+                    Frame::StdinEof => (KIND_STDIN_EOF, vec![]),
+                    Frame::Signal(s) => (KIND_SIGNAL, vec![s]),
+                    Frame::Unknown { kind, payload } => (kind, payload.to_vec()),
+                })
+            });
+        }
+        assert!(d.is_idle());
+        got
+    }
+
+    #[test]
+    fn long_data_is_split_into_max_payload_frames() {
+        let data: Vec<u8> = (0..600u32).map(|i| (i % 251) as u8).collect();
+        let mut out = Vec::new();
+        encode(KIND_STDOUT, &data, &mut out);
+        assert_eq!(out.len(), 600 + 3 * 2);
+        assert_eq!(&out[..2], &[b'O', 255]);
+        let frames = decode_all(&out, 7);
+        assert_eq!(frames.len(), 3);
+        let joined: Vec<u8> = frames.iter().flat_map(|(_, p)| p.clone()).collect();
+        assert_eq!(joined, data);
+    }
+
+    #[test]
+    fn mixed_frames_survive_any_split() {
+        let mut out = Vec::new();
+        encode(KIND_STDIN, b"hello\n", &mut out);
+        encode_signal(15, &mut out);
+        encode(KIND_STDIN_EOF, &[], &mut out);
+        encode(KIND_STDERR, b"\x00\xff", &mut out);
+        for split in [1, 2, 3, 5, 100] {
+            let frames = decode_all(&out, split);
+            assert_eq!(
+                frames,
+                vec![
+                    (KIND_STDIN, b"hello\n".to_vec()),
+                    (KIND_SIGNAL, vec![15]),
+                    (KIND_STDIN_EOF, vec![]),
+                    (KIND_STDERR, vec![0, 255]),
+                ],
+                "split {split}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_signal_length_is_unknown_and_stream_stays_in_sync() {
+        let bytes = [b'S', 2, 1, 2, b'X', 1, 9, b'O', 1, b'k'];
+        let mut d = Decoder::new();
+        let mut seen = Vec::new();
+        d.feed(&bytes, |f| seen.push(format!("{f:?}")));
+        assert_eq!(seen.len(), 3);
+        assert!(seen[0].starts_with("Unknown { kind: 83"));
+        assert!(seen[1].starts_with("Unknown { kind: 88"));
+        assert_eq!(seen[2], "Stdout([107])");
+    }
+}

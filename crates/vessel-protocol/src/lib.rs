@@ -1,0 +1,12 @@
+//! vessel-protocol: the contracts between vessel's programs, so each side
+//! reads them from one place. `channel` is the agent channel's frame format
+//! (VMM <-> guest agent); `launch` is the guest sizing the runtime asks of
+//! the VMM and the VMM accepts.
+//!
+//! std only: the guest agent links it into a static binary that is copied
+//! into every guest, and the VMM and the runtime link it too.
+
+pub mod channel;
+pub mod launch;
+
+pub use channel::*;

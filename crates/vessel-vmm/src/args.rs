@@ -1,0 +1,140 @@
+//! `vessel-vmm` arguments.
+
+use std::path::PathBuf;
+
+use super::layout::MAX_VCPUS;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmmArgs {
+    pub kernel: PathBuf,
+    pub initrd: Option<PathBuf>,
+    pub cmdline: String,
+    pub vcpus: u8,
+    pub mem_mib: u64,
+    pub exec_fifo: Option<PathBuf>,
+    pub console_log: Option<PathBuf>,
+}
+
+pub const USAGE: &str = "usage: vessel-vmm --kernel PATH [--initrd PATH] [--cmdline STR] \
+[--vcpus N] [--mem-mib M] [--exec-fifo PATH] [--console-log PATH]";
+
+use vessel_protocol::launch::{DEFAULT_MEM_MIB, DEFAULT_VCPUS, MAX_MEM_MIB, MIN_MEM_MIB};
+
+/// Parses `args` (without the program name). Accepts
+/// `--flag value` and `--flag=value`.
+pub fn parse(args: &[String]) -> Result<VmmArgs, String> {
+    let mut kernel = None;
+    let mut initrd = None;
+    let mut cmdline = String::new();
+    let mut vcpus: u8 = DEFAULT_VCPUS.try_into().unwrap_or(1);
+    let mut mem_mib = DEFAULT_MEM_MIB;
+    let mut exec_fifo = None;
+    let mut console_log = None;
+
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
+            _ => (arg.as_str(), None),
+        };
+        if flag == "-h" || flag == "--help" {
+            return Err(USAGE.to_string());
+        }
+        let mut value = || -> Result<String, String> {
+            match &inline {
+                Some(v) => Ok(v.clone()),
+                None => it
+                    .next()
+                    .cloned()
+                    .ok_or_else(|| format!("{flag} needs a value")),
+            }
+        };
+        match flag {
+            "--kernel" => kernel = Some(PathBuf::from(value()?)),
+            "--initrd" => initrd = Some(PathBuf::from(value()?)),
+            "--cmdline" => cmdline = value()?,
+            "--vcpus" => {
+                let v = value()?;
+                vcpus = v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=MAX_VCPUS).contains(n))
+                    .ok_or_else(|| format!("--vcpus {v}: expected 1..={MAX_VCPUS}"))?;
+            }
+            "--mem-mib" => {
+                let v = value()?;
+                mem_mib = v
+                    .parse()
+                    .ok()
+                    .filter(|m| (MIN_MEM_MIB..=MAX_MEM_MIB).contains(m))
+                    .ok_or_else(|| {
+                        format!("--mem-mib {v}: expected {MIN_MEM_MIB}..={MAX_MEM_MIB}")
+                    })?;
+            }
+            "--exec-fifo" => exec_fifo = Some(PathBuf::from(value()?)),
+            "--console-log" => console_log = Some(PathBuf::from(value()?)),
+            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
+        }
+    }
+    let kernel = kernel.ok_or_else(|| format!("--kernel is required\n{USAGE}"))?;
+    Ok(VmmArgs {
+        kernel,
+        initrd,
+        cmdline,
+        vcpus,
+        mem_mib,
+        exec_fifo,
+        console_log,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn parses_the_contract_arguments() {
+        let a = parse(&s(&[
+            "--kernel",
+            "/k",
+            "--initrd=/i",
+            "--cmdline",
+            "console=ttyS0 quiet",
+            "--vcpus",
+            "2",
+            "--mem-mib",
+            "512",
+            "--exec-fifo",
+            "/f",
+            "--console-log",
+            "/log",
+        ]))
+        .unwrap();
+        assert_eq!(a.kernel, PathBuf::from("/k"));
+        assert_eq!(a.initrd, Some(PathBuf::from("/i")));
+        assert_eq!(a.cmdline, "console=ttyS0 quiet");
+        assert_eq!((a.vcpus, a.mem_mib), (2, 512));
+        assert_eq!(a.exec_fifo, Some(PathBuf::from("/f")));
+        assert_eq!(a.console_log, Some(PathBuf::from("/log")));
+    }
+
+    #[test]
+    fn defaults_and_errors() {
+        let a = parse(&s(&["--kernel", "/k"])).unwrap();
+        assert_eq!((a.vcpus, a.mem_mib, a.initrd), (1, 256, None));
+        assert!(parse(&s(&[])).unwrap_err().contains("--kernel is required"));
+        assert!(parse(&s(&["--kernel"]))
+            .unwrap_err()
+            .contains("needs a value"));
+        assert!(parse(&s(&["--kernel", "/k", "--vcpus", "0"])).is_err());
+        assert!(parse(&s(&["--kernel", "/k", "--vcpus", "x"])).is_err());
+        assert!(parse(&s(&["--kernel", "/k", "--mem-mib", "1"])).is_err());
+        assert!(parse(&s(&["--kernel", "/k", "--bogus"]))
+            .unwrap_err()
+            .contains("--bogus"));
+    }
+}

@@ -1,0 +1,202 @@
+//! The host side of the COM2 agent channel. Frames both ways are
+//! `[kind: u8][len: u8][len bytes]`.
+//! guest -> host: 'O' stdout data, 'R' stderr data.
+//! host -> guest: 'I' stdin data, 'E' stdin EOF, 'S' a signal (1 byte).
+//! The host sends nothing until the guest has sent its first frame (the agent
+//! sends an empty 'O' frame once its end of the port is raw) and has the port
+//! open (DTR) with the receive interrupt enabled.
+
+use std::io::{self, Write};
+use std::os::fd::RawFd;
+use std::sync::Arc;
+
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+
+use super::devices::ChannelPort;
+
+use vessel_protocol::{self as protocol, Decoder, Frame, KIND_STDIN, KIND_STDIN_EOF, MAX_PAYLOAD};
+
+/// The signals the VMM passes on to the workload (SIGKILL just kills the VMM).
+pub const FORWARDED_SIGNALS: [Signal; 8] = [
+    Signal::SIGTERM,
+    Signal::SIGINT,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGWINCH,
+    Signal::SIGCONT,
+];
+
+pub fn forwarded_sigset() -> SigSet {
+    let mut set = SigSet::empty();
+    for s in FORWARDED_SIGNALS {
+        set.add(s);
+    }
+    set
+}
+
+/// `payload` as frames of `kind` (the agent's codec, `vm::protocol`).
+pub fn encode(kind: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(payload.len() + 2 * (payload.len() / MAX_PAYLOAD + 1));
+    protocol::encode(kind, payload, &mut out);
+    out
+}
+
+/// Where decoded frames go: the VMM's stdout and stderr.
+type FrameHandler = Box<dyn FnMut(Frame<'_>) + Send>;
+
+/// COM2's output side: decodes frames and writes 'O' payloads to stdout and
+/// 'R' payloads to stderr. Unknown kinds are skipped whole.
+pub struct FrameSink {
+    decoder: Decoder,
+    handler: FrameHandler,
+    frames: u64,
+}
+
+impl FrameSink {
+    pub fn to_stdio() -> Self {
+        Self::with_handler(Box::new(|frame| match frame {
+            Frame::Stdout(p) => write_all_fd(libc::STDOUT_FILENO, p),
+            Frame::Stderr(p) => write_all_fd(libc::STDERR_FILENO, p),
+            _ => {}
+        }))
+    }
+
+    pub fn with_handler(handler: FrameHandler) -> Self {
+        FrameSink {
+            decoder: Decoder::new(),
+            handler,
+            frames: 0,
+        }
+    }
+
+    /// How many whole frames the guest has sent.
+    pub fn frames_seen(&self) -> u64 {
+        self.frames
+    }
+
+    #[cfg(test)]
+    pub fn discard() -> Self {
+        Self::with_handler(Box::new(|_| {}))
+    }
+}
+
+impl Write for FrameSink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let (handler, frames) = (&mut self.handler, &mut self.frames);
+        self.decoder.feed(buf, |frame| {
+            *frames += 1;
+            handler(frame);
+        });
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Writes everything to a raw fd (unbuffered, so output is out before the
+/// VMM exits). A closed reader is not an error worth stopping the guest for.
+pub fn write_all_fd(fd: RawFd, mut data: &[u8]) {
+    while !data.is_empty() {
+        // SAFETY: `data` is a valid readable buffer of `data.len()` bytes.
+        let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
+        if n < 0 {
+            if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return;
+        }
+        data = &data[n as usize..];
+    }
+}
+
+/// Copies the VMM's stdin to the guest as 'I' frames, then sends 'E'.
+pub fn pump_stdin(port: Arc<ChannelPort>) {
+    let mut buf = [0u8; MAX_PAYLOAD];
+    loop {
+        // SAFETY: reading into a stack buffer of the given length.
+        let n = unsafe { libc::read(libc::STDIN_FILENO, buf.as_mut_ptr().cast(), buf.len()) };
+        if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+            continue;
+        }
+        // A read error ends the input like EOF does: the workload sees EOF.
+        let data = if n > 0 { &buf[..n as usize] } else { &[][..] };
+        let kind = if data.is_empty() {
+            KIND_STDIN_EOF
+        } else {
+            KIND_STDIN
+        };
+        if port.send(&encode(kind, data)).is_err() || data.is_empty() {
+            return;
+        }
+    }
+}
+
+/// Reads the forwarded signals from a signalfd (they are blocked in every
+/// thread) and sends each to the guest as an 'S' frame. Never returns unless
+/// the signalfd fails.
+pub fn forward_signals(port: Arc<ChannelPort>, sfd: SignalFd) -> io::Error {
+    loop {
+        match sfd.read_signal() {
+            Ok(Some(info)) => {
+                let signo = info.ssi_signo as u8;
+                if let Err(e) = port.send(&encode(protocol::KIND_SIGNAL, &[signo])) {
+                    return e;
+                }
+            }
+            Ok(None) => {}
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return io::Error::from(e),
+        }
+    }
+}
+
+/// A signalfd for the forwarded signals; they must already be blocked.
+pub fn signal_fd() -> io::Result<SignalFd> {
+    SignalFd::with_flags(&forwarded_sigset(), SfdFlags::SFD_CLOEXEC).map_err(io::Error::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    #[test]
+    fn encode_splits_long_payloads_and_marks_eof() {
+        use protocol::KIND_SIGNAL;
+        assert_eq!(encode(KIND_STDIN_EOF, &[]), vec![b'E', 0]);
+        assert_eq!(encode(KIND_SIGNAL, &[15]), vec![b'S', 1, 15]);
+        let data = vec![7u8; 300];
+        let f = encode(KIND_STDIN, &data);
+        assert_eq!(f.len(), 304);
+        assert_eq!(&f[..2], &[b'I', 255]);
+        assert_eq!(&f[257..259], &[b'I', 45]);
+    }
+
+    #[test]
+    fn parser_round_trips_frames_fed_byte_by_byte() {
+        use protocol::{KIND_STDERR, KIND_STDOUT};
+        let mut stream = encode(KIND_STDOUT, b"hello\n");
+        stream.extend(encode(b'?', &[1, 2, 3]));
+        stream.extend(encode(KIND_STDERR, &[]));
+        stream.extend(encode(KIND_STDERR, &vec![b'e'; 256]));
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let g = got.clone();
+        let mut sink = FrameSink::with_handler(Box::new(move |frame| {
+            let (k, p) = frame.parts();
+            g.lock().unwrap().push((k, p.to_vec()))
+        }));
+        for b in &stream {
+            sink.write_all(std::slice::from_ref(b)).unwrap();
+        }
+        let got = got.lock().unwrap();
+        assert_eq!(got.len(), 5);
+        assert_eq!(got[0], (b'O', b"hello\n".to_vec()));
+        assert_eq!(got[1], (b'?', vec![1, 2, 3]));
+        assert_eq!(got[2], (b'R', vec![]));
+        assert_eq!((got[3].1.len(), got[4].1.len()), (255, 1));
+    }
+}

@@ -1,0 +1,273 @@
+//! vessel-vmm: vessel's own VMM. One process per VM-mode container, started
+//! by the runtime's `create` (libvessel's `vm::launch`) as the container's
+//! pid: it boots the guest kernel with the agent's initramfs in a KVM
+//! microVM and relays stdio, signals and the exit status over COM2 and the
+//! exit ports.
+//!
+//! Its own binary, not a subcommand of `vessel`: a VMM process carries only
+//! the VMM (no runtime, no compare tool), runs from the file on disk shared
+//! by every VM's page cache, and its seccomp filter covers only its own code.
+//! It depends on the rust-vmm crates, `vessel-protocol` (the agent channel
+//! and launch bounds) and `vessel-common`; never on libvessel.
+//!
+//! Flow: parse args, refuse hosts where KVM cannot boot a stock kernel,
+//! create the VM (TSS, irqchip, PIT), map guest RAM, load the kernel (PVH)
+//! and initrd, configure the vCPUs, wait on the exec FIFO, sandbox, run.
+
+mod acpi;
+pub mod args;
+mod boot;
+mod channel;
+mod cpu;
+mod devices;
+pub mod layout;
+mod memory;
+pub mod sandbox;
+mod vcpu;
+
+use std::convert::Infallible;
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::Path;
+use std::sync::{Arc, Barrier};
+use std::time::Instant;
+
+use kvm_bindings::{kvm_pit_config, KVM_PIT_SPEAKER_DUMMY};
+use kvm_ioctls::Kvm;
+use nix::sys::signal::{pthread_sigmask, SigmaskHow};
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+
+use args::VmmArgs;
+use devices::{ChannelPort, ConsoleSink, Devices};
+use layout::*;
+
+/// An error of the VMM with its context ("what failed: why").
+#[derive(Debug)]
+pub struct VmmError(String);
+
+impl VmmError {
+    pub fn new(msg: impl Into<String>) -> Self {
+        VmmError(msg.into())
+    }
+}
+
+impl std::fmt::Display for VmmError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for VmmError {}
+
+/// How often a UART interrupt the guest has not taken is raised again.
+const INTERRUPT_KICK_PERIOD: std::time::Duration = std::time::Duration::from_millis(50);
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    std::process::exit(vmm_main(&args));
+}
+
+/// `args` are the arguments after the program name. Returns only on a setup
+/// error (1) or bad usage (2); once the guest runs, the process ends from
+/// the vCPU thread with the workload's status.
+fn vmm_main(args: &[String]) -> i32 {
+    let parsed = match args::parse(args) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("vessel-vmm: {e}");
+            return 2;
+        }
+    };
+    match run(&parsed) {
+        Ok(never) => match never {},
+        Err(e) => {
+            eprintln!("vessel-vmm: {e}");
+            1
+        }
+    }
+}
+
+fn debug_enabled() -> bool {
+    std::env::var_os("VESSEL_VMM_DEBUG").is_some()
+}
+
+fn run(args: &VmmArgs) -> Result<Infallible, VmmError> {
+    let started = Instant::now();
+    let debug = debug_enabled();
+    // One malloc arena: threads then never create their own (an mmap and
+    // mprotect dance the seccomp filter would otherwise have to allow).
+    // SAFETY: mallopt only changes an allocator tunable.
+    unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
+    if let Some(problem) = vessel_common::kvm::host_problem() {
+        return Err(VmmError::new(problem));
+    }
+    let kvm = Kvm::new().map_err(|e| VmmError::new(format!("opening /dev/kvm: {e}")))?;
+    let vm = kvm
+        .create_vm()
+        .map_err(|e| VmmError::new(format!("KVM_CREATE_VM: {e}")))?;
+    vm.set_tss_address(KVM_TSS_ADDRESS as usize)
+        .map_err(|e| VmmError::new(format!("KVM_SET_TSS_ADDR: {e}")))?;
+    vm.create_irq_chip()
+        .map_err(|e| VmmError::new(format!("KVM_CREATE_IRQCHIP: {e}")))?;
+    let pit = kvm_pit_config {
+        flags: KVM_PIT_SPEAKER_DUMMY,
+        ..Default::default()
+    };
+    vm.create_pit2(pit)
+        .map_err(|e| VmmError::new(format!("KVM_CREATE_PIT2: {e}")))?;
+
+    let mem_bytes = args.mem_mib << 20;
+    let mem = memory::create_guest_memory(&vm, mem_bytes)?;
+    let entry = boot::load_guest(
+        &mem,
+        &args.kernel,
+        args.initrd.as_deref(),
+        &args.cmdline,
+        &memory::ram_ranges(mem_bytes),
+        args.vcpus,
+    )?;
+
+    let irq = |gsi: u32| -> Result<EventFd, VmmError> {
+        let evt = EventFd::new(EFD_NONBLOCK)
+            .map_err(|e| VmmError::new(format!("eventfd for IRQ {gsi}: {e}")))?;
+        vm.register_irqfd(&evt, gsi)
+            .map_err(|e| VmmError::new(format!("KVM_IRQFD for IRQ {gsi}: {e}")))?;
+        Ok(evt)
+    };
+    let console_log = match &args.console_log {
+        Some(p) => Some(
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .map_err(|e| VmmError::new(format!("opening console log {}: {e}", p.display())))?,
+        ),
+        None => None,
+    };
+    let com2 = Arc::new(ChannelPort::new(
+        irq(COM2_IRQ)?,
+        channel::FrameSink::to_stdio(),
+    ));
+    let devices = Arc::new(Devices::new(
+        irq(COM1_IRQ)?,
+        ConsoleSink::new(console_log),
+        com2.clone(),
+    ));
+
+    let supported = cpu::supported_cpuid(&kvm)?;
+    let mut vcpus = Vec::with_capacity(args.vcpus as usize);
+    for i in 0..args.vcpus {
+        let fd = vm
+            .create_vcpu(i as u64)
+            .map_err(|e| VmmError::new(format!("KVM_CREATE_VCPU {i}: {e}")))?;
+        cpu::configure_vcpu(&fd, &supported, i, args.vcpus, entry)?;
+        vcpus.push(fd);
+    }
+    if debug {
+        eprintln!("vessel-vmm: VM set up in {:?}", started.elapsed());
+    }
+
+    if let Some(fifo) = &args.exec_fifo {
+        wait_for_start(fifo)?;
+    }
+
+    // Forwarded signals go through a signalfd: block them before any thread
+    // exists so every thread inherits the mask.
+    pthread_sigmask(
+        SigmaskHow::SIG_BLOCK,
+        Some(&channel::forwarded_sigset()),
+        None,
+    )
+    .map_err(|e| VmmError::new(format!("blocking forwarded signals: {e}")))?;
+    let sfd = channel::signal_fd().map_err(|e| VmmError::new(format!("signalfd: {e}")))?;
+
+    let report = sandbox::isolate_process()?;
+    let filter = sandbox::build_filter()?;
+    if debug {
+        for s in &report.skipped {
+            eprintln!("vessel-vmm: sandbox step skipped: {s}");
+        }
+    }
+    // Each thread first finishes its own start-up (glibc and std make a few
+    // syscalls there) and waits at `ready`; the filter then goes on every
+    // thread at once, and `go` lets them touch the guest.
+    let threads = args.vcpus as usize + 3;
+    let (ready, go) = (
+        Arc::new(Barrier::new(threads)),
+        Arc::new(Barrier::new(threads)),
+    );
+    for (i, fd) in vcpus.into_iter().enumerate() {
+        let (ready, go, devices) = (ready.clone(), go.clone(), devices.clone());
+        spawn(&format!("vcpu{i}"), move || {
+            ready.wait();
+            go.wait();
+            vcpu::run_vcpu(fd, i as u8, devices)
+        })?;
+    }
+    {
+        let (ready, go, com2) = (ready.clone(), go.clone(), com2.clone());
+        spawn("stdin", move || {
+            ready.wait();
+            go.wait();
+            channel::pump_stdin(com2)
+        })?;
+    }
+    {
+        let (ready, go, devices) = (ready.clone(), go.clone(), devices.clone());
+        spawn("irq-kick", move || {
+            ready.wait();
+            go.wait();
+            loop {
+                std::thread::sleep(INTERRUPT_KICK_PERIOD);
+                devices.kick_stale_interrupts();
+            }
+        })?;
+    }
+    ready.wait();
+    sandbox::apply_filter(&filter)?;
+    go.wait();
+    if debug {
+        eprintln!(
+            "vessel-vmm: guest started {:?} after launch",
+            started.elapsed()
+        );
+    }
+    let err = channel::forward_signals(com2, sfd);
+    let _ = writeln!(
+        std::io::stderr(),
+        "vessel-vmm: signal forwarding stopped: {err}"
+    );
+    loop {
+        std::thread::park();
+    }
+}
+
+fn spawn<F: FnOnce() + Send + 'static>(name: &str, f: F) -> Result<(), VmmError> {
+    std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(f)
+        .map(drop)
+        .map_err(|e| VmmError::new(format!("starting thread {name}: {e}")))
+}
+
+/// The exec-FIFO handshake: opening for writing blocks until `vessel start`
+/// opens it for reading; one byte "0" says the VMM was still alive.
+fn wait_for_start(fifo: &Path) -> Result<(), VmmError> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .open(fifo)
+        .map_err(|e| VmmError::new(format!("opening exec FIFO {}: {e}", fifo.display())))?;
+    f.write_all(b"0")
+        .map_err(|e| VmmError::new(format!("writing exec FIFO {}: {e}", fifo.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vmm_main_rejects_bad_usage() {
+        assert_eq!(vmm_main(&[]), 2);
+        assert_eq!(vmm_main(&["--vcpus".to_string(), "0".to_string()]), 2);
+    }
+}
