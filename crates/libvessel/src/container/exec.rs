@@ -13,7 +13,7 @@ use crate::container::state::{Sandbox, Status};
 use crate::isolation::caps::errno;
 use crate::process::child::{self, fail};
 use crate::process::plan::{ProcessParts, Step};
-use crate::process::spawn;
+use crate::process::spawn::{self, Reaper};
 use crate::process::sync::{self, Kind, Msg};
 use crate::{Error, Result};
 use libc::c_int;
@@ -431,21 +431,6 @@ fn open_namespaces(list: &[String]) -> Result<Vec<(OwnedFd, c_int)>> {
     Ok(out)
 }
 
-/// Kills and reaps a started process unless disarmed.
-struct Reaper(i32);
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        if self.0 > 0 {
-            // SAFETY: killing and reaping our own child.
-            unsafe {
-                libc::kill(self.0, libc::SIGKILL);
-                libc::waitpid(self.0, std::ptr::null_mut(), 0);
-            }
-        }
-    }
-}
-
 /// Clone, join, move into the cgroup, let it exec. Returns the pid and, for
 /// a foreground terminal, the pty master.
 fn start_process(
@@ -464,7 +449,7 @@ fn start_process(
         join_and_fork(plan, csock);
     }
     spawn::close(csock);
-    let mut stage1_reaper = Reaper(stage1);
+    let mut stage1_reaper = Reaper::new(stage1);
     let pid = match sync::recv(psock) {
         Some(m) if m.kind == Kind::InitPid as u32 => m.index,
         Some(m) if m.kind == Kind::Error as u32 => return Err(child_error(plan, &m)),
@@ -472,8 +457,8 @@ fn start_process(
     };
     // SAFETY: reaping the first stage, which exits right after the fork.
     unsafe { libc::waitpid(stage1, std::ptr::null_mut(), 0) };
-    stage1_reaper.0 = 0;
-    let mut reaper = Reaper(pid);
+    stage1_reaper.disarm();
+    let mut reaper = Reaper::new(pid);
     if let Some(adj) = plan.process.oom_score_adj {
         let path = format!("/proc/{pid}/oom_score_adj");
         std::fs::write(&path, adj.to_string()).map_err(Error::io("write", &path))?;
@@ -518,7 +503,7 @@ fn start_process(
     if plan.console_socket >= 0 && console_peer.is_some() && master.is_none() {
         return Err(Error::Other("exec: receive the pty master".into()));
     }
-    reaper.0 = 0;
+    reaper.disarm();
     Ok((pid, master))
 }
 
@@ -539,30 +524,9 @@ fn join_and_fork(plan: &ExecPlan, sock: RawFd) -> ! {
             fail(sock, Step::Setns, i as i32, errno());
         }
     }
-    // A joined pid (or time) namespace applies to children only: fork. With
-    // CLONE_PARENT the process is vessel's child, so vessel can wait for it.
-    // SAFETY: fork-like clone; the child continues on a copy of our stack.
-    let pid = unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            (libc::CLONE_PARENT | libc::SIGCHLD) as libc::c_ulong,
-            0usize,
-            0usize,
-            0usize,
-            0usize,
-        )
-    };
-    if pid < 0 {
-        fail(sock, Step::Clone, 0, errno());
-    }
-    if pid == 0 {
-        run_process(plan, sock);
-    }
-    let mut m = Msg::new(Kind::InitPid);
-    m.index = pid as i32;
-    sync::send(sock, &m);
-    // SAFETY: _exit ends the first stage without running destructors.
-    unsafe { libc::_exit(0) }
+    // A joined pid (or time) namespace applies to children only.
+    child::fork_sibling(sock);
+    run_process(plan, sock)
 }
 
 /// Second stage: wait until vessel put us in the cgroup, set up the

@@ -367,7 +367,16 @@ pub fn intermediate_main(plan: &InitPlan, sock: RawFd, hook_state: &mut [u8]) ->
         // SAFETY: closing an fd we own.
         unsafe { libc::close(fd) };
     }
-    // SAFETY: fork-like clone; the child continues below on a copy of our stack.
+    fork_sibling(sock);
+    init_main(plan, sock, hook_state)
+}
+
+/// For a process that has joined or made namespaces that apply to children
+/// only (pid, time): fork the process that lives in them. With CLONE_PARENT
+/// it is vessel's child, not ours, so vessel waits for it. Returns only in
+/// the new process; the caller reports the new pid to vessel and exits.
+pub fn fork_sibling(sock: RawFd) {
+    // SAFETY: fork-like clone; the child continues on a copy of our stack.
     let pid = unsafe {
         libc::syscall(
             libc::SYS_clone,
@@ -382,12 +391,12 @@ pub fn intermediate_main(plan: &InitPlan, sock: RawFd, hook_state: &mut [u8]) ->
         fail(sock, Step::Clone, 0, errno());
     }
     if pid == 0 {
-        init_main(plan, sock, hook_state);
+        return;
     }
     let mut m = Msg::new(Kind::InitPid);
     m.index = pid as i32;
     sync::send(sock, &m);
-    // SAFETY: _exit ends the intermediate without running destructors.
+    // SAFETY: _exit ends this stage without running destructors.
     unsafe { libc::_exit(0) }
 }
 

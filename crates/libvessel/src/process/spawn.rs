@@ -34,18 +34,33 @@ pub struct Callbacks<'a> {
     pub on_pid: &'a mut dyn FnMut(i32) -> Result<()>,
 }
 
-/// Kills and reaps a half-made init unless disarmed.
-struct Reaper {
-    pids: Vec<i32>,
+/// Kills and reaps a half-made child (an init, an exec'd process or a
+/// setup stage) when setup fails, unless disarmed once it is handed over.
+pub struct Reaper(i32);
+
+impl Reaper {
+    pub fn new(pid: i32) -> Self {
+        Reaper(pid)
+    }
+
+    /// Watch `pid` instead (the stage that made it was reaped).
+    pub fn set(&mut self, pid: i32) {
+        self.0 = pid;
+    }
+
+    /// The child is handed over: leave it alone.
+    pub fn disarm(&mut self) {
+        self.0 = 0;
+    }
 }
 
 impl Drop for Reaper {
     fn drop(&mut self) {
-        for &pid in self.pids.iter().filter(|&&p| p > 0) {
-            // SAFETY: signalling and reaping our own children.
+        if self.0 > 0 {
+            // SAFETY: signalling and reaping our own child.
             unsafe {
-                libc::kill(pid, libc::SIGKILL);
-                libc::waitpid(pid, std::ptr::null_mut(), 0);
+                libc::kill(self.0, libc::SIGKILL);
+                libc::waitpid(self.0, std::ptr::null_mut(), 0);
             }
         }
     }
@@ -101,7 +116,7 @@ pub fn spawn_init(
     }
     // SAFETY: closing the child's end in the parent.
     unsafe { libc::close(csock) };
-    let mut reaper = Reaper { pids: vec![pid] };
+    let mut reaper = Reaper::new(pid);
     if let Some(cg) = cgroup {
         cg.add_task(pid)?;
     }
@@ -128,7 +143,7 @@ pub fn spawn_init(
                 "container init: the intermediate process reported pid {init}"
             )));
         }
-        reaper.pids = vec![init];
+        reaper.set(init);
         // The intermediate forks the init as soon as its namespaces are
         // set, usually before we moved it above: the init would stay in
         // the caller's cgroup (Podman on v2: the root cgroup, with an empty
@@ -180,7 +195,7 @@ pub fn spawn_init(
         }
     }
     drop(psock_owned);
-    reaper.pids.clear();
+    reaper.disarm();
     Ok(Spawned { pid: init })
 }
 
