@@ -14,6 +14,8 @@
 #   PAR      containers per parallel batch (default 10)
 #   RUNTIMES subset and order, e.g. "vessel runc" (default "vessel runc crun")
 #   VESSEL RUNC CRUN  binaries (default: target/.../release/vessel, runc, crun)
+#   BASELINE another vessel build (say, main before a change), run as the
+#            runtime "baseline": RUNTIMES="vessel baseline runc crun"
 #   OUT      JSON result file (default bench/results/<UTC time>.json)
 #   BUILD=0  skip `cargo build --release`
 #
@@ -84,7 +86,7 @@ for pid in "$plain_ns" "$masked_ns"; do
 done
 
 bin_of() {
-  case $1 in vessel) echo "$VESSEL" ;; runc) echo "$RUNC" ;; crun) echo "$CRUN" ;; esac
+  case $1 in vessel) echo "$VESSEL" ;; baseline) echo "${BASELINE:?BASELINE must name a vessel binary}" ;; runc) echo "$RUNC" ;; crun) echo "$CRUN" ;; esac
 }
 ns_of() {
   case $1 in crun) echo "$masked_ns" ;; *) echo "$plain_ns" ;; esac
@@ -226,6 +228,7 @@ done
 
 version_of() {
   case $1 in
+    baseline) echo "vessel baseline $BASELINE" ;;
     vessel) echo "vessel $("$VESSEL" --version 2>/dev/null | head -n1 | awk '{print $NF}') ($(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown))" ;;
     *) "$(bin_of "$1")" --version | head -n1 ;;
   esac
@@ -267,7 +270,7 @@ for metric, per in data.items():
             "samples": [round(x / div, 3) for x in xs],
         }
     if "vessel" in per:
-        for peer in ("runc", "crun"):
+        for peer in ("baseline", "runc", "crun"):
             if peer in per:
                 ratios.setdefault(metric, {})["vessel/" + peer] = round(
                     results[metric]["vessel"]["median"] / results[metric][peer]["median"], 3)
@@ -299,7 +302,7 @@ print(f"machine: {osname}, kernel {platform.release()}, {cpus} CPUs; {os.environ
 for rt in rts:
     print(f"  {rt}: {doc['versions'].get(rt, '?')}")
 head = f"{'metric':<16}" + "".join(f"{rt + ' med/p90':>22}" for rt in rts)
-head += "".join(f"{'vessel/' + p:>13}" for p in ("runc", "crun") if p in rts and "vessel" in rts)
+head += "".join(f"{'vessel/' + p:>13}" for p in ("baseline", "runc", "crun") if p in rts and "vessel" in rts)
 print(head)
 for m in order:
     if m not in results:
@@ -310,7 +313,7 @@ for m in order:
         r = results[m].get(rt)
         cell = "%.1f / %.1f" % (r["median"], r["p90"]) if r else "-"
         row += f"{cell:>22}"
-    for p in ("runc", "crun"):
+    for p in ("baseline", "runc", "crun"):
         if p in rts and "vessel" in rts:
             row += f"{ratios.get(m, {}).get('vessel/' + p, float('nan')):>13.2f}"
     print(row)

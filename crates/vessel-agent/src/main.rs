@@ -3,13 +3,18 @@
 //! It mounts the kernel filesystems and the spec's in-guest mounts, applies
 //! hostname and sysctls, runs `process` with the spec's user, rlimits, cwd
 //! and env, relays its stdio over COM2 (`/dev/ttyS1`) as frames of
-//! `vm::protocol`, forwards the host's signals to it, and when it exits,
+//! `vessel_protocol`, forwards the host's signals to it, and when it exits,
 //! reports its status to the VMM on I/O port 0x501 (exit code) or 0x502
 //! (signal). A set-up error goes out as an 'R' frame and exit code
 //! 127 (not found), 126 (not executable) or 125 (anything else).
 //!
 //! Its own notes (skipped mounts and the like) go to /dev/console (COM1),
 //! which the VMM keeps in the container's console.log.
+//!
+//! A static binary copied into every guest's initramfs, so it stays small:
+//! it depends on `vessel-protocol` (the channel's frames, shared with the
+//! VMM), `vessel-common` (the rlimit and mount-option tables container mode
+//! also reads), nix, libc and serde_json; never on libvessel or the VMM.
 
 mod power;
 mod relay;
