@@ -106,7 +106,7 @@ host_cmdline=$(cat /proc/cmdline)
 
 # --- Boot 1: output, exit status 3, stdin, sizing, a separate kernel. --------
 mkbundle "$work/b1" ', "vessel.vm.vcpus": "2", "vessel.vm.memory_mib": "192"' \
-  sh -c 'echo hello-from-vm; echo "bootid=$(cat /proc/sys/kernel/random/boot_id)"; echo "cmdline=$(cat /proc/cmdline)"; echo "nproc=$(nproc)"; echo "memkb=$(grep MemTotal /proc/meminfo | tr -s " " | cut -d" " -f2)"; echo "hostname=$(cat /proc/sys/kernel/hostname)"; read line; echo "stdin=$line"; echo to-stderr >&2; exit 3'
+  sh -c 'echo hello-from-vm; echo "bootid=$(cat /proc/sys/kernel/random/boot_id)"; echo "cmdline=$(cat /proc/cmdline)"; echo "nproc=$(nproc)"; echo "memkb=$(grep MemTotal /proc/meminfo | tr -s " " | cut -d" " -f2)"; echo "hostname=$(cat /proc/sys/kernel/hostname)"; echo "init_argv=$(tr "\\0" " " < /proc/1/cmdline)"; echo "modules_disabled=$(cat /proc/sys/kernel/modules_disabled)"; echo "model=$(grep -m1 "model name" /proc/cpuinfo | cut -d: -f2)"; echo "xsave_warnings=$(dmesg | grep -c "XSAVE consistency")"; echo "xsave_flag=$(grep -m1 -ow xsave /proc/cpuinfo)"; echo "xsave_log=$(dmesg | grep -i "fpu\|xsave\|xstate" | tr "\\n" "|")"; read line; echo "stdin=$line"; echo to-stderr >&2; exit 3'
 t0=$(uptime_s)
 echo ping-through-stdin | v run --bundle "$work/b1" vm1 > "$work/out1" 2> "$work/err1"
 rc=$?
@@ -124,6 +124,13 @@ check "guest boot_id differs from the host's" '[ -n "$guest_boot_id" ] && [ "$gu
 guest_cmdline=$(sed -n 's/^cmdline=//p' "$work/out1")
 check "guest /proc/cmdline is vessel's, not the host's" \
   'case "$guest_cmdline" in *rdinit=/init*) [ "$guest_cmdline" != "$host_cmdline" ] ;; *) false ;; esac' "guest: $guest_cmdline"
+init_argv=$(sed -n 's/^init_argv=//p' "$work/out1")
+check "the agent gets no stray argv from the kernel command line" '[ "$init_argv" = "/init " ]' "/proc/1/cmdline: '$init_argv'"
+check "nomodule: module loading is off in the guest" 'grep -qx modules_disabled=1 "$work/out1"' "$(grep modules_disabled= "$work/out1")"
+model=$(sed -n 's/^model=//p' "$work/out1")
+check "the guest CPU has a brand string" '[ -n "$model" ] && case "$model" in *Hammer*) false ;; *) true ;; esac' "model name: '$model'"
+check "no XSAVE consistency warning in the guest kernel log" 'grep -qx xsave_warnings=0 "$work/out1"' "$(grep xsave_log= "$work/out1")"
+check "the guest kernel keeps XSAVE on" 'grep -qx xsave_flag=xsave "$work/out1"' "$(grep xsave_flag= "$work/out1")"
 check "spec hostname is set in the guest" 'grep -qx hostname=vm-test "$work/out1"' "$(grep hostname= "$work/out1")"
 check "run leaves nothing behind" '[ -z "$(nothing_left vm1 "")" ]' "$(nothing_left vm1 "")"
 

@@ -2,7 +2,7 @@
 //! registers for the PVH 32-bit entry, FPU, and the local APIC's LINT pins.
 
 use kvm_bindings::{
-    kvm_cpuid_entry2, kvm_fpu, kvm_msr_entry, kvm_regs, kvm_segment, CpuId, Msrs,
+    kvm_cpuid_entry2, kvm_fpu, kvm_msr_entry, kvm_regs, kvm_segment, kvm_xcrs, CpuId, Msrs,
     KVM_MAX_CPUID_ENTRIES,
 };
 use kvm_ioctls::{Kvm, VcpuFd};
@@ -15,15 +15,23 @@ const LEAF_VENDOR: u32 = 0;
 const LEAF_FEATURES: u32 = 1;
 const LEAF_CACHE_PARAMS: u32 = 4;
 const LEAF_TOPOLOGY: u32 = 0xb;
+const LEAF_XSAVE: u32 = 0xd;
 const LEAF_TOPOLOGY_V2: u32 = 0x1f;
 const LEAF_KVM_SIGNATURE: u32 = 0x4000_0000;
 const LEAF_KVM_FEATURES: u32 = 0x4000_0001;
+const LEAF_EXT_MAX: u32 = 0x8000_0000;
+/// The processor brand string, 16 bytes per leaf.
+const LEAF_BRAND: [u32; 3] = [0x8000_0002, 0x8000_0003, 0x8000_0004];
 const LEAF_AMD_ADDR_SIZES: u32 = 0x8000_0008;
 const LEAF_AMD_TOPOLOGY_EXT: u32 = 0x8000_001e;
 
 /// Leaf 1 ECX bit 31: "running under a hypervisor". Without it the guest never
 /// looks for kvm-clock and hangs calibrating the TSC against the PIT.
 const ECX_HYPERVISOR: u32 = 1 << 31;
+/// Leaf 1 ECX bit 26: XSAVE/XRSTOR and XCR0.
+const ECX_XSAVE: u32 = 1 << 26;
+/// XCR0 bit 0: x87 state, which every valid XCR0 has.
+const XCR0_X87: u64 = 1;
 /// Leaf 1 EDX bit 28: more than one logical processor per package.
 const EDX_HTT: u32 = 1 << 28;
 /// CLFLUSH line size in 8-byte units (64 bytes).
@@ -135,6 +143,90 @@ pub fn normalize_cpuid(entries: &mut Vec<kvm_cpuid_entry2>, index: u8, count: u8
     }
 }
 
+/// The brand string the guest shows in /proc/cpuinfo's "model name": the
+/// host's (as Firecracker passes it on AMD), or a plain name when the host
+/// has none. Without these leaves Linux invents one from the family ("AMD
+/// Hammer").
+pub fn host_brand() -> [u32; 12] {
+    use std::arch::x86_64::__cpuid;
+    let max = __cpuid(LEAF_EXT_MAX).eax;
+    let mut brand = [0u32; 12];
+    if max >= LEAF_BRAND[2] {
+        for (i, leaf) in LEAF_BRAND.iter().enumerate() {
+            let r = __cpuid(*leaf);
+            brand[i * 4..i * 4 + 4].copy_from_slice(&[r.eax, r.ebx, r.ecx, r.edx]);
+        }
+    }
+    if brand.iter().all(|w| *w == 0) {
+        let name = b"vessel virtual CPU";
+        let mut bytes = [0u8; 48];
+        bytes[..name.len()].copy_from_slice(name);
+        for (i, w) in brand.iter_mut().enumerate() {
+            *w = u32::from_le_bytes([
+                bytes[i * 4],
+                bytes[i * 4 + 1],
+                bytes[i * 4 + 2],
+                bytes[i * 4 + 3],
+            ]);
+        }
+    }
+    brand
+}
+
+/// Put `brand` in the brand-string leaves (adding them where KVM gave none)
+/// and make the extended range reach them.
+pub fn set_brand(entries: &mut Vec<kvm_cpuid_entry2>, brand: &[u32; 12]) {
+    for (i, leaf) in LEAF_BRAND.iter().enumerate() {
+        let [eax, ebx, ecx, edx] = [
+            brand[i * 4],
+            brand[i * 4 + 1],
+            brand[i * 4 + 2],
+            brand[i * 4 + 3],
+        ];
+        match entries.iter_mut().find(|e| e.function == *leaf) {
+            Some(e) => [e.eax, e.ebx, e.ecx, e.edx] = [eax, ebx, ecx, edx],
+            None => entries.push(kvm_cpuid_entry2 {
+                function: *leaf,
+                eax,
+                ebx,
+                ecx,
+                edx,
+                ..Default::default()
+            }),
+        }
+    }
+    match entries.iter_mut().find(|e| e.function == LEAF_EXT_MAX) {
+        Some(e) => e.eax = e.eax.max(LEAF_BRAND[2]),
+        None => entries.push(kvm_cpuid_entry2 {
+            function: LEAF_EXT_MAX,
+            eax: LEAF_BRAND[2],
+            ..Default::default()
+        }),
+    }
+}
+
+/// XCR0 to start the vCPU with: every XSAVE feature the guest's CPUID
+/// offers, or None when it has no XSAVE.
+///
+/// KVM derives CPUID 0xD.0 EBX (the XSAVE area size) from the vCPU's XCR0
+/// and updates it when the guest's XSETBV exits to it. A nested hypervisor
+/// that does not forward that exit (QEMU TCG's SVM) left EBX at the x87-only
+/// size, and the guest kernel, which enables every offered feature, warned
+/// "XSAVE consistency problem" and turned XSAVE off. Starting from the
+/// full set makes EBX right from the first read; Linux writes the same
+/// value, and XCR0 has no effect before the guest sets CR4.OSXSAVE.
+fn boot_xcr0(entries: &[kvm_cpuid_entry2]) -> Option<u64> {
+    let has_xsave = entries
+        .iter()
+        .any(|e| e.function == LEAF_FEATURES && e.ecx & ECX_XSAVE != 0);
+    let leaf = entries
+        .iter()
+        .find(|e| e.function == LEAF_XSAVE && e.index == 0)?;
+    let mask = (u64::from(leaf.edx) << 32) | u64::from(leaf.eax);
+    // x87 state is architecturally always enabled.
+    (has_xsave && mask & XCR0_X87 != 0).then_some(mask)
+}
+
 /// KVM's supported CPUID as a plain list, read once and normalised per vCPU.
 pub fn supported_cpuid(kvm: &Kvm) -> Result<Vec<kvm_cpuid_entry2>, VmmError> {
     let cpuid = kvm
@@ -209,10 +301,19 @@ pub fn configure_vcpu(
 
     let mut entries = supported.to_vec();
     normalize_cpuid(&mut entries, index, count);
+    set_brand(&mut entries, &host_brand());
     let cpuid = CpuId::from_entries(&entries)
         .map_err(|e| VmmError::new(format!("vCPU {index}: building CPUID: {e:?}")))?;
     vcpu.set_cpuid2(&cpuid)
         .map_err(|e| ctx("KVM_SET_CPUID2", e))?;
+    if let Some(xcr0) = boot_xcr0(&entries) {
+        let mut xcrs = kvm_xcrs {
+            nr_xcrs: 1,
+            ..Default::default()
+        };
+        xcrs.xcrs[0].value = xcr0;
+        vcpu.set_xcrs(&xcrs).map_err(|e| ctx("KVM_SET_XCRS", e))?;
+    }
 
     let msrs = boot_msrs();
     let kvm_msrs = Msrs::from_entries(&msrs)
@@ -320,6 +421,52 @@ mod tests {
 
     fn find(v: &[kvm_cpuid_entry2], f: u32, i: u32) -> kvm_cpuid_entry2 {
         *v.iter().find(|e| e.function == f && e.index == i).unwrap()
+    }
+
+    #[test]
+    fn boot_xcr0_is_every_offered_feature() {
+        let mut v = fake_intel();
+        for e in v.iter_mut().filter(|e| e.function == LEAF_FEATURES) {
+            e.ecx &= !ECX_XSAVE;
+        }
+        v.push(leaf(LEAF_XSAVE, 0, 0x207, 0x240, 0xa88, 0));
+        assert_eq!(boot_xcr0(&v), None, "leaf 1 offers no XSAVE");
+        for e in v.iter_mut().filter(|e| e.function == LEAF_FEATURES) {
+            e.ecx |= ECX_XSAVE;
+        }
+        assert_eq!(boot_xcr0(&v), Some(0x207));
+        v.retain(|e| e.function != LEAF_XSAVE);
+        assert_eq!(boot_xcr0(&v), None, "no leaf 0xD");
+    }
+
+    #[test]
+    fn brand_leaves_are_filled_and_reachable() {
+        let mut v = fake_intel();
+        v.retain(|e| e.function < LEAF_EXT_MAX);
+        let brand = host_brand();
+        assert!(
+            brand.iter().any(|w| *w != 0),
+            "a brand string, the host's or ours"
+        );
+        set_brand(&mut v, &brand);
+        assert!(find(&v, LEAF_EXT_MAX, 0).eax >= LEAF_BRAND[2]);
+        let mut bytes = Vec::new();
+        for leaf in LEAF_BRAND {
+            let e = find(&v, leaf, 0);
+            for w in [e.eax, e.ebx, e.ecx, e.edx] {
+                bytes.extend_from_slice(&w.to_le_bytes());
+            }
+        }
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(
+            !text.trim_matches(char::from(0)).trim().is_empty(),
+            "{text:?}"
+        );
+        // A higher extended maximum is kept.
+        let mut v = fake_intel();
+        v.push(leaf(LEAF_EXT_MAX, 0, 0x8000_0008, 0, 0, 0));
+        set_brand(&mut v, &brand);
+        assert_eq!(find(&v, LEAF_EXT_MAX, 0).eax, 0x8000_0008);
     }
 
     #[test]

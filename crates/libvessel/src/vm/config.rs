@@ -23,9 +23,12 @@ pub const ENV_KERNEL: &str = "VESSEL_VM_KERNEL";
 pub const DEFAULT_KERNEL: &str = "/var/lib/vessel/kernel/vmlinux";
 
 /// The base kernel command line (the VM-mode contract); the spec's
-/// `vm.kernel.parameters` are appended.
+/// `vm.kernel.parameters` are appended. Every word must be a parameter the
+/// kernel knows: the kernel hands unknown ones to init (the agent) as argv.
+/// `nomodule` sets kernel.modules_disabled: nothing in the guest loads a
+/// module.
 pub const BASE_CMDLINE: &str = "console=ttyS0 quiet loglevel=1 panic=-1 rdinit=/init reboot=k \
-                                nomodules tsc=reliable no_timer_check";
+                                nomodule tsc=reliable no_timer_check";
 /// The boot protocol's command line limit (bytes, without the NUL).
 pub const MAX_CMDLINE: usize = 2047;
 
