@@ -2,12 +2,14 @@
 //! user, capabilities, seccomp, then execve.
 
 use super::hooks::run_start_hooks;
-use super::identity::{drop_kept_admin, set_rlimits, write_attr, CAP_SYS_ADMIN_BIT};
+use super::identity::{
+    become_user, drop_kept_admin, set_capabilities, set_exec_labels, set_rlimits,
+};
 use super::report::{check, fail, write_err};
 use super::start::wait_for_start;
 use super::PATH_MAX;
-use crate::isolation::caps::{self, errno};
-use crate::process::plan::{InitPlan, Step};
+use crate::isolation::caps::errno;
+use crate::process::plan::{InitPlan, ProcessParts, Step};
 use crate::process::sync::{self, Kind, Msg};
 use libc::{c_char, c_int};
 use std::os::fd::RawFd;
@@ -59,7 +61,7 @@ pub(super) fn finish_and_exec(plan: &InitPlan, sock: RawFd, hook_state: &mut [u8
 /// startContainer hooks. The parent reads `sock` until execve, so every
 /// failure is reported there.
 pub fn exec_process(
-    p: &crate::process::plan::ProcessParts,
+    p: &ProcessParts,
     sock: RawFd,
     preserve_fds: i32,
     before_exec: impl FnOnce(RawFd),
@@ -100,12 +102,40 @@ pub fn exec_process(
 ///
 /// `wait` returns whether the parent still reads `sock` afterwards.
 fn exec_tail(
-    p: &crate::process::plan::ProcessParts,
+    p: &ProcessParts,
     sock: RawFd,
     preserve_fds: i32,
     wait: impl FnOnce(RawFd) -> bool,
     under_filter: impl FnOnce(),
 ) -> ! {
+    let exe = find_executable(p, sock);
+    let chdir_as_user = enter_cwd_as_root(p, sock);
+    mark_fds_cloexec(sock, preserve_fds);
+    become_user(p, sock);
+    let keep_admin = set_capabilities(p, sock);
+    if p.no_new_privs {
+        // SAFETY: prctl with integer arguments.
+        check(
+            sock,
+            unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) },
+            Step::NoNewPrivs,
+            0,
+        );
+    }
+    check_cwd(p, sock, chdir_as_user);
+    set_exec_labels(p, sock);
+    load_filter_and_wait(p, sock, keep_admin, wait);
+    under_filter();
+    // SAFETY: exe, argv and envp are NUL-terminated and NULL-terminated arrays.
+    unsafe { libc::execve(exe, p.argv_ptrs.as_ptr(), p.envp_ptrs.as_ptr()) };
+    let e = errno();
+    write_err(b"vessel: exec failed: ", exe, e);
+    // SAFETY: _exit ends the process.
+    unsafe { libc::_exit(if e == libc::ENOENT { 127 } else { 126 }) }
+}
+
+/// The first of the exec candidates that is an executable regular file.
+fn find_executable(p: &ProcessParts, sock: RawFd) -> *const c_char {
     // Find the executable now, so `create` reports a missing one.
     let mut exe: *const c_char = std::ptr::null();
     for c in &p.exec_candidates {
@@ -123,9 +153,15 @@ fn exec_tail(
     if exe.is_null() {
         fail(sock, Step::ExecNotFound, 0, libc::ENOENT);
     }
+    exe
+}
+
+/// chdir to the cwd as root; returns whether it has to be retried as the
+/// user.
+fn enter_cwd_as_root(p: &ProcessParts, sock: RawFd) -> bool {
     // The cwd, while we are still root (runc's finalizeNamespace order).
     // SAFETY: cwd is NUL-terminated.
-    let chdir_as_user = if unsafe { libc::chdir(p.cwd.as_ptr()) } < 0 {
+    if unsafe { libc::chdir(p.cwd.as_ptr()) } < 0 {
         let e = errno();
         if e != libc::EACCES && e != libc::EPERM {
             fail(sock, Step::Chdir, 0, e);
@@ -135,7 +171,10 @@ fn exec_tail(
         true
     } else {
         false
-    };
+    }
+}
+
+fn mark_fds_cloexec(sock: RawFd, preserve_fds: i32) {
     // CVE-2024-21626: nothing of vessel's may survive execve: every fd but
     // stdio and the preserved ones becomes close-on-exec.
     let first = 3 + preserve_fds.max(0) as u32;
@@ -153,53 +192,11 @@ fn exec_tail(
         // SAFETY: clearing FD_CLOEXEC on an fd the caller asked to preserve.
         unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
     }
-    // SAFETY: prctl with integer arguments.
-    check(
-        sock,
-        unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) },
-        Step::Capabilities,
-        0,
-    );
-    if let Err(e) = p.caps.drop_bounding() {
-        fail(sock, Step::Capabilities, 1, e);
-    }
-    let u = &p.user;
-    // SAFETY: id syscalls with plain values and a valid groups slice.
-    unsafe {
-        if libc::setgroups(u.groups.len(), u.groups.as_ptr()) < 0 {
-            // EPERM when setgroups is denied in a user namespace with no groups asked.
-            if !(u.groups.is_empty() && errno() == libc::EPERM) {
-                fail(sock, Step::Setgroups, 0, errno());
-            }
-        }
-        check(sock, libc::setresgid(u.gid, u.gid, u.gid), Step::Setgid, 0);
-        check(sock, libc::setresuid(u.uid, u.uid, u.uid), Step::Setuid, 0);
-        if let Some(m) = u.umask {
-            libc::umask(m as libc::mode_t);
-        }
-    }
-    let c = &p.caps;
-    // Keep CAP_SYS_ADMIN until the filter is loaded when only it lets the
-    // kernel accept the filter (no no_new_privs) and the process drops it.
-    let keep_admin = p.seccomp.is_some()
-        && !p.no_new_privs
-        && (c.effective & CAP_SYS_ADMIN_BIT == 0 || c.permitted & CAP_SYS_ADMIN_BIT == 0);
-    let extra = if keep_admin { CAP_SYS_ADMIN_BIT } else { 0 };
-    if let Err(e) = caps::set_sets(c.effective | extra, c.permitted | extra, c.inheritable) {
-        fail(sock, Step::Capabilities, 2, e);
-    }
-    if let Err(e) = caps::set_ambient(c.ambient, c.last_cap) {
-        fail(sock, Step::Capabilities, 2, e);
-    }
-    if p.no_new_privs {
-        // SAFETY: prctl with integer arguments.
-        check(
-            sock,
-            unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) },
-            Step::NoNewPrivs,
-            0,
-        );
-    }
+}
+
+/// The cwd as the user if root could not enter it, then the check that it
+/// is inside the container.
+fn check_cwd(p: &ProcessParts, sock: RawFd, chdir_as_user: bool) {
     if chdir_as_user {
         // SAFETY: cwd is NUL-terminated.
         check(sock, unsafe { libc::chdir(p.cwd.as_ptr()) }, Step::Chdir, 0);
@@ -212,22 +209,16 @@ fn exec_tail(
     if got.is_null() || cwd[0] != b'/' {
         fail(sock, Step::Chdir, 1, libc::ENOENT);
     }
-    if let Some(profile) = &p.apparmor {
-        write_attr(
-            sock,
-            c"/proc/self/attr/apparmor/exec",
-            c"/proc/self/attr/exec",
-            profile,
-        );
-    }
-    if let Some(label) = &p.selinux_label {
-        write_attr(
-            sock,
-            c"/proc/self/attr/exec",
-            c"/proc/self/attr/exec",
-            label,
-        );
-    }
+}
+
+/// The seccomp filter and the wait, in the order the doc of `exec_tail`
+/// gives: with a listener the filter first, otherwise the wait first.
+fn load_filter_and_wait(
+    p: &ProcessParts,
+    sock: RawFd,
+    keep_admin: bool,
+    wait: impl FnOnce(RawFd) -> bool,
+) {
     if p.seccomp.as_ref().is_some_and(|s| s.wants_listener) {
         install_seccomp(p, sock);
         drop_kept_admin(p, keep_admin, sock, true);
@@ -246,16 +237,9 @@ fn exec_tail(
             drop_kept_admin(p, keep_admin, sock, listening);
         }
     }
-    under_filter();
-    // SAFETY: exe, argv and envp are NUL-terminated and NULL-terminated arrays.
-    unsafe { libc::execve(exe, p.argv_ptrs.as_ptr(), p.envp_ptrs.as_ptr()) };
-    let e = errno();
-    write_err(b"vessel: exec failed: ", exe, e);
-    // SAFETY: _exit ends the process.
-    unsafe { libc::_exit(if e == libc::ENOENT { 127 } else { 126 }) }
 }
 
-fn install_seccomp(p: &crate::process::plan::ProcessParts, sock: RawFd) {
+fn install_seccomp(p: &ProcessParts, sock: RawFd) {
     let Some(prog) = &p.seccomp else { return };
     match prog.install() {
         Ok(fd) if fd >= 0 => {

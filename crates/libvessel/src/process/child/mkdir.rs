@@ -114,69 +114,85 @@ fn mkdir_all_depth(
                     unsafe { libc::close(fd) };
                 }
                 Err(libc::ENOENT) => {
-                    // Open the parent (resolved in root) and create the name in it.
-                    let parent = if start == 0 {
-                        // SAFETY: dup of a valid fd.
-                        let fd = unsafe { libc::fcntl(root, libc::F_DUPFD_CLOEXEC, 0) };
-                        if fd < 0 {
-                            return Err(errno());
-                        }
-                        fd
-                    } else {
-                        let mut pbuf = [0u8; PATH_MAX];
-                        prefix_buf(bytes, start - 1, &mut pbuf);
-                        open_in_root(root, pbuf.as_ptr() as *const c_char, libc::O_PATH)?
-                    };
-                    let mut name = [0u8; 256];
-                    let n = end - start;
-                    if n >= name.len() {
-                        // SAFETY: closing an fd we own.
-                        unsafe { libc::close(parent) };
-                        return Err(libc::ENAMETOOLONG);
-                    }
-                    name[..n].copy_from_slice(&bytes[start..end]);
-                    let np = name.as_ptr() as *const c_char;
-                    // SAFETY: parent is a valid dirfd, np NUL-terminated.
-                    let r = unsafe {
-                        if last && leaf == Leaf::File {
-                            // O_EXCL: never follow a dangling symlink.
-                            let fd = libc::openat(
-                                parent,
-                                np,
-                                libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_CLOEXEC,
-                                0o644,
-                            );
-                            if fd >= 0 {
-                                libc::close(fd);
-                            }
-                            fd
-                        } else {
-                            libc::mkdirat(parent, np, mode)
-                        }
-                    };
-                    let e = errno();
-                    if r < 0 && e == libc::EEXIST && !(last && leaf == Leaf::File) {
-                        let prefix = if start == 0 {
-                            &bytes[..0]
-                        } else {
-                            &bytes[..start - 1]
-                        };
-                        if let Err(e) = follow_dangling(root, parent, np, prefix, mode, depth) {
-                            // SAFETY: closing an fd we own.
-                            unsafe { libc::close(parent) };
-                            return Err(e);
-                        }
-                    }
-                    // SAFETY: closing an fd we own.
-                    unsafe { libc::close(parent) };
-                    if r < 0 && e != libc::EEXIST {
-                        return Err(e);
-                    }
+                    let file = last && leaf == Leaf::File;
+                    create_component(root, bytes, start, end, file, mode, depth)?;
                 }
                 Err(e) => return Err(e),
             }
         }
         start = end + 1;
+    }
+    Ok(())
+}
+
+/// The missing component `bytes[start..end]`: open its parent (resolved in
+/// root) and create it there, a directory or (`file`) an empty file.
+fn create_component(
+    root: RawFd,
+    bytes: &[u8],
+    start: usize,
+    end: usize,
+    file: bool,
+    mode: u32,
+    depth: u32,
+) -> Result<(), i32> {
+    // Open the parent (resolved in root) and create the name in it.
+    let parent = if start == 0 {
+        // SAFETY: dup of a valid fd.
+        let fd = unsafe { libc::fcntl(root, libc::F_DUPFD_CLOEXEC, 0) };
+        if fd < 0 {
+            return Err(errno());
+        }
+        fd
+    } else {
+        let mut pbuf = [0u8; PATH_MAX];
+        prefix_buf(bytes, start - 1, &mut pbuf);
+        open_in_root(root, pbuf.as_ptr() as *const c_char, libc::O_PATH)?
+    };
+    let mut name = [0u8; 256];
+    let n = end - start;
+    if n >= name.len() {
+        // SAFETY: closing an fd we own.
+        unsafe { libc::close(parent) };
+        return Err(libc::ENAMETOOLONG);
+    }
+    name[..n].copy_from_slice(&bytes[start..end]);
+    let np = name.as_ptr() as *const c_char;
+    // SAFETY: parent is a valid dirfd, np NUL-terminated.
+    let r = unsafe {
+        if file {
+            // O_EXCL: never follow a dangling symlink.
+            let fd = libc::openat(
+                parent,
+                np,
+                libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_CLOEXEC,
+                0o644,
+            );
+            if fd >= 0 {
+                libc::close(fd);
+            }
+            fd
+        } else {
+            libc::mkdirat(parent, np, mode)
+        }
+    };
+    let e = errno();
+    if r < 0 && e == libc::EEXIST && !file {
+        let prefix = if start == 0 {
+            &bytes[..0]
+        } else {
+            &bytes[..start - 1]
+        };
+        if let Err(e) = follow_dangling(root, parent, np, prefix, mode, depth) {
+            // SAFETY: closing an fd we own.
+            unsafe { libc::close(parent) };
+            return Err(e);
+        }
+    }
+    // SAFETY: closing an fd we own.
+    unsafe { libc::close(parent) };
+    if r < 0 && e != libc::EEXIST {
+        return Err(e);
     }
     Ok(())
 }

@@ -1,5 +1,5 @@
 //! After pivot_root: sysctls through the container's /proc/sys, masked
-//! paths and read-only paths.
+//! paths, read-only paths and a read-only root.
 
 use super::fd::{
     openat2, RESOLVE_BENEATH, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS, RESOLVE_NO_XDEV,
@@ -15,7 +15,7 @@ use std::os::fd::RawFd;
 /// Write the sysctls through the container's own /proc/sys (opened after
 /// pivot_root, and checked to be procfs), each key resolved beneath it
 /// with no symlink and no mount crossing.
-pub(super) fn write_sysctls(plan: &InitPlan, sock: RawFd) {
+fn write_sysctls(plan: &InitPlan, sock: RawFd) {
     const PROC_SUPER_MAGIC: libc::c_long = 0x9fa0;
     let dir = match openat2(
         libc::AT_FDCWD,
@@ -52,7 +52,7 @@ pub(super) fn write_sysctls(plan: &InitPlan, sock: RawFd) {
     unsafe { libc::close(dir) };
 }
 
-pub(super) fn mask_path(sock: RawFd, p: &CStr, idx: i32) {
+fn mask_path(sock: RawFd, p: &CStr, idx: i32) {
     // SAFETY: zeroed stat is a valid out-parameter; p is NUL-terminated.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     if unsafe { libc::stat(p.as_ptr(), &mut st) } < 0 {
@@ -82,7 +82,7 @@ pub(super) fn mask_path(sock: RawFd, p: &CStr, idx: i32) {
     check(sock, r, Step::MaskPath, idx);
 }
 
-pub(super) fn readonly_path(sock: RawFd, p: &CStr, idx: i32) {
+fn readonly_path(sock: RawFd, p: &CStr, idx: i32) {
     let r = mount(
         p.as_ptr(),
         p.as_ptr(),
@@ -106,4 +106,30 @@ pub(super) fn readonly_path(sock: RawFd, p: &CStr, idx: i32) {
         std::ptr::null(),
     );
     check(sock, r, Step::ReadonlyPath, idx);
+}
+
+/// Inside the new root: sysctls, masked paths, read-only paths, then a
+/// read-only root.
+pub(super) fn protect_paths(plan: &InitPlan, sock: RawFd) {
+    // sysctls first: /proc/sys is usually among the read-only paths.
+    if !plan.sysctls.is_empty() {
+        write_sysctls(plan, sock);
+    }
+    for (i, p) in plan.masked.iter().enumerate() {
+        mask_path(sock, p, i as i32);
+    }
+    for (i, p) in plan.readonly.iter().enumerate() {
+        readonly_path(sock, p, i as i32);
+    }
+    if plan.readonly_root {
+        let keep = statvfs_flags(c"/".as_ptr());
+        let r = mount(
+            std::ptr::null(),
+            c"/".as_ptr(),
+            std::ptr::null(),
+            libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | keep,
+            std::ptr::null(),
+        );
+        check(sock, r, Step::ReadonlyRoot, 0);
+    }
 }
