@@ -158,20 +158,7 @@ impl ProcessParts {
             .iter()
             .map(|e| cstring("process.env", e))
             .collect::<Result<_>>()?;
-        let path_var = env
-            .iter()
-            .rev()
-            .find_map(|e| e.strip_prefix("PATH="))
-            .unwrap_or(DEFAULT_PATH);
-        let exec_candidates = if args[0].contains('/') {
-            vec![cstring("process.args", &args[0])?]
-        } else {
-            path_var
-                .split(':')
-                .filter(|d| !d.is_empty())
-                .map(|d| cstring("PATH", format!("{d}/{}", args[0])))
-                .collect::<Result<_>>()?
-        };
+        let exec_candidates = exec_candidates(&args[0], &env)?;
         let u = p.user();
         check_user(u)?;
         let user = User {
@@ -180,30 +167,8 @@ impl ProcessParts {
             groups: u.additional_gids().clone().unwrap_or_default(),
             umask: u.umask(),
         };
-        let last = caps::last_cap();
-        let c = p.capabilities().as_ref();
-        let capset = CapSets {
-            bounding: c.map(|c| caps::mask(c.bounding().as_ref())).unwrap_or(0),
-            effective: c.map(|c| caps::mask(c.effective().as_ref())).unwrap_or(0),
-            permitted: c.map(|c| caps::mask(c.permitted().as_ref())).unwrap_or(0),
-            inheritable: c.map(|c| caps::mask(c.inheritable().as_ref())).unwrap_or(0),
-            ambient: c.map(|c| caps::mask(c.ambient().as_ref())).unwrap_or(0),
-            last_cap: last,
-        };
-        let mut rl = Vec::new();
-        for r in p.rlimits().iter().flatten() {
-            let name = serde_json::to_string(&r.typ()).unwrap_or_default();
-            let name = name.trim_matches('"');
-            let res = rlimits::resource(name)
-                .ok_or_else(|| Error::invalid(format!("unknown rlimit {name:?}")))?;
-            rl.push((
-                res,
-                libc::rlimit {
-                    rlim_cur: r.soft(),
-                    rlim_max: r.hard(),
-                },
-            ));
-        }
+        let capset = cap_sets(p);
+        let rl = rlimits_of(p)?;
         let seccomp = match seccomp_spec {
             Some(s) => {
                 seccomp::check_listener(s)?;
@@ -227,14 +192,7 @@ impl ProcessParts {
             rlimits: rl,
             seccomp,
             terminal: p.terminal().unwrap_or(false),
-            console_size: p
-                .console_size()
-                .as_ref()
-                .filter(|b| b.height() > 0 && b.width() > 0)
-                .map(|b| {
-                    let clamp = |v: u64| v.min(u64::from(u16::MAX)) as u16;
-                    (clamp(b.height()), clamp(b.width()))
-                }),
+            console_size: console_size(p),
             clear_onlcr: false,
             oom_score_adj: p.oom_score_adj(),
             apparmor: p
@@ -261,6 +219,69 @@ impl ProcessParts {
         self.envp_ptrs = self.envp.iter().map(|a| a.as_ptr()).collect();
         self.envp_ptrs.push(std::ptr::null());
     }
+}
+
+/// Where execve looks for `arg0`: itself when it has a '/', otherwise each
+/// directory of the process's PATH (or the default one).
+fn exec_candidates(arg0: &str, env: &[String]) -> Result<Vec<CString>> {
+    let path_var = env
+        .iter()
+        .rev()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or(DEFAULT_PATH);
+    if arg0.contains('/') {
+        Ok(vec![cstring("process.args", arg0)?])
+    } else {
+        path_var
+            .split(':')
+            .filter(|d| !d.is_empty())
+            .map(|d| cstring("PATH", format!("{d}/{}", arg0)))
+            .collect::<Result<_>>()
+    }
+}
+
+/// process.capabilities as masks (all empty when absent).
+fn cap_sets(p: &Process) -> CapSets {
+    let last = caps::last_cap();
+    let c = p.capabilities().as_ref();
+    CapSets {
+        bounding: c.map(|c| caps::mask(c.bounding().as_ref())).unwrap_or(0),
+        effective: c.map(|c| caps::mask(c.effective().as_ref())).unwrap_or(0),
+        permitted: c.map(|c| caps::mask(c.permitted().as_ref())).unwrap_or(0),
+        inheritable: c.map(|c| caps::mask(c.inheritable().as_ref())).unwrap_or(0),
+        ambient: c.map(|c| caps::mask(c.ambient().as_ref())).unwrap_or(0),
+        last_cap: last,
+    }
+}
+
+/// process.rlimits as setrlimit(2) arguments.
+fn rlimits_of(p: &Process) -> Result<Vec<(libc::__rlimit_resource_t, libc::rlimit)>> {
+    let mut rl = Vec::new();
+    for r in p.rlimits().iter().flatten() {
+        let name = serde_json::to_string(&r.typ()).unwrap_or_default();
+        let name = name.trim_matches('"');
+        let res = rlimits::resource(name)
+            .ok_or_else(|| Error::invalid(format!("unknown rlimit {name:?}")))?;
+        rl.push((
+            res,
+            libc::rlimit {
+                rlim_cur: r.soft(),
+                rlim_max: r.hard(),
+            },
+        ));
+    }
+    Ok(rl)
+}
+
+/// process.consoleSize as (rows, columns), when both are set.
+fn console_size(p: &Process) -> Option<(u16, u16)> {
+    p.console_size()
+        .as_ref()
+        .filter(|b| b.height() > 0 && b.width() > 0)
+        .map(|b| {
+            let clamp = |v: u64| v.min(u64::from(u16::MAX)) as u16;
+            (clamp(b.height()), clamp(b.width()))
+        })
 }
 
 /// A hook run by the init itself (startContainer), inside the container.
@@ -349,35 +370,13 @@ pub fn build(inp: &PlanInput) -> Result<InitPlan> {
         .process()
         .as_ref()
         .ok_or_else(|| Error::invalid("config.json: process is missing"))?;
-    let mut mounts: Vec<MountOp> = Vec::new();
-    let mut dev_is_bind = false;
-    for m in spec.mounts().iter().flatten() {
-        let ops = plan_mount(m, inp.bundle, inp.cgroup, new_cgroupns)?;
-        if m.destination() == Path::new("/dev") && ops.iter().any(|o| o.bind) {
-            dev_is_bind = true;
-        }
-        mounts.extend(ops);
-    }
-    let mut trees = Vec::new();
-    // Only a user namespace needs the host-side copy (its root may not
-    // reach the source). Otherwise the init binds by path, in config
-    // order after the rootfs: mountinfo lists mounts in the order they
-    // were made, and a copy made here would come before the rootfs.
-    if mntns == MntNs::New && ns.creates(libc::CLONE_NEWUSER) {
-        for m in mounts.iter_mut().filter(|m| m.bind) {
-            let t = open_tree(&m.source)?;
-            m.tree_fd = t.as_raw_fd();
-            trees.push(t);
-        }
-    }
-    let mut dev_readonly = false;
-    for m in mounts.iter_mut() {
-        if m.dest.as_bytes() == b"dev" && !m.bind && m.flags & libc::MS_RDONLY != 0 {
-            // Devices and links are made in it first (runc does the same).
-            m.flags &= !libc::MS_RDONLY;
-            dev_readonly = true;
-        }
-    }
+    let (mut mounts, dev_is_bind) = plan_mounts(spec, inp, new_cgroupns)?;
+    let trees = if mntns == MntNs::New && ns.creates(libc::CLONE_NEWUSER) {
+        host_side_trees(&mut mounts)?
+    } else {
+        Vec::new()
+    };
+    let dev_readonly = dev_writable_until_populated(&mut mounts);
     let devices = if dev_is_bind
         || mntns == MntNs::Inherit && !crate::spec::validate::may_mount_inherited()?
     {
@@ -385,84 +384,18 @@ pub fn build(inp: &PlanInput) -> Result<InitPlan> {
     } else {
         devices::plan(linux.devices().as_deref().unwrap_or(&[]))?
     };
-    let root_propagation = match linux.rootfs_propagation().as_deref() {
-        None | Some("") => libc::MS_SLAVE | libc::MS_REC,
-        Some("shared") => libc::MS_SHARED,
-        Some("rshared") => libc::MS_SHARED | libc::MS_REC,
-        Some("slave") => libc::MS_SLAVE,
-        Some("rslave") => libc::MS_SLAVE | libc::MS_REC,
-        Some("private") => libc::MS_PRIVATE,
-        Some("rprivate") => libc::MS_PRIVATE | libc::MS_REC,
-        Some("unbindable") => libc::MS_UNBINDABLE,
-        Some("runbindable") => libc::MS_UNBINDABLE | libc::MS_REC,
-        Some(o) => {
-            return Err(Error::invalid(format!(
-                "config.json: unknown rootfsPropagation {o:?}"
-            )))
-        }
-    };
-    let mut sysctls = Vec::new();
-    for (k, v) in linux.sysctl().iter().flatten() {
-        // Relative to /proc/sys (the child opens that first and resolves
-        // beneath it): validate::sysctl_components refused '..' and empties.
-        let rel = crate::spec::validate::sysctl_components(k)?.join("/");
-        sysctls.push((cstring("sysctl", rel)?, cstring("sysctl", v)?));
-    }
+    let root_propagation = root_propagation(&linux)?;
+    let sysctls = plan_sysctls(&linux)?;
     let mut start_hooks = Vec::new();
     if let Some(h) = spec.hooks() {
         for hook in h.start_container().iter().flatten() {
             start_hooks.push(init_hook(hook)?);
         }
     }
-    let parent_hooks = spec.hooks().as_ref().is_some_and(|h| {
-        h.create_runtime().as_ref().is_some_and(|v| !v.is_empty())
-            || h.create_container().as_ref().is_some_and(|v| !v.is_empty())
-            || {
-                #[allow(deprecated)]
-                h.prestart().as_ref().is_some_and(|v| !v.is_empty())
-            }
-    });
-    let time_offsets = linux
-        .time_offsets()
-        .as_ref()
-        .filter(|m| !m.is_empty())
-        .map(|m| {
-            let mut s = String::new();
-            for (clock, off) in m {
-                // oci-spec keeps each offset as a JSON string {secs, nanosecs}.
-                let v: serde_json::Value = serde_json::from_str(off).unwrap_or_default();
-                let secs = v["secs"].as_i64().unwrap_or(0);
-                let nanos = v["nanosecs"].as_u64().unwrap_or(0);
-                s.push_str(&format!("{clock} {secs} {nanos}\n"));
-            }
-            cstring("timeOffsets", s)
-        })
-        .transpose()?;
-    let personality = match linux.personality() {
-        None => None,
-        Some(p) => {
-            let d = serde_json::to_string(&p.domain()).unwrap_or_default();
-            Some(match d.trim_matches('"') {
-                "LINUX" => 0,
-                "LINUX32" => 8,
-                o => return Err(Error::invalid(format!("unknown personality domain {o}"))),
-            })
-        }
-    };
-    let mut proc_parts =
-        ProcessParts::from_process(process, linux.seccomp().as_ref(), inp.seccomp_flags)?;
-    if proc_parts.terminal && inp.console_socket < 0 {
-        return Err(Error::invalid(
-            "use --console-socket with a container that has process.terminal set",
-        ));
-    }
-    if !proc_parts.terminal && inp.console_socket >= 0 {
-        return Err(Error::invalid(
-            "--console-socket given but process.terminal is false",
-        ));
-    }
-    proc_parts.clear_onlcr = inp.relay_tty;
-    proc_parts.fill_pointers();
+    let parent_hooks = wants_parent_hooks(spec);
+    let time_offsets = time_offsets(&linux)?;
+    let personality = personality(&linux)?;
+    let proc_parts = init_process(process, &linux, inp)?;
     let state_len = 16 * 1024;
     let hide_on_no_pivot = if inp.no_pivot && mntns == MntNs::New {
         host_proc_sys_mounts(inp.rootfs)?
@@ -521,6 +454,153 @@ pub fn build(inp: &PlanInput) -> Result<InitPlan> {
         time_offsets,
         personality,
     })
+}
+
+/// The mounts of the config as the init's mount operations, and whether
+/// /dev is a bind mount.
+fn plan_mounts(spec: &Spec, inp: &PlanInput, new_cgroupns: bool) -> Result<(Vec<MountOp>, bool)> {
+    let mut mounts: Vec<MountOp> = Vec::new();
+    let mut dev_is_bind = false;
+    for m in spec.mounts().iter().flatten() {
+        let ops = plan_mount(m, inp.bundle, inp.cgroup, new_cgroupns)?;
+        if m.destination() == Path::new("/dev") && ops.iter().any(|o| o.bind) {
+            dev_is_bind = true;
+        }
+        mounts.extend(ops);
+    }
+    Ok((mounts, dev_is_bind))
+}
+
+/// Host-side copies of the bind sources, for an init in a new mount and
+/// user namespace.
+fn host_side_trees(mounts: &mut [MountOp]) -> Result<Vec<OwnedFd>> {
+    let mut trees = Vec::new();
+    // Only a user namespace needs the host-side copy (its root may not
+    // reach the source). Otherwise the init binds by path, in config
+    // order after the rootfs: mountinfo lists mounts in the order they
+    // were made, and a copy made here would come before the rootfs.
+    for m in mounts.iter_mut().filter(|m| m.bind) {
+        let t = open_tree(&m.source)?;
+        m.tree_fd = t.as_raw_fd();
+        trees.push(t);
+    }
+    Ok(trees)
+}
+
+/// A read-only /dev tmpfs is mounted writable; returns whether it is made
+/// read-only once populated.
+fn dev_writable_until_populated(mounts: &mut [MountOp]) -> bool {
+    let mut dev_readonly = false;
+    for m in mounts.iter_mut() {
+        if m.dest.as_bytes() == b"dev" && !m.bind && m.flags & libc::MS_RDONLY != 0 {
+            // Devices and links are made in it first (runc does the same).
+            m.flags &= !libc::MS_RDONLY;
+            dev_readonly = true;
+        }
+    }
+    dev_readonly
+}
+
+/// linux.rootfsPropagation as mount flags (rslave by default).
+fn root_propagation(linux: &oci_spec::runtime::Linux) -> Result<libc::c_ulong> {
+    Ok(match linux.rootfs_propagation().as_deref() {
+        None | Some("") => libc::MS_SLAVE | libc::MS_REC,
+        Some("shared") => libc::MS_SHARED,
+        Some("rshared") => libc::MS_SHARED | libc::MS_REC,
+        Some("slave") => libc::MS_SLAVE,
+        Some("rslave") => libc::MS_SLAVE | libc::MS_REC,
+        Some("private") => libc::MS_PRIVATE,
+        Some("rprivate") => libc::MS_PRIVATE | libc::MS_REC,
+        Some("unbindable") => libc::MS_UNBINDABLE,
+        Some("runbindable") => libc::MS_UNBINDABLE | libc::MS_REC,
+        Some(o) => {
+            return Err(Error::invalid(format!(
+                "config.json: unknown rootfsPropagation {o:?}"
+            )))
+        }
+    })
+}
+
+/// linux.sysctl as (path relative to /proc/sys, value).
+fn plan_sysctls(linux: &oci_spec::runtime::Linux) -> Result<Vec<(CString, CString)>> {
+    let mut sysctls = Vec::new();
+    for (k, v) in linux.sysctl().iter().flatten() {
+        // Relative to /proc/sys (the child opens that first and resolves
+        // beneath it): validate::sysctl_components refused '..' and empties.
+        let rel = crate::spec::validate::sysctl_components(k)?.join("/");
+        sysctls.push((cstring("sysctl", rel)?, cstring("sysctl", v)?));
+    }
+    Ok(sysctls)
+}
+
+/// Whether any hook the parent runs before pivot_root is configured.
+fn wants_parent_hooks(spec: &Spec) -> bool {
+    spec.hooks().as_ref().is_some_and(|h| {
+        h.create_runtime().as_ref().is_some_and(|v| !v.is_empty())
+            || h.create_container().as_ref().is_some_and(|v| !v.is_empty())
+            || {
+                #[allow(deprecated)]
+                h.prestart().as_ref().is_some_and(|v| !v.is_empty())
+            }
+    })
+}
+
+/// linux.timeOffsets as the text for /proc/self/timens_offsets.
+fn time_offsets(linux: &oci_spec::runtime::Linux) -> Result<Option<CString>> {
+    linux
+        .time_offsets()
+        .as_ref()
+        .filter(|m| !m.is_empty())
+        .map(|m| {
+            let mut s = String::new();
+            for (clock, off) in m {
+                // oci-spec keeps each offset as a JSON string {secs, nanosecs}.
+                let v: serde_json::Value = serde_json::from_str(off).unwrap_or_default();
+                let secs = v["secs"].as_i64().unwrap_or(0);
+                let nanos = v["nanosecs"].as_u64().unwrap_or(0);
+                s.push_str(&format!("{clock} {secs} {nanos}\n"));
+            }
+            cstring("timeOffsets", s)
+        })
+        .transpose()
+}
+
+/// linux.personality as personality(2)'s argument.
+fn personality(linux: &oci_spec::runtime::Linux) -> Result<Option<libc::c_ulong>> {
+    Ok(match linux.personality() {
+        None => None,
+        Some(p) => {
+            let d = serde_json::to_string(&p.domain()).unwrap_or_default();
+            Some(match d.trim_matches('"') {
+                "LINUX" => 0,
+                "LINUX32" => 8,
+                o => return Err(Error::invalid(format!("unknown personality domain {o}"))),
+            })
+        }
+    })
+}
+
+/// The init's process parts, checked against the console socket.
+fn init_process(
+    process: &Process,
+    linux: &oci_spec::runtime::Linux,
+    inp: &PlanInput,
+) -> Result<ProcessParts> {
+    let mut proc_parts =
+        ProcessParts::from_process(process, linux.seccomp().as_ref(), inp.seccomp_flags)?;
+    if proc_parts.terminal && inp.console_socket < 0 {
+        return Err(Error::invalid(
+            "use --console-socket with a container that has process.terminal set",
+        ));
+    }
+    if !proc_parts.terminal && inp.console_socket >= 0 {
+        return Err(Error::invalid(
+            "--console-socket given but process.terminal is false",
+        ));
+    }
+    proc_parts.clear_onlcr = inp.relay_tty;
+    proc_parts.fill_pointers();
+    Ok(proc_parts)
 }
 
 /// open_tree(OPEN_TREE_CLONE | AT_RECURSIVE) of a bind source, done by the
