@@ -33,8 +33,9 @@ use std::sync::{Arc, Barrier};
 use std::time::Instant;
 
 use kvm_bindings::{kvm_pit_config, KVM_PIT_SPEAKER_DUMMY};
-use kvm_ioctls::Kvm;
+use kvm_ioctls::{Kvm, VcpuFd, VmFd};
 use nix::sys::signal::{pthread_sigmask, SigmaskHow};
+use seccompiler::BpfProgram;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use args::VmmArgs;
@@ -102,6 +103,65 @@ fn run(args: &VmmArgs) -> Result<Infallible, VmmError> {
         return Err(VmmError::new(problem));
     }
     let kvm = Kvm::new().map_err(|e| VmmError::new(format!("opening /dev/kvm: {e}")))?;
+    let vm = create_vm(&kvm)?;
+
+    let mem_bytes = args.mem_mib << 20;
+    let mem = memory::create_guest_memory(&vm, mem_bytes)?;
+    let entry = boot::load_guest(
+        &mem,
+        &args.kernel,
+        args.initrd.as_deref(),
+        &args.cmdline,
+        &memory::ram_ranges(mem_bytes),
+        args.vcpus,
+    )?;
+
+    let (com2, devices) = create_devices(&vm, args)?;
+    let vcpus = create_vcpus(&kvm, &vm, args, entry)?;
+    if debug {
+        eprintln!("vessel-vmm: VM set up in {:?}", started.elapsed());
+    }
+
+    if let Some(fifo) = &args.exec_fifo {
+        wait_for_start(fifo)?;
+    }
+
+    // Forwarded signals go through a signalfd: block them before any thread
+    // exists so every thread inherits the mask.
+    pthread_sigmask(
+        SigmaskHow::SIG_BLOCK,
+        Some(&channel::forwarded_sigset()),
+        None,
+    )
+    .map_err(|e| VmmError::new(format!("blocking forwarded signals: {e}")))?;
+    let sfd = channel::signal_fd().map_err(|e| VmmError::new(format!("signalfd: {e}")))?;
+
+    let report = sandbox::isolate_process()?;
+    let filter = sandbox::build_filter()?;
+    if debug {
+        for s in &report.skipped {
+            eprintln!("vessel-vmm: sandbox step skipped: {s}");
+        }
+    }
+    start_threads(vcpus, &devices, &com2, &filter)?;
+    if debug {
+        eprintln!(
+            "vessel-vmm: guest started {:?} after launch",
+            started.elapsed()
+        );
+    }
+    let err = channel::forward_signals(com2, sfd);
+    let _ = writeln!(
+        std::io::stderr(),
+        "vessel-vmm: signal forwarding stopped: {err}"
+    );
+    loop {
+        std::thread::park();
+    }
+}
+
+/// The VM with its TSS, in-kernel irqchip and PIT.
+fn create_vm(kvm: &Kvm) -> Result<VmFd, VmmError> {
     let vm = kvm
         .create_vm()
         .map_err(|e| VmmError::new(format!("KVM_CREATE_VM: {e}")))?;
@@ -115,18 +175,12 @@ fn run(args: &VmmArgs) -> Result<Infallible, VmmError> {
     };
     vm.create_pit2(pit)
         .map_err(|e| VmmError::new(format!("KVM_CREATE_PIT2: {e}")))?;
+    Ok(vm)
+}
 
-    let mem_bytes = args.mem_mib << 20;
-    let mem = memory::create_guest_memory(&vm, mem_bytes)?;
-    let entry = boot::load_guest(
-        &mem,
-        &args.kernel,
-        args.initrd.as_deref(),
-        &args.cmdline,
-        &memory::ram_ranges(mem_bytes),
-        args.vcpus,
-    )?;
-
+/// The agent channel on COM2 and the devices (COM1 console included), each
+/// UART with its irqfd.
+fn create_devices(vm: &VmFd, args: &VmmArgs) -> Result<(Arc<ChannelPort>, Arc<Devices>), VmmError> {
     let irq = |gsi: u32| -> Result<EventFd, VmmError> {
         let evt = EventFd::new(EFD_NONBLOCK)
             .map_err(|e| VmmError::new(format!("eventfd for IRQ {gsi}: {e}")))?;
@@ -153,8 +207,17 @@ fn run(args: &VmmArgs) -> Result<Infallible, VmmError> {
         ConsoleSink::new(console_log),
         com2.clone(),
     ));
+    Ok((com2, devices))
+}
 
-    let supported = cpu::supported_cpuid(&kvm)?;
+/// The vCPUs, configured to start the guest at `entry`.
+fn create_vcpus(
+    kvm: &Kvm,
+    vm: &VmFd,
+    args: &VmmArgs,
+    entry: boot::BootEntry,
+) -> Result<Vec<VcpuFd>, VmmError> {
+    let supported = cpu::supported_cpuid(kvm)?;
     let mut vcpus = Vec::with_capacity(args.vcpus as usize);
     for i in 0..args.vcpus {
         let fd = vm
@@ -163,35 +226,21 @@ fn run(args: &VmmArgs) -> Result<Infallible, VmmError> {
         cpu::configure_vcpu(&fd, &supported, i, args.vcpus, entry)?;
         vcpus.push(fd);
     }
-    if debug {
-        eprintln!("vessel-vmm: VM set up in {:?}", started.elapsed());
-    }
+    Ok(vcpus)
+}
 
-    if let Some(fifo) = &args.exec_fifo {
-        wait_for_start(fifo)?;
-    }
-
-    // Forwarded signals go through a signalfd: block them before any thread
-    // exists so every thread inherits the mask.
-    pthread_sigmask(
-        SigmaskHow::SIG_BLOCK,
-        Some(&channel::forwarded_sigset()),
-        None,
-    )
-    .map_err(|e| VmmError::new(format!("blocking forwarded signals: {e}")))?;
-    let sfd = channel::signal_fd().map_err(|e| VmmError::new(format!("signalfd: {e}")))?;
-
-    let report = sandbox::isolate_process()?;
-    let filter = sandbox::build_filter()?;
-    if debug {
-        for s in &report.skipped {
-            eprintln!("vessel-vmm: sandbox step skipped: {s}");
-        }
-    }
+/// The vCPU, stdin and interrupt-kick threads, with the seccomp filter on
+/// all of them before any touches the guest.
+fn start_threads(
+    vcpus: Vec<VcpuFd>,
+    devices: &Arc<Devices>,
+    com2: &Arc<ChannelPort>,
+    filter: &BpfProgram,
+) -> Result<(), VmmError> {
     // Each thread first finishes its own start-up (glibc and std make a few
     // syscalls there) and waits at `ready`; the filter then goes on every
     // thread at once, and `go` lets them touch the guest.
-    let threads = args.vcpus as usize + 3;
+    let threads = vcpus.len() + 3;
     let (ready, go) = (
         Arc::new(Barrier::new(threads)),
         Arc::new(Barrier::new(threads)),
@@ -224,22 +273,9 @@ fn run(args: &VmmArgs) -> Result<Infallible, VmmError> {
         })?;
     }
     ready.wait();
-    sandbox::apply_filter(&filter)?;
+    sandbox::apply_filter(filter)?;
     go.wait();
-    if debug {
-        eprintln!(
-            "vessel-vmm: guest started {:?} after launch",
-            started.elapsed()
-        );
-    }
-    let err = channel::forward_signals(com2, sfd);
-    let _ = writeln!(
-        std::io::stderr(),
-        "vessel-vmm: signal forwarding stopped: {err}"
-    );
-    loop {
-        std::thread::park();
-    }
+    Ok(())
 }
 
 fn spawn<F: FnOnce() + Send + 'static>(name: &str, f: F) -> Result<(), VmmError> {

@@ -66,60 +66,10 @@ pub fn create(root: &Path, opts: CreateOptions) -> Result<(PathBuf, State)> {
         vm::check_host(&bundle.spec)?;
     }
     let linux = bundle.spec.linux().clone().unwrap_or_default();
-    // `--cgroup-manager disabled` (Podman's --cgroups=disabled): no cgroup
-    // at all; the container lives in the caller's.
-    let cgroup = if opts.cgroups_disabled {
-        if use_vm {
-            return Err(Error::invalid(
-                "VM mode needs a cgroup for the VMM: drop --cgroup-manager disabled",
-            ));
-        }
-        None
-    } else {
-        let default_path;
-        let path = match linux.cgroups_path().as_ref().and_then(|p| p.to_str()) {
-            Some(p) if !p.is_empty() => p,
-            _ => {
-                default_path = Cgroup::default_path(root, &opts.id);
-                &default_path
-            }
-        };
-        Some(Cgroup::resolve(Some(path), &opts.id)?)
-    };
-    if let Some(sel) = bundle
-        .spec
-        .process()
-        .as_ref()
-        .and_then(|p| p.apparmor_profile().clone())
-    {
-        if !sel.is_empty() && !Path::new("/sys/module/apparmor").exists() {
-            return Err(Error::invalid(format!(
-                "apparmor profile {sel:?} requested but AppArmor is not enabled on this host"
-            )));
-        }
-    }
-    if let Some(l) = bundle
-        .spec
-        .process()
-        .as_ref()
-        .and_then(|p| p.selinux_label().clone())
-    {
-        if !l.is_empty() && !Path::new("/sys/fs/selinux/enforce").exists() {
-            return Err(Error::invalid(format!(
-                "SELinux label {l:?} requested but SELinux is not enabled on this host"
-            )));
-        }
-    }
+    let cgroup = resolve_cgroup(root, &opts, &linux, use_vm)?;
+    check_lsms_enabled(&bundle)?;
 
-    prepare_root(root)?;
-    let dir = super::state_dir(root, &opts.id);
-    match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            return Err(Error::AlreadyExists(opts.id.clone()))
-        }
-        Err(e) => return Err(Error::io("create state dir", &dir)(e)),
-    }
+    let dir = make_state_dir(root, &opts.id)?;
     let mut cleanup = Cleanup {
         dir: Some(dir.clone()),
         cgroup: None,
@@ -127,37 +77,7 @@ pub fn create(root: &Path, opts: CreateOptions) -> Result<(PathBuf, State)> {
     };
     let _lock = Lock::acquire(&dir)?;
 
-    let owner = crate::container::owner_name(nix::unistd::geteuid().as_raw());
-    let mut st = State {
-        id: opts.id.clone(),
-        status: Status::Creating,
-        pid: 0,
-        pid_start: 0,
-        bundle: bundle.dir.clone(),
-        rootfs: bundle.rootfs.clone(),
-        created: logging::rfc3339_now(),
-        owner,
-        annotations: bundle.spec.annotations().clone().unwrap_or_default(),
-        cgroup: cgroup.clone(),
-        sandbox: if use_vm {
-            Sandbox::Vm
-        } else {
-            Sandbox::Container
-        },
-        namespaces: Vec::new(),
-        poststart: bundle
-            .spec
-            .hooks()
-            .as_ref()
-            .and_then(|h| h.poststart().clone())
-            .unwrap_or_default(),
-        poststop: bundle
-            .spec
-            .hooks()
-            .as_ref()
-            .and_then(|h| h.poststop().clone())
-            .unwrap_or_default(),
-    };
+    let mut st = initial_state(&opts, &bundle, cgroup.clone(), use_vm);
     // The first save comes before any cgroup or process exists, so a
     // create killed at any later point leaves a state that names what it
     // made, and `delete -f` finds it. (Killed before this save, only the
@@ -165,54 +85,14 @@ pub fn create(root: &Path, opts: CreateOptions) -> Result<(PathBuf, State)> {
     st.save(&dir)?;
 
     if let Some(cgroup) = &cgroup {
-        // Before `cleanup.cgroup` is set: a cgroup in use is someone else's,
-        // and a failed create must not remove (or empty) it.
-        cgroup.check_unused()?;
-        cgroup.create()?;
-        cleanup.cgroup = Some(cgroup.clone());
-        // A parent frozen after the check above, or already (a new child
-        // of a frozen v1/v2 cgroup is frozen too).
-        cgroup.check_thawed()?;
-        if let Some(res) = linux.resources() {
-            // The device allowlist is written below, once, for every container.
-            let mut res = res.clone();
-            res.set_devices(None);
-            cgroup.apply(&res)?;
-        }
-        if !use_vm {
-            // Only resources.devices (then runc's default devices) decides
-            // device access, as in runc: a linux.devices entry creates a
-            // node but grants nothing, and no rules at all means deny-all
-            // plus the defaults, never the parent's allow-all. In VM mode
-            // the VMM is a host process in this cgroup and needs /dev/kvm;
-            // the guest's devices are virtual, so there is nothing to guard.
-            let rules = linux
-                .resources()
-                .as_ref()
-                .and_then(|r| r.devices().clone())
-                .unwrap_or_default();
-            cgroup.apply_devices(&rules)?;
-        }
+        setup_cgroup(cgroup, &linux, use_vm, &mut cleanup)?;
     }
 
     let fifo = dir.join(EXEC_FIFO);
     make_exec_fifo(&fifo, &bundle.spec)?;
 
     let pid = if let (true, Some(cgroup)) = (use_vm, &cgroup) {
-        let req = vm::LaunchRequest {
-            id: &opts.id,
-            bundle: &bundle.dir,
-            rootfs: &bundle.rootfs,
-            spec: &bundle.spec,
-            state_dir: &dir,
-            exec_fifo: &fifo,
-            cgroup,
-        };
-        let pid = vm::launch(&req)?;
-        cleanup.pid = pid;
-        record_pid(&st, &dir, pid)?;
-        cgroup.add_task(pid)?;
-        pid
+        launch_vm(&opts, &bundle, &dir, &fifo, cgroup, &st, &mut cleanup)?
     } else {
         let pid = start_init(&bundle, &dir, &fifo, cgroup.as_ref(), &opts, &st)?;
         cleanup.pid = pid;
@@ -240,6 +120,183 @@ pub fn create(root: &Path, opts: CreateOptions) -> Result<(PathBuf, State)> {
     Ok((dir, st))
 }
 
+/// The container's cgroup (not made yet), or None with
+/// `--cgroup-manager disabled`.
+fn resolve_cgroup(
+    root: &Path,
+    opts: &CreateOptions,
+    linux: &oci_spec::runtime::Linux,
+    use_vm: bool,
+) -> Result<Option<Cgroup>> {
+    // `--cgroup-manager disabled` (Podman's --cgroups=disabled): no cgroup
+    // at all; the container lives in the caller's.
+    if opts.cgroups_disabled {
+        if use_vm {
+            return Err(Error::invalid(
+                "VM mode needs a cgroup for the VMM: drop --cgroup-manager disabled",
+            ));
+        }
+        return Ok(None);
+    }
+    let default_path;
+    let path = match linux.cgroups_path().as_ref().and_then(|p| p.to_str()) {
+        Some(p) if !p.is_empty() => p,
+        _ => {
+            default_path = Cgroup::default_path(root, &opts.id);
+            &default_path
+        }
+    };
+    Ok(Some(Cgroup::resolve(Some(path), &opts.id)?))
+}
+
+/// An AppArmor profile or SELinux label needs that LSM on the host.
+fn check_lsms_enabled(bundle: &Bundle) -> Result<()> {
+    if let Some(sel) = bundle
+        .spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.apparmor_profile().clone())
+    {
+        if !sel.is_empty() && !Path::new("/sys/module/apparmor").exists() {
+            return Err(Error::invalid(format!(
+                "apparmor profile {sel:?} requested but AppArmor is not enabled on this host"
+            )));
+        }
+    }
+    if let Some(l) = bundle
+        .spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.selinux_label().clone())
+    {
+        if !l.is_empty() && !Path::new("/sys/fs/selinux/enforce").exists() {
+            return Err(Error::invalid(format!(
+                "SELinux label {l:?} requested but SELinux is not enabled on this host"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The container's state dir, made new (mode 0700) under `root`.
+fn make_state_dir(root: &Path, id: &str) -> Result<PathBuf> {
+    prepare_root(root)?;
+    let dir = super::state_dir(root, id);
+    match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(Error::AlreadyExists(id.to_string()))
+        }
+        Err(e) => return Err(Error::io("create state dir", &dir)(e)),
+    }
+    Ok(dir)
+}
+
+/// The state as first saved: `creating`, no pid yet.
+fn initial_state(
+    opts: &CreateOptions,
+    bundle: &Bundle,
+    cgroup: Option<Cgroup>,
+    use_vm: bool,
+) -> State {
+    let owner = crate::container::owner_name(nix::unistd::geteuid().as_raw());
+    State {
+        id: opts.id.clone(),
+        status: Status::Creating,
+        pid: 0,
+        pid_start: 0,
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        created: logging::rfc3339_now(),
+        owner,
+        annotations: bundle.spec.annotations().clone().unwrap_or_default(),
+        cgroup,
+        sandbox: if use_vm {
+            Sandbox::Vm
+        } else {
+            Sandbox::Container
+        },
+        namespaces: Vec::new(),
+        poststart: bundle
+            .spec
+            .hooks()
+            .as_ref()
+            .and_then(|h| h.poststart().clone())
+            .unwrap_or_default(),
+        poststop: bundle
+            .spec
+            .hooks()
+            .as_ref()
+            .and_then(|h| h.poststop().clone())
+            .unwrap_or_default(),
+    }
+}
+
+/// Make the cgroup (checked unused and thawed) and apply the resources and
+/// the device allowlist.
+fn setup_cgroup(
+    cgroup: &Cgroup,
+    linux: &oci_spec::runtime::Linux,
+    use_vm: bool,
+    cleanup: &mut Cleanup,
+) -> Result<()> {
+    // Before `cleanup.cgroup` is set: a cgroup in use is someone else's,
+    // and a failed create must not remove (or empty) it.
+    cgroup.check_unused()?;
+    cgroup.create()?;
+    cleanup.cgroup = Some(cgroup.clone());
+    // A parent frozen after the check above, or already (a new child
+    // of a frozen v1/v2 cgroup is frozen too).
+    cgroup.check_thawed()?;
+    if let Some(res) = linux.resources() {
+        // The device allowlist is written below, once, for every container.
+        let mut res = res.clone();
+        res.set_devices(None);
+        cgroup.apply(&res)?;
+    }
+    if !use_vm {
+        // Only resources.devices (then runc's default devices) decides
+        // device access, as in runc: a linux.devices entry creates a
+        // node but grants nothing, and no rules at all means deny-all
+        // plus the defaults, never the parent's allow-all. In VM mode
+        // the VMM is a host process in this cgroup and needs /dev/kvm;
+        // the guest's devices are virtual, so there is nothing to guard.
+        let rules = linux
+            .resources()
+            .as_ref()
+            .and_then(|r| r.devices().clone())
+            .unwrap_or_default();
+        cgroup.apply_devices(&rules)?;
+    }
+    Ok(())
+}
+
+/// VM mode: launch the VMM, record its pid, put it in the cgroup.
+fn launch_vm(
+    opts: &CreateOptions,
+    bundle: &Bundle,
+    dir: &Path,
+    fifo: &Path,
+    cgroup: &Cgroup,
+    st: &State,
+    cleanup: &mut Cleanup,
+) -> Result<i32> {
+    let req = vm::LaunchRequest {
+        id: &opts.id,
+        bundle: &bundle.dir,
+        rootfs: &bundle.rootfs,
+        spec: &bundle.spec,
+        state_dir: dir,
+        exec_fifo: fifo,
+        cgroup,
+    };
+    let pid = vm::launch(&req)?;
+    cleanup.pid = pid;
+    record_pid(st, dir, pid)?;
+    cgroup.add_task(pid)?;
+    Ok(pid)
+}
+
 fn namespace_paths(bundle: &Bundle, pid: i32) -> Vec<String> {
     let mut v = Vec::new();
     let linux = bundle.spec.linux().clone().unwrap_or_default();
@@ -258,26 +315,8 @@ fn start_init(
     opts: &CreateOptions,
     st: &State,
 ) -> Result<i32> {
-    let fifo_fd = nix::fcntl::open(
-        fifo,
-        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )
-    .map_err(Error::sys(format!("open {}", fifo.display())))?;
-    // SAFETY: a fresh fd we own.
-    let fifo_fd = unsafe { OwnedFd::from_raw_fd(fifo_fd) };
-    let console: Option<OwnedFd> = match (&opts.console_fd, &opts.console_socket) {
-        (Some(fd), _) => Some(
-            fd.try_clone()
-                .map_err(Error::io("dup console socket", dir))?,
-        ),
-        (None, Some(path)) => {
-            let s = std::os::unix::net::UnixStream::connect(path)
-                .map_err(Error::io("connect console socket", path))?;
-            Some(OwnedFd::from(s))
-        }
-        (None, None) => None,
-    };
+    let fifo_fd = open_exec_fifo_path(fifo)?;
+    let console = console_socket(opts, dir)?;
     let plan = plan::build(&PlanInput {
         spec: &bundle.spec,
         bundle: &bundle.dir,
@@ -297,52 +336,16 @@ fn start_init(
         gid: plan::id_map_text(linux.gid_mappings().as_deref().unwrap_or(&[])),
     };
     let spec_hooks = bundle.spec.hooks().clone();
-    let state_for = |pid: i32, status: &str| -> String {
-        let mut s = st.clone();
-        s.pid = pid;
-        let mut v = s.oci_json(dir);
-        v["status"] = serde_json::json!(status);
-        v["pid"] = serde_json::json!(pid);
-        v.to_string()
-    };
+    let state_for = |pid: i32, status: &str| state_json(st, dir, pid, status);
     let mut run_hooks = |pid: i32| -> Result<()> {
         if let Some(h) = &spec_hooks {
-            let state = state_for(pid, "creating");
-            #[allow(deprecated)]
-            hooks::run(
-                "prestart",
-                h.prestart().as_deref().unwrap_or(&[]),
-                &state,
-                None,
-            )?;
-            hooks::run(
-                "createRuntime",
-                h.create_runtime().as_deref().unwrap_or(&[]),
-                &state,
-                None,
-            )?;
-            hooks::run(
-                "createContainer",
-                h.create_container().as_deref().unwrap_or(&[]),
-                &state,
-                Some(pid),
-            )?;
+            run_create_hooks(h, &state_for(pid, "creating"), pid)?;
         }
         Ok(())
     };
     let mut hook_state = |pid: i32| state_for(pid, "created").into_bytes();
     let mut seccomp_listener = |pid: i32, listener: std::os::fd::RawFd| -> Result<()> {
-        let sc = linux.seccomp().clone().unwrap_or_default();
-        if let Some(path) = sc.listener_path() {
-            let state = state_for(pid, "creating");
-            crate::isolation::seccomp::send_listener(
-                &path.to_string_lossy(),
-                listener,
-                state.as_bytes(),
-                sc.listener_metadata().as_deref().unwrap_or(""),
-            )?;
-        }
-        Ok(())
+        send_seccomp_listener(&linux, listener, || state_for(pid, "creating"))
     };
     let mut on_pid = |pid: i32| record_pid(st, dir, pid);
     let spawned = spawn::spawn_init(
@@ -359,6 +362,88 @@ fn start_init(
     drop(console);
     drop(fifo_fd);
     Ok(spawned.pid)
+}
+
+/// The exec FIFO opened O_PATH for the init, which reopens it to wait.
+fn open_exec_fifo_path(fifo: &Path) -> Result<OwnedFd> {
+    let fifo_fd = nix::fcntl::open(
+        fifo,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(Error::sys(format!("open {}", fifo.display())))?;
+    // SAFETY: a fresh fd we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fifo_fd) })
+}
+
+/// The console socket: the connected one `run` passed, or a new connection
+/// to --console-socket.
+fn console_socket(opts: &CreateOptions, dir: &Path) -> Result<Option<OwnedFd>> {
+    Ok(match (&opts.console_fd, &opts.console_socket) {
+        (Some(fd), _) => Some(
+            fd.try_clone()
+                .map_err(Error::io("dup console socket", dir))?,
+        ),
+        (None, Some(path)) => {
+            let s = std::os::unix::net::UnixStream::connect(path)
+                .map_err(Error::io("connect console socket", path))?;
+            Some(OwnedFd::from(s))
+        }
+        (None, None) => None,
+    })
+}
+
+/// The OCI state JSON given to hooks, with `pid` and `status`.
+fn state_json(st: &State, dir: &Path, pid: i32, status: &str) -> String {
+    let mut s = st.clone();
+    s.pid = pid;
+    let mut v = s.oci_json(dir);
+    v["status"] = serde_json::json!(status);
+    v["pid"] = serde_json::json!(pid);
+    v.to_string()
+}
+
+/// prestart, createRuntime and createContainer hooks, in that order.
+fn run_create_hooks(h: &oci_spec::runtime::Hooks, state: &str, pid: i32) -> Result<()> {
+    #[allow(deprecated)]
+    hooks::run(
+        "prestart",
+        h.prestart().as_deref().unwrap_or(&[]),
+        state,
+        None,
+    )?;
+    hooks::run(
+        "createRuntime",
+        h.create_runtime().as_deref().unwrap_or(&[]),
+        state,
+        None,
+    )?;
+    hooks::run(
+        "createContainer",
+        h.create_container().as_deref().unwrap_or(&[]),
+        state,
+        Some(pid),
+    )?;
+    Ok(())
+}
+
+/// The seccomp notify listener to the agent at `listenerPath`, if any.
+fn send_seccomp_listener(
+    linux: &oci_spec::runtime::Linux,
+    listener: std::os::fd::RawFd,
+    state: impl FnOnce() -> String,
+) -> Result<()> {
+    let sc = linux.seccomp().clone().unwrap_or_default();
+    if let Some(path) = sc.listener_path() {
+        let state = state();
+        crate::isolation::seccomp::send_listener(
+            &path.to_string_lossy(),
+            listener,
+            state.as_bytes(),
+            sc.listener_metadata().as_deref().unwrap_or(""),
+        )?;
+    }
+    Ok(())
 }
 
 /// Save the state still `creating`, with the new init's pid and start time,

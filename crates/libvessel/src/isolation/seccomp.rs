@@ -7,7 +7,7 @@
 //! # Where the filter is loaded
 //! Everything vessel itself needs (cwd, close-on-exec, user, capabilities,
 //! no_new_privs, LSM labels) is done before the filter, so a profile never
-//! has to allow vessel's internals (`process::child::exec_tail`). Without a
+//! has to allow vessel's internals (`process::child::exec::exec_tail`). Without a
 //! listener the filter is loaded after the wait for `start`, right before
 //! the startContainer hooks (which run under it, as in runc) and `execve`.
 //! With SCMP_ACT_NOTIFY it is loaded before the init reports ready, and the

@@ -3,16 +3,18 @@
 //! only reads this.
 
 use crate::cgroups::Cgroup;
-use crate::isolation::caps::{self, CapSets};
 use crate::isolation::devices::{self, DeviceOp};
 use crate::isolation::mounts::{cstring, plan_mount, MountOp};
 use crate::isolation::namespaces::NamespacePlan;
-use crate::isolation::{rlimits, seccomp};
 use crate::{Error, Result};
 use oci_spec::runtime::{LinuxIdMapping, Process, Spec};
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
+
+mod parts;
+
+pub use parts::{check_id, check_user, ProcessParts, User, MAX_ID};
 
 /// Declares `Step` and the list `from_u32` searches from one list of
 /// names, so the two cannot drift apart. Numbering starts at 1 (0 = none).
@@ -76,192 +78,6 @@ steps!(
     Personality,
     Fds,
 );
-
-/// The user the process runs as.
-#[derive(Debug, Clone, Default)]
-pub struct User {
-    pub uid: u32,
-    pub gid: u32,
-    pub groups: Vec<libc::gid_t>,
-    pub umask: Option<u32>,
-}
-
-/// The process half of the plan, shared by `create` and `exec`.
-pub struct ProcessParts {
-    pub argv: Vec<CString>,
-    pub argv_ptrs: Vec<*const libc::c_char>,
-    pub envp: Vec<CString>,
-    pub envp_ptrs: Vec<*const libc::c_char>,
-    /// Where execve looks for argv[0] (PATH lookup done as candidates).
-    pub exec_candidates: Vec<CString>,
-    pub cwd: CString,
-    pub user: User,
-    pub caps: CapSets,
-    pub no_new_privs: bool,
-    pub rlimits: Vec<(libc::__rlimit_resource_t, libc::rlimit)>,
-    pub seccomp: Option<seccomp::Program>,
-    pub terminal: bool,
-    /// process.consoleSize as (rows, columns), applied to the pty.
-    pub console_size: Option<(u16, u16)>,
-    /// vessel relays the pty itself (foreground `run`/`exec -t`): clear
-    /// ONLCR, as runc does on the master it receives. A --console-socket
-    /// receiver gets the kernel's default (containerd and conmon expect it).
-    pub clear_onlcr: bool,
-    pub oom_score_adj: Option<i32>,
-    pub apparmor: Option<CString>,
-    pub selinux_label: Option<CString>,
-}
-
-/// The largest uid or gid vessel runs a process as. Above it, ids are
-/// negative as a signed int; (uid_t)-1 = 4294967295 makes setresuid and
-/// setresgid leave the id unchanged, so the process would stay root.
-pub const MAX_ID: u32 = i32::MAX as u32;
-
-/// `what` must be in 0..=MAX_ID.
-pub fn check_id(what: &str, id: u32) -> Result<()> {
-    if id > MAX_ID {
-        return Err(Error::invalid(format!(
-            "{what} {id} is out of range: ids must be in 0..={MAX_ID}"
-        )));
-    }
-    Ok(())
-}
-
-/// process.user: uid, gid and every additional gid in range.
-pub fn check_user(u: &oci_spec::runtime::User) -> Result<()> {
-    check_id("process.user.uid", u.uid())?;
-    check_id("process.user.gid", u.gid())?;
-    for g in u.additional_gids().iter().flatten() {
-        check_id("process.user.additionalGids entry", *g)?;
-    }
-    Ok(())
-}
-
-const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-impl ProcessParts {
-    pub fn from_process(
-        p: &Process,
-        seccomp_spec: Option<&oci_spec::runtime::LinuxSeccomp>,
-        seccomp_flags: &[String],
-    ) -> Result<ProcessParts> {
-        let args = p.args().clone().unwrap_or_default();
-        if args.is_empty() {
-            return Err(Error::invalid("process.args must not be empty"));
-        }
-        let argv: Vec<CString> = args
-            .iter()
-            .map(|a| cstring("process.args", a))
-            .collect::<Result<_>>()?;
-        let env = p.env().clone().unwrap_or_default();
-        let envp: Vec<CString> = env
-            .iter()
-            .map(|e| cstring("process.env", e))
-            .collect::<Result<_>>()?;
-        let path_var = env
-            .iter()
-            .rev()
-            .find_map(|e| e.strip_prefix("PATH="))
-            .unwrap_or(DEFAULT_PATH);
-        let exec_candidates = if args[0].contains('/') {
-            vec![cstring("process.args", &args[0])?]
-        } else {
-            path_var
-                .split(':')
-                .filter(|d| !d.is_empty())
-                .map(|d| cstring("PATH", format!("{d}/{}", args[0])))
-                .collect::<Result<_>>()?
-        };
-        let u = p.user();
-        check_user(u)?;
-        let user = User {
-            uid: u.uid(),
-            gid: u.gid(),
-            groups: u.additional_gids().clone().unwrap_or_default(),
-            umask: u.umask(),
-        };
-        let last = caps::last_cap();
-        let c = p.capabilities().as_ref();
-        let capset = CapSets {
-            bounding: c.map(|c| caps::mask(c.bounding().as_ref())).unwrap_or(0),
-            effective: c.map(|c| caps::mask(c.effective().as_ref())).unwrap_or(0),
-            permitted: c.map(|c| caps::mask(c.permitted().as_ref())).unwrap_or(0),
-            inheritable: c.map(|c| caps::mask(c.inheritable().as_ref())).unwrap_or(0),
-            ambient: c.map(|c| caps::mask(c.ambient().as_ref())).unwrap_or(0),
-            last_cap: last,
-        };
-        let mut rl = Vec::new();
-        for r in p.rlimits().iter().flatten() {
-            let name = serde_json::to_string(&r.typ()).unwrap_or_default();
-            let name = name.trim_matches('"');
-            let res = rlimits::resource(name)
-                .ok_or_else(|| Error::invalid(format!("unknown rlimit {name:?}")))?;
-            rl.push((
-                res,
-                libc::rlimit {
-                    rlim_cur: r.soft(),
-                    rlim_max: r.hard(),
-                },
-            ));
-        }
-        let seccomp = match seccomp_spec {
-            Some(s) => {
-                seccomp::check_listener(s)?;
-                Some(seccomp::compile_with_flags(s, seccomp_flags, &mut |w| {
-                    crate::logging::warn(&w)
-                })?)
-            }
-            None => None,
-        };
-        let cwd = cstring("process.cwd", p.cwd().as_os_str().as_encoded_bytes())?;
-        let mut parts = ProcessParts {
-            argv,
-            argv_ptrs: Vec::new(),
-            envp,
-            envp_ptrs: Vec::new(),
-            exec_candidates,
-            cwd,
-            user,
-            caps: capset,
-            no_new_privs: p.no_new_privileges().unwrap_or(false),
-            rlimits: rl,
-            seccomp,
-            terminal: p.terminal().unwrap_or(false),
-            console_size: p
-                .console_size()
-                .as_ref()
-                .filter(|b| b.height() > 0 && b.width() > 0)
-                .map(|b| {
-                    let clamp = |v: u64| v.min(u64::from(u16::MAX)) as u16;
-                    (clamp(b.height()), clamp(b.width()))
-                }),
-            clear_onlcr: false,
-            oom_score_adj: p.oom_score_adj(),
-            apparmor: p
-                .apparmor_profile()
-                .as_ref()
-                .filter(|s| !s.is_empty())
-                .map(|s| cstring("apparmorProfile", format!("exec {s}")))
-                .transpose()?,
-            selinux_label: p
-                .selinux_label()
-                .as_ref()
-                .filter(|s| !s.is_empty())
-                .map(|s| cstring("selinuxLabel", s))
-                .transpose()?,
-        };
-        parts.fill_pointers();
-        Ok(parts)
-    }
-
-    /// NULL-terminated pointer arrays into argv/envp (after any edit).
-    pub fn fill_pointers(&mut self) {
-        self.argv_ptrs = self.argv.iter().map(|a| a.as_ptr()).collect();
-        self.argv_ptrs.push(std::ptr::null());
-        self.envp_ptrs = self.envp.iter().map(|a| a.as_ptr()).collect();
-        self.envp_ptrs.push(std::ptr::null());
-    }
-}
 
 /// A hook run by the init itself (startContainer), inside the container.
 pub struct InitHook {
@@ -349,35 +165,13 @@ pub fn build(inp: &PlanInput) -> Result<InitPlan> {
         .process()
         .as_ref()
         .ok_or_else(|| Error::invalid("config.json: process is missing"))?;
-    let mut mounts: Vec<MountOp> = Vec::new();
-    let mut dev_is_bind = false;
-    for m in spec.mounts().iter().flatten() {
-        let ops = plan_mount(m, inp.bundle, inp.cgroup, new_cgroupns)?;
-        if m.destination() == Path::new("/dev") && ops.iter().any(|o| o.bind) {
-            dev_is_bind = true;
-        }
-        mounts.extend(ops);
-    }
-    let mut trees = Vec::new();
-    // Only a user namespace needs the host-side copy (its root may not
-    // reach the source). Otherwise the init binds by path, in config
-    // order after the rootfs: mountinfo lists mounts in the order they
-    // were made, and a copy made here would come before the rootfs.
-    if mntns == MntNs::New && ns.creates(libc::CLONE_NEWUSER) {
-        for m in mounts.iter_mut().filter(|m| m.bind) {
-            let t = open_tree(&m.source)?;
-            m.tree_fd = t.as_raw_fd();
-            trees.push(t);
-        }
-    }
-    let mut dev_readonly = false;
-    for m in mounts.iter_mut() {
-        if m.dest.as_bytes() == b"dev" && !m.bind && m.flags & libc::MS_RDONLY != 0 {
-            // Devices and links are made in it first (runc does the same).
-            m.flags &= !libc::MS_RDONLY;
-            dev_readonly = true;
-        }
-    }
+    let (mut mounts, dev_is_bind) = plan_mounts(spec, inp, new_cgroupns)?;
+    let trees = if mntns == MntNs::New && ns.creates(libc::CLONE_NEWUSER) {
+        host_side_trees(&mut mounts)?
+    } else {
+        Vec::new()
+    };
+    let dev_readonly = dev_writable_until_populated(&mut mounts);
     let devices = if dev_is_bind
         || mntns == MntNs::Inherit && !crate::spec::validate::may_mount_inherited()?
     {
@@ -385,84 +179,18 @@ pub fn build(inp: &PlanInput) -> Result<InitPlan> {
     } else {
         devices::plan(linux.devices().as_deref().unwrap_or(&[]))?
     };
-    let root_propagation = match linux.rootfs_propagation().as_deref() {
-        None | Some("") => libc::MS_SLAVE | libc::MS_REC,
-        Some("shared") => libc::MS_SHARED,
-        Some("rshared") => libc::MS_SHARED | libc::MS_REC,
-        Some("slave") => libc::MS_SLAVE,
-        Some("rslave") => libc::MS_SLAVE | libc::MS_REC,
-        Some("private") => libc::MS_PRIVATE,
-        Some("rprivate") => libc::MS_PRIVATE | libc::MS_REC,
-        Some("unbindable") => libc::MS_UNBINDABLE,
-        Some("runbindable") => libc::MS_UNBINDABLE | libc::MS_REC,
-        Some(o) => {
-            return Err(Error::invalid(format!(
-                "config.json: unknown rootfsPropagation {o:?}"
-            )))
-        }
-    };
-    let mut sysctls = Vec::new();
-    for (k, v) in linux.sysctl().iter().flatten() {
-        // Relative to /proc/sys (the child opens that first and resolves
-        // beneath it): validate::sysctl_components refused '..' and empties.
-        let rel = crate::spec::validate::sysctl_components(k)?.join("/");
-        sysctls.push((cstring("sysctl", rel)?, cstring("sysctl", v)?));
-    }
+    let root_propagation = root_propagation(&linux)?;
+    let sysctls = plan_sysctls(&linux)?;
     let mut start_hooks = Vec::new();
     if let Some(h) = spec.hooks() {
         for hook in h.start_container().iter().flatten() {
             start_hooks.push(init_hook(hook)?);
         }
     }
-    let parent_hooks = spec.hooks().as_ref().is_some_and(|h| {
-        h.create_runtime().as_ref().is_some_and(|v| !v.is_empty())
-            || h.create_container().as_ref().is_some_and(|v| !v.is_empty())
-            || {
-                #[allow(deprecated)]
-                h.prestart().as_ref().is_some_and(|v| !v.is_empty())
-            }
-    });
-    let time_offsets = linux
-        .time_offsets()
-        .as_ref()
-        .filter(|m| !m.is_empty())
-        .map(|m| {
-            let mut s = String::new();
-            for (clock, off) in m {
-                // oci-spec keeps each offset as a JSON string {secs, nanosecs}.
-                let v: serde_json::Value = serde_json::from_str(off).unwrap_or_default();
-                let secs = v["secs"].as_i64().unwrap_or(0);
-                let nanos = v["nanosecs"].as_u64().unwrap_or(0);
-                s.push_str(&format!("{clock} {secs} {nanos}\n"));
-            }
-            cstring("timeOffsets", s)
-        })
-        .transpose()?;
-    let personality = match linux.personality() {
-        None => None,
-        Some(p) => {
-            let d = serde_json::to_string(&p.domain()).unwrap_or_default();
-            Some(match d.trim_matches('"') {
-                "LINUX" => 0,
-                "LINUX32" => 8,
-                o => return Err(Error::invalid(format!("unknown personality domain {o}"))),
-            })
-        }
-    };
-    let mut proc_parts =
-        ProcessParts::from_process(process, linux.seccomp().as_ref(), inp.seccomp_flags)?;
-    if proc_parts.terminal && inp.console_socket < 0 {
-        return Err(Error::invalid(
-            "use --console-socket with a container that has process.terminal set",
-        ));
-    }
-    if !proc_parts.terminal && inp.console_socket >= 0 {
-        return Err(Error::invalid(
-            "--console-socket given but process.terminal is false",
-        ));
-    }
-    proc_parts.clear_onlcr = inp.relay_tty;
-    proc_parts.fill_pointers();
+    let parent_hooks = wants_parent_hooks(spec);
+    let time_offsets = time_offsets(&linux)?;
+    let personality = personality(&linux)?;
+    let proc_parts = init_process(process, &linux, inp)?;
     let state_len = 16 * 1024;
     let hide_on_no_pivot = if inp.no_pivot && mntns == MntNs::New {
         host_proc_sys_mounts(inp.rootfs)?
@@ -521,6 +249,153 @@ pub fn build(inp: &PlanInput) -> Result<InitPlan> {
         time_offsets,
         personality,
     })
+}
+
+/// The mounts of the config as the init's mount operations, and whether
+/// /dev is a bind mount.
+fn plan_mounts(spec: &Spec, inp: &PlanInput, new_cgroupns: bool) -> Result<(Vec<MountOp>, bool)> {
+    let mut mounts: Vec<MountOp> = Vec::new();
+    let mut dev_is_bind = false;
+    for m in spec.mounts().iter().flatten() {
+        let ops = plan_mount(m, inp.bundle, inp.cgroup, new_cgroupns)?;
+        if m.destination() == Path::new("/dev") && ops.iter().any(|o| o.bind) {
+            dev_is_bind = true;
+        }
+        mounts.extend(ops);
+    }
+    Ok((mounts, dev_is_bind))
+}
+
+/// Host-side copies of the bind sources, for an init in a new mount and
+/// user namespace.
+fn host_side_trees(mounts: &mut [MountOp]) -> Result<Vec<OwnedFd>> {
+    let mut trees = Vec::new();
+    // Only a user namespace needs the host-side copy (its root may not
+    // reach the source). Otherwise the init binds by path, in config
+    // order after the rootfs: mountinfo lists mounts in the order they
+    // were made, and a copy made here would come before the rootfs.
+    for m in mounts.iter_mut().filter(|m| m.bind) {
+        let t = open_tree(&m.source)?;
+        m.tree_fd = t.as_raw_fd();
+        trees.push(t);
+    }
+    Ok(trees)
+}
+
+/// A read-only /dev tmpfs is mounted writable; returns whether it is made
+/// read-only once populated.
+fn dev_writable_until_populated(mounts: &mut [MountOp]) -> bool {
+    let mut dev_readonly = false;
+    for m in mounts.iter_mut() {
+        if m.dest.as_bytes() == b"dev" && !m.bind && m.flags & libc::MS_RDONLY != 0 {
+            // Devices and links are made in it first (runc does the same).
+            m.flags &= !libc::MS_RDONLY;
+            dev_readonly = true;
+        }
+    }
+    dev_readonly
+}
+
+/// linux.rootfsPropagation as mount flags (rslave by default).
+fn root_propagation(linux: &oci_spec::runtime::Linux) -> Result<libc::c_ulong> {
+    Ok(match linux.rootfs_propagation().as_deref() {
+        None | Some("") => libc::MS_SLAVE | libc::MS_REC,
+        Some("shared") => libc::MS_SHARED,
+        Some("rshared") => libc::MS_SHARED | libc::MS_REC,
+        Some("slave") => libc::MS_SLAVE,
+        Some("rslave") => libc::MS_SLAVE | libc::MS_REC,
+        Some("private") => libc::MS_PRIVATE,
+        Some("rprivate") => libc::MS_PRIVATE | libc::MS_REC,
+        Some("unbindable") => libc::MS_UNBINDABLE,
+        Some("runbindable") => libc::MS_UNBINDABLE | libc::MS_REC,
+        Some(o) => {
+            return Err(Error::invalid(format!(
+                "config.json: unknown rootfsPropagation {o:?}"
+            )))
+        }
+    })
+}
+
+/// linux.sysctl as (path relative to /proc/sys, value).
+fn plan_sysctls(linux: &oci_spec::runtime::Linux) -> Result<Vec<(CString, CString)>> {
+    let mut sysctls = Vec::new();
+    for (k, v) in linux.sysctl().iter().flatten() {
+        // Relative to /proc/sys (the child opens that first and resolves
+        // beneath it): validate::sysctl_components refused '..' and empties.
+        let rel = crate::spec::validate::sysctl_components(k)?.join("/");
+        sysctls.push((cstring("sysctl", rel)?, cstring("sysctl", v)?));
+    }
+    Ok(sysctls)
+}
+
+/// Whether any hook the parent runs before pivot_root is configured.
+fn wants_parent_hooks(spec: &Spec) -> bool {
+    spec.hooks().as_ref().is_some_and(|h| {
+        h.create_runtime().as_ref().is_some_and(|v| !v.is_empty())
+            || h.create_container().as_ref().is_some_and(|v| !v.is_empty())
+            || {
+                #[allow(deprecated)]
+                h.prestart().as_ref().is_some_and(|v| !v.is_empty())
+            }
+    })
+}
+
+/// linux.timeOffsets as the text for /proc/self/timens_offsets.
+fn time_offsets(linux: &oci_spec::runtime::Linux) -> Result<Option<CString>> {
+    linux
+        .time_offsets()
+        .as_ref()
+        .filter(|m| !m.is_empty())
+        .map(|m| {
+            let mut s = String::new();
+            for (clock, off) in m {
+                // oci-spec keeps each offset as a JSON string {secs, nanosecs}.
+                let v: serde_json::Value = serde_json::from_str(off).unwrap_or_default();
+                let secs = v["secs"].as_i64().unwrap_or(0);
+                let nanos = v["nanosecs"].as_u64().unwrap_or(0);
+                s.push_str(&format!("{clock} {secs} {nanos}\n"));
+            }
+            cstring("timeOffsets", s)
+        })
+        .transpose()
+}
+
+/// linux.personality as personality(2)'s argument.
+fn personality(linux: &oci_spec::runtime::Linux) -> Result<Option<libc::c_ulong>> {
+    Ok(match linux.personality() {
+        None => None,
+        Some(p) => {
+            let d = serde_json::to_string(&p.domain()).unwrap_or_default();
+            Some(match d.trim_matches('"') {
+                "LINUX" => 0,
+                "LINUX32" => 8,
+                o => return Err(Error::invalid(format!("unknown personality domain {o}"))),
+            })
+        }
+    })
+}
+
+/// The init's process parts, checked against the console socket.
+fn init_process(
+    process: &Process,
+    linux: &oci_spec::runtime::Linux,
+    inp: &PlanInput,
+) -> Result<ProcessParts> {
+    let mut proc_parts =
+        ProcessParts::from_process(process, linux.seccomp().as_ref(), inp.seccomp_flags)?;
+    if proc_parts.terminal && inp.console_socket < 0 {
+        return Err(Error::invalid(
+            "use --console-socket with a container that has process.terminal set",
+        ));
+    }
+    if !proc_parts.terminal && inp.console_socket >= 0 {
+        return Err(Error::invalid(
+            "--console-socket given but process.terminal is false",
+        ));
+    }
+    proc_parts.clear_onlcr = inp.relay_tty;
+    proc_parts.fill_pointers();
+    Ok(proc_parts)
 }
 
 /// open_tree(OPEN_TREE_CLONE | AT_RECURSIVE) of a bind source, done by the
