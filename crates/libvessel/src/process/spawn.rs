@@ -66,10 +66,13 @@ impl Drop for Reaper {
     }
 }
 
-fn raw_clone(flags: libc::c_int) -> Result<i32> {
+/// clone(2) like fork (no new stack, SIGCHLD to the parent) with `flags`
+/// added: the pid in the parent, 0 in the child, -1 with errno set. A bare
+/// syscall (no allocation, no lock): callable from a cloned child too.
+pub fn sys_clone(flags: libc::c_int) -> libc::c_long {
     // SAFETY: a fork-like clone (no new stack): the child runs on a copy of
-    // our address space and only calls async-signal-safe code.
-    let pid = unsafe {
+    // our address space; callers run only async-signal-safe code in it.
+    unsafe {
         libc::syscall(
             libc::SYS_clone,
             (flags | libc::SIGCHLD) as libc::c_ulong,
@@ -78,7 +81,11 @@ fn raw_clone(flags: libc::c_int) -> Result<i32> {
             0usize,
             0usize,
         )
-    };
+    }
+}
+
+fn raw_clone(flags: libc::c_int) -> Result<i32> {
+    let pid = sys_clone(flags);
     if pid < 0 {
         return Err(Error::sys("clone the container init")(
             nix::errno::Errno::last(),
@@ -220,15 +227,7 @@ pub fn child_error(plan: &InitPlan, m: &Msg) -> Error {
     let errno = nix::errno::Errno::from_raw(m.errno);
     let what = match Step::from_u32(m.step) {
         Some(Step::ExecNotFound) => {
-            let arg0 = plan
-                .process
-                .argv
-                .first()
-                .map(|a| lossy(a))
-                .unwrap_or_default();
-            return Error::InvalidInput(format!(
-                "exec: {arg0:?}: executable file not found in $PATH"
-            ));
+            return Error::InvalidInput(process_step(&plan.process, m).unwrap_or_default());
         }
         Some(
             Step::Mount
@@ -298,7 +297,6 @@ pub fn child_error(plan: &InitPlan, m: &Msg) -> Error {
             "open rootfs {}: a symlink is on its path (it was replaced after validation?)",
             lossy(&plan.rootfs)
         ),
-        Some(Step::Rlimit) => format!("setrlimit #{idx}"),
         Some(Step::Setns) => format!(
             "join namespace {}",
             plan.ns
@@ -307,16 +305,35 @@ pub fn child_error(plan: &InitPlan, m: &Msg) -> Error {
                 .map(|j| lossy(&j.path))
                 .unwrap_or_default()
         ),
-        Some(Step::Chdir) => format!("chdir to cwd {}", lossy(&plan.process.cwd)),
-        Some(Step::Setuid) => format!("setuid {}", plan.process.user.uid),
-        Some(Step::Setgid) => format!("setgid {}", plan.process.user.gid),
-        Some(s) => format!("{s:?}"),
+        Some(s) => process_step(&plan.process, m).unwrap_or_else(|| format!("{s:?}")),
         None => format!("step {}", m.step),
     };
     Error::Sys {
         what: format!("container init: {what}"),
         source: errno,
     }
+}
+
+/// What a failed step of the process itself was (the executable, cwd, user,
+/// limits, terminal), in the same words for the init and for exec (runc's
+/// where runc has them); None for the steps that set up a container.
+pub fn process_step(p: &crate::process::plan::ProcessParts, m: &Msg) -> Option<String> {
+    Some(match Step::from_u32(m.step)? {
+        Step::ExecNotFound => format!(
+            "exec: {:?}: executable file not found in $PATH",
+            p.argv.first().map(|a| lossy(a)).unwrap_or_default()
+        ),
+        Step::Chdir => format!(
+            "chdir to cwd ({:?}) set in config.json failed",
+            lossy(&p.cwd)
+        ),
+        Step::Setuid => format!("setuid {}", p.user.uid),
+        Step::Setgid => format!("setgid {}", p.user.gid),
+        Step::Setgroups => format!("setgroups {:?}", p.user.groups),
+        Step::Rlimit => format!("setrlimit #{}", m.index),
+        Step::Console => format!("set up the terminal (step {})", m.index),
+        _ => return None,
+    })
 }
 
 /// Used by `exec`: expose the raw clone for a process joining a container.

@@ -399,30 +399,16 @@ fn open_console(plan: &ExecPlan, sock: RawFd) {
 
 /// An error record from the child as a message in runc's words.
 fn child_error(plan: &ExecPlan, m: &Msg) -> Error {
-    let e = nix::errno::Errno::from_raw(m.errno);
-    let why = e.desc().to_lowercase();
-    let p = &plan.process;
-    let arg0 = p
-        .argv
-        .first()
-        .map(|a| a.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let what = match Step::from_u32(m.step) {
-        Some(Step::ExecNotFound) => {
-            format!("exec: {arg0:?}: executable file not found in $PATH")
-        }
-        Some(Step::Chdir) => format!(
-            "chdir to cwd ({:?}) set in config.json failed: {why}",
-            p.cwd.to_string_lossy()
-        ),
-        Some(Step::Setns) => format!("join namespace #{}: {why}", m.index),
-        Some(Step::Setuid) => format!("setuid {}: {why}", p.user.uid),
-        Some(Step::Setgid) => format!("setgid {}: {why}", p.user.gid),
-        Some(Step::Setgroups) => format!("setgroups {:?}: {why}", p.user.groups),
-        Some(Step::Rlimit) => format!("setrlimit #{}: {why}", m.index),
-        Some(Step::Console) => format!("set up the terminal (step {}): {why}", m.index),
-        Some(s) => format!("{s:?}: {why}"),
-        None => format!("step {}: {why}", m.step),
+    let why = nix::errno::Errno::from_raw(m.errno).desc().to_lowercase();
+    let what = match (
+        Step::from_u32(m.step),
+        spawn::process_step(&plan.process, m),
+    ) {
+        (Some(Step::ExecNotFound), Some(what)) => what,
+        (_, Some(what)) => format!("{what}: {why}"),
+        (Some(Step::Setns), None) => format!("join namespace #{}: {why}", m.index),
+        (Some(s), None) => format!("{s:?}: {why}"),
+        (None, None) => format!("step {}: {why}", m.step),
     };
     Error::Other(format!("unable to start container process: {what}"))
 }

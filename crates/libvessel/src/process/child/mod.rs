@@ -35,7 +35,7 @@ use crate::isolation::caps::errno;
 use crate::process::plan::{InitPlan, Step};
 use crate::process::sync::{self, Kind, Msg};
 use exec::finish_and_exec;
-use libc::{c_int, c_ulong};
+use libc::c_int;
 use report::check;
 use rootfs::setup_rootfs;
 use std::os::fd::RawFd;
@@ -96,17 +96,7 @@ pub fn intermediate_main(plan: &InitPlan, sock: RawFd, hook_state: &mut [u8]) ->
 /// it is vessel's child, not ours, so vessel waits for it. Returns only in
 /// the new process; the caller reports the new pid to vessel and exits.
 pub fn fork_sibling(sock: RawFd) {
-    // SAFETY: fork-like clone; the child continues on a copy of our stack.
-    let pid = unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            (libc::CLONE_PARENT | libc::SIGCHLD) as c_ulong,
-            0usize,
-            0usize,
-            0usize,
-            0usize,
-        )
-    };
+    let pid = crate::process::spawn::sys_clone(libc::CLONE_PARENT);
     if pid < 0 {
         fail(sock, Step::Clone, 0, errno());
     }
