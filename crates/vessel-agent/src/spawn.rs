@@ -110,47 +110,39 @@ const STEPS: &[&str] = &[
     "dup2",
     "setsid",
 ];
+const STEP_SETRLIMIT: usize = 0;
+const STEP_SETGROUPS: usize = 1;
+const STEP_SETGID: usize = 2;
+const STEP_SETUID: usize = 3;
+const STEP_CHDIR: usize = 4;
+const STEP_NO_NEW_PRIVS: usize = 5;
+const STEP_EXEC: usize = 6;
+const STEP_DUP2: usize = 7;
+const STEP_SETSID: usize = 8;
+
+/// Everything the child uses between fork and exec, built (and allocated)
+/// before the fork.
+struct Prepared<'a> {
+    path: String,
+    path_c: CString,
+    /// Own the strings `argv` and `envp` point into.
+    _argv_c: Vec<CString>,
+    _envp_c: Vec<CString>,
+    argv: Vec<*const libc::c_char>,
+    envp: Vec<*const libc::c_char>,
+    cwd: &'a str,
+    cwd_c: CString,
+    limits: Vec<(libc::__rlimit_resource_t, libc::rlimit)>,
+    groups: Vec<libc::gid_t>,
+    uid: libc::uid_t,
+    gid: libc::gid_t,
+    umask: Option<u32>,
+    no_new_privs: bool,
+}
 
 /// Fork and exec the workload.
 pub fn start(p: &Process) -> Result<Workload, Failure> {
-    let arg0 = p.args.first().map(String::as_str).unwrap_or("");
-    let path = resolve(arg0, &p.env)?;
-    let path_c = cstring(&path, "executable path")?;
-    let argv_c: Vec<CString> = p
-        .args
-        .iter()
-        .map(|a| cstring(a, "argument"))
-        .collect::<Result<_, _>>()?;
-    let envp_c: Vec<CString> = p
-        .env
-        .iter()
-        .map(|e| cstring(e, "environment entry"))
-        .collect::<Result<_, _>>()?;
-    let mut argv: Vec<*const libc::c_char> = argv_c.iter().map(|c| c.as_ptr()).collect();
-    argv.push(std::ptr::null());
-    let mut envp: Vec<*const libc::c_char> = envp_c.iter().map(|c| c.as_ptr()).collect();
-    envp.push(std::ptr::null());
-    let cwd = if p.cwd.is_empty() {
-        "/"
-    } else {
-        p.cwd.as_str()
-    };
-    let cwd_c = cstring(cwd, "cwd")?;
-    let mut limits = Vec::new();
-    for r in &p.rlimits {
-        let res = vessel_common::rlimits::resource(&r.kind)
-            .ok_or_else(|| Failure::other(format!("unknown rlimit {:?}", r.kind)))?;
-        limits.push((
-            res,
-            libc::rlimit {
-                rlim_cur: r.soft,
-                rlim_max: r.hard,
-            },
-        ));
-    }
-    let groups: Vec<libc::gid_t> = p.user.additional_gids.clone();
-    let (uid, gid, umask) = (p.user.uid, p.user.gid, p.user.umask);
-    let nnp = p.no_new_privileges;
+    let prep = prepare(p)?;
 
     let (in_r, in_w) = pipe()?;
     let (out_r, out_w) = pipe()?;
@@ -169,75 +161,14 @@ pub fn start(p: &Process) -> Result<Workload, Failure> {
         )));
     }
     if pid == 0 {
-        // SAFETY: child side; every pointer refers to data prepared before the fork.
-        unsafe {
-            let fail = |step: usize| -> ! {
-                let errno = *libc::__errno_location();
-                let msg = [step as i32, errno];
-                libc::write(status_fd, msg.as_ptr().cast(), std::mem::size_of_val(&msg));
-                libc::_exit(127);
-            };
-            let mut all: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut all);
-            libc::sigprocmask(libc::SIG_SETMASK, &all, std::ptr::null_mut());
-            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-            if libc::setsid() < 0 {
-                fail(8);
-            }
-            for (target, fd) in fds.iter().enumerate() {
-                if libc::dup2(*fd, target as RawFd) < 0 {
-                    fail(7);
-                }
-            }
-            for (res, lim) in &limits {
-                if libc::setrlimit(*res, lim) != 0 {
-                    fail(0);
-                }
-            }
-            if let Some(m) = umask {
-                libc::umask(m as libc::mode_t);
-            }
-            if libc::setgroups(groups.len(), groups.as_ptr()) != 0 {
-                fail(1);
-            }
-            if libc::setgid(gid) != 0 {
-                fail(2);
-            }
-            if libc::setuid(uid) != 0 {
-                fail(3);
-            }
-            if libc::chdir(cwd_c.as_ptr()) != 0 {
-                fail(4);
-            }
-            if nnp && libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
-                fail(5);
-            }
-            libc::execve(path_c.as_ptr(), argv.as_ptr(), envp.as_ptr());
-            fail(6);
-        }
+        exec_in_child(&prep, fds, status_fd);
     }
     drop((in_r, out_w, err_w, status_w));
-    // The status pipe closes on exec (O_CLOEXEC): no bytes means success.
-    let mut buf = [0u8; 8];
-    let mut f = std::fs::File::from(status_r);
-    let n = std::io::Read::read(&mut f, &mut buf).unwrap_or(0);
-    if n == 8 {
-        let step = i32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
-        let errno = i32::from_ne_bytes([buf[4], buf[5], buf[6], buf[7]]);
+    if let Some((step, errno)) = read_child_failure(status_r) {
         let mut status = 0;
         // SAFETY: reaping our own child that has exited.
         unsafe { libc::waitpid(pid, &mut status, 0) };
-        let name = STEPS.get(step).copied().unwrap_or("setup");
-        let what = match name {
-            "exec" => format!("exec {path:?}"),
-            "chdir" => format!("chdir {cwd:?}"),
-            other => other.to_owned(),
-        };
-        let mut fail = Failure::from_errno(&what, errno);
-        if name != "exec" {
-            fail.code = 125;
-        }
-        return Err(fail);
+        return Err(step_failure(&prep, step, errno));
     }
     Ok(Workload {
         pid,
@@ -245,6 +176,156 @@ pub fn start(p: &Process) -> Result<Workload, Failure> {
         stdout: out_r,
         stderr: err_r,
     })
+}
+
+/// Resolve the executable and turn the spec's process into C data.
+fn prepare(p: &Process) -> Result<Prepared<'_>, Failure> {
+    let arg0 = p.args.first().map(String::as_str).unwrap_or("");
+    let path = resolve(arg0, &p.env)?;
+    let path_c = cstring(&path, "executable path")?;
+    let argv_c = cstrings(&p.args, "argument")?;
+    let envp_c = cstrings(&p.env, "environment entry")?;
+    let argv = null_terminated(&argv_c);
+    let envp = null_terminated(&envp_c);
+    let cwd = if p.cwd.is_empty() {
+        "/"
+    } else {
+        p.cwd.as_str()
+    };
+    let cwd_c = cstring(cwd, "cwd")?;
+    let limits = rlimits(p)?;
+    Ok(Prepared {
+        path,
+        path_c,
+        _argv_c: argv_c,
+        _envp_c: envp_c,
+        argv,
+        envp,
+        cwd,
+        cwd_c,
+        limits,
+        groups: p.user.additional_gids.clone(),
+        uid: p.user.uid,
+        gid: p.user.gid,
+        umask: p.user.umask,
+        no_new_privs: p.no_new_privileges,
+    })
+}
+
+fn cstrings(items: &[String], what: &str) -> Result<Vec<CString>, Failure> {
+    items.iter().map(|s| cstring(s, what)).collect()
+}
+
+/// The pointer array execve wants: one pointer per string, then NULL.
+fn null_terminated(strings: &[CString]) -> Vec<*const libc::c_char> {
+    let mut ptrs: Vec<*const libc::c_char> = strings.iter().map(|c| c.as_ptr()).collect();
+    ptrs.push(std::ptr::null());
+    ptrs
+}
+
+fn rlimits(p: &Process) -> Result<Vec<(libc::__rlimit_resource_t, libc::rlimit)>, Failure> {
+    let mut limits = Vec::new();
+    for r in &p.rlimits {
+        let res = vessel_common::rlimits::resource(&r.kind)
+            .ok_or_else(|| Failure::other(format!("unknown rlimit {:?}", r.kind)))?;
+        limits.push((
+            res,
+            libc::rlimit {
+                rlim_cur: r.soft,
+                rlim_max: r.hard,
+            },
+        ));
+    }
+    Ok(limits)
+}
+
+/// The forked child: set up and exec, or report the failed step and errno
+/// on the status pipe and exit 127. Async-signal-safe: it only reads
+/// `prep` (no allocation, no locks).
+fn exec_in_child(prep: &Prepared, fds: [RawFd; 3], status_fd: RawFd) -> ! {
+    // SAFETY: child side of the fork; every pointer refers to data prepared
+    // before the fork.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut all);
+        libc::sigprocmask(libc::SIG_SETMASK, &all, std::ptr::null_mut());
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        if libc::setsid() < 0 {
+            child_fail(status_fd, STEP_SETSID);
+        }
+        for (target, fd) in fds.iter().enumerate() {
+            if libc::dup2(*fd, target as RawFd) < 0 {
+                child_fail(status_fd, STEP_DUP2);
+            }
+        }
+        for (res, lim) in &prep.limits {
+            if libc::setrlimit(*res, lim) != 0 {
+                child_fail(status_fd, STEP_SETRLIMIT);
+            }
+        }
+        if let Some(m) = prep.umask {
+            libc::umask(m as libc::mode_t);
+        }
+        if libc::setgroups(prep.groups.len(), prep.groups.as_ptr()) != 0 {
+            child_fail(status_fd, STEP_SETGROUPS);
+        }
+        if libc::setgid(prep.gid) != 0 {
+            child_fail(status_fd, STEP_SETGID);
+        }
+        if libc::setuid(prep.uid) != 0 {
+            child_fail(status_fd, STEP_SETUID);
+        }
+        if libc::chdir(prep.cwd_c.as_ptr()) != 0 {
+            child_fail(status_fd, STEP_CHDIR);
+        }
+        if prep.no_new_privs && libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+            child_fail(status_fd, STEP_NO_NEW_PRIVS);
+        }
+        libc::execve(prep.path_c.as_ptr(), prep.argv.as_ptr(), prep.envp.as_ptr());
+        child_fail(status_fd, STEP_EXEC);
+    }
+}
+
+/// In the child: write (step, errno) to the status pipe and exit 127.
+fn child_fail(status_fd: RawFd, step: usize) -> ! {
+    // SAFETY: reads this thread's errno, writes a stack buffer to a pipe
+    // we own and exits; all async-signal-safe.
+    unsafe {
+        let errno = *libc::__errno_location();
+        let msg = [step as i32, errno];
+        libc::write(status_fd, msg.as_ptr().cast(), std::mem::size_of_val(&msg));
+        libc::_exit(127);
+    }
+}
+
+/// The status pipe closes on exec (O_CLOEXEC): no bytes means success,
+/// eight bytes are the child's (step, errno).
+fn read_child_failure(status_r: OwnedFd) -> Option<(usize, i32)> {
+    let mut buf = [0u8; 8];
+    let mut f = std::fs::File::from(status_r);
+    let n = std::io::Read::read(&mut f, &mut buf).unwrap_or(0);
+    if n != 8 {
+        return None;
+    }
+    let step = i32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+    let errno = i32::from_ne_bytes([buf[4], buf[5], buf[6], buf[7]]);
+    Some((step, errno))
+}
+
+/// The failure for a step the child reported: exec keeps its not found /
+/// not executable exit code, every other step is 125.
+fn step_failure(prep: &Prepared, step: usize, errno: i32) -> Failure {
+    let name = STEPS.get(step).copied().unwrap_or("setup");
+    let what = match name {
+        "exec" => format!("exec {:?}", prep.path),
+        "chdir" => format!("chdir {:?}", prep.cwd),
+        other => other.to_owned(),
+    };
+    let mut fail = Failure::from_errno(&what, errno);
+    if name != "exec" {
+        fail.code = 125;
+    }
+    fail
 }
 
 #[cfg(test)]
