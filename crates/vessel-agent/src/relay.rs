@@ -129,52 +129,25 @@ fn pump(fd: &mut Option<File>, kind: u8, channel: &mut File) {
     }
 }
 
+/// The workload's side of the relay: its pipes, and the stdin the host
+/// sent that the workload has not read yet.
+struct Relay {
+    pid: i32,
+    stdin: Option<File>,
+    out: Option<File>,
+    err: Option<File>,
+    pending: Vec<u8>,
+    stdin_eof: bool,
+    decoder: protocol::Decoder,
+}
+
 /// Relay until the workload exits; returns its wait status.
 pub fn run(channel: &mut File, w: Workload, sigfd: &mut SignalFd) -> i32 {
-    let pid = w.pid;
-    for fd in [w.stdout.as_raw_fd(), w.stderr.as_raw_fd()] {
-        let _ = set_nonblocking(fd, true);
-    }
-    let mut stdin: Option<File> = w.stdin.map(File::from);
-    if let Some(f) = &stdin {
-        let _ = set_nonblocking(f.as_raw_fd(), true);
-    }
-    let mut out: Option<File> = Some(File::from(w.stdout));
-    let mut err: Option<File> = Some(File::from(w.stderr));
-    let mut pending: Vec<u8> = Vec::new();
-    let mut stdin_eof = false;
-    let mut decoder = protocol::Decoder::new();
+    let mut relay = Relay::new(w);
     let mut status = None;
 
     while status.is_none() {
-        let raw = |f: &Option<File>| f.as_ref().map(|f| f.as_raw_fd()).unwrap_or(-1);
-        let mut fds = [
-            libc::pollfd {
-                fd: channel.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: raw(&out),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: raw(&err),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: sigfd.as_fd().as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: if pending.is_empty() { -1 } else { raw(&stdin) },
-                events: libc::POLLOUT,
-                revents: 0,
-            },
-        ];
+        let mut fds = relay.poll_fds(channel, sigfd);
         // SAFETY: fds is a valid array of pollfd; negative fds are ignored by poll.
         let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
         if n < 0 {
@@ -185,62 +158,124 @@ pub fn run(channel: &mut File, w: Workload, sigfd: &mut SignalFd) -> i32 {
             break;
         }
         if fds[0].revents & libc::POLLIN != 0 {
-            let mut buf = [0u8; 4096];
-            match channel.read(&mut buf) {
-                Ok(n) => decoder.feed(&buf[..n], |frame| match frame {
-                    Frame::Stdin(data) => {
-                        if stdin.is_some() && pending.len() + data.len() <= MAX_PENDING_STDIN {
-                            pending.extend_from_slice(data);
-                        }
-                    }
-                    Frame::StdinEof => stdin_eof = true,
-                    Frame::Signal(sig) => {
-                        // SAFETY: kill(2) of the workload we started.
-                        unsafe { libc::kill(pid, sig as i32) };
-                    }
-                    other => console_note(&format!("ignoring unexpected frame {other:?}")),
-                }),
-                Err(e) if matches!(e.kind(), ErrorKind::Interrupted | ErrorKind::WouldBlock) => {}
-                Err(e) => console_note(&format!("read {CHANNEL_DEVICE}: {e}")),
-            }
+            relay.read_channel(channel);
         }
         if fds[1].revents != 0 {
-            pump(&mut out, protocol::KIND_STDOUT, channel);
+            pump(&mut relay.out, protocol::KIND_STDOUT, channel);
         }
         if fds[2].revents != 0 {
-            pump(&mut err, protocol::KIND_STDERR, channel);
+            pump(&mut relay.err, protocol::KIND_STDERR, channel);
         }
         if fds[3].revents != 0 {
             while let Ok(Some(_)) = sigfd.read_signal() {}
-            status = reap(pid);
+            status = reap(relay.pid);
         }
-        if let Some(f) = stdin.as_mut() {
-            while !pending.is_empty() {
-                match f.write(&pending) {
-                    Ok(n) => {
-                        pending.drain(..n);
+        relay.write_pending_stdin();
+        if relay.stdin_eof && relay.pending.is_empty() {
+            relay.stdin = None;
+        }
+    }
+    relay.finish(channel);
+    status.unwrap_or(255 << 8)
+}
+
+impl Relay {
+    /// Take the workload's pipes, all non-blocking.
+    fn new(w: Workload) -> Relay {
+        for fd in [w.stdout.as_raw_fd(), w.stderr.as_raw_fd()] {
+            let _ = set_nonblocking(fd, true);
+        }
+        let stdin: Option<File> = w.stdin.map(File::from);
+        if let Some(f) = &stdin {
+            let _ = set_nonblocking(f.as_raw_fd(), true);
+        }
+        Relay {
+            pid: w.pid,
+            stdin,
+            out: Some(File::from(w.stdout)),
+            err: Some(File::from(w.stderr)),
+            pending: Vec::new(),
+            stdin_eof: false,
+            decoder: protocol::Decoder::new(),
+        }
+    }
+
+    /// What to wait for: host frames, workload output, SIGCHLD, and room in
+    /// the workload's stdin while some is pending. Closed ones are -1.
+    fn poll_fds(&self, channel: &File, sigfd: &SignalFd) -> [libc::pollfd; 5] {
+        let raw = |f: &Option<File>| f.as_ref().map(|f| f.as_raw_fd()).unwrap_or(-1);
+        let pollfd = |fd: i32, events: i16| libc::pollfd {
+            fd,
+            events,
+            revents: 0,
+        };
+        let stdin = if self.pending.is_empty() {
+            -1
+        } else {
+            raw(&self.stdin)
+        };
+        [
+            pollfd(channel.as_raw_fd(), libc::POLLIN),
+            pollfd(raw(&self.out), libc::POLLIN),
+            pollfd(raw(&self.err), libc::POLLIN),
+            pollfd(sigfd.as_fd().as_raw_fd(), libc::POLLIN),
+            pollfd(stdin, libc::POLLOUT),
+        ]
+    }
+
+    /// Read the host's frames: stdin is queued (up to MAX_PENDING_STDIN),
+    /// signals are sent to the workload.
+    fn read_channel(&mut self, channel: &mut File) {
+        let mut buf = [0u8; 4096];
+        match channel.read(&mut buf) {
+            Ok(n) => self.decoder.feed(&buf[..n], |frame| match frame {
+                Frame::Stdin(data) => {
+                    if self.stdin.is_some() && self.pending.len() + data.len() <= MAX_PENDING_STDIN
+                    {
+                        self.pending.extend_from_slice(data);
                     }
-                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                    Err(_) => {
-                        // EPIPE: the workload closed its stdin; drop the rest.
-                        pending.clear();
-                        stdin = None;
-                        break;
-                    }
+                }
+                Frame::StdinEof => self.stdin_eof = true,
+                Frame::Signal(sig) => {
+                    // SAFETY: kill(2) of the workload we started.
+                    unsafe { libc::kill(self.pid, sig as i32) };
+                }
+                other => console_note(&format!("ignoring unexpected frame {other:?}")),
+            }),
+            Err(e) if matches!(e.kind(), ErrorKind::Interrupted | ErrorKind::WouldBlock) => {}
+            Err(e) => console_note(&format!("read {CHANNEL_DEVICE}: {e}")),
+        }
+    }
+
+    /// Write as much pending stdin as the workload's pipe takes now.
+    fn write_pending_stdin(&mut self) {
+        let Some(f) = self.stdin.as_mut() else { return };
+        while !self.pending.is_empty() {
+            match f.write(&self.pending) {
+                Ok(n) => {
+                    self.pending.drain(..n);
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(_) => {
+                    // EPIPE: the workload closed its stdin; drop the rest.
+                    self.pending.clear();
+                    self.stdin = None;
+                    break;
                 }
             }
         }
-        if stdin_eof && pending.is_empty() {
-            stdin = None;
-        }
     }
-    // Whatever the workload wrote before it exited is in the pipes now;
-    // children it left behind may hold them open, so read only what is there.
-    pump(&mut out, protocol::KIND_STDOUT, channel);
-    pump(&mut err, protocol::KIND_STDERR, channel);
-    drop(stdin);
-    let _ = reap(pid);
-    let _ = termios::tcdrain(channel.as_fd());
-    status.unwrap_or(255 << 8)
+
+    /// After the workload exited: forward its last output, close its stdin,
+    /// reap and let the channel drain.
+    fn finish(mut self, channel: &mut File) {
+        // Whatever the workload wrote before it exited is in the pipes now;
+        // children it left behind may hold them open, so read only what is there.
+        pump(&mut self.out, protocol::KIND_STDOUT, channel);
+        pump(&mut self.err, protocol::KIND_STDERR, channel);
+        drop(self.stdin.take());
+        let _ = reap(self.pid);
+        let _ = termios::tcdrain(channel.as_fd());
+    }
 }
