@@ -18,15 +18,78 @@ const COST_LABELS: &[(&str, &str)] = &[
     ("cpu_ms", "CPU-bound loop"),
 ];
 
+/// The columns, in order.
+const MODES: [&str; 2] = ["container", "vm"];
+
+/// The isolation rows: label, key in the mode's "isolation" object, format.
+const ISOLATION_ROWS: &[(&str, &str, Fmt)] = &[
+    ("kernel (uname -r)", "kernel_release", Fmt::Text),
+    ("kernel build (uname -v)", "kernel_version", Fmt::Text),
+    (
+        "same kernel as host (boot id)",
+        "same_kernel_as_host",
+        Fmt::YesNo,
+    ),
+    ("cpu model", "cpu_model", Fmt::Text),
+    ("cpus in /proc/cpuinfo", "cpuinfo_count", Fmt::Text),
+    ("MemTotal", "mem_total_kib", Fmt::Kib),
+    ("other processes visible", "other_processes", Fmt::Text),
+    ("pid 1", "pid1_comm", Fmt::Text),
+    ("/proc/modules lines", "modules", Fmt::Text),
+    ("dmesg (syslog read)", "dmesg", Fmt::Text),
+    ("/dev entries", "dev_count", Fmt::Text),
+    ("/sys/block", "sys_block", Fmt::List),
+    ("/sys/class/net", "sys_net", Fmt::List),
+    ("DMI product name", "dmi_product", Fmt::Text),
+    ("effective capabilities", "cap_eff", Fmt::Text),
+    ("seccomp mode", "seccomp", Fmt::Text),
+    ("root filesystem", "root_fs", Fmt::Text),
+];
+
+/// The escape probe rows: label, JSON pointer into the mode's report.
+const ESCAPE_ROWS: &[(&str, &str)] = &[
+    ("add_key (kernel keyring)", "/escape/add_key"),
+    ("perf_event_open", "/escape/perf_event_open"),
+    ("raw socket", "/escape/raw_socket"),
+    ("ptrace pid 1 (from a child)", "/escape/ptrace_pid1"),
+    ("ptrace a host pid", "/escape/host_pid/ptrace"),
+    ("kill -0 a host pid", "/escape/host_pid/kill0"),
+    ("mount tmpfs", "/escape/mount_tmpfs"),
+    ("init_module", "/escape/init_module"),
+    ("unshare user namespace", "/escape/unshare_userns"),
+    ("open /dev/mem", "/escape/open_dev_mem"),
+    ("open /dev/kmsg", "/escape/open_dev_kmsg"),
+];
+
 pub fn render_table(report: &Value) -> String {
-    let modes = ["container", "vm"];
-    let m = |name: &str| &report["modes"][name];
-    let mut s = String::new();
-    s.push_str(&format!(
+    let mut s = header(report);
+    s.push_str(&row("", &["container".into(), "vm".into()]));
+    s.push_str(&row("", &["-".repeat(COL_W - 2), "-".repeat(COL_W - 2)]));
+    s.push_str(&mode_failures(report));
+    s.push_str("cost\n");
+    s.push_str(&cost_rows(report));
+    s.push_str("isolation\n");
+    s.push_str(&isolation_rows(report));
+    s.push_str("escape probes (ok = the kernel allowed it)\n");
+    s.push_str(&escape_rows(report));
+    s.push_str(
+        "\ninit_module: EPERM = refused; ENOEXEC = the module loader was reached (the probe \
+         offers an empty image, nothing loads).\n",
+    );
+    s
+}
+
+fn mode<'a>(report: &'a Value, name: &str) -> &'a Value {
+    &report["modes"][name]
+}
+
+/// What was measured where: bundle, runs, and the host.
+fn header(report: &Value) -> String {
+    let mut s = format!(
         "vessel compare: {} ({} run(s) per mode; median, min-max)\n",
         report["bundle"].as_str().unwrap_or("?"),
         report["runs"]
-    ));
+    );
     s.push_str(&format!(
         "host: {} {}, {} CPU(s), boot id {}\n\n",
         text(&report["host"]["kernel_release"]),
@@ -34,102 +97,85 @@ pub fn render_table(report: &Value) -> String {
         report["host"]["cpus"],
         text(&report["host"]["boot_id"])
     ));
-    s.push_str(&row("", &["container".into(), "vm".into()]));
-    s.push_str(&row("", &["-".repeat(COL_W - 2), "-".repeat(COL_W - 2)]));
-    for name in modes {
-        let st = m(name)["status"].as_str().unwrap_or("?");
+    s
+}
+
+/// One line per mode that did not run: its status and why.
+fn mode_failures(report: &Value) -> String {
+    let mut s = String::new();
+    for name in MODES {
+        let st = mode(report, name)["status"].as_str().unwrap_or("?");
         if st != "ok" {
-            let why = text(&m(name)["error"]);
+            let why = text(&mode(report, name)["error"]);
             let why = why.strip_prefix("vm: ").unwrap_or(&why);
             s.push_str(&format!("{name}: {st}: {why}\n"));
         }
     }
-    s.push_str("cost\n");
+    s
+}
+
+fn cost_rows(report: &Value) -> String {
+    let mut s = String::new();
     for (key, unit, _) in COST_METRICS {
-        let label = COST_LABELS
+        let label = cost_label(report, key);
+        let cells: Vec<String> = MODES
             .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, l)| *l)
-            .unwrap_or(key);
-        let label = match *key {
-            "file_write_mib_s" | "file_read_mib_s" => {
-                format!("{label} ({} MiB)", report["params"]["io_mib"])
-            }
-            "cpu_ms" => format!(
-                "{label} ({} M iters)",
-                report["params"]["cpu_iters"].as_u64().unwrap_or(0) / 1_000_000
-            ),
-            _ => label.to_string(),
-        };
-        let cells: Vec<String> = modes
-            .iter()
-            .map(|n| summary_cell(&m(n)["cost"][*key], unit))
+            .map(|n| summary_cell(&mode(report, n)["cost"][*key], unit))
             .collect();
         s.push_str(&row(&format!("  {label}"), &cells));
     }
-    s.push_str("isolation\n");
-    use Fmt::*;
-    let iso: &[(&str, &str, Fmt)] = &[
-        ("kernel (uname -r)", "kernel_release", Text),
-        ("kernel build (uname -v)", "kernel_version", Text),
-        (
-            "same kernel as host (boot id)",
-            "same_kernel_as_host",
-            YesNo,
+    s
+}
+
+/// A cost metric's label, with the I/O size or loop count it was measured with.
+fn cost_label(report: &Value, key: &str) -> String {
+    let label = COST_LABELS
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, l)| *l)
+        .unwrap_or(key);
+    match key {
+        "file_write_mib_s" | "file_read_mib_s" => {
+            format!("{label} ({} MiB)", report["params"]["io_mib"])
+        }
+        "cpu_ms" => format!(
+            "{label} ({} M iters)",
+            report["params"]["cpu_iters"].as_u64().unwrap_or(0) / 1_000_000
         ),
-        ("cpu model", "cpu_model", Text),
-        ("cpus in /proc/cpuinfo", "cpuinfo_count", Text),
-        ("MemTotal", "mem_total_kib", Kib),
-        ("other processes visible", "other_processes", Text),
-        ("pid 1", "pid1_comm", Text),
-        ("/proc/modules lines", "modules", Text),
-        ("dmesg (syslog read)", "dmesg", Text),
-        ("/dev entries", "dev_count", Text),
-        ("/sys/block", "sys_block", List),
-        ("/sys/class/net", "sys_net", List),
-        ("DMI product name", "dmi_product", Text),
-        ("effective capabilities", "cap_eff", Text),
-        ("seccomp mode", "seccomp", Text),
-        ("root filesystem", "root_fs", Text),
-    ];
-    for (label, key, fmt) in iso {
-        let cells: Vec<String> = modes
+        _ => label.to_string(),
+    }
+}
+
+fn isolation_rows(report: &Value) -> String {
+    let mut s = String::new();
+    for (label, key, fmt) in ISOLATION_ROWS {
+        let cells: Vec<String> = MODES
             .iter()
-            .map(|n| match m(n).get("isolation") {
+            .map(|n| match mode(report, n).get("isolation") {
                 Some(i) => fmt.show(&i[*key]),
                 None => "-".into(),
             })
             .collect();
         s.push_str(&row(&format!("  {label}"), &cells));
     }
-    s.push_str("escape probes (ok = the kernel allowed it)\n");
-    let esc: &[(&str, &str)] = &[
-        ("add_key (kernel keyring)", "/escape/add_key"),
-        ("perf_event_open", "/escape/perf_event_open"),
-        ("raw socket", "/escape/raw_socket"),
-        ("ptrace pid 1 (from a child)", "/escape/ptrace_pid1"),
-        ("ptrace a host pid", "/escape/host_pid/ptrace"),
-        ("kill -0 a host pid", "/escape/host_pid/kill0"),
-        ("mount tmpfs", "/escape/mount_tmpfs"),
-        ("init_module", "/escape/init_module"),
-        ("unshare user namespace", "/escape/unshare_userns"),
-        ("open /dev/mem", "/escape/open_dev_mem"),
-        ("open /dev/kmsg", "/escape/open_dev_kmsg"),
-    ];
-    for (label, ptr) in esc {
-        let cells: Vec<String> = modes
+    s
+}
+
+fn escape_rows(report: &Value) -> String {
+    let mut s = String::new();
+    for (label, ptr) in ESCAPE_ROWS {
+        let cells: Vec<String> = MODES
             .iter()
-            .map(|n| match m(n).get("escape") {
-                Some(_) => text(m(n).pointer(ptr).unwrap_or(&Value::Null)),
-                None => "-".into(),
+            .map(|n| {
+                let m = mode(report, n);
+                match m.get("escape") {
+                    Some(_) => text(m.pointer(ptr).unwrap_or(&Value::Null)),
+                    None => "-".into(),
+                }
             })
             .collect();
         s.push_str(&row(&format!("  {label}"), &cells));
     }
-    s.push_str(
-        "\ninit_module: EPERM = refused; ENOEXEC = the module loader was reached (the probe \
-         offers an empty image, nothing loads).\n",
-    );
     s
 }
 
