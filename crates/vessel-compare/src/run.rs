@@ -116,19 +116,8 @@ fn run_once(
     let tag = format!("vessel-compare-{}-{mode}-{index}", std::process::id());
     let id = tag.clone();
     let cgroup = RunCgroup::create(&tag).map_err(|e| failed(e.to_string()))?;
-    let mut probe_args = vec![
-        "--io-mib".to_string(),
-        args.io_mib.to_string(),
-        "--syscalls".into(),
-        args.syscalls.to_string(),
-        "--cpu-iters".into(),
-        args.cpu_iters.to_string(),
-    ];
-    if let Some(pid) = host["pid"].as_u64() {
-        probe_args.extend(["--host-pid".to_string(), pid.to_string()]);
-    }
     let bundle = work
-        .bundle_for(mode, &format!("/{tag}/ctr"), &probe_args)
+        .bundle_for(mode, &format!("/{tag}/ctr"), &probe_args(args, host))
         .map_err(|e| failed(e.to_string()))?;
     let no_pivot = mode == "container" && super::no_pivot(args);
     let outcome = spawn_timed(
@@ -141,62 +130,61 @@ fn run_once(
         no_pivot,
     );
     // Whatever happened, leave no container behind, then read the peak.
-    if work.state_root.join(&id).exists() {
+    delete_container(vessel, &work.state_root, &id);
+    let peak = cgroup.peak_bytes();
+    drop(cgroup);
+    let o = outcome.map_err(|e| failed(e.to_string()))?;
+    run_record(&o, peak, mode, index, args.timeout)
+}
+
+/// The probe's command line: the cost parameters and the host pid to aim
+/// the escape probes at.
+fn probe_args(args: &CompareArgs, host: &Value) -> Vec<String> {
+    let mut probe_args = vec![
+        "--io-mib".to_string(),
+        args.io_mib.to_string(),
+        "--syscalls".into(),
+        args.syscalls.to_string(),
+        "--cpu-iters".into(),
+        args.cpu_iters.to_string(),
+    ];
+    if let Some(pid) = host["pid"].as_u64() {
+        probe_args.extend(["--host-pid".to_string(), pid.to_string()]);
+    }
+    probe_args
+}
+
+/// `vessel delete -f` the run's container if its state is still there.
+fn delete_container(vessel: &Path, state_root: &Path, id: &str) {
+    if state_root.join(id).exists() {
         let _ = Command::new(vessel)
             .arg("--root")
-            .arg(&work.state_root)
-            .args(["delete", "-f", &id])
+            .arg(state_root)
+            .args(["delete", "-f", id])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
     }
-    let peak = cgroup.peak_bytes();
-    drop(cgroup);
-    let o = outcome.map_err(|e| failed(e.to_string()))?;
+}
+
+/// One run's record (timings, memory peak, the probe's report), or why
+/// the run does not count.
+fn run_record(
+    o: &Outcome,
+    peak: Option<u64>,
+    mode: &str,
+    index: u32,
+    timeout_s: u64,
+) -> std::result::Result<Value, RunError> {
     let stdout = String::from_utf8_lossy(&o.stdout);
     let stderr = String::from_utf8_lossy(&o.stderr).trim().to_string();
     if o.timed_out {
         return Err(failed(format!(
-            "{mode} run {index} timed out after {} s; stderr: {stderr}",
-            args.timeout
+            "{mode} run {index} timed out after {timeout_s} s; stderr: {stderr}"
         )));
     }
-    let probe = stdout
-        .lines()
-        .rev()
-        .find(|l| l.starts_with('{'))
-        .and_then(|l| serde_json::from_str::<Value>(l).ok());
-    let Some(probe) = probe else {
-        // VM mode with no output at all: vessel refused before the guest ran.
-        let status = if mode == "vm" && o.first_output.is_none() && o.code != Some(0) {
-            "unavailable"
-        } else {
-            "failed"
-        };
-        let why = if stderr.is_empty() {
-            let tail: String = stdout
-                .chars()
-                .rev()
-                .take(200)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect();
-            format!(
-                "vessel run exited with {:?} and printed no probe report ({} bytes of stdout, ending {tail:?})",
-                o.code,
-                stdout.len()
-            )
-        } else {
-            stderr
-                .strip_prefix("vessel: ")
-                .unwrap_or(&stderr)
-                .to_string()
-        };
-        return Err(RunError {
-            status: status.into(),
-            message: why,
-        });
+    let Some(probe) = probe_report(&stdout) else {
+        return Err(no_probe_report(o, mode, &stdout, &stderr));
     };
     if o.code != Some(0) {
         return Err(failed(format!(
@@ -213,6 +201,51 @@ fn run_once(
         "exit_code": o.code,
         "probe": probe,
     }))
+}
+
+/// The probe's JSON report: the last stdout line that starts with `{`,
+/// if it parses.
+fn probe_report(stdout: &str) -> Option<Value> {
+    stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .and_then(|l| serde_json::from_str::<Value>(l).ok())
+}
+
+/// Why a run printed no probe report: vessel's own message, or the tail of
+/// stdout. VM mode with no output at all is "unavailable": vessel refused
+/// before the guest ran.
+fn no_probe_report(o: &Outcome, mode: &str, stdout: &str, stderr: &str) -> RunError {
+    let status = if mode == "vm" && o.first_output.is_none() && o.code != Some(0) {
+        "unavailable"
+    } else {
+        "failed"
+    };
+    let why = if stderr.is_empty() {
+        let tail: String = stdout
+            .chars()
+            .rev()
+            .take(200)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        format!(
+            "vessel run exited with {:?} and printed no probe report ({} bytes of stdout, ending {tail:?})",
+            o.code,
+            stdout.len()
+        )
+    } else {
+        stderr
+            .strip_prefix("vessel: ")
+            .unwrap_or(stderr)
+            .to_string()
+    };
+    RunError {
+        status: status.into(),
+        message: why,
+    }
 }
 
 struct Outcome {
@@ -246,6 +279,42 @@ fn spawn_timed(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    join_cgroup_before_exec(&mut cmd, cgroup);
+    let t0 = Instant::now();
+    let mut child = cmd.spawn().map_err(Error::io("spawn vessel run", vessel))?;
+    let so = child
+        .stdout
+        .take()
+        .ok_or_else(|| Error::Other("vessel run: no stdout pipe".into()))?;
+    let mut se = child
+        .stderr
+        .take()
+        .ok_or_else(|| Error::Other("vessel run: no stderr pipe".into()))?;
+    let rx_out = read_stdout_timed(so, t0);
+    let (tx_err, rx_err) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut all = Vec::new();
+        let _ = se.read_to_end(&mut all);
+        let _ = tx_err.send(all);
+    });
+    let (status, timed_out) = wait_or_kill(&mut child, t0, Duration::from_secs(timeout_s))?;
+    let exit = t0.elapsed();
+    let grace = Duration::from_secs(5);
+    let (first_output, stdout) = rx_out.recv_timeout(grace).unwrap_or((None, Vec::new()));
+    let stderr = rx_err.recv_timeout(grace).unwrap_or_default();
+    Ok(Outcome {
+        first_output,
+        exit,
+        code: status.and_then(|s| s.code()),
+        stdout,
+        stderr,
+        timed_out,
+    })
+}
+
+/// Have the child write its pid to the run cgroup's procs files before it
+/// execs.
+fn join_cgroup_before_exec(cmd: &mut Command, cgroup: &RunCgroup) {
     let fds: Vec<i32> = cgroup.procs.iter().map(|f| f.as_raw_fd()).collect();
     // SAFETY: the closure only calls getpid and write on fds opened before
     // the fork, with a stack buffer: async-signal-safe.
@@ -261,16 +330,14 @@ fn spawn_timed(
             Ok(())
         });
     }
-    let t0 = Instant::now();
-    let mut child = cmd.spawn().map_err(Error::io("spawn vessel run", vessel))?;
-    let mut so = child
-        .stdout
-        .take()
-        .ok_or_else(|| Error::Other("vessel run: no stdout pipe".into()))?;
-    let mut se = child
-        .stderr
-        .take()
-        .ok_or_else(|| Error::Other("vessel run: no stderr pipe".into()))?;
+}
+
+/// Read all of stdout on a thread; sends (time of the first byte since
+/// `t0`, everything read) at EOF.
+fn read_stdout_timed(
+    mut so: std::process::ChildStdout,
+    t0: Instant,
+) -> mpsc::Receiver<(Option<Duration>, Vec<u8>)> {
     let (tx_out, rx_out) = mpsc::channel();
     std::thread::spawn(move || {
         let mut first = None;
@@ -287,39 +354,28 @@ fn spawn_timed(
         }
         let _ = tx_out.send((first, all));
     });
-    let (tx_err, rx_err) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut all = Vec::new();
-        let _ = se.read_to_end(&mut all);
-        let _ = tx_err.send(all);
-    });
-    let limit = Duration::from_secs(timeout_s);
-    let mut timed_out = false;
-    let status = loop {
+    rx_out
+}
+
+/// Wait for the child, killing it once `limit` has passed since `t0`;
+/// returns its status and whether it timed out.
+fn wait_or_kill(
+    child: &mut std::process::Child,
+    t0: Instant,
+    limit: Duration,
+) -> Result<(Option<std::process::ExitStatus>, bool)> {
+    loop {
         match child.try_wait() {
-            Ok(Some(st)) => break Some(st),
+            Ok(Some(st)) => return Ok((Some(st), false)),
             Ok(None) => {}
             Err(e) => return Err(Error::Other(format!("wait for vessel run: {e}"))),
         }
         if t0.elapsed() > limit {
-            timed_out = true;
             let _ = child.kill();
-            break child.wait().ok();
+            return Ok((child.wait().ok(), true));
         }
         std::thread::sleep(Duration::from_millis(1));
-    };
-    let exit = t0.elapsed();
-    let grace = Duration::from_secs(5);
-    let (first_output, stdout) = rx_out.recv_timeout(grace).unwrap_or((None, Vec::new()));
-    let stderr = rx_err.recv_timeout(grace).unwrap_or_default();
-    Ok(Outcome {
-        first_output,
-        exit,
-        code: status.and_then(|s| s.code()),
-        stdout,
-        stderr,
-        timed_out,
-    })
+    }
 }
 
 /// Decimal digits of `pid` into `buf`; returns the length.
