@@ -234,50 +234,24 @@ fn cpu_work(iters: u64) -> Json {
 // ----------------------------------------------------------- isolation ----
 
 fn isolation(o: &Options) -> Json {
-    // SAFETY: utsname is plain data; uname fills it.
-    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
-    // SAFETY: u is a valid utsname to fill.
-    unsafe { libc::uname(&mut u) };
-    let field = |f: &[libc::c_char]| {
-        let bytes: Vec<u8> = f
-            .iter()
-            .take_while(|c| **c != 0)
-            .map(|c| *c as u8)
-            .collect();
-        String::from_utf8_lossy(&bytes).into_owned()
-    };
-    let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let cpu_model = cpuinfo
-        .lines()
-        .find(|l| l.starts_with("model name"))
-        .and_then(|l| l.split_once(':'))
-        .map(|(_, v)| v.trim().to_string());
-    let cpu_count = cpuinfo
-        .lines()
-        .filter(|l| l.starts_with("processor"))
-        .count();
+    let mut fields = kernel_and_machine();
+    fields.extend(visible_host());
+    fields.extend(privileges(o));
+    Json::Obj(fields)
+}
+
+/// The kernel (uname, boot id, command line) and the machine it shows.
+fn kernel_and_machine() -> Vec<(String, Json)> {
+    let u = uname();
+    let (cpu_model, cpu_count) = cpuinfo();
     let mem_total = fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|t| keyed_kib(&t, "MemTotal"));
-    let me = std::process::id();
-    let pids: Vec<u32> = fs::read_dir("/proc")
-        .map(|d| {
-            d.flatten()
-                .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok()))
-                .collect()
-        })
-        .unwrap_or_default();
-    let others = pids.iter().filter(|p| **p != me).count();
-    let modules = match fs::read_to_string("/proc/modules") {
-        Ok(t) => Json::Int(t.lines().count() as i64),
-        Err(e) => Json::str(&io_err_name(&e)),
-    };
-    let dev_entries = list_dir("/dev");
-    Json::Obj(vec![
-        ("kernel_release".into(), Json::str(&field(&u.release))),
-        ("kernel_version".into(), Json::str(&field(&u.version))),
-        ("machine".into(), Json::str(&field(&u.machine))),
-        ("hostname".into(), Json::str(&field(&u.nodename))),
+    vec![
+        ("kernel_release".into(), Json::str(&c_field(&u.release))),
+        ("kernel_version".into(), Json::str(&c_field(&u.version))),
+        ("machine".into(), Json::str(&c_field(&u.machine))),
+        ("hostname".into(), Json::str(&c_field(&u.nodename))),
         (
             "boot_id".into(),
             opt_str(read_trim("/proc/sys/kernel/random/boot_id")),
@@ -294,38 +268,42 @@ fn isolation(o: &Options) -> Json {
             ),
         ),
         ("mem_total_kib".into(), opt_num(mem_total)),
+    ]
+}
+
+/// What of the host the process can see: processes, modules, the kernel
+/// log, devices, block and network devices, DMI.
+fn visible_host() -> Vec<(String, Json)> {
+    let me = std::process::id();
+    let modules = match fs::read_to_string("/proc/modules") {
+        Ok(t) => Json::Int(t.lines().count() as i64),
+        Err(e) => Json::str(&io_err_name(&e)),
+    };
+    let dev_entries = list_dir("/dev");
+    vec![
         ("pid".into(), Json::Int(me as i64)),
-        ("other_processes".into(), Json::Int(others as i64)),
+        (
+            "other_processes".into(),
+            Json::Int(other_processes(me) as i64),
+        ),
         ("pid1_comm".into(), opt_str(read_trim("/proc/1/comm"))),
         ("modules".into(), modules),
         ("dmesg".into(), dmesg()),
         ("dev_count".into(), Json::Int(dev_entries.len() as i64)),
-        (
-            "dev".into(),
-            Json::Arr(dev_entries.iter().map(|s| Json::str(s)).collect()),
-        ),
-        (
-            "sys_block".into(),
-            Json::Arr(
-                list_dir("/sys/block")
-                    .iter()
-                    .map(|s| Json::str(s))
-                    .collect(),
-            ),
-        ),
-        (
-            "sys_net".into(),
-            Json::Arr(
-                list_dir("/sys/class/net")
-                    .iter()
-                    .map(|s| Json::str(s))
-                    .collect(),
-            ),
-        ),
+        ("dev".into(), names(&dev_entries)),
+        ("sys_block".into(), names(&list_dir("/sys/block"))),
+        ("sys_net".into(), names(&list_dir("/sys/class/net"))),
         (
             "dmi_product".into(),
             opt_str(read_trim("/sys/class/dmi/id/product_name")),
         ),
+    ]
+}
+
+/// What the process may do: capabilities, seccomp, user mapping, and the
+/// filesystems it works on.
+fn privileges(o: &Options) -> Vec<(String, Json)> {
+    vec![
         ("cap_eff".into(), opt_str(status_str("CapEff"))),
         ("seccomp".into(), opt_str(status_str("Seccomp"))),
         (
@@ -337,7 +315,56 @@ fn isolation(o: &Options) -> Json {
         ),
         ("io_dir".into(), Json::str(&o.io_dir)),
         ("root_fs".into(), Json::str(&statfs_name("/"))),
-    ])
+    ]
+}
+
+fn uname() -> libc::utsname {
+    // SAFETY: utsname is plain data; uname fills it.
+    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: u is a valid utsname to fill.
+    unsafe { libc::uname(&mut u) };
+    u
+}
+
+/// A NUL-terminated utsname field as text.
+fn c_field(f: &[libc::c_char]) -> String {
+    let bytes: Vec<u8> = f
+        .iter()
+        .take_while(|c| **c != 0)
+        .map(|c| *c as u8)
+        .collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// The CPU model name and the number of processors /proc/cpuinfo lists.
+fn cpuinfo() -> (Option<String>, usize) {
+    let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu_model = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, v)| v.trim().to_string());
+    let cpu_count = cpuinfo
+        .lines()
+        .filter(|l| l.starts_with("processor"))
+        .count();
+    (cpu_model, cpu_count)
+}
+
+/// How many processes other than this one /proc lists.
+fn other_processes(me: u32) -> usize {
+    let pids: Vec<u32> = fs::read_dir("/proc")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok()))
+                .collect()
+        })
+        .unwrap_or_default();
+    pids.iter().filter(|p| **p != me).count()
+}
+
+fn names(list: &[String]) -> Json {
+    Json::Arr(list.iter().map(|s| Json::str(s)).collect())
 }
 
 /// Can the kernel log be read? syslog(2) READ_ALL into a small buffer.
