@@ -98,28 +98,17 @@ pub fn spawn_init(
     plan: &InitPlan,
     cgroup: Option<&Cgroup>,
     maps: Option<&IdMaps>,
-    cb: Callbacks,
+    mut cb: Callbacks,
 ) -> Result<Spawned> {
     let (psock, csock) = sync::socketpair()?;
     // SAFETY: psock is ours; OwnedFd closes it on every return path.
     let psock_owned = unsafe { OwnedFd::from_raw_fd(psock) };
+    // Allocated before the clone: the child only writes into it.
     let mut hook_buf = vec![0u8; plan.hook_state_capacity];
     let two = plan.ns.needs_two_stages();
-    let flags = if two {
-        0
-    } else {
-        plan.ns.create & !(libc::CLONE_NEWCGROUP | libc::CLONE_NEWTIME)
-    };
-    let pid = raw_clone(flags)?;
+    let pid = raw_clone(clone_flags(plan, two))?;
     if pid == 0 {
-        // No child may keep the state lock alive (see container::lock).
-        crate::container::lock::close_inherited();
-        // SAFETY: closing the parent's end in the child.
-        unsafe { libc::close(psock) };
-        if two {
-            child::intermediate_main(plan, csock, &mut hook_buf);
-        }
-        child::init_main(plan, csock, &mut hook_buf);
+        child_side(plan, psock, csock, two, &mut hook_buf);
     }
     // SAFETY: closing the child's end in the parent.
     unsafe { libc::close(csock) };
@@ -128,28 +117,7 @@ pub fn spawn_init(
         cg.add_task(pid)?;
     }
     let init = if two {
-        let mut init = None;
-        while init.is_none() {
-            match sync::recv(psock) {
-                Some(m) if m.kind == Kind::NeedMaps as u32 => {
-                    if let Some(maps) = maps {
-                        write_maps(pid, maps)?;
-                    }
-                    sync::send(psock, &Msg::new(Kind::MapsDone));
-                }
-                Some(m) if m.kind == Kind::InitPid as u32 => init = Some(m.index),
-                Some(m) if m.kind == Kind::Error as u32 => return Err(child_error(plan, &m)),
-                _ => return Err(Error::Other("container init exited during setup".into())),
-            }
-        }
-        // SAFETY: reaping the intermediate, which exits right away.
-        unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
-        let init = init.unwrap_or(0);
-        if init <= 0 {
-            return Err(Error::Other(format!(
-                "container init: the intermediate process reported pid {init}"
-            )));
-        }
+        let init = init_from_intermediate(plan, psock, pid, maps)?;
         reaper.set(init);
         // The intermediate forks the init as soon as its namespaces are
         // set, usually before we moved it above: the init would stay in
@@ -169,12 +137,83 @@ pub fn spawn_init(
         }
         pid
     };
+    set_oom_score_adj(plan, init)?;
+    (cb.on_pid)(init)?;
+    sync::send(psock, &Msg::new(Kind::Go));
+    serve_until_ready(plan, psock, init, &mut cb)?;
+    drop(psock_owned);
+    reaper.disarm();
+    Ok(Spawned { pid: init })
+}
+
+/// The namespaces the clone itself creates: none when an intermediate
+/// process makes them (it must join others first); never the cgroup and
+/// time namespaces, which the init makes later.
+fn clone_flags(plan: &InitPlan, two_stages: bool) -> libc::c_int {
+    if two_stages {
+        0
+    } else {
+        plan.ns.create & !(libc::CLONE_NEWCGROUP | libc::CLONE_NEWTIME)
+    }
+}
+
+/// The cloned child: the intermediate process or the init itself. Runs
+/// only async-signal-safe code until exec.
+fn child_side(plan: &InitPlan, psock: RawFd, csock: RawFd, two: bool, hook_buf: &mut [u8]) -> ! {
+    // No child may keep the state lock alive (see container::lock).
+    crate::container::lock::close_inherited();
+    // SAFETY: closing the parent's end in the child.
+    unsafe { libc::close(psock) };
+    if two {
+        child::intermediate_main(plan, csock, hook_buf);
+    }
+    child::init_main(plan, csock, hook_buf);
+}
+
+/// Two stages: answer the intermediate's request for id maps until it
+/// reports the init's pid, then reap it.
+fn init_from_intermediate(
+    plan: &InitPlan,
+    psock: RawFd,
+    pid: i32,
+    maps: Option<&IdMaps>,
+) -> Result<i32> {
+    let mut init = None;
+    while init.is_none() {
+        match sync::recv(psock) {
+            Some(m) if m.kind == Kind::NeedMaps as u32 => {
+                if let Some(maps) = maps {
+                    write_maps(pid, maps)?;
+                }
+                sync::send(psock, &Msg::new(Kind::MapsDone));
+            }
+            Some(m) if m.kind == Kind::InitPid as u32 => init = Some(m.index),
+            Some(m) if m.kind == Kind::Error as u32 => return Err(child_error(plan, &m)),
+            _ => return Err(exited_during_setup()),
+        }
+    }
+    // SAFETY: reaping the intermediate, which exits right away.
+    unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+    let init = init.unwrap_or(0);
+    if init <= 0 {
+        return Err(Error::Other(format!(
+            "container init: the intermediate process reported pid {init}"
+        )));
+    }
+    Ok(init)
+}
+
+fn set_oom_score_adj(plan: &InitPlan, init: i32) -> Result<()> {
     if let Some(adj) = plan.process.oom_score_adj {
         let path = format!("/proc/{init}/oom_score_adj");
         std::fs::write(&path, adj.to_string()).map_err(Error::io("write", &path))?;
     }
-    (cb.on_pid)(init)?;
-    sync::send(psock, &Msg::new(Kind::Go));
+    Ok(())
+}
+
+/// After Go: run the hooks the init asks for and take its seccomp listener,
+/// until it reports Ready (answered with the startContainer hooks' state).
+fn serve_until_ready(plan: &InitPlan, psock: RawFd, init: i32, cb: &mut Callbacks) -> Result<()> {
     loop {
         match sync::recv(psock) {
             Some(m) if m.kind == Kind::RunHooks as u32 => {
@@ -195,15 +234,16 @@ pub fn spawn_init(
                     state.truncate(plan.hook_state_capacity);
                     sync::send_bytes(psock, &state);
                 }
-                break;
+                return Ok(());
             }
             Some(m) if m.kind == Kind::Error as u32 => return Err(child_error(plan, &m)),
-            _ => return Err(Error::Other("container init exited during setup".into())),
+            _ => return Err(exited_during_setup()),
         }
     }
-    drop(psock_owned);
-    reaper.disarm();
-    Ok(Spawned { pid: init })
+}
+
+fn exited_during_setup() -> Error {
+    Error::Other("container init exited during setup".into())
 }
 
 fn write_maps(pid: i32, maps: &IdMaps) -> Result<()> {
@@ -229,75 +269,98 @@ pub fn child_error(plan: &InitPlan, m: &Msg) -> Error {
         Some(Step::ExecNotFound) => {
             return Error::InvalidInput(process_step(&plan.process, m).unwrap_or_default());
         }
+        Some(Step::MountNotDir) => return mount_not_on_a_directory(plan, idx),
         Some(
-            Step::Mount
+            step @ (Step::Mount
             | Step::MountMkdir
             | Step::MountOpen
             | Step::MountRemount
-            | Step::MountPropagation
-            | Step::MountNotDir,
-        ) => {
-            let m2 = plan.mounts.get(idx);
-            if Step::from_u32(m.step) == Some(Step::MountNotDir) {
-                let fstype = m2.map(|x| lossy(&x.fstype)).unwrap_or_default();
-                return Error::InvalidInput(format!(
-                    "container init: mount {fstype} at /{}: filesystem {fstype:?} must be mounted \
-                     on an ordinary directory (the rootfs has a symlink or a file there)",
-                    m2.map(|x| lossy(&x.dest)).unwrap_or_default()
-                ));
-            }
-            let verb = match Step::from_u32(m.step) {
-                Some(Step::MountMkdir) => "create the mount point",
-                Some(Step::MountOpen) => "open the mount point",
-                Some(Step::MountRemount) => "remount",
-                Some(Step::MountPropagation) => "set propagation",
-                _ => "mount",
-            };
-            format!(
-                "{verb} of mount /{} (source {}, type {})",
-                m2.map(|x| lossy(&x.dest)).unwrap_or_default(),
-                m2.map(|x| lossy(&x.source)).unwrap_or_default(),
-                m2.map(|x| lossy(&x.fstype)).unwrap_or_default()
-            )
-        }
-        Some(Step::Device) => format!(
+            | Step::MountPropagation),
+        ) => mount_step(plan, step, idx),
+        Some(s) => setup_step(plan, s, m)
+            .or_else(|| process_step(&plan.process, m))
+            .unwrap_or_else(|| format!("{s:?}")),
+        None => format!("step {}", m.step),
+    };
+    Error::Sys {
+        what: format!("container init: {what}"),
+        source: errno,
+    }
+}
+
+/// A filesystem mount whose destination in the rootfs is a symlink or a file.
+fn mount_not_on_a_directory(plan: &InitPlan, idx: usize) -> Error {
+    let m2 = plan.mounts.get(idx);
+    let fstype = m2.map(|x| lossy(&x.fstype)).unwrap_or_default();
+    Error::InvalidInput(format!(
+        "container init: mount {fstype} at /{}: filesystem {fstype:?} must be mounted \
+         on an ordinary directory (the rootfs has a symlink or a file there)",
+        m2.map(|x| lossy(&x.dest)).unwrap_or_default()
+    ))
+}
+
+/// Which part of mount `idx` failed, with its destination, source and type.
+fn mount_step(plan: &InitPlan, step: Step, idx: usize) -> String {
+    let m2 = plan.mounts.get(idx);
+    let verb = match step {
+        Step::MountMkdir => "create the mount point",
+        Step::MountOpen => "open the mount point",
+        Step::MountRemount => "remount",
+        Step::MountPropagation => "set propagation",
+        _ => "mount",
+    };
+    format!(
+        "{verb} of mount /{} (source {}, type {})",
+        m2.map(|x| lossy(&x.dest)).unwrap_or_default(),
+        m2.map(|x| lossy(&x.source)).unwrap_or_default(),
+        m2.map(|x| lossy(&x.fstype)).unwrap_or_default()
+    )
+}
+
+/// The container set-up steps other than mounts (devices, masked and
+/// read-only paths, sysctls, the rootfs, namespaces to join); None for the
+/// process's own steps.
+fn setup_step(plan: &InitPlan, step: Step, m: &Msg) -> Option<String> {
+    let idx = m.index.max(0) as usize;
+    Some(match step {
+        Step::Device => format!(
             "create device /{}",
             plan.devices
                 .get(idx)
                 .map(|d| lossy(&d.dest))
                 .unwrap_or_default()
         ),
-        Some(Step::MaskPath) => format!(
+        Step::MaskPath => format!(
             "mask path {}",
             plan.masked.get(idx).map(|d| lossy(d)).unwrap_or_default()
         ),
-        Some(Step::ReadonlyPath) => format!(
+        Step::ReadonlyPath => format!(
             "make {} read-only",
             plan.readonly.get(idx).map(|d| lossy(d)).unwrap_or_default()
         ),
-        Some(Step::Sysctl) if m.index < 0 => {
+        Step::Sysctl if m.index < 0 => {
             "open the container's /proc/sys (is procfs mounted at /proc?)".to_string()
         }
-        Some(Step::Sysctl) => format!(
+        Step::Sysctl => format!(
             "write sysctl /proc/sys/{}",
             plan.sysctls
                 .get(idx)
                 .map(|d| lossy(&d.0))
                 .unwrap_or_default()
         ),
-        Some(Step::DevReadonly) => "make /dev read-only".to_string(),
-        Some(Step::HidePaths) => format!(
+        Step::DevReadonly => "make /dev read-only".to_string(),
+        Step::HidePaths => format!(
             "detach the host's {} before MS_MOVE (--no-pivot)",
             plan.hide_on_no_pivot
                 .get(idx)
                 .map(|d| lossy(d))
                 .unwrap_or_default()
         ),
-        Some(Step::OpenRootfs) if m.errno == libc::ELOOP => format!(
+        Step::OpenRootfs if m.errno == libc::ELOOP => format!(
             "open rootfs {}: a symlink is on its path (it was replaced after validation?)",
             lossy(&plan.rootfs)
         ),
-        Some(Step::Setns) => format!(
+        Step::Setns => format!(
             "join namespace {}",
             plan.ns
                 .join
@@ -305,13 +368,8 @@ pub fn child_error(plan: &InitPlan, m: &Msg) -> Error {
                 .map(|j| lossy(&j.path))
                 .unwrap_or_default()
         ),
-        Some(s) => process_step(&plan.process, m).unwrap_or_else(|| format!("{s:?}")),
-        None => format!("step {}", m.step),
-    };
-    Error::Sys {
-        what: format!("container init: {what}"),
-        source: errno,
-    }
+        _ => return None,
+    })
 }
 
 /// What a failed step of the process itself was (the executable, cwd, user,
