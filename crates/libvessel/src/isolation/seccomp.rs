@@ -312,6 +312,19 @@ pub(crate) fn plan(
     seccomp: &LinuxSeccomp,
     warn: &mut dyn FnMut(String),
 ) -> Result<Plan, SeccompError> {
+    let default = default_action(seccomp)?;
+    let (groups, last_named) = group_rules(seccomp, default, warn)?;
+    let (i386, x32) = foreign_arch_actions(seccomp, default, &groups, warn);
+    Ok(Plan {
+        default,
+        i386,
+        x32,
+        groups,
+        enosys_above: enosys_above(default, last_named),
+    })
+}
+
+fn default_action(seccomp: &LinuxSeccomp) -> Result<Action, SeccompError> {
     let default = Action::from_oci(seccomp.default_action(), seccomp.default_errno_ret())
         .map_err(|why| SeccompError::Msg(format!("defaultErrnoRet: {why}")))?;
     if default == Action::Notify {
@@ -320,7 +333,17 @@ pub(crate) fn plan(
             "SCMP_ACT_NOTIFY cannot be the default action".into(),
         ));
     }
+    Ok(default)
+}
 
+/// Every rule whose action is not the default, grouped by action and
+/// syscall number; with the highest syscall number the profile names
+/// (whatever its action, as runc counts).
+fn group_rules(
+    seccomp: &LinuxSeccomp,
+    default: Action,
+    warn: &mut dyn FnMut(String),
+) -> Result<(Groups, Option<i64>), SeccompError> {
     let mut groups: Groups = BTreeMap::new();
     let mut last_named: Option<i64> = None;
     for call in seccomp.syscalls().iter().flatten() {
@@ -336,15 +359,7 @@ pub(crate) fn plan(
                 why,
             })?;
         for name in call.names() {
-            if action == Action::Notify && NOTIFY_FORBIDDEN.contains(&name.as_str()) {
-                return Err(SeccompError::Rule {
-                    name: name.clone(),
-                    why: format!(
-                        "SCMP_ACT_NOTIFY cannot be used for the {name} syscall: vessel hands \
-                         the listener fd over with it, before any agent holds the listener"
-                    ),
-                });
-            }
+            check_notify_allowed(action, name)?;
             let Some(nr) = syscall_nr(name) else {
                 if action != default {
                     warn(format!("seccomp: unknown syscall {name:?} ignored"));
@@ -353,28 +368,58 @@ pub(crate) fn plan(
             };
             // runc counts every named syscall, whatever its action.
             last_named = last_named.max(Some(nr));
-            if action == default {
-                continue;
-            }
-            let slot = groups.entry(action).or_default().entry(nr);
-            match (slot, &rules) {
-                (std::collections::btree_map::Entry::Vacant(v), r) => {
-                    v.insert(match r {
-                        None => Match::Always,
-                        Some(r) => Match::AnyOf(r.clone()),
-                    });
-                }
-                (std::collections::btree_map::Entry::Occupied(mut o), r) => {
-                    match (o.get_mut(), r) {
-                        (Match::Always, _) => {}
-                        (m @ Match::AnyOf(_), None) => *m = Match::Always,
-                        (Match::AnyOf(have), Some(more)) => have.extend(more.iter().cloned()),
-                    }
-                }
+            if action != default {
+                add_rule(&mut groups, action, nr, &rules);
             }
         }
     }
+    Ok((groups, last_named))
+}
 
+/// SCMP_ACT_NOTIFY is refused for the syscalls vessel itself uses to hand
+/// the listener over.
+fn check_notify_allowed(action: Action, name: &str) -> Result<(), SeccompError> {
+    if action == Action::Notify && NOTIFY_FORBIDDEN.contains(&name) {
+        return Err(SeccompError::Rule {
+            name: name.to_owned(),
+            why: format!(
+                "SCMP_ACT_NOTIFY cannot be used for the {name} syscall: vessel hands \
+                 the listener fd over with it, before any agent holds the listener"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Merge one entry's rules for `nr` into its action group: a rule without
+/// args matches every call, otherwise the conditions add up (any of them).
+fn add_rule(groups: &mut Groups, action: Action, nr: i64, rules: &Option<Vec<Vec<Cond>>>) {
+    let slot = groups.entry(action).or_default().entry(nr);
+    match (slot, rules) {
+        (std::collections::btree_map::Entry::Vacant(v), r) => {
+            v.insert(match r {
+                None => Match::Always,
+                Some(r) => Match::AnyOf(r.clone()),
+            });
+        }
+        (std::collections::btree_map::Entry::Occupied(mut o), r) => match (o.get_mut(), r) {
+            (Match::Always, _) => {}
+            (m @ Match::AnyOf(_), None) => *m = Match::Always,
+            (Match::AnyOf(have), Some(more)) => have.extend(more.iter().cloned()),
+        },
+    }
+}
+
+/// The actions for i386 and x32 calls: killed when their architecture is
+/// not listed; otherwise the default when it denies (or nothing else is
+/// allowed), else ENOSYS. Warns about listed architectures other than
+/// x86_64's.
+fn foreign_arch_actions(
+    seccomp: &LinuxSeccomp,
+    default: Action,
+    groups: &Groups,
+    warn: &mut dyn FnMut(String),
+) -> (Action, Action) {
     let archs: Vec<Arch> = seccomp.architectures().clone().unwrap_or_default();
     let listed = |a: Arch| archs.contains(&a);
     for a in &archs {
@@ -394,27 +439,25 @@ pub(crate) fn plan(
             Action::Errno(libc::ENOSYS as u16)
         }
     };
-    let i386 = foreign(listed(Arch::ScmpArchX86));
-    let x32 = foreign(listed(Arch::ScmpArchX32));
-    // runc's -ENOSYS stub (libcontainer/seccomp/patchbpf): under a profile
-    // that denies by default, a syscall newer than every syscall the profile
-    // names fails with ENOSYS, so libc falls back to the older call (clone3
-    // to clone, faccessat2 to faccessat) instead of taking the default
-    // action. Permissive defaults need no stub, nor does a default that
-    // already returns ENOSYS.
+    (
+        foreign(listed(Arch::ScmpArchX86)),
+        foreign(listed(Arch::ScmpArchX32)),
+    )
+}
+
+/// runc's -ENOSYS stub (libcontainer/seccomp/patchbpf): under a profile
+/// that denies by default, a syscall newer than every syscall the profile
+/// names fails with ENOSYS, so libc falls back to the older call (clone3
+/// to clone, faccessat2 to faccessat) instead of taking the default
+/// action. Permissive defaults need no stub, nor does a default that
+/// already returns ENOSYS.
+fn enosys_above(default: Action, last_named: Option<i64>) -> Option<u32> {
     let enosys = Action::Errno(libc::ENOSYS as u16);
-    let enosys_above = match default {
+    match default {
         Action::Allow | Action::Log => None,
         d if d == enosys => None,
         _ => last_named.and_then(|n| u32::try_from(n).ok()),
-    };
-    Ok(Plan {
-        default,
-        i386,
-        x32,
-        groups,
-        enosys_above,
-    })
+    }
 }
 
 /// The rules of one OCI syscall entry: None for "no args" (always matches).
