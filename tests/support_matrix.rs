@@ -209,7 +209,10 @@ fn features_document_is_well_formed() {
             || opt.starts_with("no")
             || opt == "loud"
             // Recursive options: mount_setattr after the mount.
-            || libvessel::isolation::mounts::recursive_option(&opt).is_some();
+            || libvessel::isolation::mounts::recursive_option(&opt).is_some()
+            // Id-mapped mounts: isolation::idmap, before the mount.
+            || opt == "idmap"
+            || opt == "ridmap";
         assert!(
             flags != 0 || prop != 0 || bind || clears,
             "mount option {opt} has no effect"
@@ -236,7 +239,15 @@ fn features_command_prints_the_file() {
     let rt = Runtime::new();
     let out = rt.ok(&["features"]);
     let printed: Value = serde_json::from_str(&out).expect("`vessel features` prints JSON");
-    assert_eq!(printed, features());
+    let mut expected = features();
+    if !libvessel::isolation::idmap::kernel_supports_idmap() {
+        // What depends on the kernel: no mount_setattr, no id-mapped mounts.
+        expected["linux"]["mountExtensions"]["idmap"]["enabled"] = json!(false);
+        if let Some(opts) = expected["mountOptions"].as_array_mut() {
+            opts.retain(|o| o != "idmap" && o != "ridmap");
+        }
+    }
+    assert_eq!(printed, expected);
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! parent turns config.json into flat plans here; the init applies them.
 pub mod caps;
 pub mod devices;
+pub mod idmap;
 pub mod mounts;
 pub mod namespaces;
 pub use vessel_common::rlimits;

@@ -22,13 +22,16 @@ pub struct Bundle {
     pub rootfs: PathBuf,
     /// Seccomp flags oci-spec cannot parse, taken out of the raw JSON.
     pub seccomp_extra_flags: Vec<String>,
+    /// Each config mount's id mapping (create only; empty from `read_bundle`).
+    pub mount_idmaps: Vec<Option<crate::isolation::idmap::MountIdmap>>,
 }
 
 /// Read `<bundle>/config.json`, parse and validate it (create).
 pub fn load_bundle(bundle: &Path) -> Result<Bundle> {
-    let b = read_bundle(bundle)?;
+    let mut b = read_bundle(bundle)?;
     validate::validate(&b.spec, &b.raw)?;
     support::enforce(&b.raw)?;
+    b.mount_idmaps = crate::isolation::idmap::mount_idmaps(&b.spec, &b.raw)?;
     Ok(b)
 }
 
@@ -101,6 +104,7 @@ pub fn read_bundle(bundle: &Path) -> Result<Bundle> {
         raw,
         rootfs,
         seccomp_extra_flags,
+        mount_idmaps: Vec::new(),
     })
 }
 

@@ -333,6 +333,7 @@ fn start_init(
         no_pivot: opts.no_pivot || host_root_is_initramfs(),
         no_new_keyring: opts.no_new_keyring,
         seccomp_flags: &bundle.seccomp_extra_flags,
+        mount_idmaps: &bundle.mount_idmaps,
         relay_tty: opts.console_fd.is_some(),
     })?;
     let linux = bundle.spec.linux().clone().unwrap_or_default();

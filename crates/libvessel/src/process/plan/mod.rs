@@ -148,6 +148,8 @@ pub struct PlanInput<'a> {
     pub seccomp_flags: &'a [String],
     /// The console socket leads back to vessel (foreground `run`).
     pub relay_tty: bool,
+    /// Each config mount's id mapping (`spec::Bundle::mount_idmaps`).
+    pub mount_idmaps: &'a [Option<crate::isolation::idmap::MountIdmap>],
 }
 
 pub fn build(inp: &PlanInput) -> Result<InitPlan> {
@@ -165,12 +167,10 @@ pub fn build(inp: &PlanInput) -> Result<InitPlan> {
         .process()
         .as_ref()
         .ok_or_else(|| Error::invalid("config.json: process is missing"))?;
-    let (mut mounts, dev_is_bind) = plan_mounts(spec, inp, new_cgroupns)?;
-    let trees = if mntns == MntNs::New && ns.creates(libc::CLONE_NEWUSER) {
-        host_side_trees(&mut mounts)?
-    } else {
-        Vec::new()
-    };
+    let (mut mounts, dev_is_bind, mut trees) = plan_mounts(spec, inp, new_cgroupns)?;
+    if mntns == MntNs::New && ns.creates(libc::CLONE_NEWUSER) {
+        trees.extend(host_side_trees(&mut mounts)?);
+    }
     let dev_readonly = dev_writable_until_populated(&mut mounts);
     let devices = if dev_is_bind
         || mntns == MntNs::Inherit && !crate::spec::validate::may_mount_inherited()?
@@ -253,17 +253,32 @@ pub fn build(inp: &PlanInput) -> Result<InitPlan> {
 
 /// The mounts of the config as the init's mount operations, and whether
 /// /dev is a bind mount.
-fn plan_mounts(spec: &Spec, inp: &PlanInput, new_cgroupns: bool) -> Result<(Vec<MountOp>, bool)> {
+/// The config's mounts as flat operations, whether /dev is a bind, and the
+/// id-mapped trees made for them (see `isolation::idmap`).
+fn plan_mounts(
+    spec: &Spec,
+    inp: &PlanInput,
+    new_cgroupns: bool,
+) -> Result<(Vec<MountOp>, bool, Vec<OwnedFd>)> {
     let mut mounts: Vec<MountOp> = Vec::new();
     let mut dev_is_bind = false;
-    for m in spec.mounts().iter().flatten() {
-        let ops = plan_mount(m, inp.bundle, inp.cgroup, new_cgroupns)?;
+    let mut trees = Vec::new();
+    for (i, m) in spec.mounts().iter().flatten().enumerate() {
+        let mut ops = plan_mount(m, inp.bundle, inp.cgroup, new_cgroupns)?;
         if m.destination() == Path::new("/dev") && ops.iter().any(|o| o.bind) {
             dev_is_bind = true;
         }
+        if let Some(Some(map)) = inp.mount_idmaps.get(i) {
+            for op in ops.iter_mut().filter(|o| o.bind) {
+                let rec = op.flags & libc::MS_REC != 0;
+                let t = crate::isolation::idmap::idmapped_tree(&op.source, rec, map)?;
+                op.tree_fd = t.as_raw_fd();
+                trees.push(t);
+            }
+        }
         mounts.extend(ops);
     }
-    Ok((mounts, dev_is_bind))
+    Ok((mounts, dev_is_bind, trees))
 }
 
 /// Host-side copies of the bind sources, for an init in a new mount and
@@ -274,7 +289,7 @@ fn host_side_trees(mounts: &mut [MountOp]) -> Result<Vec<OwnedFd>> {
     // reach the source). Otherwise the init binds by path, in config
     // order after the rootfs: mountinfo lists mounts in the order they
     // were made, and a copy made here would come before the rootfs.
-    for m in mounts.iter_mut().filter(|m| m.bind) {
+    for m in mounts.iter_mut().filter(|m| m.bind && m.tree_fd < 0) {
         let t = open_tree(&m.source)?;
         m.tree_fd = t.as_raw_fd();
         trees.push(t);
