@@ -22,7 +22,9 @@ pub fn spec(bundle: &Path, rootless: bool) -> Result<i32> {
     Ok(0)
 }
 
-pub fn options(a: CreateArgs, argv0: &str, cgroups_disabled: bool) -> CreateOptions {
+/// `engine`: vessel was started with `--log-format json`, as containerd and
+/// Podman do (no tenant id range unless the config asks).
+pub fn options(a: CreateArgs, argv0: &str, cgroups_disabled: bool, engine: bool) -> CreateOptions {
     CreateOptions {
         id: a.id,
         bundle: a.bundle,
@@ -34,11 +36,18 @@ pub fn options(a: CreateArgs, argv0: &str, cgroups_disabled: bool) -> CreateOpti
         preserve_fds: a.preserve_fds,
         argv0: argv0.to_string(),
         cgroups_disabled,
+        engine,
     }
 }
 
-pub fn create(root: &Path, a: CreateArgs, argv0: &str, no_cgroup: bool) -> Result<i32> {
-    container::create::create(root, options(a, argv0, no_cgroup))?;
+pub fn create(
+    root: &Path,
+    a: CreateArgs,
+    argv0: &str,
+    no_cgroup: bool,
+    engine: bool,
+) -> Result<i32> {
+    container::create::create(root, options(a, argv0, no_cgroup, engine))?;
     Ok(0)
 }
 
@@ -54,8 +63,9 @@ pub fn run(
     keep: bool,
     argv0: &str,
     no_cgroup: bool,
+    engine: bool,
 ) -> Result<i32> {
-    let opts = options(a, argv0, no_cgroup);
+    let opts = options(a, argv0, no_cgroup, engine);
     if detach {
         let id = opts.id.clone();
         container::create::create(root, opts)?;

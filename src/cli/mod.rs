@@ -244,17 +244,19 @@ fn log_parse_error(msg: &str) {
 fn run(cli: Cli, argv0: &str) -> libvessel::Result<i32> {
     let root = cli.root.clone();
     let no_cgroup = cli.cgroup_manager.as_deref() == Some("disabled");
+    // containerd and Podman always pass --log-format json; a person rarely does.
+    let engine = cli.log_format == "json";
     match cli.cmd {
         Command::Spec { bundle } => {
             lifecycle::spec(&bundle, cli.rootless.as_deref() == Some("true"))
         }
-        Command::Create(a) => lifecycle::create(&root, a, argv0, no_cgroup),
+        Command::Create(a) => lifecycle::create(&root, a, argv0, no_cgroup, engine),
         Command::Start { id } => lifecycle::start(&root, &id),
         Command::Run {
             create,
             detach,
             keep,
-        } => lifecycle::run(&root, create, detach, keep, argv0, no_cgroup),
+        } => lifecycle::run(&root, create, detach, keep, argv0, no_cgroup, engine),
         Command::State { id } => lifecycle::state(&root, &id),
         Command::List { format, quiet } => lifecycle::list(&root, &format, quiet),
         Command::Kill { id, signal, all } => lifecycle::kill(&root, &id, signal.as_deref(), all),

@@ -65,6 +65,15 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     }
     let state_json = st.oci_json(&dir).to_string();
     remove_state_dir(&dir)?;
+    if let Some(range) = &st.tenant_ids {
+        // The range is free once nothing of the container is left.
+        let freed = std::path::absolute(&dir)
+            .map_err(Error::io("resolve", &dir))
+            .and_then(|d| super::tenant_ids::release(&d, range));
+        if let Err(e) = freed {
+            logging::warn(&format!("container {id}: tenant ids not given back: {e}"));
+        }
+    }
     logging::debug(&format!("container {id}: deleted"));
     if !st.poststop.is_empty() {
         // poststop failures are logged, not fatal (runtime spec).

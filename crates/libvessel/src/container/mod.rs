@@ -10,6 +10,7 @@ pub mod manage;
 pub mod run;
 pub mod start;
 pub mod state;
+pub mod tenant_ids;
 
 use crate::{Error, Result};
 use state::State;

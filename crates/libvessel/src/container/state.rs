@@ -72,6 +72,10 @@ pub struct State {
     pub poststart: Vec<oci_spec::runtime::Hook>,
     #[serde(default)]
     pub poststop: Vec<oci_spec::runtime::Hook>,
+    /// The tenant id range this container holds (`tenant_ids`), which
+    /// `delete` gives back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_ids: Option<super::tenant_ids::TenantRange>,
 }
 
 impl State {

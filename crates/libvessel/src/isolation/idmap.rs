@@ -215,6 +215,73 @@ pub fn idmapped_tree(source: &std::ffi::CStr, rec_bind: bool, map: &MountIdmap) 
     Ok(tree)
 }
 
+/// The rootfs opened by the runtime for an init that cannot reach it by
+/// path (its root is an unprivileged host uid, and the bundle may sit in a
+/// 0700 directory such as /root): the directory itself (O_PATH, opened
+/// without following a symlink anywhere on its path, as the init opens it)
+/// and a detached, id-mapped copy of it (every mount of it) to attach there.
+pub struct IdmappedRootfs {
+    pub dir: OwnedFd,
+    pub tree: OwnedFd,
+}
+
+pub fn idmapped_rootfs(rootfs: &std::path::Path, map: &MountIdmap) -> Result<IdmappedRootfs> {
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    const RESOLVE_NO_SYMLINKS: u64 = 0x04;
+    let path = std::ffi::CString::new(rootfs.as_os_str().as_encoded_bytes())
+        .map_err(|_| Error::invalid("rootfs path contains a NUL byte"))?;
+    /// struct open_how (linux/openat2.h).
+    #[repr(C)]
+    struct OpenHow {
+        flags: u64,
+        mode: u64,
+        resolve: u64,
+    }
+    let how = OpenHow {
+        flags: (libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) as u64,
+        mode: 0,
+        resolve: RESOLVE_NO_SYMLINKS,
+    };
+    // SAFETY: path is NUL-terminated and `how` a live struct of the size passed.
+    let dir = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            &how as *const OpenHow,
+            std::mem::size_of::<OpenHow>(),
+        )
+    };
+    if dir < 0 {
+        return Err(Error::sys(format!("open rootfs {}", rootfs.display()))(
+            nix::errno::Errno::last(),
+        ));
+    }
+    // SAFETY: a fresh fd we own.
+    let dir = unsafe { OwnedFd::from_raw_fd(dir as RawFd) };
+    let flags = OPEN_TREE_CLONE
+        | libc::O_CLOEXEC as libc::c_uint
+        | libc::AT_RECURSIVE as libc::c_uint
+        | AT_EMPTY_PATH;
+    // SAFETY: a valid fd, an empty C string with AT_EMPTY_PATH.
+    let fd = unsafe { libc::syscall(libc::SYS_open_tree, dir.as_raw_fd(), c"".as_ptr(), flags) };
+    if fd < 0 {
+        return Err(Error::sys(format!("copy the rootfs {}", rootfs.display()))(
+            nix::errno::Errno::last(),
+        ));
+    }
+    // SAFETY: a fresh fd we own.
+    let tree = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+    let userns = userns_fd(map)?;
+    apply(
+        tree.as_raw_fd(),
+        userns.as_raw_fd(),
+        true,
+        &rootfs.display().to_string(),
+    )?;
+    Ok(IdmappedRootfs { dir, tree })
+}
+
 /// Whether this kernel has id-mapped mounts (mount_setattr, Linux 5.12):
 /// for `vessel features`. Whether a given filesystem allows them is only
 /// known when a mount is made.

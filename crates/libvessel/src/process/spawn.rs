@@ -84,6 +84,37 @@ pub fn sys_clone(flags: libc::c_int) -> libc::c_long {
     }
 }
 
+/// The runtime's cwd moved onto the rootfs for the clone of an init that
+/// cannot reach the rootfs by path (`InitPlan::rootfs_dir`): the kernel
+/// moves a cwd into the copy of the mount tree a new mount namespace gets,
+/// so the init starts with the rootfs as its cwd. Dropping it (in the
+/// parent, right after the clone) puts the runtime's own cwd back.
+struct RootfsCwd(Option<OwnedFd>);
+
+impl RootfsCwd {
+    fn enter(rootfs_dir: RawFd) -> Result<RootfsCwd> {
+        if rootfs_dir < 0 {
+            return Ok(RootfsCwd(None));
+        }
+        let here =
+            std::fs::File::open(".").map_err(Error::io("open", std::path::Path::new(".")))?;
+        // SAFETY: fchdir on an fd the plan owns.
+        if unsafe { libc::fchdir(rootfs_dir) } < 0 {
+            return Err(Error::sys("enter the rootfs")(nix::errno::Errno::last()));
+        }
+        Ok(RootfsCwd(Some(OwnedFd::from(here))))
+    }
+}
+
+impl Drop for RootfsCwd {
+    fn drop(&mut self) {
+        if let Some(here) = &self.0 {
+            // SAFETY: fchdir back to the directory we saved.
+            unsafe { libc::fchdir(here.as_raw_fd()) };
+        }
+    }
+}
+
 fn raw_clone(flags: libc::c_int) -> Result<i32> {
     let pid = sys_clone(flags);
     if pid < 0 {
@@ -106,10 +137,12 @@ pub fn spawn_init(
     // Allocated before the clone: the child only writes into it.
     let mut hook_buf = vec![0u8; plan.hook_state_capacity];
     let two = plan.ns.needs_two_stages();
+    let cwd = RootfsCwd::enter(plan.rootfs_dir)?;
     let pid = raw_clone(clone_flags(plan, two))?;
     if pid == 0 {
         child_side(plan, psock, csock, two, &mut hook_buf);
     }
+    drop(cwd);
     // SAFETY: closing the child's end in the parent.
     unsafe { libc::close(csock) };
     let mut reaper = Reaper::new(pid);

@@ -5,6 +5,7 @@
 use crate::cgroups::Cgroup;
 use crate::container::lock::Lock;
 use crate::container::state::{Sandbox, State, Status, EXEC_FIFO};
+use crate::container::tenant_ids;
 use crate::process::plan::{self, PlanInput};
 use crate::process::spawn::{self, Callbacks, IdMaps};
 use crate::spec::{self, Bundle};
@@ -32,13 +33,17 @@ pub struct CreateOptions {
     pub argv0: String,
     /// `--cgroup-manager disabled`: create no cgroup.
     pub cgroups_disabled: bool,
+    /// Driven by an engine (`--log-format json`): no tenant id range unless
+    /// the config asks (`container::tenant_ids`).
+    pub engine: bool,
 }
 
-/// Undo a half-made container: kill, cgroup, state dir.
+/// Undo a half-made container: kill, cgroup, state dir, tenant ids.
 struct Cleanup {
     dir: Option<PathBuf>,
     cgroup: Option<Cgroup>,
     pid: i32,
+    tenant: Option<(PathBuf, tenant_ids::TenantRange)>,
 }
 
 impl Drop for Cleanup {
@@ -57,12 +62,15 @@ impl Drop for Cleanup {
         if let Some(d) = &self.dir {
             let _ = std::fs::remove_dir_all(d);
         }
+        if let Some((d, r)) = &self.tenant {
+            let _ = tenant_ids::release(d, r);
+        }
     }
 }
 
 pub fn create(root: &Path, opts: CreateOptions) -> Result<(PathBuf, State)> {
     spec::validate_id(&opts.id)?;
-    let bundle = spec::load_bundle(&opts.bundle)?;
+    let mut bundle = spec::load_bundle(&opts.bundle)?;
     if let Some(p) = bundle.spec.process() {
         crate::process::plan::check_user(p.user())?;
     }
@@ -70,6 +78,11 @@ pub fn create(root: &Path, opts: CreateOptions) -> Result<(PathBuf, State)> {
     if use_vm {
         vm::check_host(&bundle.spec)?;
     }
+    // A VM is its own id space: the guest has no host ids to share.
+    let tenant = match use_vm {
+        false => tenant_ids::wanted(&bundle.spec, opts.engine)?,
+        true => None,
+    };
     let linux = bundle.spec.linux().clone().unwrap_or_default();
     let cgroup = resolve_cgroup(root, &opts, &linux, use_vm)?;
     check_lsms_enabled(&bundle)?;
@@ -79,6 +92,7 @@ pub fn create(root: &Path, opts: CreateOptions) -> Result<(PathBuf, State)> {
         dir: Some(dir.clone()),
         cgroup: None,
         pid: 0,
+        tenant: None,
     };
     let _lock = Lock::acquire(&dir)?;
 
@@ -88,6 +102,9 @@ pub fn create(root: &Path, opts: CreateOptions) -> Result<(PathBuf, State)> {
     // made, and `delete -f` finds it. (Killed before this save, only the
     // empty state dir exists, which `delete` removes.)
     st.save(&dir)?;
+    if let Some(explicit) = tenant {
+        take_tenant_range(&dir, explicit, &mut bundle, &mut st, &mut cleanup)?;
+    }
 
     if let Some(cgroup) = &cgroup {
         setup_cgroup(cgroup, &linux, use_vm, &mut cleanup)?;
@@ -122,6 +139,7 @@ pub fn create(root: &Path, opts: CreateOptions) -> Result<(PathBuf, State)> {
     cleanup.dir = None;
     cleanup.cgroup = None;
     cleanup.pid = 0;
+    cleanup.tenant = None;
     Ok((dir, st))
 }
 
@@ -197,6 +215,34 @@ fn make_state_dir(root: &Path, id: &str) -> Result<PathBuf> {
     Ok(dir)
 }
 
+/// Give the container a tenant id range (`tenant_ids`): the config then
+/// runs in a user namespace mapping 0..65535 to it, and the state records
+/// it (saved at once, so `delete` gives it back whatever happens next).
+fn take_tenant_range(
+    dir: &Path,
+    explicit: bool,
+    bundle: &mut Bundle,
+    st: &mut State,
+    cleanup: &mut Cleanup,
+) -> Result<()> {
+    let dir = std::path::absolute(dir).map_err(Error::io("resolve", dir))?;
+    let Some(range) = tenant_ids::allocate(&dir, explicit)? else {
+        return Ok(());
+    };
+    cleanup.tenant = Some((dir.clone(), range));
+    tenant_ids::apply_to_spec(&mut bundle.spec, &range)?;
+    st.tenant_ids = Some(range);
+    st.save(&dir)?;
+    logging::debug(&format!(
+        "container {}: tenant ids {}..{} (uid), {}.. (gid)",
+        st.id,
+        range.uid,
+        u64::from(range.uid) + u64::from(tenant_ids::RANGE) - 1,
+        range.gid
+    ));
+    Ok(())
+}
+
 /// The state as first saved: `creating`, no pid yet.
 fn initial_state(
     opts: &CreateOptions,
@@ -234,6 +280,7 @@ fn initial_state(
             .as_ref()
             .and_then(|h| h.poststop().clone())
             .unwrap_or_default(),
+        tenant_ids: None,
     }
 }
 
@@ -334,6 +381,9 @@ fn start_init(
         no_new_keyring: opts.no_new_keyring,
         seccomp_flags: &bundle.seccomp_extra_flags,
         mount_idmaps: &bundle.mount_idmaps,
+        rootfs_idmap: st
+            .tenant_ids
+            .and_then(|_| tenant_ids::rootfs_idmap(&bundle.spec)),
         relay_tty: opts.console_fd.is_some(),
     })?;
     let linux = bundle.spec.linux().clone().unwrap_or_default();

@@ -95,9 +95,46 @@ fn prepare_root_propagation(plan: &InitPlan, sock: RawFd) {
     }
 }
 
+/// Whether two fds are on the same file (device and inode).
+fn same_inode(a: RawFd, b: RawFd) -> bool {
+    // SAFETY: zeroed stat buffers are valid out-parameters for fstat.
+    let (mut sa, mut sb): (libc::stat, libc::stat) =
+        unsafe { (std::mem::zeroed(), std::mem::zeroed()) };
+    // SAFETY: fstat on fds we hold, into our buffers.
+    let ok = unsafe { libc::fstat(a, &mut sa) == 0 && libc::fstat(b, &mut sb) == 0 };
+    ok && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino
+}
+
 /// An fd on the rootfs; in a private mount namespace, on a recursive bind
 /// of it onto itself.
 fn open_rootfs(plan: &InitPlan, sock: RawFd, private_ns: bool) -> RawFd {
+    if private_ns && plan.rootfs_tree >= 0 {
+        // The runtime made an id-mapped copy of the rootfs and cloned us
+        // with the rootfs as our cwd (see spawn::RootfsCwd): attach the copy
+        // there, once "." is checked to be that very directory.
+        // SAFETY: a constant path; the flags are plain integers.
+        let here = unsafe {
+            libc::open(
+                c".".as_ptr(),
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        };
+        if here < 0 {
+            fail(sock, Step::OpenRootfs, 1, errno());
+        }
+        if !same_inode(here, plan.rootfs_dir) {
+            fail(sock, Step::OpenRootfs, 2, libc::ESTALE);
+        }
+        check(
+            sock,
+            move_mount_fd(plan.rootfs_tree, here),
+            Step::BindRootfs,
+            1,
+        );
+        // SAFETY: closing an fd we own.
+        unsafe { libc::close(here) };
+        return plan.rootfs_tree;
+    }
     let root = plan.rootfs.as_ptr();
     // The rootfs, opened without following any symlink on the way: a
     // bundle whose rootfs (or a directory above it) was swapped for a link

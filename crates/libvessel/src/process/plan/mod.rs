@@ -115,6 +115,12 @@ pub struct InitPlan {
     /// The detached source trees of bind mounts (MountOp::tree_fd), closed
     /// when the plan is dropped.
     pub trees: Vec<OwnedFd>,
+    /// An id-mapped copy of the rootfs made on the host side, which the
+    /// init attaches in place of its own bind of the rootfs, and the rootfs
+    /// directory it goes on (both opened by the runtime: the init may not
+    /// reach the path); -1 for none.
+    pub rootfs_tree: RawFd,
+    pub rootfs_dir: RawFd,
     pub masked: Vec<CString>,
     pub readonly: Vec<CString>,
     pub sysctls: Vec<(CString, CString)>,
@@ -150,6 +156,8 @@ pub struct PlanInput<'a> {
     pub relay_tty: bool,
     /// Each config mount's id mapping (`spec::Bundle::mount_idmaps`).
     pub mount_idmaps: &'a [Option<crate::isolation::idmap::MountIdmap>],
+    /// Id-map the rootfs too (a tenant id range, `container::tenant_ids`).
+    pub rootfs_idmap: Option<crate::isolation::idmap::MountIdmap>,
 }
 
 pub fn build(inp: &PlanInput) -> Result<InitPlan> {
@@ -168,6 +176,16 @@ pub fn build(inp: &PlanInput) -> Result<InitPlan> {
         .as_ref()
         .ok_or_else(|| Error::invalid("config.json: process is missing"))?;
     let (mut mounts, dev_is_bind, mut trees) = plan_mounts(spec, inp, new_cgroupns)?;
+    let (rootfs_tree, rootfs_dir) = match &inp.rootfs_idmap {
+        Some(map) => {
+            let r = crate::isolation::idmap::idmapped_rootfs(inp.rootfs, map)?;
+            let fds = (r.tree.as_raw_fd(), r.dir.as_raw_fd());
+            trees.push(r.tree);
+            trees.push(r.dir);
+            fds
+        }
+        None => (-1, -1),
+    };
     if mntns == MntNs::New && ns.creates(libc::CLONE_NEWUSER) {
         trees.extend(host_side_trees(&mut mounts)?);
     }
@@ -221,6 +239,8 @@ pub fn build(inp: &PlanInput) -> Result<InitPlan> {
         no_pivot: inp.no_pivot,
         hide_on_no_pivot,
         trees,
+        rootfs_tree,
+        rootfs_dir,
         masked: linux
             .masked_paths()
             .iter()
