@@ -14,9 +14,9 @@ pub fn spec(bundle: &Path, rootless: bool) -> Result<i32> {
         )));
     }
     let text = if rootless {
-        libvessel::spec::ROOTLESS_SPEC
+        container::rootless::rootless_spec_text(libvessel::spec::ROOTLESS_SPEC)?
     } else {
-        libvessel::spec::DEFAULT_SPEC
+        libvessel::spec::DEFAULT_SPEC.to_string()
     };
     std::fs::write(&path, text).map_err(Error::io("write", &path))?;
     Ok(0)

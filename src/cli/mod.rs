@@ -33,9 +33,10 @@ pub struct Cli {
     /// Print the version.
     #[arg(short = 'v', long = "version", short_alias = 'V', action = clap::ArgAction::Version)]
     version: Option<bool>,
-    /// Root directory for container state.
-    #[arg(long, global = true, default_value = "/run/vessel")]
-    pub root: PathBuf,
+    /// Root directory for container state (default /run/vessel; for a user
+    /// other than root $XDG_RUNTIME_DIR/vessel, else /tmp/vessel-<uid>).
+    #[arg(long, global = true)]
+    pub root: Option<PathBuf>,
     /// Log file (errors, warnings; JSON lines with --log-format json).
     #[arg(long, global = true)]
     pub log: Option<PathBuf>,
@@ -184,10 +185,20 @@ pub fn main() -> i32 {
         logging::Format::Text
     };
     logging::init(cli.log.clone(), format, cli.debug);
+    let root = match cli.root.clone() {
+        Some(r) => r,
+        None => match libvessel::container::rootless::default_root() {
+            Ok(r) => r,
+            Err(e) => {
+                logging::error(&e.to_string());
+                return 1;
+            }
+        },
+    };
     logging::debug(&format!(
         "vessel {} (root {}): {:?}",
         env!("CARGO_PKG_VERSION"),
-        cli.root.display(),
+        root.display(),
         std::env::args().skip(1).collect::<Vec<_>>()
     ));
     if cli.systemd_cgroup || cli.cgroup_manager.as_deref() == Some("systemd") {
@@ -204,7 +215,7 @@ pub fn main() -> i32 {
             return 1;
         }
     }
-    match run(cli, &argv0) {
+    match run(cli, root, &argv0) {
         Ok(code) => code,
         Err(e) => {
             logging::error(&e.to_string());
@@ -241,8 +252,7 @@ fn log_parse_error(msg: &str) {
     }
 }
 
-fn run(cli: Cli, argv0: &str) -> libvessel::Result<i32> {
-    let root = cli.root.clone();
+fn run(cli: Cli, root: PathBuf, argv0: &str) -> libvessel::Result<i32> {
     let no_cgroup = cli.cgroup_manager.as_deref() == Some("disabled");
     // containerd and Podman always pass --log-format json; a person rarely does.
     let engine = cli.log_format == "json";

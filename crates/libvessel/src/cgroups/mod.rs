@@ -39,7 +39,7 @@ mod stats;
 mod v1;
 mod v2;
 
-pub use detect::{blkio_weight_to_io_weight, shares_to_weight};
+pub use detect::{blkio_weight_to_io_weight, shares_to_weight, DEFAULT_ROOT};
 
 use oci_spec::runtime::{LinuxDeviceCgroup, LinuxResources};
 use serde::{Deserialize, Serialize};

@@ -10,9 +10,14 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 fn cgroup_of(st: &State) -> Result<&Cgroup> {
-    st.cgroup
-        .as_ref()
-        .ok_or_else(|| Error::Other(format!("container {}: no cgroup recorded", st.id)))
+    st.cgroup.as_ref().ok_or_else(|| {
+        Error::Other(format!(
+            "container {}: no cgroup recorded (created with --cgroup-manager disabled, or \
+                 rootless on a host with no delegated cgroup v2): pause, resume, update, ps and \
+                 events need one",
+            st.id
+        ))
+    })
 }
 
 /// Freeze every process of a running (or created) container.

@@ -7,6 +7,7 @@ pub mod exec;
 pub mod kill;
 pub mod lock;
 pub mod manage;
+pub mod rootless;
 pub mod run;
 pub mod start;
 pub mod state;

@@ -10,10 +10,7 @@ use crate::process::sync::{self, Kind, Msg};
 use crate::{Error, Result};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-pub struct IdMaps {
-    pub uid: String,
-    pub gid: String,
-}
+pub use crate::process::maps::IdMaps;
 
 pub struct Spawned {
     pub pid: i32,
@@ -280,14 +277,7 @@ fn exited_during_setup() -> Error {
 }
 
 fn write_maps(pid: i32, maps: &IdMaps) -> Result<()> {
-    for (file, text) in [("uid_map", &maps.uid), ("gid_map", &maps.gid)] {
-        if text.is_empty() {
-            continue;
-        }
-        let path = format!("/proc/{pid}/{file}");
-        std::fs::write(&path, text.as_bytes()).map_err(Error::io("write", &path))?;
-    }
-    Ok(())
+    crate::process::maps::write(pid, maps)
 }
 
 fn lossy(c: &std::ffi::CStr) -> String {

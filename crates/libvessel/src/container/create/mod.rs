@@ -5,7 +5,7 @@
 use crate::cgroups::Cgroup;
 use crate::container::lock::Lock;
 use crate::container::state::{Sandbox, State, Status, EXEC_FIFO};
-use crate::container::tenant_ids;
+use crate::container::{rootless, tenant_ids};
 use crate::process::plan::{self, PlanInput};
 use crate::process::spawn::{self, Callbacks, IdMaps};
 use crate::spec::{self, Bundle};
@@ -75,14 +75,28 @@ pub fn create(root: &Path, opts: CreateOptions) -> Result<(PathBuf, State)> {
         crate::process::plan::check_user(p.user())?;
     }
     let use_vm = vm::requested(&bundle.spec, &opts.argv0)?;
+    let rootless = rootless::active();
+    if use_vm && rootless {
+        return Err(Error::invalid(
+            "rootless: VM mode needs root (a cgroup for the VMM and /dev/kvm set-up); \
+             run it as root",
+        ));
+    }
     if use_vm {
         vm::check_host(&bundle.spec)?;
     }
-    // A VM is its own id space: the guest has no host ids to share.
+    if rootless {
+        if let Some(p) = bundle.spec.process() {
+            rootless::check_rlimits(p)?;
+        }
+    }
+    // A VM is its own id space: the guest has no host ids to share. A
+    // rootless caller has no other ids to give (only an explicit ask).
     let tenant = match use_vm {
         false => tenant_ids::wanted(&bundle.spec, opts.engine)?,
         true => None,
-    };
+    }
+    .filter(|explicit| *explicit || !rootless);
     let linux = bundle.spec.linux().clone().unwrap_or_default();
     let cgroup = resolve_cgroup(root, &opts, &linux, use_vm)?;
     check_lsms_enabled(&bundle)?;
@@ -153,6 +167,9 @@ fn resolve_cgroup(
 ) -> Result<Option<Cgroup>> {
     // `--cgroup-manager disabled` (Podman's --cgroups=disabled): no cgroup
     // at all; the container lives in the caller's.
+    if rootless::active() {
+        return rootless::resolve_cgroup(root, &opts.id, linux, opts.cgroups_disabled);
+    }
     if opts.cgroups_disabled {
         if use_vm {
             return Err(Error::invalid(

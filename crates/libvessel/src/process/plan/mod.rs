@@ -186,7 +186,9 @@ pub fn build(inp: &PlanInput) -> Result<InitPlan> {
         }
         None => (-1, -1),
     };
-    if mntns == MntNs::New && ns.creates(libc::CLONE_NEWUSER) {
+    // open_tree(OPEN_TREE_CLONE) needs CAP_SYS_ADMIN: a rootless init binds
+    // by path, what its user may reach.
+    if mntns == MntNs::New && ns.creates(libc::CLONE_NEWUSER) && nix::unistd::geteuid().is_root() {
         trees.extend(host_side_trees(&mut mounts)?);
     }
     let dev_readonly = dev_writable_until_populated(&mut mounts);
