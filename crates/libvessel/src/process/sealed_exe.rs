@@ -136,13 +136,22 @@ fn sealed_copy(mut exe: File) -> Result<OwnedFd> {
             "copy vessel into a memfd: {copied} of {size} bytes"
         )));
     }
-    // SAFETY: fcntl on our memfd with integer arguments.
-    if unsafe { libc::fcntl(memfd.as_raw_fd(), libc::F_ADD_SEALS, SEALS) } < 0 {
-        return Err(Error::sys("seal the memfd copy of vessel")(
-            nix::errno::Errno::last(),
-        ));
+    // F_SEAL_WRITE fails with EBUSY while a page of the copy still has an
+    // extra reference the kernel drops soon (a per-CPU LRU batch on another
+    // CPU, seen under load): retry for up to about a second.
+    let mut tries = 0;
+    loop {
+        // SAFETY: fcntl on our memfd with integer arguments.
+        if unsafe { libc::fcntl(memfd.as_raw_fd(), libc::F_ADD_SEALS, SEALS) } == 0 {
+            return Ok(memfd);
+        }
+        let e = nix::errno::Errno::last();
+        if e != nix::errno::Errno::EBUSY || tries >= 100 {
+            return Err(Error::sys("seal the memfd copy of vessel")(e));
+        }
+        tries += 1;
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    Ok(memfd)
 }
 
 fn copy_by_read(exe: &mut File, memfd: &OwnedFd) -> Result<u64> {
