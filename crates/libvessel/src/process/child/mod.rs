@@ -123,12 +123,12 @@ pub fn init_main(plan: &InitPlan, sock: RawFd, hook_state: &mut [u8]) -> ! {
         libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
     }
     // CVE-2019-5736: until execve, nothing in the container may open our
-    // /proc/<pid>/exe (the host's vessel binary) or ptrace us. With a new
-    // user namespace, only once Go says our id maps are written (runc's
-    // nsexec does the same): a non-dumpable process's /proc/<pid> files
-    // belong to root, and a rootless parent could not open our uid_map.
-    // Before Go nothing of the container exists that could reach us.
-    if !plan.new_userns {
+    // /proc/<pid>/exe (the host's vessel binary) or ptrace us. A rootless
+    // parent must first write our id maps, and a non-dumpable process's
+    // /proc/<pid> files belong to root: then only once Go says they are
+    // written (runc's nsexec does the same). Before Go nothing of the
+    // container exists that could reach us. A root parent needs no delay.
+    if !plan.dumpable_until_go {
         // SAFETY: prctl with integer arguments.
         unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     }
@@ -136,7 +136,7 @@ pub fn init_main(plan: &InitPlan, sock: RawFd, hook_state: &mut [u8]) -> ! {
         Some(m) if m.kind == Kind::Go as u32 => {}
         _ => fail(sock, Step::Sync, 0, libc::EPIPE),
     }
-    if plan.new_userns {
+    if plan.dumpable_until_go {
         // SAFETY: prctl with integer arguments.
         unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     }

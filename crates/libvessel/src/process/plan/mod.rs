@@ -95,6 +95,9 @@ pub struct InitPlan {
     pub ns: NamespacePlan,
     pub mntns: MntNs,
     pub new_userns: bool,
+    /// The init stays dumpable until Go: a rootless parent writes the id
+    /// maps, and it cannot open a non-dumpable process's /proc files.
+    pub dumpable_until_go: bool,
     pub new_cgroupns: bool,
     pub hostname: Option<CString>,
     pub domainname: Option<CString>,
@@ -220,6 +223,7 @@ pub fn build(inp: &PlanInput) -> Result<InitPlan> {
     Ok(InitPlan {
         mntns,
         new_userns: ns.creates(libc::CLONE_NEWUSER),
+        dumpable_until_go: ns.creates(libc::CLONE_NEWUSER) && !nix::unistd::geteuid().is_root(),
         new_cgroupns,
         ns,
         hostname: spec
