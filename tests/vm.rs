@@ -12,6 +12,24 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+/// One boot of the outer test VM, in seconds: a run takes 30-100 s (loaded
+/// machine); the bound is only for a VM that froze.
+const ATTEMPT_SECS: &str = "420";
+const ATTEMPT_LIMIT: u64 = 480;
+
+/// The outer VM timed out with its own kernel reporting soft lockups: QEMU
+/// TCG's nested SVM stopped giving the outer kernel its CPUs (seen once
+/// under load on a 2-core host), which no timeout inside it can end.
+fn l1_froze(out: &std::process::Output) -> bool {
+    let text = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+    out.status.code() == Some(124) && text.contains("soft lockup")
+}
+
+fn last_lines(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
 #[test]
 fn vm_mode_in_nested_vm() {
     if std::env::var("VESSEL_VM_TESTS").as_deref() != Ok("1") {
@@ -25,29 +43,38 @@ fn vm_mode_in_nested_vm() {
     let vmm = stripped(&workspace_bin("vessel-vmm"), &dir);
     let kernel = guest_kernel();
     let file = |src: &Path, dest: &str| format!("{}:{dest}", src.display());
+    let boot = || {
+        let mut c = Command::new(repo.join("rootfs-tools/nested-vm.sh"));
+        c.args(["--timeout", ATTEMPT_SECS, "--mem", "2048", "--cpus", "2"])
+            .arg("--file")
+            .arg(file(&vessel, "/vessel/vessel"))
+            .arg("--file")
+            .arg(file(&agent, "/vessel/vessel-agent"))
+            .arg("--file")
+            .arg(file(&vmm, "/vessel/vessel-vmm"))
+            .arg("--file")
+            .arg(file(&kernel, "/var/lib/vessel/kernel/vmlinux"))
+            .arg("--file")
+            .arg(file(
+                &repo.join("rootfs-tools/vm-tests.sh"),
+                "/vessel/vm-tests.sh",
+            ))
+            .args(["--", "sh", "/vessel/vm-tests.sh"]);
+        run_with_timeout(c, Duration::from_secs(ATTEMPT_LIMIT))
+    };
     let start = Instant::now();
-    let out = run_with_timeout(
-        {
-            let mut c = Command::new(repo.join("rootfs-tools/nested-vm.sh"));
-            c.args(["--timeout", "1200", "--mem", "2048", "--cpus", "2"])
-                .arg("--file")
-                .arg(file(&vessel, "/vessel/vessel"))
-                .arg("--file")
-                .arg(file(&agent, "/vessel/vessel-agent"))
-                .arg("--file")
-                .arg(file(&vmm, "/vessel/vessel-vmm"))
-                .arg("--file")
-                .arg(file(&kernel, "/var/lib/vessel/kernel/vmlinux"))
-                .arg("--file")
-                .arg(file(
-                    &repo.join("rootfs-tools/vm-tests.sh"),
-                    "/vessel/vm-tests.sh",
-                ))
-                .args(["--", "sh", "/vessel/vm-tests.sh"]);
-            c
-        },
-        Duration::from_secs(1300),
-    );
+    let mut out = boot();
+    if l1_froze(&out) {
+        // The emulated hypervisor itself stopped (both of the outer VM's
+        // CPUs stuck running the guest under TCG, so not even its own
+        // timeouts fired): say so, keep its console, and boot once more.
+        let tail = last_lines(&String::from_utf8_lossy(&out.stdout), 15);
+        eprintln!(
+            "RETRY: the outer test VM froze (soft lockups, timed out); its console ended:\n{tail}"
+        );
+        skip("the first nested VM froze (outer VM soft lockups under TCG); ran it again");
+        out = boot();
+    }
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     println!("{stdout}");
