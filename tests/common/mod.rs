@@ -13,6 +13,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+pub mod test_user;
+
 /// The runtime under test.
 pub fn runtime_bin() -> PathBuf {
     match std::env::var_os("VESSEL_TEST_RUNTIME") {

@@ -1,12 +1,24 @@
 //! A private Podman for one runtime: its own containers.conf and
 //! storage.conf (graphroot, runroot, tmp, events, locks under the run dir),
 //! the busybox image imported, and a cleanup that leaves nothing mounted.
+//! Run as root, or as an unprivileged user (rootless Podman: podman then
+//! runs conmon and the runtime as uid 0 of its own user namespace).
 
 use super::*;
+
+/// The unprivileged user a rootless Podman runs as.
+#[derive(Clone, Debug)]
+pub struct AsUser {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+}
 
 pub struct Podman<'a> {
     pub dir: PathBuf,
     pub rt: &'a RuntimeUnderTest,
+    /// Rootless: podman runs as this user (through setpriv).
+    pub user: Option<AsUser>,
     env: Vec<(String, String)>,
     /// A short real directory in /tmp holding the runroot, made only when
     /// `dir/run` is too long for podman (see `short_runroot`).
@@ -48,9 +60,16 @@ const MAX_RUNROOT: usize = 50;
 /// The runroot for the per-runtime `dir`: `dir/run`, or (when that is too
 /// long) `/tmp/vessel-e2e-<pid>-<label>/run`, whose parent is also returned
 /// so the cleanup removes it.
-fn short_runroot(dir: &Path, label: &str) -> Result<(PathBuf, Option<PathBuf>), String> {
+/// `short` forces the /tmp directory: a rootless podman ignores the
+/// configured runroot and uses `$XDG_RUNTIME_DIR/containers`, so its
+/// XDG_RUNTIME_DIR lives there too.
+fn short_runroot(
+    dir: &Path,
+    label: &str,
+    short: bool,
+) -> Result<(PathBuf, Option<PathBuf>), String> {
     let run = dir.join("run");
-    if run.as_os_str().len() <= MAX_RUNROOT {
+    if !short && run.as_os_str().len() <= MAX_RUNROOT {
         return Ok((run, None));
     }
     let root = PathBuf::from(format!("/tmp/vessel-e2e-{}-{label}", std::process::id()));
@@ -72,21 +91,34 @@ fn hard_limit(resource: libc::__rlimit_resource_t) -> u64 {
 }
 
 impl<'a> Podman<'a> {
-    /// Write the private config under `base/podman-<label>` and import the image.
+    /// Write the private config under `base/<label>` and import the image.
     pub fn setup(
         base: &Path,
         rt: &'a RuntimeUnderTest,
         image: &Image,
     ) -> Result<Podman<'a>, String> {
+        Self::setup_as(base, rt, image, None)
+    }
+
+    /// The same, with podman run as `user` (rootless) when given: the
+    /// private dirs are the user's, with its HOME and XDG_RUNTIME_DIR there.
+    pub fn setup_as(
+        base: &Path,
+        rt: &'a RuntimeUnderTest,
+        image: &Image,
+        user: Option<AsUser>,
+    ) -> Result<Podman<'a>, String> {
         let dir = base.join(&rt.label);
-        for sub in ["graph", "run", "tmp", "net", "vol", "imgtmp"] {
+        for sub in ["graph", "run", "tmp", "net", "vol", "imgtmp", "home"] {
             fs::create_dir_all(dir.join(sub))
                 .map_err(|e| format!("mkdir {}: {e}", dir.join(sub).display()))?;
         }
         let d = dir.to_string_lossy().into_owned();
-        let (runroot, short_root) = short_runroot(&dir, &rt.label)?;
+        let (runroot, short_root) = short_runroot(&dir, &rt.label, user.is_some())?;
+        // A rootless podman takes rootless_storage_path, not graphroot.
         let storage = format!(
-            "[storage]\ndriver = \"overlay\"\ngraphroot = \"{d}/graph\"\nrunroot = \"{}\"\n",
+            "[storage]\ndriver = \"overlay\"\ngraphroot = \"{d}/graph\"\n\
+             rootless_storage_path = \"{d}/graph\"\nrunroot = \"{}\"\n",
             runroot.display()
         );
         // The runtime may not raise rlimits past the hard ones (no
@@ -117,7 +149,7 @@ impl<'a> Podman<'a> {
         };
         write("storage.conf", &storage)?;
         write("containers.conf", &conf)?;
-        let env = vec![
+        let mut env = vec![
             (
                 "CONTAINERS_CONF".to_string(),
                 format!("{d}/containers.conf"),
@@ -127,9 +159,25 @@ impl<'a> Podman<'a> {
                 format!("{d}/storage.conf"),
             ),
         ];
+        if let (Some(u), Some(short)) = (&user, &short_root) {
+            let xdg = short.join("xdg");
+            fs::create_dir_all(&xdg).map_err(|e| format!("mkdir {}: {e}", xdg.display()))?;
+            give_to_user(&dir, short, rt, u)?;
+            // USER too: runc (and vessel) as uid 0 of a user namespace keep
+            // state under XDG_RUNTIME_DIR unless USER says "root".
+            for (k, v) in [
+                ("HOME", format!("{d}/home")),
+                ("XDG_RUNTIME_DIR", xdg.to_string_lossy().into_owned()),
+                ("USER", u.name.clone()),
+                ("LOGNAME", u.name.clone()),
+            ] {
+                env.push((k.to_string(), v));
+            }
+        }
         let p = Podman {
             dir,
             rt,
+            user,
             env,
             short_root,
             console_sockets_before: conmon_term_sockets(),
@@ -142,11 +190,20 @@ impl<'a> Podman<'a> {
     }
 
     fn argv(&self, args: &[&str]) -> Vec<String> {
-        let mut v = vec![
+        let mut v = Vec::new();
+        if let Some(u) = &self.user {
+            v.extend([
+                "setpriv".to_string(),
+                format!("--reuid={}", u.uid),
+                format!("--regid={}", u.gid),
+                "--init-groups".to_string(),
+            ]);
+        }
+        v.extend([
             "podman".to_string(),
             "--runtime".to_string(),
             self.rt.wrapper_str(),
-        ];
+        ]);
         v.extend(args.iter().map(|s| s.to_string()));
         v
     }
@@ -212,9 +269,30 @@ impl<'a> Podman<'a> {
         for id in &ids {
             kill_and_remove_cgroup(&format!("libpod_parent/libpod-{id}"));
         }
+        // A rootless podman keeps its user namespace alive in a pause
+        // process (catatonit -P) whose pid is in tmp_dir.
+        let pause = fs::read_to_string(self.dir.join("tmp/pause.pid"))
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok());
         let reset = self.podman(&["system", "reset", "--force"]);
         if !reset.ok() {
             notes.push(format!("system reset: {}", reset.brief()));
+        }
+        if let Some(pid) = pause {
+            kill_pids(&[pid]);
+        }
+        if let (Some(_), Some(short)) = (&self.user, &self.short_root) {
+            let state = short.join("xdg").join(&self.rt.label);
+            let left: Vec<String> = fs::read_dir(&state)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect();
+            if !left.is_empty() {
+                notes.push(format!("state left in {}: {left:?}", state.display()));
+                return Err(notes.join("; "));
+            }
         }
         let mut left = unmount_all_under(&self.dir);
         if let Some(root) = &self.short_root {
@@ -258,6 +336,34 @@ impl<'a> Podman<'a> {
             })
             .unwrap_or_default()
     }
+}
+
+/// Hand the private dirs and the runtime's argv log to `u`; the run dir
+/// and wrapper stay root's, readable by all.
+fn give_to_user(
+    dir: &Path,
+    short_root: &Path,
+    rt: &RuntimeUnderTest,
+    u: &AsUser,
+) -> Result<(), String> {
+    fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&rt.argv_log)
+        .map_err(|e| format!("create {}: {e}", rt.argv_log.display()))?;
+    for p in [dir, &rt.argv_log, short_root] {
+        let st = Command::new("chown")
+            .arg("-R")
+            .arg(format!("{}:{}", u.uid, u.gid))
+            .arg(p)
+            .status()
+            .map_err(|e| format!("run chown: {e}"))?;
+        if !st.success() {
+            return Err(format!("chown -R {} {}: {st}", u.name, p.display()));
+        }
+    }
+    fs::set_permissions(short_root.join("xdg"), fs::Permissions::from_mode(0o700))
+        .map_err(|e| format!("chmod xdg: {e}"))
 }
 
 impl Drop for Podman<'_> {

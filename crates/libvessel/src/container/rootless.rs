@@ -1,7 +1,9 @@
-//! Rootless: vessel run directly by an unprivileged user (euid != 0), as
-//! runc and crun allow. What differs from a run as root:
+//! Rootless: vessel run by an unprivileged user (euid != 0), or as root of
+//! a user namespace that is not the host's (rootless Podman), as runc and
+//! crun allow. What differs from a run as root:
 //! - the state root defaults to `$XDG_RUNTIME_DIR/vessel`, else
 //!   `/tmp/vessel-<uid>` (made 0700, refused when someone else owns it);
+//!   root of a user namespace uses /run/vessel when `$USER` is "root";
 //! - the id maps are written as the kernel lets an unprivileged user
 //!   (`process::maps`): its own id directly, more through newuidmap and
 //!   newgidmap with the user's /etc/subuid and /etc/subgid ranges;
@@ -16,9 +18,37 @@ use crate::{logging, Error, Result};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-/// The caller is not root: vessel runs rootless.
+/// vessel runs rootless: the caller is not root, or is root only inside a
+/// user namespace (rootless Podman runs the runtime as uid 0 of its own
+/// user namespace), where the host's cgroups and limits are out of reach
+/// just the same. runc decides the same way.
 pub fn active() -> bool {
-    !nix::unistd::geteuid().is_root()
+    !nix::unistd::geteuid().is_root() || in_user_namespace()
+}
+
+/// This process is in a user namespace other than the initial one: its
+/// uid_map is not the identity over every id ("0 0 4294967295").
+pub fn in_user_namespace() -> bool {
+    match std::fs::read_to_string("/proc/self/uid_map") {
+        Ok(map) => !is_initial_uid_map(&map),
+        // No /proc: nothing says we are confined; keep root's behaviour.
+        Err(_) => false,
+    }
+}
+
+fn is_initial_uid_map(map: &str) -> bool {
+    let fields: Vec<&str> = map.split_whitespace().collect();
+    fields == ["0", "0", "4294967295"]
+}
+
+/// Root in a user namespace keeps state under `$XDG_RUNTIME_DIR` unless
+/// `$USER` says it is the real root (runc's rule): /run/vessel belongs to
+/// the host's root, who is nobody in there.
+fn honours_xdg_runtime_dir() -> bool {
+    if !nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    in_user_namespace() && std::env::var_os("USER").is_none_or(|u| u != "root")
 }
 
 /// The state root when `--root` is not given: /run/vessel for root;
@@ -30,11 +60,16 @@ pub fn default_root() -> Result<PathBuf> {
     if !active() {
         return Ok(PathBuf::from(crate::cgroups::DEFAULT_ROOT));
     }
-    if let Some(xdg) = std::env::var_os("XDG_RUNTIME_DIR") {
-        let xdg = PathBuf::from(xdg);
-        if xdg.is_absolute() {
-            return Ok(xdg.join("vessel"));
+    if honours_xdg_runtime_dir() {
+        if let Some(xdg) = std::env::var_os("XDG_RUNTIME_DIR") {
+            let xdg = PathBuf::from(xdg);
+            if xdg.is_absolute() {
+                return Ok(xdg.join("vessel"));
+            }
         }
+    }
+    if nix::unistd::geteuid().is_root() {
+        return Ok(PathBuf::from(crate::cgroups::DEFAULT_ROOT));
     }
     let uid = nix::unistd::geteuid().as_raw();
     let dir = PathBuf::from(format!("/tmp/vessel-{uid}"));
@@ -235,6 +270,16 @@ mod tests {
         }))
         .expect("parse");
         assert_eq!(limits_asked(Some(&res)), ["memory.limit", "pids.limit"]);
+    }
+
+    #[test]
+    fn initial_uid_map_is_recognised() {
+        assert!(is_initial_uid_map("         0          0 4294967295\n"));
+        assert!(!is_initial_uid_map("         0       1001          1\n"));
+        assert!(!is_initial_uid_map(
+            "0 1001 1\n         1     100000      65536\n"
+        ));
+        assert!(!is_initial_uid_map(""));
     }
 
     #[test]

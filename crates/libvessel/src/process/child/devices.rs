@@ -63,7 +63,7 @@ fn make_device(plan: &InitPlan, sock: RawFd, rootfd: RawFd, d: &DeviceOp, idx: i
     // Replace whatever the image has at that name (runc does the same).
     // SAFETY: valid dirfd and NUL-terminated name.
     unsafe { libc::unlinkat(parent_fd, np, 0) };
-    if plan.new_userns {
+    if plan.bind_devices {
         bind_host_node(sock, rootfd, d, parent_fd, np, idx);
     } else {
         let dev = libc::makedev(d.major as u32, d.minor as u32);

@@ -95,6 +95,9 @@ pub struct InitPlan {
     pub ns: NamespacePlan,
     pub mntns: MntNs,
     pub new_userns: bool,
+    /// Device nodes are the host's, bound: mknod needs CAP_MKNOD in the
+    /// initial user namespace (a new one, or vessel itself in one).
+    pub bind_devices: bool,
     /// The init stays dumpable until Go: a rootless parent writes the id
     /// maps, and it cannot open a non-dumpable process's /proc files.
     pub dumpable_until_go: bool,
@@ -223,6 +226,8 @@ pub fn build(inp: &PlanInput) -> Result<InitPlan> {
     Ok(InitPlan {
         mntns,
         new_userns: ns.creates(libc::CLONE_NEWUSER),
+        bind_devices: ns.creates(libc::CLONE_NEWUSER)
+            || crate::container::rootless::in_user_namespace(),
         dumpable_until_go: ns.creates(libc::CLONE_NEWUSER) && !nix::unistd::geteuid().is_root(),
         new_cgroupns,
         ns,
