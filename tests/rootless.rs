@@ -330,6 +330,37 @@ fn rootless_subordinate_id_maps() {
 /// Limits asked with no delegated cgroup v2 subtree (this host's test user
 /// has none): create refuses, naming the limit, and leaves nothing (no
 /// state dir, no cgroup, no process).
+/// An id-mapped mount needs CAP_SYS_ADMIN over the host filesystem: refused
+/// at create for a rootless caller, naming the mount, nothing left.
+#[test]
+fn rootless_idmapped_mount_refused() {
+    let (uid, gid) = user();
+    let env = Env::new(&["true"]);
+    let vol = env.dir.join("vol");
+    fs::create_dir(&vol).expect("mkdir vol");
+    let mut spec = env.spec();
+    let map = |host: u32| json!([{"containerID": 0, "hostID": host, "size": 1}]);
+    spec["mounts"].as_array_mut().expect("mounts").push(json!({
+        "destination": "/data", "type": "bind", "source": vol,
+        "options": ["rbind"], "uidMappings": map(uid), "gidMappings": map(gid)
+    }));
+    env.set_spec(&spec);
+    let id = unique_id("rl-idmap");
+    let out = env.vessel(&["create", "--bundle", "bundle", &id]);
+    assert!(
+        !out.status.success(),
+        "create with an id-mapped mount: {}",
+        text(&out)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("(/data)") && err.contains("id-mapped") && err.contains("rootless"),
+        "error should name the mount and say why: {err}"
+    );
+    assert!(!env.state_root().join(&id).exists(), "state dir left");
+    assert!(mounts_under(&env.dir).is_empty(), "mounts left");
+}
+
 #[test]
 fn rootless_limits_refused_without_delegated_cgroup() {
     let env = Env::new(&["sleep", "300"]);

@@ -229,6 +229,29 @@ pub fn check_rlimits(process: &oci_spec::runtime::Process) -> Result<()> {
     Ok(())
 }
 
+/// Refuse id-mapped mounts: the kernel lets only a holder of CAP_SYS_ADMIN
+/// over the filesystem's own user namespace (the host's, for a host
+/// directory) id-map a mount, which no rootless caller is. Said at create,
+/// naming the mount, rather than as a bare EPERM from the init.
+pub fn check_no_idmapped_mounts(
+    spec: &oci_spec::runtime::Spec,
+    idmaps: &[Option<crate::isolation::idmap::MountIdmap>],
+) -> Result<()> {
+    let mounts = spec.mounts().as_deref().unwrap_or(&[]);
+    for (i, (m, map)) in mounts.iter().zip(idmaps).enumerate() {
+        if map.is_some() {
+            return Err(Error::invalid(format!(
+                "config.json: mounts[{i}] ({}): rootless: id-mapped mounts need CAP_SYS_ADMIN \
+                 in the host's user namespace (the filesystem's owner), which an unprivileged \
+                 caller does not have; drop uidMappings/gidMappings/idmap from the mount, or \
+                 run as root",
+                m.destination().display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// `spec --rootless`: runc's rootless template with the caller's own uid
 /// and gid as the host side of its single-id maps.
 pub fn rootless_spec_text(template: &str) -> Result<String> {

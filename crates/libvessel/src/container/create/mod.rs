@@ -89,6 +89,7 @@ pub fn create(root: &Path, opts: CreateOptions) -> Result<(PathBuf, State)> {
         if let Some(p) = bundle.spec.process() {
             rootless::check_rlimits(p)?;
         }
+        rootless::check_no_idmapped_mounts(&bundle.spec, &bundle.mount_idmaps)?;
     }
     // A VM is its own id space: the guest has no host ids to share. A
     // rootless caller has no other ids to give (only an explicit ask).
