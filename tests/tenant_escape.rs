@@ -773,3 +773,281 @@ fn modules_cannot_be_loaded() {
         skip("no .ko under /lib/modules of this kernel: probed with a garbage module only");
     }
 }
+
+/// What a write to a host sysctl gets: the owner check (global root) comes
+/// before the read-only /proc/sys of the default config.
+fn sysctl_refusal(_caps: Caps) -> &'static str {
+    "open EACCES"
+}
+
+#[test]
+fn proc_writes_do_not_reach_the_host() {
+    require_root();
+    let sysctls = [
+        "/proc/sys/kernel/core_pattern",
+        "/proc/sys/kernel/modprobe",
+        "/proc/sys/vm/drop_caches",
+        "/proc/sys/net/ipv4/ip_forward",
+        "/proc/sys/net/core/somaxconn",
+    ];
+    for setup in setups() {
+        for caps in CAPS {
+            let tok = token();
+            let before: Vec<_> = sysctls.iter().map(|p| host_value(p)).collect();
+            let fwd = if before[3].as_deref() == Some("1\n") {
+                "0"
+            } else {
+                "1"
+            };
+            let me = std::process::id();
+            let script = format!(
+                r#"echo "core: $(xh write /proc/sys/kernel/core_pattern '|/pwn-{tok}')"
+echo "modprobe: $(test -e /proc/sys/kernel/modprobe && xh write /proc/sys/kernel/modprobe /pwn-{tok} || echo absent)"
+echo "sysrq: $(test -e /proc/sysrq-trigger && xh write /proc/sysrq-trigger h || echo absent)"
+echo "kcore: $(test -e /proc/kcore && xh read /proc/kcore || echo absent)"
+echo "drop: $(xh write /proc/sys/vm/drop_caches 3)"
+echo "fwd: $(xh write /proc/sys/net/ipv4/ip_forward {fwd})"
+echo "somax: $(xh write /proc/sys/net/core/somaxconn 17)"
+echo "exe: $(xh write /proc/self/exe x)"
+echo "init_root: $(echo x > /proc/1/root/escape-{tok} && echo wrote || echo refused)"
+echo "kill_host: $(xh kill0 {me})"
+echo "ptrace_host: $(xh ptrace {me})"
+"#
+            );
+            // No network namespace: /proc/sys/net is the host's.
+            let p = Probe::new(setup, caps, &script, |s| {
+                s["linux"]["namespaces"]
+                    .as_array_mut()
+                    .unwrap()
+                    .retain(|n| n["type"] != "network");
+            });
+            let a = p.run();
+            for l in ["core", "drop", "fwd", "somax"] {
+                a.expect(l, &[sysctl_refusal(caps)]);
+            }
+            for (l, path) in [
+                ("modprobe", "/proc/sys/kernel/modprobe"),
+                ("sysrq", "/proc/sysrq-trigger"),
+            ] {
+                if std::path::Path::new(path).exists() {
+                    a.expect(l, &[sysctl_refusal(caps)]);
+                } else {
+                    a.expect(l, &["absent"]);
+                    skip(&format!("{path} does not exist on this host"));
+                }
+            }
+            if std::path::Path::new("/proc/kcore").exists() {
+                // Masked (/dev/null over it) by default; root-only 0400 else.
+                a.expect(
+                    "kcore",
+                    &[match caps {
+                        Caps::Default => "read ok 0",
+                        Caps::All => "open EACCES",
+                    }],
+                );
+            } else {
+                a.expect("kcore", &["absent"]);
+                skip("/proc/kcore does not exist on this host");
+            }
+            a.expect("exe", &["open ETXTBSY"]);
+            // /proc/1 is the container's init: its root is the rootfs.
+            a.expect("init_root", &["wrote"]);
+            assert!(p.b.rootfs().join(format!("escape-{tok}")).exists());
+            assert!(!PathBuf::from(format!("/escape-{tok}")).exists());
+            // Its own pid namespace: the host's processes are not there.
+            a.expect("kill_host", &["kill0 ESRCH"]);
+            a.expect("ptrace_host", &["ptrace ESRCH"]);
+            let after: Vec<_> = sysctls.iter().map(|p| host_value(p)).collect();
+            assert_eq!(before, after, "a host sysctl changed: {}", a.ctx);
+        }
+    }
+}
+
+#[test]
+fn host_pid_namespace_and_host_proc() {
+    require_root();
+    // A hostile config: no pid namespace and the host's /proc bound in.
+    for setup in setups() {
+        for caps in CAPS {
+            let me = std::process::id();
+            let core = host_value("/proc/sys/kernel/core_pattern");
+            let script = format!(
+                r#"echo "kill1: $(xh kill0 1)"
+echo "ptrace1: $(xh ptrace 1)"
+echo "kill_host: $(xh kill0 {me})"
+echo "ptrace_host: $(xh ptrace {me})"
+echo "root1: $(xh read /proc/1/root/etc/hostname)"
+echo "environ1: $(xh read /proc/1/environ)"
+echo "mem_host: $(xh read /proc/{me}/mem)"
+echo "exe_host: $(xh write /proc/{me}/exe x)"
+echo "core: $(xh write /proc/sys/kernel/core_pattern '|/pwn')"
+"#
+            );
+            let p = Probe::new(setup, caps, &script, |s| {
+                s["linux"]["namespaces"]
+                    .as_array_mut()
+                    .unwrap()
+                    .retain(|n| n["type"] != "pid");
+                for m in s["mounts"].as_array_mut().unwrap() {
+                    if m["destination"] == "/proc" {
+                        *m = json!({"destination": "/proc", "type": "bind",
+                            "source": "/proc", "options": ["rbind"]});
+                    }
+                }
+            });
+            let a = p.run();
+            for l in ["kill1", "kill_host"] {
+                a.expect(l, &["kill0 EPERM"]);
+            }
+            for l in ["ptrace1", "ptrace_host"] {
+                a.expect(l, &["ptrace EPERM"]);
+            }
+            for l in ["root1", "environ1", "mem_host", "exe_host"] {
+                a.expect(l, &["open EACCES"]);
+            }
+            a.expect("core", &[sysctl_refusal(caps)]);
+            assert_eq!(host_value("/proc/sys/kernel/core_pattern"), core);
+        }
+    }
+}
+
+/// The host's root disk: its /dev node and major:minor.
+fn host_disk() -> (PathBuf, String) {
+    let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let dev = info
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some("/"))
+        .and_then(|l| l.split(' ').nth(2))
+        .unwrap()
+        .to_string();
+    let uevent = fs::read_to_string(format!("/sys/dev/block/{dev}/uevent")).unwrap();
+    let name = uevent
+        .lines()
+        .find_map(|l| l.strip_prefix("DEVNAME="))
+        .unwrap();
+    (PathBuf::from(format!("/dev/{name}")), dev)
+}
+
+#[test]
+fn device_nodes_of_the_host_stay_closed() {
+    require_root();
+    let (disk, majmin) = host_disk();
+    let (maj, min) = majmin.split_once(':').unwrap();
+    let kvm = PathBuf::from("/dev/kvm");
+    for setup in setups() {
+        for caps in CAPS {
+            let script = format!(
+                r#"echo "mknod_disk: $(xh mknod /tmp/disk {maj} {min} | head -1)"
+echo "bound_disk: $(xh read /hostdisk)"
+echo "kvm: $(test -e /hostkvm && xh read /hostkvm || echo absent)"
+"#
+            );
+            let p = Probe::new(setup, caps, &script, |s| {
+                // A hostile config binds the host's nodes in.
+                let m = s["mounts"].as_array_mut().unwrap();
+                m.push(json!({"destination": "/hostdisk", "type": "bind",
+                    "source": disk, "options": ["bind"]}));
+                if kvm.exists() {
+                    m.push(json!({"destination": "/hostkvm", "type": "bind",
+                        "source": kvm, "options": ["bind"]}));
+                }
+            });
+            let a = p.run();
+            a.expect("mknod_disk", &["mknod EPERM"]);
+            a.expect("bound_disk", &["open EACCES"]);
+            if kvm.exists() {
+                a.expect("kvm", &["open EACCES"]);
+            } else {
+                a.expect("kvm", &["absent"]);
+                skip("no /dev/kvm on this host");
+            }
+        }
+    }
+}
+
+#[test]
+fn keyrings_file_handles_and_nested_namespaces() {
+    require_root();
+    for setup in setups() {
+        for caps in CAPS {
+            let tok = token();
+            let before = host_mounts(&tok);
+            let script = format!(
+                r#"read KEY RING < /hostkey
+echo "keyread: $(xh keyread $KEY)"
+echo "session: $(xh keysession)"
+echo "join: $(xh keyjoin vessel-escape-{tok})"
+xh handle / | sed 's/ /: /'
+mkdir -p /tmp/n-{tok}
+echo "nested: $(unshare -U -m -r sh -c 'xh mount tmpfs /tmp/n-{tok} tmpfs 0 -' 2>&1)"
+"#
+            );
+            let p = Probe::new(setup, caps, &script, |_| {});
+            let keyfile = p.b.rootfs().join("hostkey");
+            let hook = format!(
+                "echo \"$XH_KEY $XH_RING\" > {} && exec \"$0\" \"$@\"",
+                keyfile.display()
+            );
+            let xhp = xh();
+            let ring_name = format!("vessel-escape-{tok}");
+            let a = p.run_wrapped(&[
+                xhp.to_str().unwrap(),
+                "hostkey",
+                &ring_name,
+                "secret",
+                "sh",
+                "-c",
+                &hook,
+            ]);
+            let host_ring = fs::read_to_string(&keyfile)
+                .unwrap()
+                .split_whitespace()
+                .nth(1)
+                .unwrap()
+                .to_string();
+            match caps {
+                Caps::Default => {
+                    // The default seccomp profile refuses keyctl; without
+                    // CAP_SYS_ADMIN, no nested user namespace either.
+                    a.expect("keyread", &["keyread EPERM"]);
+                    a.expect("session", &["keysession EPERM"]);
+                    a.expect("join", &["keyjoin EPERM"]);
+                    a.expect("open_by_handle_at_dir", &["EPERM"]);
+                    a.expect(
+                        "nested",
+                        &["unshare: unshare(0x10020000): Operation not permitted"],
+                    );
+                }
+                Caps::All => {
+                    // Not a possessor of the host's session keyring, and
+                    // not its owner: the key stays unreadable; its own
+                    // session keyring, and a keyring name of the host's
+                    // means another keyring in its user namespace.
+                    a.expect("keyread", &["keyread EACCES"]);
+                    for l in ["session", "join"] {
+                        let got = a.get(l);
+                        assert!(got.starts_with(&format!("key{l} ok ")), "{l}: {}", a.ctx);
+                        assert_ne!(
+                            got.rsplit(' ').next(),
+                            Some(host_ring.as_str()),
+                            "{l}: {}",
+                            a.ctx
+                        );
+                    }
+                    // The subtree check of Linux 6.10+ (ESTALE), EPERM before.
+                    a.expect("open_by_handle_at_dir", &["ESTALE", "EPERM"]);
+                    a.expect("nested", &["mount ok 0"]);
+                }
+            }
+            a.expect("name_to_handle_at", &["ok 0"]);
+            // Shocker: CAP_DAC_READ_SEARCH in the initial user namespace.
+            a.expect("open_by_handle_at", &["EPERM"]);
+            assert_eq!(
+                before,
+                host_mounts(&tok),
+                "the host's mounts changed: {}",
+                a.ctx
+            );
+        }
+    }
+}
