@@ -188,6 +188,41 @@ pub fn apply(tree: RawFd, userns: RawFd, recursive: bool, source: &str) -> Resul
     Ok(())
 }
 
+/// Make every mount of the detached tree `tree` (a host-side
+/// OPEN_TREE_CLONE copy) a slave: a clone of a shared host mount is a peer
+/// of it, and once attached in a user-namespaced container (whose mount
+/// namespace, unlike one made by unshare in a new user namespace, does not
+/// turn host peers into slaves) the tenant's mounts below it would
+/// propagate into the host's mount namespace. As a slave it still receives
+/// the host's mounts; a config's `rshared` then makes a new peer group, as
+/// in runc.
+pub fn host_slave(tree: RawFd, source: &str) -> Result<()> {
+    let attr = MountAttr {
+        attr_set: 0,
+        attr_clr: 0,
+        propagation: libc::MS_SLAVE,
+        userns_fd: 0,
+    };
+    // SAFETY: tree is a valid fd, the path is an empty C string, attr is a
+    // live struct of the size passed.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree,
+            c"".as_ptr(),
+            AT_EMPTY_PATH | libc::AT_RECURSIVE as libc::c_uint,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if r < 0 {
+        return Err(Error::sys(format!(
+            "make the copy of {source} a slave of the host's mounts"
+        ))(nix::errno::Errno::last()));
+    }
+    Ok(())
+}
+
 /// A detached copy of `source` with `map` applied: what the init attaches.
 pub fn idmapped_tree(source: &std::ffi::CStr, rec_bind: bool, map: &MountIdmap) -> Result<OwnedFd> {
     const OPEN_TREE_CLONE: libc::c_uint = 1;
@@ -272,6 +307,7 @@ pub fn idmapped_rootfs(rootfs: &std::path::Path, map: &MountIdmap) -> Result<Idm
     }
     // SAFETY: a fresh fd we own.
     let tree = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+    host_slave(tree.as_raw_fd(), &rootfs.display().to_string())?;
     let userns = userns_fd(map)?;
     apply(
         tree.as_raw_fd(),

@@ -322,6 +322,8 @@ fn host_side_trees(mounts: &mut [MountOp]) -> Result<Vec<OwnedFd>> {
     // were made, and a copy made here would come before the rootfs.
     for m in mounts.iter_mut().filter(|m| m.bind && m.tree_fd < 0) {
         let t = open_tree(&m.source)?;
+        // Never a peer of a shared host mount (tests/tenant_escape.rs).
+        crate::isolation::idmap::host_slave(t.as_raw_fd(), &m.source.to_string_lossy())?;
         m.tree_fd = t.as_raw_fd();
         trees.push(t);
     }
