@@ -612,6 +612,8 @@ fn mounts_stay_in_the_container() {
             let tok = token();
             let rovol = ro_volume(&tok);
             let shared = SharedHostMount::new(&tok);
+            // The same through an id-mapped bind (vessel's own host-side copy).
+            let shared2 = SharedHostMount::new(&format!("idmap-{tok}"));
             // A file in the host's /tmp: visible through a path that reaches
             // the host's root, not through the container's own.
             let marker = PathBuf::from(format!("/tmp/vessel-escape-{tok}"));
@@ -631,6 +633,8 @@ echo "pid1root_marker: $(test -e /tmp/pr/tmp/vessel-escape-{tok} && echo visible
 echo "pid1root_direct: $(test -e /proc/1/root/tmp/vessel-escape-{tok} && echo visible || echo absent)"
 echo "make_shared: $(xh mount none /shr - shared,rec -)"
 echo "shared_sub: $(xh mount tmpfs /shr/sub tmpfs 0 -)"
+echo "make_shared2: $(xh mount none /shr2 - shared,rec -)"
+echo "shared_sub2: $(xh mount tmpfs /shr2/sub tmpfs 0 -)"
 echo "sys_remount: $(xh mount none /sys - remount -)"
 echo "sys_new: $(xh mount sysfs /tmp/s sysfs 0 -)"
 echo "sys_write: $(xh write {thp} never)"
@@ -642,6 +646,10 @@ echo "sys_write: $(xh write {thp} never)"
                     "source": rovol, "options": ["rbind", "ro"]}));
                 m.push(json!({"destination": "/shr", "type": "bind",
                     "source": shared.dir, "options": ["rbind", "rshared"]}));
+                let ids = json!([{"containerID": 0, "hostID": 0, "size": 65536}]);
+                m.push(json!({"destination": "/shr2", "type": "bind",
+                    "source": shared2.dir, "options": ["rbind", "rshared"],
+                    "uidMappings": ids, "gidMappings": ids}));
             });
             let a = p.run();
             match caps {
@@ -654,6 +662,8 @@ echo "sys_write: $(xh write {thp} never)"
                         "pid1root",
                         "make_shared",
                         "shared_sub",
+                        "make_shared2",
+                        "shared_sub2",
                         "sys_remount",
                         "sys_new",
                     ] {
@@ -676,6 +686,8 @@ echo "sys_write: $(xh write {thp} never)"
                         "pid1root",
                         "make_shared",
                         "shared_sub",
+                        "make_shared2",
+                        "shared_sub2",
                     ] {
                         a.expect(l, &["mount ok 0"]);
                     }
@@ -707,10 +719,17 @@ echo "sys_write: $(xh write {thp} never)"
                 "a container mount propagated to the host: {}",
                 a.ctx
             );
+            assert_eq!(
+                mounts_under(&shared2.dir),
+                vec![shared2.dir.to_string_lossy().into_owned()],
+                "a container mount propagated to the host through an id-mapped bind: {}",
+                a.ctx
+            );
             assert_eq!(fs::read_to_string(&marker).unwrap(), "host");
             let _ = fs::remove_file(&marker);
             drop(p);
             drop(shared);
+            drop(shared2);
             let _ = fs::remove_dir_all(&rovol);
         }
     }

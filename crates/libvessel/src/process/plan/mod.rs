@@ -181,7 +181,8 @@ pub fn build(inp: &PlanInput) -> Result<InitPlan> {
         .process()
         .as_ref()
         .ok_or_else(|| Error::invalid("config.json: process is missing"))?;
-    let (mut mounts, dev_is_bind, mut trees) = plan_mounts(spec, inp, new_cgroupns)?;
+    let (mut mounts, dev_is_bind, mut trees) =
+        plan_mounts(spec, inp, new_cgroupns, ns.creates(libc::CLONE_NEWUSER))?;
     let (rootfs_tree, rootfs_dir) = match &inp.rootfs_idmap {
         Some(map) => {
             let r = crate::isolation::idmap::idmapped_rootfs(inp.rootfs, map)?;
@@ -282,14 +283,16 @@ pub fn build(inp: &PlanInput) -> Result<InitPlan> {
     })
 }
 
-/// The mounts of the config as the init's mount operations, and whether
-/// /dev is a bind mount.
 /// The config's mounts as flat operations, whether /dev is a bind, and the
-/// id-mapped trees made for them (see `isolation::idmap`).
+/// id-mapped trees made for them (see `isolation::idmap`). In a container
+/// with its own user namespace those trees are slaves of the host's mounts,
+/// like every other bind there: a peer would carry the tenant's mounts back
+/// to the host (tests/tenant_escape.rs).
 fn plan_mounts(
     spec: &Spec,
     inp: &PlanInput,
     new_cgroupns: bool,
+    new_userns: bool,
 ) -> Result<(Vec<MountOp>, bool, Vec<OwnedFd>)> {
     let mut mounts: Vec<MountOp> = Vec::new();
     let mut dev_is_bind = false;
@@ -303,6 +306,10 @@ fn plan_mounts(
             for op in ops.iter_mut().filter(|o| o.bind) {
                 let rec = op.flags & libc::MS_REC != 0;
                 let t = crate::isolation::idmap::idmapped_tree(&op.source, rec, map)?;
+                if new_userns {
+                    let src = op.source.to_string_lossy();
+                    crate::isolation::idmap::host_slave(t.as_raw_fd(), &src)?;
+                }
                 op.tree_fd = t.as_raw_fd();
                 trees.push(t);
             }
