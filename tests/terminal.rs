@@ -155,3 +155,65 @@ fn which(name: &str) -> Option<std::path::PathBuf> {
             .find(|f| f.is_file())
     })
 }
+
+/// /dev/console is the console pty (the runtime spec's default device;
+/// runc binds it too), with and without a user namespace.
+#[test]
+fn dev_console_is_the_pty() {
+    require_root();
+    for userns in [false, true] {
+        let rt = Runtime::new();
+        let mut b = Bundle::new(&[
+            "sh",
+            "-c",
+            "stat -c console=%t:%T /dev/console; stat -c tty=%t:%T $(tty); echo done",
+        ]);
+        b.spec["process"]["terminal"] = json!(true);
+        if userns {
+            b.spec["linux"]["namespaces"]
+                .as_array_mut()
+                .expect("namespaces")
+                .push(json!({"type": "user"}));
+            let map = json!([{"containerID": 0, "hostID": 6_100_000, "size": 65536}]);
+            b.spec["linux"]["uidMappings"] = map.clone();
+            b.spec["linux"]["gidMappings"] = map;
+        }
+        b.write();
+        let sock_path = scratch_dir().join(format!("{}.sock", unique_id("console")));
+        let listener = UnixListener::bind(&sock_path).unwrap();
+        let receiver = std::thread::spawn(move || {
+            let (conn, _) = listener.accept().expect("accept");
+            recv_fd(conn.as_raw_fd()).expect("pty master")
+        });
+        let id = unique_id("devconsole");
+        let out = rt.create(&b, &id, &["--console-socket", sock_path.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "userns={userns}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut m = File::from(receiver.join().unwrap());
+        rt.ok(&["start", &id]);
+        let mut acc = String::new();
+        assert!(
+            read_until(&mut m, &mut acc, "done", T),
+            "userns={userns}: {acc:?}"
+        );
+        let value = |key: &str| {
+            acc.lines()
+                .find_map(|l| l.trim().strip_prefix(key).map(str::to_string))
+        };
+        let console = value("console=");
+        assert!(
+            console.is_some() && console == value("tty="),
+            "userns={userns}: /dev/console is not the pty: {acc:?}"
+        );
+        assert!(
+            console.as_deref().is_some_and(|c| c.starts_with("88:")),
+            "userns={userns}: not a devpts node: {acc:?}"
+        );
+        assert!(rt.wait_status(&id, "stopped", T));
+        rt.ok(&["delete", &id]);
+        let _ = std::fs::remove_file(&sock_path);
+    }
+}

@@ -13,8 +13,8 @@ use libc::c_char;
 use std::ffi::CStr;
 use std::os::fd::RawFd;
 
-/// The container's /dev: the device nodes, the standard symlinks, then
-/// read-only if asked.
+/// The container's /dev: the device nodes and the standard symlinks (made
+/// read-only later, once /dev/console is there: `remount_dev_readonly`).
 pub(super) fn setup_dev(plan: &InitPlan, sock: RawFd, rootfd: RawFd) {
     for (i, d) in plan.devices.iter().enumerate() {
         make_device(plan, sock, rootfd, d, i as i32);
@@ -22,12 +22,10 @@ pub(super) fn setup_dev(plan: &InitPlan, sock: RawFd, rootfd: RawFd) {
     if plan.make_dev_links {
         dev_symlinks(sock, rootfd);
     }
-    if plan.dev_readonly {
-        remount_dev_readonly(sock, rootfd);
-    }
 }
 
-fn remount_dev_readonly(sock: RawFd, rootfd: RawFd) {
+/// /dev read-only, when the config's /dev mount asked for it.
+pub(super) fn remount_dev_readonly(sock: RawFd, rootfd: RawFd) {
     let fd = match open_in_root(rootfd, c"dev".as_ptr(), libc::O_PATH | libc::O_DIRECTORY) {
         Ok(fd) => fd,
         Err(e) => fail(sock, Step::DevReadonly, 0, e),

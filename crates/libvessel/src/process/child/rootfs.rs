@@ -2,7 +2,7 @@
 //! createContainer hooks, pivot_root (or chroot), then the paths made
 //! read-only or masked.
 
-use super::devices::setup_dev;
+use super::devices::{remount_dev_readonly, setup_dev};
 use super::fd::{
     open_in_root, openat2, FdPath, PROC_FD_DIR, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS,
 };
@@ -13,7 +13,7 @@ use super::mount_calls::{
 };
 use super::paths::protect_paths;
 use super::report::{check, fail};
-use super::terminal::{make_controlling_terminal, open_console};
+use super::terminal::{make_controlling_terminal, mount_console, open_console};
 use crate::isolation::caps::errno;
 use crate::isolation::mounts::MountOp;
 use crate::process::plan::{InitPlan, MntNs, Step};
@@ -38,10 +38,15 @@ pub(super) fn setup_rootfs(plan: &InitPlan, sock: RawFd) {
     setup_dev(plan, sock, rootfd);
 
     let console_slave = if plan.process.terminal {
-        open_console(plan, sock, rootfd)
+        let slave = open_console(plan, sock, rootfd);
+        mount_console(sock, rootfd, slave);
+        slave
     } else {
         -1
     };
+    if plan.dev_readonly {
+        remount_dev_readonly(sock, rootfd);
+    }
 
     if plan.parent_hooks {
         run_create_container_hooks(sock, rootfd);

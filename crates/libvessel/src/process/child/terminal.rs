@@ -1,7 +1,8 @@
 //! The console: a pty from the container's devpts, its master sent over
 //! the console socket, its slave made the controlling terminal.
 
-use super::fd::open_in_root;
+use super::fd::{open_in_root, FdPath};
+use super::mount_calls::mount;
 use super::report::{check, fail};
 use crate::isolation::caps::errno;
 use crate::process::plan::{InitPlan, Step};
@@ -20,6 +21,87 @@ pub(super) fn open_console(plan: &InitPlan, sock: RawFd, rootfd: RawFd) -> RawFd
         Err(e) => fail(sock, Step::Console, 0, e),
     };
     send_pty(master, &plan.process, plan.console_socket, sock)
+}
+
+/// /dev/console is the console pty, bound over what is there (the runtime
+/// spec's default device; runc's mountConsole): an empty file made when
+/// missing. An existing node is bound over, not removed (a /dev bound from
+/// the host keeps its node); a symlink the image planted is replaced,
+/// never followed.
+pub(super) fn mount_console(sock: RawFd, rootfd: RawFd, slave: RawFd) {
+    let dev = match open_in_root(rootfd, c"dev".as_ptr(), libc::O_PATH | libc::O_DIRECTORY) {
+        Ok(fd) => fd,
+        Err(e) => fail(sock, Step::Console, 8, e),
+    };
+    let target = console_target(dev);
+    if target < 0 {
+        fail(sock, Step::Console, 9, -target);
+    }
+    let src = FdPath::new(slave);
+    let dst = FdPath::new(target);
+    check(
+        sock,
+        mount(
+            src.ptr(),
+            dst.ptr(),
+            std::ptr::null(),
+            libc::MS_BIND,
+            std::ptr::null(),
+        ),
+        Step::Console,
+        10,
+    );
+    // SAFETY: closing fds we own.
+    unsafe {
+        libc::close(target);
+        libc::close(dev);
+    }
+}
+
+/// An O_PATH fd on `dev/console` to bind over, made when missing;
+/// -errno on failure.
+fn console_target(dev: RawFd) -> RawFd {
+    let name = c"console".as_ptr();
+    let create = || {
+        // SAFETY: openat on a dirfd we own and a constant name; O_EXCL
+        // follows no link.
+        unsafe {
+            libc::openat(
+                dev,
+                name,
+                libc::O_CREAT | libc::O_EXCL | libc::O_RDONLY | libc::O_CLOEXEC,
+                0o666,
+            )
+        }
+    };
+    let fd = create();
+    if fd >= 0 || errno() != libc::EEXIST {
+        return if fd >= 0 { fd } else { -errno() };
+    }
+    // SAFETY: as above; O_PATH|O_NOFOLLOW opens a symlink itself.
+    let fd = unsafe { libc::openat(dev, name, libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return -errno();
+    }
+    // SAFETY: an all-zero stat is a valid value.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat of our fd into a stack struct.
+    let stat_ok = unsafe { libc::fstat(fd, &mut st) } == 0;
+    let is_link = stat_ok && st.st_mode & libc::S_IFMT == libc::S_IFLNK;
+    if !is_link {
+        return fd;
+    }
+    // SAFETY: closing our fd; unlinking the link (not its target).
+    unsafe {
+        libc::close(fd);
+        libc::unlinkat(dev, name, 0);
+    }
+    let fd = create();
+    if fd >= 0 {
+        fd
+    } else {
+        -errno()
+    }
 }
 
 /// Unlock the pty behind `master`, set it up as runc does (ONLCR cleared
