@@ -134,7 +134,8 @@ check "the guest kernel keeps XSAVE on" 'grep -qx xsave_flag=xsave "$work/out1"'
 check "spec hostname is set in the guest" 'grep -qx hostname=vm-test "$work/out1"' "$(grep hostname= "$work/out1")"
 check "run leaves nothing behind" '[ -z "$(nothing_left vm1 "")" ]' "$(nothing_left vm1 "")"
 
-# --- Boot 2: vessel run in the background, kill TERM: 128+15. ----------------
+# --- Boot 2: vessel run in the background; a TERM sent while paused waits
+# for resume (as for a frozen container), then ends it: 128+15. ------------
 mkbundle "$work/b2" '' sh -c 'echo started; exec sleep 1000'
 t0=$(uptime_s)
 v run --bundle "$work/b2" vm2 > "$work/out2" 2> "$work/err2" &
@@ -143,9 +144,13 @@ if wait_status vm2 running 60; then
   i=0; while [ $i -lt 600 ] && ! grep -q started "$work/out2"; do sleep 0.1; i=$((i + 1)); done
   echo "# boot 2 (vessel run to workload output): $(elapsed "$t0") s"
   pid2=$(state_field vm2 pid)
+  v pause vm2 2>> "$work/err2"
   v kill vm2 TERM
+  sleep 1
+  check "a TERM sent while paused waits: still paused" '[ "$(state_field vm2 status)" = paused ] && kill -0 $runpid 2>/dev/null' "$(v state vm2 2>&1)"
+  v resume vm2 2>> "$work/err2"
   wait $runpid; rc=$?
-  check "kill TERM ends vessel run with 143" '[ "$rc" = 143 ]' "got $rc; stderr: $(cat "$work/err2")"
+  check "kill TERM (sent while paused) ends vessel run with 143 after resume" '[ "$rc" = 143 ]' "got $rc; stderr: $(cat "$work/err2")"
   v delete -f vm2 >/dev/null 2>&1
   check "run + kill TERM leaves nothing behind" '[ -z "$(nothing_left vm2 "$pid2")" ]' "$(nothing_left vm2 "$pid2")"
 else
@@ -153,17 +158,72 @@ else
   kill -9 $runpid 2>/dev/null; v delete -f vm2 >/dev/null 2>&1
 fi
 
-# --- Boot 3: create / state / start / state / kill KILL / state / delete. -----
-mkbundle "$work/b3" '' sh -c 'echo up; exec sleep 1000'
+# --- Boot 3: create / start; pause and resume a counter; update; the VMM's
+# jail; kill KILL while paused; delete. -----------------------------------------
+# A 256 MiB memory limit (guest RAM 256 MiB) and 100 MiB of it touched in
+# the guest's /tmp, for the memory measurement and the update checks.
+mkbundle "$work/b3" '' sh -c 'head -c 100m /dev/zero > /tmp/fill; echo up; i=0; while :; do i=$((i + 1)); echo "tick $i"; sleep 0.2; done'
+sed -i 's/"namespaces": \[/"resources": {"memory": {"limit": 268435456}}, "namespaces": [/' "$work/b3/config.json"
+cgdir() { echo "/sys/fs/cgroup$(sed -n 's/^0:://p' "/proc/$1/cgroup")"; }
+ticks() { grep -c '^tick ' "$work/out3"; }
+wait_ticks() { # wait_ticks MORE-THAN SECONDS
+  i=0; while [ $i -lt $(($2 * 10)) ]; do [ "$(ticks)" -gt "$1" ] && return 0; sleep 0.1; i=$((i + 1)); done
+  return 1
+}
 if v create --bundle "$work/b3" vm3 > "$work/out3" 2> "$work/err3"; then
   check "state after create is created" '[ "$(state_field vm3 status)" = created ]' "$(v state vm3 2>&1)"
   pid3=$(state_field vm3 pid)
   check "create records the VMM pid" '[ -n "$pid3" ] && [ -d "/proc/$pid3" ]' "pid ${pid3:-?}"
   check "the VMM is in the container's cgroup" '[ -n "$pid3" ] && grep -q vm3 "/proc/$pid3/cgroup"' "$(cat "/proc/$pid3/cgroup" 2>/dev/null)"
+  v pause vm3 > /dev/null 2> "$work/err3p"; rc=$?
+  check "pause of a created (not started) VM is refused" '[ "$rc" != 0 ] && grep -q "not been started" "$work/err3p" && [ "$(state_field vm3 status)" = created ]' "rc $rc: $(cat "$work/err3p")"
+  t0=$(uptime_s)
   v start vm3 2>> "$work/err3"
   check "state after start is running" '[ "$(state_field vm3 status)" = running ]' "$(v state vm3 2>&1)"
-  v kill vm3 KILL
-  check "kill KILL stops it" 'wait_status vm3 stopped 20' "$(v state vm3 2>&1)"
+  if wait_ticks 2 60; then
+    echo "# boot 3 (start to first ticks): $(elapsed "$t0") s"
+    cg3=$(cgdir "$pid3")
+    check "create raises the cgroup's memory limit to guest RAM + VMM overhead (256+32+2 MiB)" \
+      '[ "$(cat "$cg3/memory.max")" = 304087040 ]' "memory.max $(cat "$cg3/memory.max" 2>&1)"
+    echo "# measured: cgroup memory.current $(($(cat "$cg3/memory.current") >> 20)) MiB, peak $(($(cat "$cg3/memory.peak" 2>/dev/null || echo 0) >> 20)) MiB;" \
+      "VMM $(grep -E '^(VmRSS|RssAnon|RssFile|VmPTE)' "/proc/$pid3/status" | tr -s ' \t\n' ' ');" \
+      "memory.stat $(grep -E '^(anon|file|kernel|kernel_stack|pagetables|sec_pagetables|percpu|slab) ' "$cg3/memory.stat" | awk '{printf "%s=%dK ", $1, $2/1024}')"
+    ids=$(sed -n 's/^\(Uid\|Gid\):[[:space:]]*//p' "/proc/$pid3/status" | tr -s ' \t\n' ' ')
+    check "the running VMM has dropped to uid/gid 65534" '[ "$ids" = "65534 65534 65534 65534 65534 65534 65534 65534 " ]' "Uid/Gid: $ids"
+    check "the running VMM has no capabilities" 'grep -q "^CapEff:[[:space:]]*0*$" "/proc/$pid3/status" && grep -q "^CapBnd:[[:space:]]*0*$" "/proc/$pid3/status"' "$(grep ^Cap "/proc/$pid3/status" | tr '\n' ' ')"
+    for ns in ipc uts mnt; do
+      check "the VMM has its own $ns namespace" '[ "$(readlink "/proc/$pid3/ns/$ns")" != "$(readlink "/proc/self/ns/$ns")" ]' "VMM $(readlink "/proc/$pid3/ns/$ns"), host $(readlink "/proc/self/ns/$ns")"
+    done
+    v update --cpu-quota 50000 --cpu-period 100000 vm3 2> "$work/err3u"; rc=$?
+    check "update --cpu-quota lands in the VMM's cgroup" '[ "$rc" = 0 ] && [ "$(cat "$cg3/cpu.max")" = "50000 100000" ]' "rc $rc: $(cat "$work/err3u"); cpu.max $(cat "$cg3/cpu.max")"
+    v update --memory 48M vm3 2> "$work/err3u"; rc=$?
+    check "update --memory 48M of a VM is refused, naming guest RAM" \
+      '[ "$rc" != 0 ] && grep -q "guest RAM, fixed at boot" "$work/err3u" && grep -q "nothing was changed" "$work/err3u"' "rc $rc: $(cat "$work/err3u")"
+    n0=$(ticks)
+    check "after the refused update the VM still runs, its limit unchanged" \
+      '[ "$(state_field vm3 status)" = running ] && wait_ticks "$n0" 20 && [ "$(cat "$cg3/memory.max")" = 304087040 ]' "$(v state vm3 2>&1); memory.max $(cat "$cg3/memory.max")"
+    v update --memory 512M vm3 2> "$work/err3u"; rc=$?
+    check "update --memory at or above guest RAM + overhead is applied" '[ "$rc" = 0 ] && [ "$(cat "$cg3/memory.max")" = 536870912 ]' "rc $rc: $(cat "$work/err3u"); memory.max $(cat "$cg3/memory.max")"
+    check "no OOM kill in the VM's cgroup" '[ "$(sed -n "s/^oom_kill //p" "$cg3/memory.events")" = 0 ]' "$(cat "$cg3/memory.events")"
+    t1=$(uptime_s)
+    v pause vm3 2> "$work/err3p"; rc=$?
+    echo "# vessel pause took $(elapsed "$t1") s"
+    check "pause of a running VM succeeds" '[ "$rc" = 0 ]' "rc $rc: $(cat "$work/err3p")"
+    check "state after pause is paused" '[ "$(state_field vm3 status)" = paused ]' "$(v state vm3 2>&1)"
+    n1=$(ticks); sleep 2; n2=$(ticks)
+    check "the counter stops while paused" '[ "$n1" = "$n2" ]' "ticks $n1 then $n2 two seconds later"
+    v resume vm3 2> "$work/err3p"; rc=$?
+    check "resume succeeds and state is running again" '[ "$rc" = 0 ] && [ "$(state_field vm3 status)" = running ]' "rc $rc: $(cat "$work/err3p"); $(v state vm3 2>&1)"
+    check "the counter advances after resume" 'wait_ticks "$n2" 20' "still $(ticks) ticks"
+    v pause vm3 2> "$work/err3p"
+    check "paused again" '[ "$(state_field vm3 status)" = paused ]' "$(cat "$work/err3p"); $(v state vm3 2>&1)"
+    v kill vm3 KILL
+    check "kill KILL of a paused VM stops it" 'wait_status vm3 stopped 20' "$(v state vm3 2>&1)"
+  else
+    fail "the VM's counter starts" "no ticks: $(cat "$work/out3") / $(cat "$work/err3")"
+    v kill vm3 KILL
+    wait_status vm3 stopped 20
+  fi
   v delete vm3
   check "create/start/kill/delete leaves nothing behind" '[ -z "$(nothing_left vm3 "$pid3")" ]' "$(nothing_left vm3 "$pid3")"
 else

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use super::layout::MAX_VCPUS;
+use super::sandbox::Identity;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VmmArgs {
@@ -13,10 +14,13 @@ pub struct VmmArgs {
     pub mem_mib: u64,
     pub exec_fifo: Option<PathBuf>,
     pub console_log: Option<PathBuf>,
+    /// `--uid U --gid G`: who the VMM becomes once the VM is set up
+    /// (both or neither).
+    pub identity: Option<Identity>,
 }
 
 pub const USAGE: &str = "usage: vessel-vmm --kernel PATH [--initrd PATH] [--cmdline STR] \
-[--vcpus N] [--mem-mib M] [--exec-fifo PATH] [--console-log PATH]";
+[--vcpus N] [--mem-mib M] [--exec-fifo PATH] [--console-log PATH] [--uid U --gid G]";
 
 use vessel_protocol::launch::{DEFAULT_MEM_MIB, DEFAULT_VCPUS, MAX_MEM_MIB, MIN_MEM_MIB};
 
@@ -30,6 +34,7 @@ pub fn parse(args: &[String]) -> Result<VmmArgs, String> {
     let mut mem_mib = DEFAULT_MEM_MIB;
     let mut exec_fifo = None;
     let mut console_log = None;
+    let (mut uid, mut gid) = (None, None);
 
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -73,10 +78,26 @@ pub fn parse(args: &[String]) -> Result<VmmArgs, String> {
             }
             "--exec-fifo" => exec_fifo = Some(PathBuf::from(value()?)),
             "--console-log" => console_log = Some(PathBuf::from(value()?)),
+            "--uid" | "--gid" => {
+                let v = value()?;
+                let n: u32 = v
+                    .parse()
+                    .map_err(|_| format!("{flag} {v}: expected a numeric id"))?;
+                if flag == "--uid" {
+                    uid = Some(n);
+                } else {
+                    gid = Some(n);
+                }
+            }
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
     }
     let kernel = kernel.ok_or_else(|| format!("--kernel is required\n{USAGE}"))?;
+    let identity = match (uid, gid) {
+        (Some(uid), Some(gid)) => Some(Identity { uid, gid }),
+        (None, None) => None,
+        _ => return Err(format!("--uid and --gid go together\n{USAGE}")),
+    };
     Ok(VmmArgs {
         kernel,
         initrd,
@@ -85,6 +106,7 @@ pub fn parse(args: &[String]) -> Result<VmmArgs, String> {
         mem_mib,
         exec_fifo,
         console_log,
+        identity,
     })
 }
 
@@ -133,6 +155,18 @@ mod tests {
         assert!(parse(&s(&["--kernel", "/k", "--vcpus", "0"])).is_err());
         assert!(parse(&s(&["--kernel", "/k", "--vcpus", "x"])).is_err());
         assert!(parse(&s(&["--kernel", "/k", "--mem-mib", "1"])).is_err());
+        assert!(parse(&s(&["--kernel", "/k", "--uid", "65534"]))
+            .unwrap_err()
+            .contains("go together"));
+        assert!(parse(&s(&["--kernel", "/k", "--uid", "x", "--gid", "1"])).is_err());
+        let a = parse(&s(&["--kernel", "/k", "--uid", "65534", "--gid=65533"])).unwrap();
+        assert_eq!(
+            a.identity,
+            Some(Identity {
+                uid: 65534,
+                gid: 65533
+            })
+        );
         assert!(parse(&s(&["--kernel", "/k", "--bogus"]))
             .unwrap_err()
             .contains("--bogus"));

@@ -8,13 +8,15 @@
 
 use std::io::{self, Write};
 use std::os::fd::RawFd;
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use super::devices::ChannelPort;
+use super::pause::GATE;
 
+use vessel_protocol::control::{PAUSE_SIGNAL, RESUME_SIGNAL};
 use vessel_protocol::{self as protocol, Decoder, Frame, KIND_STDIN, KIND_STDIN_EOF, MAX_PAYLOAD};
 
 /// The signals the VMM passes on to the workload (SIGKILL just kills the VMM).
@@ -29,12 +31,27 @@ pub const FORWARDED_SIGNALS: [Signal; 8] = [
     Signal::SIGCONT,
 ];
 
+/// What the signalfd reads: the forwarded signals plus pause and resume.
 pub fn forwarded_sigset() -> SigSet {
-    let mut set = SigSet::empty();
+    let mut set = control_sigset();
     for s in FORWARDED_SIGNALS {
         set.add(s);
     }
     set
+}
+
+/// The runtime's pause and resume signals (real-time signals, which nix's
+/// `Signal` does not name).
+pub fn control_sigset() -> SigSet {
+    // SAFETY: sigemptyset/sigaddset initialise and fill a local sigset_t;
+    // the result is a valid set for from_sigset_t_unchecked.
+    unsafe {
+        let mut raw: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut raw);
+        libc::sigaddset(&mut raw, PAUSE_SIGNAL);
+        libc::sigaddset(&mut raw, RESUME_SIGNAL);
+        SigSet::from_sigset_t_unchecked(raw)
+    }
 }
 
 /// `payload` as frames of `kind` (the agent's codec, `vm::protocol`).
@@ -135,18 +152,24 @@ pub fn pump_stdin(port: Arc<ChannelPort>) {
     }
 }
 
-/// Reads the forwarded signals from a signalfd (they are blocked in every
-/// thread) and sends each to the guest as an 'S' frame. Never returns unless
-/// the signalfd fails.
-pub fn forward_signals(port: Arc<ChannelPort>, sfd: SignalFd) -> io::Error {
+/// Reads the forwarded and control signals from a signalfd (they are
+/// blocked in every thread): pause and resume go to the vCPU gate at once;
+/// the others go, in order, to `forward`, a thread that sends each to the
+/// guest as an 'S' frame (that send may wait for room in COM2, e.g. while
+/// the guest is paused, and must never hold up a resume). Never returns
+/// unless the signalfd fails.
+pub fn dispatch_signals(sfd: SignalFd, forward: mpsc::Sender<u8>) -> io::Error {
     loop {
         match sfd.read_signal() {
-            Ok(Some(info)) => {
-                let signo = info.ssi_signo as u8;
-                if let Err(e) = port.send(&encode(protocol::KIND_SIGNAL, &[signo])) {
-                    return e;
+            Ok(Some(info)) => match info.ssi_signo as i32 {
+                PAUSE_SIGNAL => GATE.pause(),
+                RESUME_SIGNAL => GATE.resume(),
+                signo => {
+                    if forward.send(signo as u8).is_err() {
+                        return io::Error::other("the signal forwarding thread ended");
+                    }
                 }
-            }
+            },
             Ok(None) => {}
             Err(nix::errno::Errno::EINTR) => {}
             Err(e) => return io::Error::from(e),
@@ -154,7 +177,18 @@ pub fn forward_signals(port: Arc<ChannelPort>, sfd: SignalFd) -> io::Error {
     }
 }
 
-/// A signalfd for the forwarded signals; they must already be blocked.
+/// The forwarding thread: each signal from `dispatch_signals` to the guest.
+pub fn forward_signals(port: Arc<ChannelPort>, signals: mpsc::Receiver<u8>) -> io::Error {
+    for signo in signals {
+        if let Err(e) = port.send(&encode(protocol::KIND_SIGNAL, &[signo])) {
+            return e;
+        }
+    }
+    io::Error::other("the signal dispatcher ended")
+}
+
+/// A signalfd for the forwarded and control signals; they must already be
+/// blocked.
 pub fn signal_fd() -> io::Result<SignalFd> {
     SignalFd::with_flags(&forwarded_sigset(), SfdFlags::SFD_CLOEXEC).map_err(io::Error::from)
 }

@@ -22,6 +22,7 @@ mod cpu;
 mod devices;
 pub mod layout;
 mod memory;
+mod pause;
 pub mod sandbox;
 mod vcpu;
 
@@ -95,6 +96,15 @@ fn debug_enabled() -> bool {
 fn run(args: &VmmArgs) -> Result<Infallible, VmmError> {
     let started = Instant::now();
     let debug = debug_enabled();
+    // Pause and resume are real-time signals whose default action ends the
+    // process: blocked from the start, one sent before the guest runs waits
+    // for the signalfd instead of killing the VMM.
+    pthread_sigmask(
+        SigmaskHow::SIG_BLOCK,
+        Some(&channel::control_sigset()),
+        None,
+    )
+    .map_err(|e| VmmError::new(format!("blocking the pause/resume signals: {e}")))?;
     // One malloc arena: threads then never create their own (an mmap and
     // mprotect dance the seccomp filter would otherwise have to allow).
     // SAFETY: mallopt only changes an allocator tunable.
@@ -135,25 +145,27 @@ fn run(args: &VmmArgs) -> Result<Infallible, VmmError> {
     )
     .map_err(|e| VmmError::new(format!("blocking forwarded signals: {e}")))?;
     let sfd = channel::signal_fd().map_err(|e| VmmError::new(format!("signalfd: {e}")))?;
+    pause::install_kick_handler()?;
 
-    let report = sandbox::isolate_process()?;
+    let report = sandbox::isolate_process(args.identity)?;
     let filter = sandbox::build_filter()?;
     if debug {
         for s in &report.skipped {
             eprintln!("vessel-vmm: sandbox step skipped: {s}");
         }
     }
-    start_threads(vcpus, &devices, &com2, &filter)?;
+    let (forward, forwarded) = std::sync::mpsc::channel();
+    start_threads(vcpus, &devices, &com2, forwarded, &filter)?;
     if debug {
         eprintln!(
             "vessel-vmm: guest started {:?} after launch",
             started.elapsed()
         );
     }
-    let err = channel::forward_signals(com2, sfd);
+    let err = channel::dispatch_signals(sfd, forward);
     let _ = writeln!(
         std::io::stderr(),
-        "vessel-vmm: signal forwarding stopped: {err}"
+        "vessel-vmm: signal dispatch stopped: {err}"
     );
     loop {
         std::thread::park();
@@ -229,29 +241,33 @@ fn create_vcpus(
     Ok(vcpus)
 }
 
-/// The vCPU, stdin and interrupt-kick threads, with the seccomp filter on
+/// The vCPU, stdin, signal-forwarding and interrupt-kick threads, with the seccomp filter on
 /// all of them before any touches the guest.
 fn start_threads(
     vcpus: Vec<VcpuFd>,
     devices: &Arc<Devices>,
     com2: &Arc<ChannelPort>,
+    forwarded: std::sync::mpsc::Receiver<u8>,
     filter: &BpfProgram,
 ) -> Result<(), VmmError> {
     // Each thread first finishes its own start-up (glibc and std make a few
     // syscalls there) and waits at `ready`; the filter then goes on every
     // thread at once, and `go` lets them touch the guest.
-    let threads = vcpus.len() + 3;
+    let threads = vcpus.len() + 4;
     let (ready, go) = (
         Arc::new(Barrier::new(threads)),
         Arc::new(Barrier::new(threads)),
     );
     for (i, fd) in vcpus.into_iter().enumerate() {
         let (ready, go, devices) = (ready.clone(), go.clone(), devices.clone());
-        spawn(&format!("vcpu{i}"), move || {
-            ready.wait();
-            go.wait();
-            vcpu::run_vcpu(fd, i as u8, devices)
-        })?;
+        spawn(
+            &vessel_protocol::control::vcpu_thread_name(i, false),
+            move || {
+                ready.wait();
+                go.wait();
+                vcpu::run_vcpu(fd, i as u8, devices)
+            },
+        )?;
     }
     {
         let (ready, go, com2) = (ready.clone(), go.clone(), com2.clone());
@@ -259,6 +275,18 @@ fn start_threads(
             ready.wait();
             go.wait();
             channel::pump_stdin(com2)
+        })?;
+    }
+    {
+        let (ready, go, com2) = (ready.clone(), go.clone(), com2.clone());
+        spawn("signals", move || {
+            ready.wait();
+            go.wait();
+            let err = channel::forward_signals(com2, forwarded);
+            let _ = writeln!(
+                std::io::stderr(),
+                "vessel-vmm: signal forwarding stopped: {err}"
+            );
         })?;
     }
     {

@@ -1,6 +1,7 @@
 //! The VMM's own defence in depth, applied after the VM is set up and before
-//! any guest code runs: an empty read-only root in a private mount namespace,
-//! no capabilities, no_new_privs, not dumpable, and a seccomp allowlist.
+//! any guest code runs: its own ipc and uts namespaces, an empty read-only
+//! root in a private mount namespace, an unprivileged uid/gid, no
+//! capabilities, no_new_privs, not dumpable, and a seccomp allowlist.
 //!
 //! Order matters: the filesystem and capability steps run while the VMM is
 //! still single-threaded (unshare(CLONE_NEWNS) refuses a multithreaded
@@ -29,7 +30,8 @@ pub const KVM_RUN: u64 = 0xae80;
 /// Syscalls the running VMM needs (measured with `strace -f` on a boot to exit):
 /// vCPU threads run KVM_RUN and write to irqfds, stdout/stderr and the console
 /// log; the stdin and signal threads read; locks use futex; allocation may use
-/// brk/mmap/munmap/mremap/madvise; the exit path re-raises a signal on itself.
+/// brk/mmap/munmap/mremap/madvise; the exit path re-raises a signal on itself;
+/// a pause kicks the vCPU threads (tgkill), which rename themselves (prctl).
 pub const ALLOWED_SYSCALLS: &[(&str, i64)] = &[
     ("read", libc::SYS_read),
     ("write", libc::SYS_write),
@@ -56,6 +58,7 @@ pub const ALLOWED_SYSCALLS: &[(&str, i64)] = &[
     ("exit", libc::SYS_exit),
     ("exit_group", libc::SYS_exit_group),
     ("restart_syscall", libc::SYS_restart_syscall),
+    ("prctl", libc::SYS_prctl), // PR_SET_NAME only: a parked vCPU's name, see below
 ];
 
 /// What the sandbox managed to do, for a debug line.
@@ -64,11 +67,21 @@ pub struct SandboxReport {
     pub skipped: Vec<String>,
 }
 
-/// Steps that must run single-threaded: private mount namespace with an empty
-/// read-only root, no capabilities, no_new_privs, not dumpable. A step the
-/// host refuses (e.g. no CAP_SYS_ADMIN when run unprivileged) is skipped and
-/// reported; the seccomp filter still applies.
-pub fn isolate_process() -> Result<SandboxReport, VmmError> {
+/// Who the VMM becomes once the VM is set up (`--uid`/`--gid`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Identity {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// Steps that must run single-threaded: its own ipc and uts namespaces, a
+/// private mount namespace with an empty read-only root, the unprivileged
+/// `identity` (no supplementary groups), no capabilities, no_new_privs, not
+/// dumpable. A namespace or root step the host refuses (e.g. no
+/// CAP_SYS_ADMIN when run unprivileged) is skipped and reported; failing to
+/// become `identity` is an error (the VMM never runs the guest as root when
+/// asked not to), and the seccomp filter still applies.
+pub fn isolate_process(identity: Option<Identity>) -> Result<SandboxReport, VmmError> {
     let mut report = SandboxReport::default();
     // Not dumpable: no ptrace by same-uid processes, no core file holding guest RAM.
     // SAFETY: prctl with integer arguments only.
@@ -78,8 +91,20 @@ pub fn isolate_process() -> Result<SandboxReport, VmmError> {
             std::io::Error::last_os_error()
         ));
     }
+    // No System V IPC or POSIX message queue shared with the host, and a
+    // hostname of its own (the guest's is in the guest anyway).
+    if let Err(e) = unshare(CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWUTS) {
+        report
+            .skipped
+            .push(format!("unshare(CLONE_NEWIPC | CLONE_NEWUTS): {e}"));
+    }
     if let Err(e) = empty_root() {
         report.skipped.push(e);
+    }
+    drop_bounding_set()
+        .map_err(|e| VmmError::new(format!("sandbox: dropping the bounding set: {e}")))?;
+    if let Some(id) = identity {
+        become_identity(id)?;
     }
     drop_capabilities()
         .map_err(|e| VmmError::new(format!("sandbox: dropping capabilities: {e}")))?;
@@ -91,6 +116,24 @@ pub fn isolate_process() -> Result<SandboxReport, VmmError> {
         )));
     }
     Ok(report)
+}
+
+/// No supplementary groups, then gid, then uid (real, effective, saved):
+/// the uid change clears the permitted and effective capabilities.
+/// Everything the VMM needs is open by now (/dev/kvm, the VM and vCPU fds,
+/// guest RAM, the console log, stdio, the signalfd).
+fn become_identity(id: Identity) -> Result<(), VmmError> {
+    let err = |what: &str, e: nix::errno::Errno| {
+        VmmError::new(format!(
+            "sandbox: becoming uid {} gid {}: {what}: {e}",
+            id.uid, id.gid
+        ))
+    };
+    nix::unistd::setgroups(&[]).map_err(|e| err("setgroups([])", e))?;
+    let gid = nix::unistd::Gid::from_raw(id.gid);
+    nix::unistd::setresgid(gid, gid, gid).map_err(|e| err("setresgid", e))?;
+    let uid = nix::unistd::Uid::from_raw(id.uid);
+    nix::unistd::setresuid(uid, uid, uid).map_err(|e| err("setresuid", e))
 }
 
 /// New mount namespace, mounts private, root moved to an empty read-only tmpfs.
@@ -136,12 +179,18 @@ fn empty_root() -> Result<(), String> {
     .map_err(|e| format!("remounting the new root read-only: {e}"))
 }
 
-fn drop_capabilities() -> Result<(), caps::errors::CapsError> {
+/// The bounding set goes first, while CAP_SETPCAP is still held (the uid
+/// change drops it).
+fn drop_bounding_set() -> Result<(), caps::errors::CapsError> {
     use caps::CapSet;
-    // The bounding set first: dropping from it needs CAP_SETPCAP, still held.
     if caps::has_cap(None, CapSet::Effective, caps::Capability::CAP_SETPCAP)? {
         caps::clear(None, CapSet::Bounding)?;
     }
+    Ok(())
+}
+
+fn drop_capabilities() -> Result<(), caps::errors::CapsError> {
+    use caps::CapSet;
     caps::clear(None, CapSet::Ambient)?;
     caps::clear(None, CapSet::Inheritable)?;
     caps::clear(None, CapSet::Effective)?;
@@ -168,6 +217,16 @@ pub fn build_filter() -> Result<BpfProgram, VmmError> {
     .and_then(|c| SeccompRule::new(vec![c]))
     .map_err(|e| VmmError::new(format!("seccomp rule for mprotect: {e}")))?;
     rules.insert(libc::SYS_mprotect, vec![no_exec]);
+    // A vCPU thread names itself `vcpu<N>-paused` while parked (`pause`).
+    let set_name = SeccompCondition::new(
+        0,
+        SeccompCmpArgLen::Dword,
+        SeccompCmpOp::Eq,
+        libc::PR_SET_NAME as u64,
+    )
+    .and_then(|c| SeccompRule::new(vec![c]))
+    .map_err(|e| VmmError::new(format!("seccomp rule for prctl(PR_SET_NAME): {e}")))?;
+    rules.insert(libc::SYS_prctl, vec![set_name]);
     let filter = SeccompFilter::new(
         rules,
         SeccompAction::KillProcess,

@@ -6,6 +6,7 @@ use kvm_bindings::{KVM_SYSTEM_EVENT_CRASH, KVM_SYSTEM_EVENT_RESET, KVM_SYSTEM_EV
 use kvm_ioctls::{VcpuExit, VcpuFd};
 
 use super::devices::{Devices, GuestStop};
+use super::pause::GATE;
 
 /// Exit status when the guest ends without reporting a status.
 pub const EXIT_NO_STATUS: i32 = 255;
@@ -13,11 +14,19 @@ pub const EXIT_NO_STATUS: i32 = 255;
 const CONSOLE_LINES_ON_ERROR: usize = 20;
 
 /// Runs vCPU `index` until the guest stops; ends the whole VMM process.
+/// Before each entry it parks while the VMM is paused (`pause::GATE`).
 pub fn run_vcpu(mut vcpu: VcpuFd, index: u8, devices: Arc<Devices>) -> ! {
+    GATE.register_vcpu(&mut vcpu);
     loop {
+        GATE.wait_while_paused(&mut vcpu, index.into());
         let exit = match vcpu.run() {
             Ok(exit) => exit,
-            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => continue,
+            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
+                // A kick (pause) sets immediate_exit; clear it so the next
+                // entry runs the guest unless the gate parks us first.
+                vcpu.set_kvm_immediate_exit(0);
+                continue;
+            }
             Err(e) => abnormal_end(&devices, &format!("vCPU {index}: KVM_RUN failed: {e}")),
         };
         match exit {

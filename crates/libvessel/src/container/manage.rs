@@ -2,7 +2,7 @@
 //! runc's rules about which status each one accepts.
 
 use crate::cgroups::Cgroup;
-use crate::container::state::{State, Status};
+use crate::container::state::{Sandbox, State, Status};
 use crate::{Error, Result};
 use oci_spec::runtime::LinuxResources;
 use serde_json::{json, Value};
@@ -20,22 +20,32 @@ fn cgroup_of(st: &State) -> Result<&Cgroup> {
     })
 }
 
-/// Freeze every process of a running (or created) container.
+/// Freeze every process of a running (or created) container. A VM is
+/// paused in its VMM instead (every vCPU out of the guest and parked): the
+/// freezer cannot freeze the kernel thread KVM puts in the VMM's cgroup.
 pub fn pause(root: &Path, id: &str) -> Result<()> {
     let (dir, _lock, st) = super::load_locked(root, id)?;
-    match st.live_status(&dir) {
-        Status::Running | Status::Created => Ok(cgroup_of(&st)?.freeze()?),
+    match (st.live_status(&dir), st.sandbox) {
+        (Status::Running, Sandbox::Vm) => Ok(crate::vm::pause(st.pid)?),
+        (Status::Created, Sandbox::Vm) => Err(Error::WrongState(format!(
+            "container {id} is a VM that has not been started: no vCPU runs yet, so there is \
+             nothing to pause (start it first)"
+        ))),
+        (Status::Running | Status::Created, Sandbox::Container) => Ok(cgroup_of(&st)?.freeze()?),
         _ => Err(Error::WrongState("container not running".into())),
     }
 }
 
-/// Thaw a paused container.
+/// Thaw a paused container (or resume a paused VM's vCPUs).
 pub fn resume(root: &Path, id: &str) -> Result<()> {
     let (dir, _lock, st) = super::load_locked(root, id)?;
-    match st.live_status(&dir) {
-        Status::Paused => Ok(cgroup_of(&st)?.thaw()?),
-        _ => Err(Error::WrongState("container not paused".into())),
+    if st.live_status(&dir) != Status::Paused {
+        return Err(Error::WrongState("container not paused".into()));
     }
+    if st.sandbox == Sandbox::Vm && crate::vm::vcpus_paused(st.pid) == Some(true) {
+        return Ok(crate::vm::resume(st.pid)?);
+    }
+    Ok(cgroup_of(&st)?.thaw()?)
 }
 
 /// The pids in the container's cgroup.
@@ -75,6 +85,11 @@ pub fn update(root: &Path, id: &str, delta: &LinuxResources) -> Result<()> {
     let (dir, _lock, st) = super::load_locked(root, id)?;
     if st.live_status(&dir) == Status::Stopped {
         return Err(Error::WrongState("container not running".into()));
+    }
+    if st.sandbox == Sandbox::Vm {
+        // CPU, pids and the rest cap the VMM's cgroup as they cap a
+        // container's; memory only where the VM's fixed RAM still fits.
+        crate::vm::check_memory_update(id, delta, st.vm.map(|v| v.mem_mib))?;
     }
     cgroup_of(&st)?.apply(delta)?;
     Ok(())

@@ -2,7 +2,8 @@
 //!
 //! The status is derived from the live system on every read (is the init
 //! alive, with the start time we recorded; does the exec FIFO still exist;
-//! is the cgroup frozen), so a crash of vessel never leaves a stale status.
+//! is the cgroup frozen, or in VM mode are the VMM's vCPUs parked), so a
+//! crash of vessel never leaves a stale status.
 
 use crate::cgroups::Cgroup;
 use crate::{Error, Result};
@@ -76,6 +77,17 @@ pub struct State {
     /// `delete` gives back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant_ids: Option<super::tenant_ids::TenantRange>,
+    /// VM mode: the size the VM booted with (`update` checks memory limits
+    /// against guest RAM, which is fixed at boot).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vm: Option<VmRecord>,
+}
+
+/// What a VM-mode container was booted with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmRecord {
+    pub vcpus: u32,
+    pub mem_mib: u64,
 }
 
 impl State {
@@ -119,6 +131,11 @@ impl State {
         }
         if dir.join(EXEC_FIFO).exists() {
             return Status::Created;
+        }
+        // A VM is paused in its VMM (vCPUs parked, `vm::pause`), not by
+        // the freezer, which cannot freeze KVM's kernel thread.
+        if self.sandbox == Sandbox::Vm && crate::vm::vcpus_paused(self.pid) == Some(true) {
+            return Status::Paused;
         }
         if let Some(cg) = &self.cgroup {
             if cg.is_frozen().unwrap_or(false) {

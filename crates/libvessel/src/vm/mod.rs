@@ -41,6 +41,8 @@ pub struct LaunchRequest<'a> {
     /// The VMM opens this FIFO for writing before boot; `start` releases it.
     pub exec_fifo: &'a Path,
     pub cgroup: &'a Cgroup,
+    /// From `plan_bundle`, made by `create` before any side effect.
+    pub plan: &'a VmPlan,
 }
 
 pub const ANNOTATION_SANDBOX: &str = "vessel.sandbox";
@@ -51,6 +53,13 @@ pub const ENV_AGENT: &str = "VESSEL_AGENT";
 pub const AGENT_NAME: &str = "vessel-agent";
 pub const ENV_VMM: &str = "VESSEL_VMM";
 pub const VMM_NAME: &str = "vessel-vmm";
+/// Env overrides (the operator's, never the bundle's) for the uid and gid
+/// the VMM drops to once the VM is set up; both 0 keep it root.
+pub const ENV_VMM_UID: &str = "VESSEL_VMM_UID";
+pub const ENV_VMM_GID: &str = "VESSEL_VMM_GID";
+/// nobody/nogroup: owns no file the VMM could reach, and the VMM sits in
+/// its own mount namespace with an empty root anyway.
+pub const DEFAULT_VMM_ID: u32 = 65534;
 /// Env override for the initramfs cache directory.
 pub const ENV_CACHE: &str = "VESSEL_INITRAMFS_CACHE";
 
@@ -152,6 +161,22 @@ pub fn find_vmm() -> Result<PathBuf, VmError> {
     .map_err(VmError::Msg)
 }
 
+/// The uid and gid the VMM drops to: `VESSEL_VMM_UID`/`VESSEL_VMM_GID`,
+/// else 65534; None when both are 0 (the VMM stays root).
+pub fn vmm_identity() -> Result<Option<(u32, u32)>, VmError> {
+    let id = |var: &str| -> Result<u32, VmError> {
+        match std::env::var(var) {
+            Ok(v) if !v.trim().is_empty() => v
+                .trim()
+                .parse()
+                .map_err(|_| VmError::Msg(format!("{var}={v:?}: expected a numeric id"))),
+            _ => Ok(DEFAULT_VMM_ID),
+        }
+    };
+    let (uid, gid) = (id(ENV_VMM_UID)?, id(ENV_VMM_GID)?);
+    Ok((uid, gid).ne(&(0, 0)).then_some((uid, gid)))
+}
+
 fn cache_dir() -> PathBuf {
     match std::env::var_os(ENV_CACHE).filter(|v| !v.is_empty()) {
         Some(p) => PathBuf::from(p),
@@ -179,16 +204,27 @@ pub fn plan(spec: &Spec, vm: &VmSection) -> Result<VmPlan, VmError> {
     })
 }
 
-/// Build the initramfs and spawn the VMM; returns its pid.
-pub fn launch(req: &LaunchRequest) -> Result<i32, VmError> {
-    let config_path = req.bundle.join("config.json");
+/// The VM's plan for a bundle, without side effects: `create` makes it
+/// before anything exists (it sizes the cgroup and is recorded in the
+/// state), and `launch` boots exactly that.
+pub fn plan_bundle(bundle: &Path, spec: &Spec) -> Result<VmPlan, VmError> {
+    let config_path = bundle.join("config.json");
     let config_bytes = std::fs::read(&config_path)
         .map_err(|e| VmError::Msg(format!("read {}: {e}", config_path.display())))?;
     let doc: serde_json::Value = serde_json::from_slice(&config_bytes)
         .map_err(|e| VmError::Msg(format!("parse {}: {e}", config_path.display())))?;
     let vm = VmSection::from_json(&doc)?;
-    let plan = plan(req.spec, &vm)?;
+    plan(spec, &vm)
+}
+
+/// Build the initramfs and spawn the VMM; returns its pid.
+pub fn launch(req: &LaunchRequest) -> Result<i32, VmError> {
+    let config_path = req.bundle.join("config.json");
+    let config_bytes = std::fs::read(&config_path)
+        .map_err(|e| VmError::Msg(format!("read {}: {e}", config_path.display())))?;
+    let plan = req.plan;
     check_kernel(&plan.kernel)?;
+    let identity = vmm_identity()?;
     let agent = find_agent()?;
     let vmm = find_vmm()?;
 
@@ -218,6 +254,12 @@ pub fn launch(req: &LaunchRequest) -> Result<i32, VmError> {
         .arg(req.exec_fifo)
         .arg("--console-log")
         .arg(req.state_dir.join("console.log"))
+        .args(
+            identity
+                .map(|(u, g)| ["--uid".into(), u.to_string(), "--gid".into(), g.to_string()])
+                .into_iter()
+                .flatten(),
+        )
         .stdin(Stdio::inherit())
         .stdout(Stdio::inherit())
         .stderr(Stdio::inherit());
@@ -261,6 +303,143 @@ pub fn launch(req: &LaunchRequest) -> Result<i32, VmError> {
     // The child is not waited for here: `create` records its pid and exits;
     // whoever reaps vessel's children (the shim, or `run`) reaps it.
     Ok(child.id() as i32)
+}
+
+/// The cgroup memory a VM with `mem_mib` of guest RAM needs, in bytes:
+/// guest RAM plus the VMM's own overhead.
+pub fn memory_need_bytes(mem_mib: u64) -> i64 {
+    let mib = mem_mib.saturating_add(vessel_protocol::launch::vmm_overhead_mib(mem_mib));
+    i64::try_from(mib.saturating_mul(1 << 20)).unwrap_or(i64::MAX)
+}
+
+/// At `create`: the workload's memory limit sizes guest RAM (the guest's
+/// kernel enforces it); the cgroup's limit, which caps the VMM on the host,
+/// is raised to what the VMM needs for that RAM when the spec's is lower
+/// (and the memory+swap total with it), so the VMM is never OOM-killed for
+/// RAM the guest was promised. Returns the raised limit, if any.
+pub fn lift_memory_limit(res: &mut oci_spec::runtime::LinuxResources, mem_mib: u64) -> Option<i64> {
+    let need = memory_need_bytes(mem_mib);
+    let mem = res.memory().as_ref()?;
+    let limit = mem.limit().filter(|l| *l > 0 && *l < need)?;
+    // oci-spec's LinuxMemory has no setters: edit its JSON, keeping every
+    // other field.
+    let mut doc = serde_json::to_value(mem).ok()?;
+    doc["limit"] = serde_json::json!(need);
+    if let Some(swap) = mem.swap().filter(|s| *s > 0) {
+        doc["swap"] = serde_json::json!(swap.saturating_add(need - limit));
+    }
+    res.set_memory(Some(serde_json::from_value(doc).ok()?));
+    Some(need)
+}
+
+/// At `update` of a running VM: guest RAM is fixed at boot and vessel has
+/// no memory balloon, so a memory limit (or memory+swap total) below guest
+/// RAM plus the VMM's overhead would only get the VMM OOM-killed once the
+/// guest uses its RAM. Such a change is refused, before anything is
+/// written; a limit at or above the need (or -1) caps the VMM and is
+/// applied. `mem_mib` is None for a VM created by an older vessel, whose
+/// guest RAM was not recorded: every memory change is refused then.
+pub fn check_memory_update(
+    id: &str,
+    delta: &oci_spec::runtime::LinuxResources,
+    mem_mib: Option<u64>,
+) -> Result<(), VmError> {
+    let Some(m) = delta.memory() else {
+        return Ok(());
+    };
+    let asked = [("memory limit", m.limit()), ("memory+swap limit", m.swap())];
+    let Some(mem_mib) = mem_mib else {
+        if let Some((what, _)) = asked.iter().find(|(_, v)| v.is_some()) {
+            return Err(VmError::Msg(format!(
+                "container {id} runs in a VM whose guest RAM was not recorded at create \
+                 (an older vessel): its {what} cannot be checked against guest RAM, so it is \
+                 not changed"
+            )));
+        }
+        return Ok(());
+    };
+    let need = memory_need_bytes(mem_mib);
+    for (what, v) in asked {
+        if let Some(v) = v.filter(|v| *v > 0 && *v < need) {
+            return Err(VmError::Msg(format!(
+                "container {id} runs in a VM: its {what} of {} MiB is below the {} MiB the VMM \
+                 needs ({mem_mib} MiB of guest RAM, fixed at boot: vessel has no memory \
+                 balloon, plus {} MiB of VMM overhead), so the host would OOM-kill the VMM \
+                 once the guest uses its RAM; nothing was changed. Give at least {} MiB, or \
+                 create the container again with less memory",
+                (v + (1 << 20) - 1) >> 20,
+                need >> 20,
+                vessel_protocol::launch::vmm_overhead_mib(mem_mib),
+                need >> 20,
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// How long `pause`/`resume` wait for every vCPU to say it parked or left.
+const CONTROL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// What the thread names of VMM `pid` say (see `vessel_protocol::control`):
+/// `Some(true)` when every vCPU is parked, `Some(false)` when one runs,
+/// `None` when there is no vCPU thread (not started, or gone).
+pub fn vcpus_paused(pid: i32) -> Option<bool> {
+    let rd = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let comms: Vec<String> = rd
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+        .collect();
+    vessel_protocol::control::vcpus_paused(comms.iter().map(String::as_str))
+}
+
+/// Pause the guest of VMM `pid` (already verified as the container's, by
+/// its start time): every vCPU leaves KVM_RUN and parks. Returns once all
+/// say so; after `CONTROL_TIMEOUT` it resumes them again and fails, as a
+/// cgroup freeze that never completes is undone.
+pub fn pause(pid: i32) -> Result<(), VmError> {
+    let send = |sig: i32, what: &str| {
+        crate::container::kill::send(pid, sig)
+            .map_err(|e| VmError::Msg(format!("{what} the VM (VMM pid {pid}): {e}")))
+    };
+    send(vessel_protocol::control::PAUSE_SIGNAL, "pausing")?;
+    if wait_for(pid, true) {
+        return Ok(());
+    }
+    let _ = send(vessel_protocol::control::RESUME_SIGNAL, "resuming");
+    Err(VmError::Msg(format!(
+        "pausing the VM (VMM pid {pid}): its vCPUs did not all park within {} s; resumed it",
+        CONTROL_TIMEOUT.as_secs()
+    )))
+}
+
+/// Resume the parked vCPUs of VMM `pid`; returns once none is parked.
+pub fn resume(pid: i32) -> Result<(), VmError> {
+    crate::container::kill::send(pid, vessel_protocol::control::RESUME_SIGNAL)
+        .map_err(|e| VmError::Msg(format!("resuming the VM (VMM pid {pid}): {e}")))?;
+    if wait_for(pid, false) {
+        return Ok(());
+    }
+    Err(VmError::Msg(format!(
+        "resuming the VM (VMM pid {pid}): its vCPUs were still parked after {} s",
+        CONTROL_TIMEOUT.as_secs()
+    )))
+}
+
+/// Wait until the vCPUs of `pid` are all parked (`paused`) or none is.
+fn wait_for(pid: i32, paused: bool) -> bool {
+    let deadline = std::time::Instant::now() + CONTROL_TIMEOUT;
+    loop {
+        match vcpus_paused(pid) {
+            Some(p) if p == paused => return true,
+            // No vCPU thread left: the VMM is gone; nothing runs either way.
+            None => return !paused,
+            _ => {}
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
 }
 
 /// Refuse a rootfs that cannot fit in guest RAM: the kernel holds the
@@ -382,6 +561,66 @@ mod tests {
                 mem_mib: 512
             }
         );
+    }
+
+    fn resources(doc: serde_json::Value) -> oci_spec::runtime::LinuxResources {
+        serde_json::from_value(doc).unwrap()
+    }
+
+    #[test]
+    fn create_lifts_a_limit_below_guest_ram_plus_overhead() {
+        let mib = 1i64 << 20;
+        let mut r = resources(
+            json!({"memory": {"limit": 256 * mib, "swap": 300 * mib, "reservation": 10}}),
+        );
+        assert_eq!(lift_memory_limit(&mut r, 256), Some(290 * mib));
+        let m = r.memory().unwrap();
+        assert_eq!(
+            (m.limit(), m.swap(), m.reservation()),
+            (Some(290 * mib), Some(334 * mib), Some(10))
+        );
+        // Enough already, unlimited, or no memory section: untouched.
+        let mut r = resources(json!({"memory": {"limit": 1024 * mib}}));
+        assert_eq!(lift_memory_limit(&mut r, 256), None);
+        let mut r = resources(json!({"memory": {"limit": -1}}));
+        assert_eq!(lift_memory_limit(&mut r, 256), None);
+        let mut r = resources(json!({"cpu": {"shares": 2}}));
+        assert_eq!(lift_memory_limit(&mut r, 256), None);
+    }
+
+    #[test]
+    fn update_refuses_memory_below_what_the_vmm_needs() {
+        let mib = 1i64 << 20;
+        let low = resources(json!({"memory": {"limit": 48 * mib}}));
+        let err = check_memory_update("c1", &low, Some(256))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("c1")
+                && err.contains("48 MiB")
+                && err.contains("290 MiB")
+                && err.contains("no memory balloon")
+                && err.contains("nothing was changed"),
+            "{err}"
+        );
+        let low_swap = resources(json!({"memory": {"limit": 512 * mib, "swap": 100 * mib}}));
+        assert!(check_memory_update("c1", &low_swap, Some(256)).is_err());
+        for ok in [
+            json!({"memory": {"limit": 290 * mib}}),
+            json!({"memory": {"limit": -1}}),
+            json!({"memory": {"reservation": 8 * mib}}),
+            json!({"cpu": {"quota": 50000, "period": 100000}}),
+        ] {
+            assert!(
+                check_memory_update("c1", &resources(ok.clone()), Some(256)).is_ok(),
+                "{ok}"
+            );
+        }
+        // Guest RAM unknown (an older state): memory changes are refused.
+        assert!(
+            check_memory_update("c1", &resources(json!({"memory": {"limit": -1}})), None).is_err()
+        );
+        assert!(check_memory_update("c1", &resources(json!({"cpu": {"shares": 2}})), None).is_ok());
     }
 
     #[test]

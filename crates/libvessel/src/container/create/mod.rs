@@ -4,7 +4,7 @@
 
 use crate::cgroups::Cgroup;
 use crate::container::lock::Lock;
-use crate::container::state::{Sandbox, State, Status, EXEC_FIFO};
+use crate::container::state::{Sandbox, State, Status, VmRecord, EXEC_FIFO};
 use crate::container::{rootless, tenant_ids};
 use crate::process::plan::{self, PlanInput};
 use crate::process::spawn::{self, Callbacks, IdMaps};
@@ -82,9 +82,13 @@ pub fn create(root: &Path, opts: CreateOptions) -> Result<(PathBuf, State)> {
              run it as root",
         ));
     }
-    if use_vm {
-        vm::check_host(&bundle.spec)?;
-    }
+    let vm_plan = match use_vm {
+        true => {
+            vm::check_host(&bundle.spec)?;
+            Some(vm::plan_bundle(&bundle.dir, &bundle.spec)?)
+        }
+        false => None,
+    };
     if rootless {
         if let Some(p) = bundle.spec.process() {
             rootless::check_rlimits(p)?;
@@ -112,6 +116,10 @@ pub fn create(root: &Path, opts: CreateOptions) -> Result<(PathBuf, State)> {
     let _lock = Lock::acquire(&dir)?;
 
     let mut st = initial_state(&opts, &bundle, cgroup.clone(), use_vm);
+    st.vm = vm_plan.as_ref().map(|p| VmRecord {
+        vcpus: p.sizing.vcpus,
+        mem_mib: p.sizing.mem_mib,
+    });
     // The first save comes before any cgroup or process exists, so a
     // create killed at any later point leaves a state that names what it
     // made, and `delete -f` finds it. (Killed before this save, only the
@@ -122,14 +130,14 @@ pub fn create(root: &Path, opts: CreateOptions) -> Result<(PathBuf, State)> {
     }
 
     if let Some(cgroup) = &cgroup {
-        setup_cgroup(cgroup, &linux, use_vm, &mut cleanup)?;
+        setup_cgroup(cgroup, &linux, vm_plan.as_ref(), &mut cleanup)?;
     }
 
     let fifo = dir.join(EXEC_FIFO);
     make_exec_fifo(&fifo, &bundle.spec)?;
 
-    let pid = if let (true, Some(cgroup)) = (use_vm, &cgroup) {
-        launch_vm(&opts, &bundle, &dir, &fifo, cgroup, &st, &mut cleanup)?
+    let pid = if let (Some(plan), Some(cgroup)) = (&vm_plan, &cgroup) {
+        launch_vm(&bundle, &dir, &fifo, cgroup, plan, &st, &mut cleanup)?
     } else {
         let pid = start_init(&bundle, &dir, &fifo, cgroup.as_ref(), &opts, &st)?;
         cleanup.pid = pid;
@@ -299,6 +307,7 @@ fn initial_state(
             .and_then(|h| h.poststop().clone())
             .unwrap_or_default(),
         tenant_ids: None,
+        vm: None,
     }
 }
 
@@ -307,9 +316,10 @@ fn initial_state(
 fn setup_cgroup(
     cgroup: &Cgroup,
     linux: &oci_spec::runtime::Linux,
-    use_vm: bool,
+    vm_plan: Option<&vm::VmPlan>,
     cleanup: &mut Cleanup,
 ) -> Result<()> {
+    let use_vm = vm_plan.is_some();
     // Before `cleanup.cgroup` is set: a cgroup in use is someone else's,
     // and a failed create must not remove (or empty) it.
     cgroup.check_unused()?;
@@ -322,6 +332,16 @@ fn setup_cgroup(
         // The device allowlist is written below, once, for every container.
         let mut res = res.clone();
         res.set_devices(None);
+        if let Some(plan) = vm_plan {
+            // The limit sized guest RAM; the VMM needs its overhead on top.
+            if let Some(lifted) = vm::lift_memory_limit(&mut res, plan.sizing.mem_mib) {
+                logging::debug(&format!(
+                    "VM mode: cgroup memory limit raised to {} MiB ({} MiB guest RAM + VMM overhead)",
+                    lifted >> 20,
+                    plan.sizing.mem_mib
+                ));
+            }
+        }
         cgroup.apply(&res)?;
     }
     if !use_vm {
@@ -343,16 +363,17 @@ fn setup_cgroup(
 
 /// VM mode: launch the VMM, record its pid, put it in the cgroup.
 fn launch_vm(
-    opts: &CreateOptions,
     bundle: &Bundle,
     dir: &Path,
     fifo: &Path,
     cgroup: &Cgroup,
+    plan: &vm::VmPlan,
     st: &State,
     cleanup: &mut Cleanup,
 ) -> Result<i32> {
     let req = vm::LaunchRequest {
-        id: &opts.id,
+        plan,
+        id: &st.id,
         bundle: &bundle.dir,
         rootfs: &bundle.rootfs,
         spec: &bundle.spec,
