@@ -233,10 +233,15 @@ fn podman_suite(base: &std::path::Path, image: &Image, rt: &RuntimeUnderTest) ->
         let n = "e2e-kill";
         p.podman(&["run", "-d", "--name", n, img, "sh", "-c", USR1_LOOP])
             .stdout_if_ok("run -d")?;
-        // The trap must be set before the signal: wait for the loop's sleep.
+        // The trap must be set before the signal (sh is the container's
+        // pid 1: without a handler USR1 is ignored): wait for a sleep of
+        // the loop, a process of its own; sh's own args contain "sleep" too.
         let ready = wait_until(std::time::Duration::from_secs(10), || {
             let top = p.podman(&["top", n, "args"]);
-            top.stdout.contains("sleep").then_some(())
+            top.stdout
+                .lines()
+                .any(|l| l.trim_start().starts_with("sleep"))
+                .then_some(())
         });
         let kill = p.podman(&["kill", "--signal", "USR1", n]);
         let wait = p.podman(&["wait", n]);
