@@ -723,7 +723,9 @@ fn rootless_delegated_limits_are_enforced() {
         &[
             "sh",
             "-c",
-            "i=0; while [ $i -lt 10 ]; do sleep 300 & i=$((i+1)); done; exec sleep 300",
+            // The forks in a subshell: a shell whose fork fails exits,
+            // and the init must stay.
+            "(i=0; while [ $i -lt 10 ]; do sleep 300 & i=$((i+1)); done); exec sleep 300",
         ],
         &leaf,
     );

@@ -76,7 +76,12 @@ pub fn update(root: &Path, id: &str, delta: &LinuxResources) -> Result<()> {
     if st.live_status(&dir) == Status::Stopped {
         return Err(Error::WrongState("container not running".into()));
     }
-    cgroup_of(&st)?.apply(delta)?;
+    let mut delta = delta.clone();
+    if super::rootless::active() {
+        // As at create: no device program rootless (create::setup_cgroup).
+        delta.set_devices(None);
+    }
+    cgroup_of(&st)?.apply(&delta)?;
     Ok(())
 }
 
