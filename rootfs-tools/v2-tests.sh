@@ -9,9 +9,14 @@
 #    values in /sys/fs/cgroup/vessel/<id>/ and, through a cgroup namespace,
 #    in the container's own /sys/fs/cgroup; pause/resume via cgroup.freeze
 #    and update when vessel implements them; delete removes the cgroup.
-# 2. The test binaries listed in $V2_PLAN, one line each:
+# 2. Rootless set-up: the user vessel-rootless-test with /etc/subuid and
+#    /etc/subgid ranges, and a cgroup delegated to it as systemd delegates
+#    user@UID.service (tests/rootless.rs finds it and runs its delegated
+#    cgroup tests; elsewhere they say SKIPPED).
+# 3. The test binaries listed in $V2_PLAN, one line each:
 #       LABEL BINARY [ARG]...
-#    run one at a time with --test-threads=1 (ARGs: a filter, --skip ...).
+#    run one at a time with --test-threads=1 (ARGs: a filter, --skip ...),
+#    with their scratch (target/test-scratch) on an ext4 loop device.
 #
 # Env: VESSEL (the vessel binary), REPO (the repo dir, for mkrootfs.sh),
 #      V2_PLAN (default /v2/plan), BUSYBOX (default /bin/busybox).
