@@ -10,9 +10,10 @@
 //! systemd's user@UID.service; the host's setpriv, newuidmap and newgidmap
 //! copied in); then each test binary with --test-threads=1, their scratch
 //! on an ext4 loop device (tmpfs has no id-mapped mounts before Linux 6.3).
-//! About 3 minutes on an idle dev host (2 cores): the suites of before take
-//! about 65 s, rootless about 48 s, idmap 13 s, tenant_ids 43 s; other
-//! nested VMs running at the same time make it several times longer.
+//! About 10 minutes on the dev host (2 cores, 620 s measured with another
+//! nested VM running for part of it): the direct check about 20 s, rootless
+//! 47 s, idmap 14 s, tenant_ids 42 s, the other suites about 8 minutes
+//! (lifecycle, config, exec and hostile_cgroups over a minute each).
 //!
 //! The test binaries find vessel through CARGO_BIN_EXE_vessel and the repo
 //! through CARGO_MANIFEST_DIR, both absolute paths baked in at compile time,
