@@ -9,7 +9,10 @@
 # you name (with the shared libraries of dynamic executables among them), runs
 # your command as root, prints its output and exits with its status.
 #
-# Usage: nested-vm.sh [--mem MiB] [--cpus N] [--timeout S] [--file SRC[:DEST]]... -- CMD [ARG]...
+# Usage: nested-vm.sh [--mem MiB] [--cpus N] [--timeout S] [--file SRC[:DEST]]...
+#                     [--module PATH]... -- CMD [ARG]...
+#   --module loads the kernel's module PATH (below lib/modules/VER/kernel,
+#   no .ko: drivers/block/loop) at boot, after kvm's.
 #   --file copies SRC (file or directory) to DEST in the VM (default: the same
 #   absolute path). Paths under /tmp stay visible: the VM's /tmp is a plain
 #   directory of its RAM root, not a fresh tmpfs mounted over copied files.
@@ -22,15 +25,16 @@
 set -euo pipefail
 
 mem=2048 cpus=1 timeout_s=900
-files=()
+files=() modules=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --mem) mem=$2; shift 2 ;;
     --cpus) cpus=$2; shift 2 ;;
     --timeout) timeout_s=$2; shift 2 ;;
     --file) files+=("$2"); shift 2 ;;
+    --module) modules+=("$2"); shift 2 ;;
     --) shift; break ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
     *) echo "nested-vm: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -75,7 +79,7 @@ mkdir -p "$root"/{bin,sbin,proc,sys,dev,run,etc,root,nested/mods,lib64,usr/lib,u
 mkdir -p -m 1777 "$root/tmp"
 cp "$busybox" "$root/bin/busybox"
 for a in $("$root/bin/busybox" --list); do [ -e "$root/bin/$a" ] || ln -s busybox "$root/bin/$a"; done
-for m in virt/lib/irqbypass arch/x86/kvm/kvm arch/x86/kvm/kvm-amd; do
+for m in virt/lib/irqbypass arch/x86/kvm/kvm arch/x86/kvm/kvm-amd ${modules[@]+"${modules[@]}"}; do
   src=$(ls "$mods/$m.ko"* 2>/dev/null | head -1)
   [ -n "$src" ] || die "kernel module $m missing from $kdir"
   case "$src" in
@@ -84,6 +88,9 @@ for m in virt/lib/irqbypass arch/x86/kvm/kvm arch/x86/kvm/kvm-amd; do
     *) cp "$src" "$root/nested/mods/" ;;
   esac
 done
+load="irqbypass kvm kvm-amd"
+for m in ${modules[@]+"${modules[@]}"}; do load="$load $(basename "$m")"; done
+echo "$load" > "$root/nested/mods/order"
 printf 'root:x:0:0:root:/root:/bin/sh\n' > "$root/etc/passwd"
 printf 'root:x:0:\n' > "$root/etc/group"
 
@@ -112,7 +119,7 @@ mount -t tmpfs tmpfs /run
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
 ctrls=$(sed 's/\([a-z_]*\)/+\1/g' /sys/fs/cgroup/cgroup.controllers)
 echo "$ctrls" > /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null || true
-for m in irqbypass kvm kvm-amd; do insmod /nested/mods/$m.ko || echo "nested-vm: insmod $m failed"; done
+for m in $(cat /nested/mods/order); do insmod /nested/mods/$m.ko || echo "nested-vm: insmod $m failed"; done
 [ -e /dev/kvm ] || echo "nested-vm: no /dev/kvm inside the VM (the CPU model lacks SVM?)"
 ip link set lo up 2>/dev/null
 echo "nested-vm: up after $(cut -d' ' -f1 /proc/uptime) s"

@@ -9,9 +9,14 @@
 #    values in /sys/fs/cgroup/vessel/<id>/ and, through a cgroup namespace,
 #    in the container's own /sys/fs/cgroup; pause/resume via cgroup.freeze
 #    and update when vessel implements them; delete removes the cgroup.
-# 2. The test binaries listed in $V2_PLAN, one line each:
+# 2. Rootless set-up: the user vessel-rootless-test with /etc/subuid and
+#    /etc/subgid ranges, and a cgroup delegated to it as systemd delegates
+#    user@UID.service (tests/rootless.rs finds it and runs its delegated
+#    cgroup tests; elsewhere they say SKIPPED).
+# 3. The test binaries listed in $V2_PLAN, one line each:
 #       LABEL BINARY [ARG]...
-#    run one at a time with --test-threads=1 (ARGs: a filter, --skip ...).
+#    run one at a time with --test-threads=1 (ARGs: a filter, --skip ...),
+#    with their scratch (target/test-scratch) on an ext4 loop device.
 #
 # Env: VESSEL (the vessel binary), REPO (the repo dir, for mkrootfs.sh),
 #      V2_PLAN (default /v2/plan), BUSYBOX (default /bin/busybox).
@@ -296,7 +301,57 @@ devrun ', {"allow": true, "type": "c", "major": 1, "minor": 11, "access": "w"}' 
 check "devices: with \"c 1:11 w\" allowed, it opens for writing" 'grep -qx kmsg-opened "$work/dev2.out"' "$(cat "$work/dev2.out")"
 echo "# direct check: $(elapsed "$t0") s"
 
-# --- 2. The test binaries ---------------------------------------------------
+# --- 2. Rootless set-up -------------------------------------------------------
+# What tests/rootless.rs finds on a systemd host with the user logged in:
+# the user (with the /etc/subuid and /etc/subgid range useradd gives), and
+# a delegated cgroup as systemd makes for user@UID.service (Delegate=pids
+# memory cpu): those controllers enabled in the parents' subtree_control
+# (cpuset, io and the rest available there but not enabled), the directory,
+# its cgroup.procs, cgroup.subtree_control and cgroup.threads owned by the
+# user. The tests place the user's vessel commands in a leaf below it.
+# setpriv, newuidmap and newgidmap come from the host when it has them
+# (tests/cgroup_v2_vm.rs copies them); busybox's setpriv cannot
+# --init-groups, so without the host's the rootless tests say SKIPPED.
+ruser=vessel-rootless-test
+ruid=1001
+if ! grep -q "^$ruser:" /etc/passwd; then
+  echo "$ruser:x:$ruid:$ruid::/nonexistent:/bin/false" >> /etc/passwd
+  echo "$ruser:x:$ruid:" >> /etc/group
+fi
+ruid=$(id -u "$ruser")
+for f in /etc/subuid /etc/subgid; do
+  grep -q "^$ruser:" "$f" 2>/dev/null || echo "$ruser:100000:65536" >> "$f"
+done
+for t in setpriv newuidmap newgidmap; do
+  [ -x "/usr/bin/$t" ] || echo "# rootless: no /usr/bin/$t in the VM (not on the host?)"
+done
+check "newuidmap is setuid root" '[ ! -e /usr/bin/newuidmap ] || [ -u /usr/bin/newuidmap ]' \
+  "$(ls -l /usr/bin/newuidmap)"
+uslice=/sys/fs/cgroup/user.slice
+deleg=$uslice/user-$ruid.slice/user@$ruid.service
+mkdir -p "$deleg"
+for d in "$uslice" "$uslice/user-$ruid.slice"; do
+  echo "+cpu +memory +pids" > "$d/cgroup.subtree_control" || fail "rootless setup" "enable cpu memory pids in $d"
+done
+chown "$ruid:$ruid" "$deleg" "$deleg/cgroup.procs" "$deleg/cgroup.subtree_control" "$deleg/cgroup.threads"
+echo "# rootless: $ruser ($ruid), delegated cgroup $deleg: $(cat "$deleg/cgroup.controllers")"
+
+# --- 3. The test binaries ---------------------------------------------------
+# Their scratch (target/test-scratch, bundles and volumes) on ext4: the RAM
+# root is tmpfs, which has no id-mapped mounts before Linux 6.3, and the
+# idmap and tenant_ids suites id-map bind mounts and rootfs. A sparse image
+# in RAM on a loop device (the loop module: nested-vm.sh --module), mounted
+# with discard so deleted files give their RAM back.
+scratch=$REPO/target/test-scratch
+img=/var/tmp/v2-scratch.img
+mkdir -p "$scratch"
+if [ -e /dev/loop-control ] && truncate -s 1G "$img" && mke2fs -q -F "$img" > "$work/mke2fs.out" 2>&1 &&
+  mount -t ext4 -o loop,discard "$img" "$scratch" 2> "$work/mount.out"; then
+  echo "# test scratch: ext4 on $(awk -v d="$scratch" '$2 == d {print $1}' /proc/mounts)"
+else
+  echo "# test scratch stays on tmpfs (no loop device, or mke2fs/mount failed: $(cat "$work/mke2fs.out" "$work/mount.out" 2>/dev/null)): id-mapped mounts will fail"
+  rm -f "$img"
+fi
 suites_failed=''
 if [ -f "$V2_PLAN" ]; then
   while read -r label bin args; do
@@ -321,6 +376,11 @@ else
   echo "# no test plan at $V2_PLAN"
 fi
 
+umount "$scratch" 2>/dev/null && rm -f "$img"
+
+# The delegated tree goes (it must be empty: a container cgroup or a
+# test's leaf left in it is a leak, which the next check lists).
+find "$uslice" -depth -type d -exec rmdir {} \; 2>/dev/null
 left=$(find /sys/fs/cgroup -mindepth 1 -type d 2>/dev/null | grep -v '^/sys/fs/cgroup/vessel$' | head -5)
 check "no cgroup left behind" '[ -z "$left" ]' "$left"
 

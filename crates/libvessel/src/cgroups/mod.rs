@@ -193,13 +193,35 @@ impl Cgroup {
         }
     }
 
-    /// Like `target`, but a limit with nowhere to go is an error.
+    /// Like `target`, but a limit with nowhere to go is an error: no such
+    /// controller on the host, or a cgroup2 directory whose parent does not
+    /// enable it (its cgroup.controllers lacks it, so the controller's files
+    /// are missing): a delegated subtree (rootless) has only the
+    /// controllers delegated to its owner.
     pub(crate) fn need(&self, controller: &str, what: &str) -> Result<Target<'_>, CgroupError> {
-        self.target(controller).ok_or_else(|| {
+        let target = self.target(controller).ok_or_else(|| {
             CgroupError::Msg(format!(
                 "cannot set {what}: the {controller} controller is not available on this host"
             ))
-        })
+        })?;
+        if let Target::V2(dir) = target {
+            if let Some(have) = fsio::read_opt(&dir.join("cgroup.controllers")) {
+                if !have.split_whitespace().any(|c| c == controller) {
+                    return Err(CgroupError::Msg(format!(
+                        "cannot set {what}: the {controller} controller is not enabled for {} \
+                         (it has: {}): the parent cgroup's cgroup.subtree_control does not \
+                         give it, as in a delegated cgroup whose owner was not given \
+                         {controller}",
+                        dir.display(),
+                        match have.trim() {
+                            "" => "none",
+                            h => h,
+                        }
+                    )));
+                }
+            }
+        }
+        Ok(target)
     }
 
     /// Refuse a cgroup that is already in use: one holding processes (another

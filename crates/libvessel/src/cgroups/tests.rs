@@ -403,3 +403,36 @@ fn bpf_device_program_is_enforced_and_replaced() {
     assert!(!stdout.contains("kmsg-ok"), "/dev/kmsg opened: {stdout}");
     assert!(stderr.contains("not permitted"), "{stderr}");
 }
+
+/// A cgroup2 directory whose parent gives it only some controllers (a
+/// delegated one): a limit on another is refused naming the controller,
+/// not as a missing file; the given ones are written. Plain files stand
+/// for the cgroupfs ones, so this needs no root.
+#[test]
+fn v2_limit_on_a_controller_not_given_is_refused_by_name() {
+    let dir = std::env::temp_dir().join(unique_id());
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("cgroup.controllers"), "cpu memory pids\n").unwrap();
+    std::fs::write(dir.join("pids.max"), "max\n").unwrap();
+    let cg = Cgroup {
+        layout: Layout::V2,
+        dirs: vec![dir.clone()],
+        v1: vec![],
+        unified: Some(dir.clone()),
+        unified_mountpoint: dir.parent().map(Path::to_path_buf),
+        unified_controllers: ["cpuset", "cpu", "io", "memory", "pids"]
+            .map(String::from)
+            .to_vec(),
+    };
+    let e = cg
+        .apply(&resources(r#"{"cpu": {"cpus": "0"}}"#))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("cpus/mems") && e.contains("cpuset controller is not enabled"),
+        "{e}"
+    );
+    cg.apply(&resources(r#"{"pids": {"limit": 7}}"#)).unwrap();
+    assert_eq!(read_trim(dir.join("pids.max")), "7");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -43,9 +43,13 @@ pub fn create(mountpoint: &Path, leaf: &Path) -> Result<(), CgroupError> {
 }
 
 /// "+ctrl" into cgroup.subtree_control for each controller the directory has
-/// and has not enabled yet. EBUSY (the level holds processes: the "no
-/// internal processes" rule) is tolerated, as the leaf can still be used for
-/// the controllers already enabled; other errors are real.
+/// and has not enabled yet. Tolerated, as the leaf can still be used for
+/// the controllers already enabled (a limit on another one then fails by
+/// name, see `Cgroup::need`): EBUSY (the level holds processes: the "no
+/// internal processes" rule), and EACCES/EPERM (a level above a delegated
+/// subtree, which a rootless caller may not write: systemd enables there
+/// only what it delegates, e.g. pids memory cpu for user@UID.service, and
+/// cpuset or io stay off). Other errors are real.
 fn enable_controllers(dir: &Path) -> Result<(), CgroupError> {
     let available = fsio::read(&dir.join("cgroup.controllers"))?;
     let enabled = fsio::read(&dir.join("cgroup.subtree_control"))?;
@@ -56,7 +60,11 @@ fn enable_controllers(dir: &Path) -> Result<(), CgroupError> {
     {
         match write(dir, "cgroup.subtree_control", &format!("+{c}")) {
             Ok(()) => {}
-            Err(CgroupError::Io { source, .. }) if source.raw_os_error() == Some(libc::EBUSY) => {}
+            Err(CgroupError::Io { source, .. })
+                if matches!(
+                    source.raw_os_error(),
+                    Some(libc::EBUSY | libc::EACCES | libc::EPERM)
+                ) => {}
             Err(e) => return Err(e),
         }
     }

@@ -91,7 +91,12 @@ pub fn update(root: &Path, id: &str, delta: &LinuxResources) -> Result<()> {
         // container's; memory only where the VM's fixed RAM still fits.
         crate::vm::check_memory_update(id, delta, st.vm.map(|v| v.mem_mib))?;
     }
-    cgroup_of(&st)?.apply(delta)?;
+    let mut delta = delta.clone();
+    if super::rootless::active() {
+        // As at create: no device program rootless (create::setup_cgroup).
+        delta.set_devices(None);
+    }
+    cgroup_of(&st)?.apply(&delta)?;
     Ok(())
 }
 

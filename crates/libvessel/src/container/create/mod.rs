@@ -344,7 +344,14 @@ fn setup_cgroup(
         }
         cgroup.apply(&res)?;
     }
-    if !use_vm {
+    if rootless::active() {
+        // Rootless (a delegated cgroup v2 subtree): the device program
+        // cannot be loaded (BPF_PROG_QUERY/LOAD need CAP_SYS_ADMIN or
+        // CAP_BPF), and is not needed: a user namespace cannot mknod, and
+        // the host's device nodes bound in keep their permissions. runc
+        // ignores device errors rootless too.
+        logging::debug("rootless: no cgroup device program (resources.devices not enforced)");
+    } else if !use_vm {
         // Only resources.devices (then runc's default devices) decides
         // device access, as in runc: a linux.devices entry creates a
         // node but grants nothing, and no rules at all means deny-all
