@@ -209,7 +209,7 @@ fn container_mode_on_cgroup_v2_host() {
     files.push((plan_file, "/v2/plan".to_string()));
 
     let mut c = Command::new(repo.join("rootfs-tools/nested-vm.sh"));
-    c.args(["--timeout", "900", "--mem", "2048", "--cpus", "2"]);
+    c.args(["--timeout", "1500", "--mem", "2048", "--cpus", "2"]);
     // The tests' scratch goes on an ext4 loop device: the RAM root is
     // tmpfs, which has no id-mapped mounts before Linux 6.3 (the VM's is
     // 6.1), and the idmap and tenant_ids suites need them.
@@ -223,7 +223,7 @@ fn container_mode_on_cgroup_v2_host() {
     c.args(["sh", "/v2/v2-tests.sh"]);
 
     let start = Instant::now();
-    let out = run_with_timeout(c, Duration::from_secs(960));
+    let out = run_with_timeout(c, Duration::from_secs(1560));
     let took = start.elapsed();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -8,7 +8,7 @@
 mod common;
 mod e2e;
 
-use common::test_user::{rootless_user, USER};
+use common::test_user::{rootless_user, subid_start, USER};
 use e2e::podman::{AsUser, Podman};
 use e2e::*;
 use std::time::Instant;
@@ -191,6 +191,9 @@ fn rootless_podman_drives_runc_and_vessel() {
         return;
     }
     let (uid, gid) = rootless_user();
+    // Rootless podman maps the container's ids 1.. to the user's subids.
+    subid_start("/etc/subuid", "--add-subuids");
+    subid_start("/etc/subgid", "--add-subgids");
     let user = AsUser {
         name: USER.to_string(),
         uid,

@@ -1,7 +1,7 @@
 //! The unprivileged user the rootless tests run as (`vessel-rootless-test`),
-//! made on first use with a subordinate id range in /etc/subuid and
-//! /etc/subgid (useradd's, or 65536 ids at 3,000,000 added here: far from
-//! useradd's and the tenant tests' ranges).
+//! made on first use, and its subordinate id ranges in /etc/subuid and
+//! /etc/subgid (useradd's, or 65536 ids at 3,000,000 added by `subid_start`:
+//! far from useradd's and the tenant tests' ranges).
 
 use std::fs;
 use std::process::Command;
@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 
 pub const USER: &str = "vessel-rootless-test";
 
-/// The test user's (uid, gid); made, with its subordinate ranges, when missing.
+/// The test user's (uid, gid); made when missing.
 pub fn rootless_user() -> (u32, u32) {
     static IDS: OnceLock<(u32, u32)> = OnceLock::new();
     *IDS.get_or_init(|| {
@@ -30,8 +30,6 @@ pub fn rootless_user() -> (u32, u32) {
                 "useradd {USER} failed"
             );
         }
-        subid_start("/etc/subuid", "--add-subuids");
-        subid_start("/etc/subgid", "--add-subgids");
         let id = |flag: &str| -> u32 {
             let o = Command::new("id")
                 .args([flag, USER])
