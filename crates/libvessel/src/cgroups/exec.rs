@@ -2,7 +2,7 @@
 //! holding its init when the container delegated its cgroup), or the
 //! sub-cgroup `exec --cgroup` names.
 
-use super::{cgroup_holding, fsio, Cgroup, CgroupError, Layout};
+use super::{fsio, tree::cgroup_holding, Cgroup, CgroupError, Layout};
 use std::path::{Path, PathBuf};
 
 impl Cgroup {
