@@ -181,23 +181,13 @@ pub fn build(inp: &PlanInput) -> Result<InitPlan> {
         .process()
         .as_ref()
         .ok_or_else(|| Error::invalid("config.json: process is missing"))?;
-    let (mut mounts, dev_is_bind, mut trees) =
-        plan_mounts(spec, inp, new_cgroupns, ns.creates(libc::CLONE_NEWUSER))?;
-    let (rootfs_tree, rootfs_dir) = match &inp.rootfs_idmap {
-        Some(map) => {
-            let r = crate::isolation::idmap::idmapped_rootfs(inp.rootfs, map)?;
-            let fds = (r.tree.as_raw_fd(), r.dir.as_raw_fd());
-            trees.push(r.tree);
-            trees.push(r.dir);
-            fds
-        }
-        None => (-1, -1),
-    };
-    // open_tree(OPEN_TREE_CLONE) needs CAP_SYS_ADMIN: a rootless init binds
-    // by path, what its user may reach.
-    if mntns == MntNs::New && ns.creates(libc::CLONE_NEWUSER) && nix::unistd::geteuid().is_root() {
-        trees.extend(host_side_trees(&mut mounts)?);
-    }
+    let MountTrees {
+        mut mounts,
+        dev_is_bind,
+        trees,
+        rootfs_tree,
+        rootfs_dir,
+    } = mount_trees(inp, &ns, mntns, new_cgroupns)?;
     let dev_readonly = dev_writable_until_populated(&mut mounts);
     let devices = if dev_is_bind
         || mntns == MntNs::Inherit && !crate::spec::validate::may_mount_inherited()?
@@ -208,12 +198,7 @@ pub fn build(inp: &PlanInput) -> Result<InitPlan> {
     };
     let root_propagation = root_propagation(&linux)?;
     let sysctls = plan_sysctls(&linux)?;
-    let mut start_hooks = Vec::new();
-    if let Some(h) = spec.hooks() {
-        for hook in h.start_container().iter().flatten() {
-            start_hooks.push(init_hook(hook)?);
-        }
-    }
+    let start_hooks = start_container_hooks(spec)?;
     let parent_hooks = wants_parent_hooks(spec);
     let time_offsets = time_offsets(&linux)?;
     let personality = personality(&linux)?;
@@ -281,6 +266,61 @@ pub fn build(inp: &PlanInput) -> Result<InitPlan> {
         time_offsets,
         personality,
     })
+}
+
+/// The config's mount operations with the host-side trees made for them.
+struct MountTrees {
+    mounts: Vec<MountOp>,
+    dev_is_bind: bool,
+    /// Kept open until the init has attached them.
+    trees: Vec<OwnedFd>,
+    /// The id-mapped rootfs (tree and directory fds), or -1.
+    rootfs_tree: RawFd,
+    rootfs_dir: RawFd,
+}
+
+fn mount_trees(
+    inp: &PlanInput,
+    ns: &NamespacePlan,
+    mntns: MntNs,
+    new_cgroupns: bool,
+) -> Result<MountTrees> {
+    let new_userns = ns.creates(libc::CLONE_NEWUSER);
+    let (mut mounts, dev_is_bind, mut trees) =
+        plan_mounts(inp.spec, inp, new_cgroupns, new_userns)?;
+    let (rootfs_tree, rootfs_dir) = match &inp.rootfs_idmap {
+        Some(map) => {
+            let r = crate::isolation::idmap::idmapped_rootfs(inp.rootfs, map)?;
+            let fds = (r.tree.as_raw_fd(), r.dir.as_raw_fd());
+            trees.push(r.tree);
+            trees.push(r.dir);
+            fds
+        }
+        None => (-1, -1),
+    };
+    // open_tree(OPEN_TREE_CLONE) needs CAP_SYS_ADMIN: a rootless init binds
+    // by path, what its user may reach.
+    if mntns == MntNs::New && new_userns && nix::unistd::geteuid().is_root() {
+        trees.extend(host_side_trees(&mut mounts)?);
+    }
+    Ok(MountTrees {
+        mounts,
+        dev_is_bind,
+        trees,
+        rootfs_tree,
+        rootfs_dir,
+    })
+}
+
+/// The startContainer hooks, prepared for the init to run.
+fn start_container_hooks(spec: &Spec) -> Result<Vec<InitHook>> {
+    let mut out = Vec::new();
+    if let Some(h) = spec.hooks() {
+        for hook in h.start_container().iter().flatten() {
+            out.push(init_hook(hook)?);
+        }
+    }
+    Ok(out)
 }
 
 /// The config's mounts as flat operations, whether /dev is a bind, and the
