@@ -12,17 +12,6 @@ use std::time::{Duration, Instant};
 /// Ends with 42 on SIGTERM, otherwise keeps running.
 const TERM_LOOP: &str = r#"trap "exit 42" TERM; while :; do sleep 0.2; done"#;
 
-fn expect(out: Out, code: i32, contains: &str) -> Result<String, String> {
-    if out.code == Some(code) && out.stdout.contains(contains) {
-        Ok(out.stdout.trim().replace(['\r', '\n'], " "))
-    } else {
-        Err(format!(
-            "want exit {code} and stdout containing {contains:?}; got {}",
-            out.brief()
-        ))
-    }
-}
-
 /// Every containerd check for one runtime, in its own namespace.
 fn containerd_suite(ctd: &mut Containerd, image: &Image, rt: &RuntimeUnderTest) -> Vec<Check> {
     let mut c = Checks::new();

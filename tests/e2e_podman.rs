@@ -13,17 +13,6 @@ const TERM_LOOP: &str = r#"trap "exit 0" TERM; while :; do sleep 0.2; done"#;
 /// One that ends with 42 on SIGUSR1.
 const USR1_LOOP: &str = r#"trap "exit 42" USR1; while :; do sleep 0.1; done"#;
 
-fn expect(out: Out, code: i32, contains: &str) -> Result<String, String> {
-    if out.code == Some(code) && out.stdout.contains(contains) {
-        Ok(out.stdout.trim().replace(['\r', '\n'], " "))
-    } else {
-        Err(format!(
-            "want exit {code} and stdout containing {contains:?}; got {}",
-            out.brief()
-        ))
-    }
-}
-
 /// Every Podman check for one runtime, in order.
 fn podman_suite(base: &std::path::Path, image: &Image, rt: &RuntimeUnderTest) -> Vec<Check> {
     let mut c = Checks::new();
@@ -52,17 +41,11 @@ fn podman_suite(base: &std::path::Path, image: &Image, rt: &RuntimeUnderTest) ->
         }
     });
     c.check("exit code propagates (sh -c 'exit 3')", || {
-        expect(p.podman(&["run", "--rm", img, "sh", "-c", "exit 3"]), 3, "")
+        p.check_exit_code()
     });
 
     c.check("missing command: exit 127 naming it", || {
-        // podman maps the runtime's --log error text to 127 ("not found").
-        let out = p.podman(&["run", "--rm", img, "/no-such-cmd"]);
-        if out.code == Some(127) && out.stderr.contains("/no-such-cmd") {
-            Ok(last_lines(&out.stderr, 1))
-        } else {
-            Err(out.brief())
-        }
+        p.check_missing_command()
     });
 
     // One long-lived container for exec, ps, top, inspect, pause, limits, stop, rm.
@@ -252,26 +235,8 @@ fn podman_suite(base: &std::path::Path, image: &Image, rt: &RuntimeUnderTest) ->
         kill.stdout_if_ok("kill")?;
         expect(wait, 0, "42")
     });
-    c.check("run -it: tty is /dev/pts/0", || {
-        expect(
-            p.podman_tty(&["run", "--rm", "-it", img, "tty"]),
-            0,
-            "/dev/pts/0",
-        )
-    });
-    c.check("--cap-drop ALL: CapEff 0", || {
-        let out = p.podman(&[
-            "run",
-            "--rm",
-            "--cap-drop",
-            "ALL",
-            img,
-            "grep",
-            "CapEff",
-            "/proc/self/status",
-        ]);
-        expect(out, 0, "0000000000000000")
-    });
+    c.check("run -it: tty is /dev/pts/0", || p.check_tty());
+    c.check("--cap-drop ALL: CapEff 0", || p.check_cap_drop_all());
     c.check("--read-only: / not writable, /tmp is", || {
         let script = "touch /x 2>/dev/null && echo root-writable; touch /tmp/y && echo tmp-ok";
         let out = p.podman(&["run", "--rm", "--read-only", img, "sh", "-c", script]);

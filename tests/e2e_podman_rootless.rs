@@ -16,17 +16,6 @@ use std::time::Instant;
 /// A container that ends with 0 on SIGTERM and otherwise keeps running.
 const TERM_LOOP: &str = r#"trap "exit 0" TERM; while :; do sleep 0.2; done"#;
 
-fn expect(out: Out, code: i32, contains: &str) -> Result<String, String> {
-    if out.code == Some(code) && out.stdout.contains(contains) {
-        Ok(out.stdout.trim().replace(['\r', '\n'], " "))
-    } else {
-        Err(format!(
-            "want exit {code} and stdout containing {contains:?}; got {}",
-            out.brief()
-        ))
-    }
-}
-
 /// The detached container's checks: exec, exec as another user, top,
 /// stop by SIGTERM, rm.
 fn detached_checks<'a>(p: &'a Podman<'a>, name: &'a str) -> Vec<(&'a str, CheckFn<'a>)> {
@@ -119,15 +108,10 @@ fn rootless_suite(
         }
     });
     c.check("exit code propagates (sh -c 'exit 3')", || {
-        expect(p.podman(&["run", "--rm", img, "sh", "-c", "exit 3"]), 3, "")
+        p.check_exit_code()
     });
     c.check("missing command: exit 127 naming it", || {
-        let out = p.podman(&["run", "--rm", img, "/no-such-cmd"]);
-        if out.code == Some(127) && out.stderr.contains("/no-such-cmd") {
-            Ok(last_lines(&out.stderr, 1))
-        } else {
-            Err(out.brief())
-        }
+        p.check_missing_command()
     });
     let name = "e2e-rootless";
     let detached = c.check("run -d", || {
@@ -141,13 +125,7 @@ fn rootless_suite(
         }
     });
     c.check_all_if(detached, "run -d", detached_checks(&p, name));
-    c.check("run -it: tty is /dev/pts/0", || {
-        expect(
-            p.podman_tty(&["run", "--rm", "-it", img, "tty"]),
-            0,
-            "/dev/pts/0",
-        )
-    });
+    c.check("run -it: tty is /dev/pts/0", || p.check_tty());
     c.check("--userns=keep-id: the user's own uid", || {
         let want = format!("uid={}", user.uid);
         expect(
@@ -156,19 +134,7 @@ fn rootless_suite(
             &want,
         )
     });
-    c.check("--cap-drop ALL: CapEff 0", || {
-        let out = p.podman(&[
-            "run",
-            "--rm",
-            "--cap-drop",
-            "ALL",
-            img,
-            "grep",
-            "CapEff",
-            "/proc/self/status",
-        ]);
-        expect(out, 0, "0000000000000000")
-    });
+    c.check("--cap-drop ALL: CapEff 0", || p.check_cap_drop_all());
     c.check("/dev/null is a working device", || {
         let out = p.podman(&[
             "run",

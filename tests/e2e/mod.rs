@@ -141,6 +141,19 @@ pub struct Run<'a> {
     pub keep_stdin_open: bool,
 }
 
+/// Ok(stdout, on one line) when `out` exited `code` and its stdout holds
+/// `contains`; Err describing what came instead.
+pub fn expect(out: Out, code: i32, contains: &str) -> Result<String, String> {
+    if out.code == Some(code) && out.stdout.contains(contains) {
+        Ok(out.stdout.trim().replace(['\r', '\n'], " "))
+    } else {
+        Err(format!(
+            "want exit {code} and stdout containing {contains:?}; got {}",
+            out.brief()
+        ))
+    }
+}
+
 /// Run under `timeout -k 5 N`, with a watchdog in case even that hangs.
 pub fn run(r: Run<'_>) -> Out {
     let timeout_secs = clamp_to_deadline(r.timeout_secs);

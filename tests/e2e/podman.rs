@@ -338,6 +338,53 @@ impl<'a> Podman<'a> {
     }
 }
 
+/// Checks both Podman suites (as root and rootless) run the same way.
+impl Podman<'_> {
+    /// A workload's exit status comes back from `podman run`.
+    pub fn check_exit_code(&self) -> Result<String, String> {
+        expect(
+            self.podman(&["run", "--rm", IMAGE, "sh", "-c", "exit 3"]),
+            3,
+            "",
+        )
+    }
+
+    /// A missing command is exit 127 naming it: podman maps the runtime's
+    /// --log error text ("not found") to 127.
+    pub fn check_missing_command(&self) -> Result<String, String> {
+        let out = self.podman(&["run", "--rm", IMAGE, "/no-such-cmd"]);
+        if out.code == Some(127) && out.stderr.contains("/no-such-cmd") {
+            Ok(last_lines(&out.stderr, 1))
+        } else {
+            Err(out.brief())
+        }
+    }
+
+    /// `run -it` gives the workload a pty.
+    pub fn check_tty(&self) -> Result<String, String> {
+        expect(
+            self.podman_tty(&["run", "--rm", "-it", IMAGE, "tty"]),
+            0,
+            "/dev/pts/0",
+        )
+    }
+
+    /// `--cap-drop ALL` leaves no effective capability.
+    pub fn check_cap_drop_all(&self) -> Result<String, String> {
+        let out = self.podman(&[
+            "run",
+            "--rm",
+            "--cap-drop",
+            "ALL",
+            IMAGE,
+            "grep",
+            "CapEff",
+            "/proc/self/status",
+        ]);
+        expect(out, 0, "0000000000000000")
+    }
+}
+
 /// Hand the private dirs and the runtime's argv log to `u`; the run dir
 /// and wrapper stay root's, readable by all.
 fn give_to_user(
