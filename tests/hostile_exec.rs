@@ -14,7 +14,6 @@ use serde_json::json;
 use std::fs;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -549,19 +548,6 @@ fn tenant_passwd_is_read_inside_the_root_and_bounded() {
     }
     let _ = fs::remove_file(&passwd);
     rt.ok(&["delete", "-f", &id]);
-}
-
-/// A console socket that hands back the first pty master it receives.
-fn console_socket() -> (PathBuf, std::thread::JoinHandle<fs::File>) {
-    let path = scratch_dir().join(format!("{}.sock", unique_id("con")));
-    let listener = UnixListener::bind(&path).unwrap();
-    let h = std::thread::spawn(move || {
-        let (conn, _) = listener.accept().expect("accept console socket");
-        let fd = libvessel::process::sync::recv_fd(conn.as_raw_fd()).expect("pty master");
-        // SAFETY: a fresh fd from SCM_RIGHTS that we own.
-        fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) })
-    });
-    (path, h)
 }
 
 /// Item 26: create with a terminal and a non-root user: the tty belongs to

@@ -7,22 +7,11 @@ mod common;
 
 use common::*;
 use serde_json::json;
-use std::fs::File;
 use std::io::Write;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::net::UnixListener;
 use std::process::Command;
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(20);
-
-/// Receive the pty master over SCM_RIGHTS with vessel's own receiver (runc
-/// also sends the pty's name as data; the fd rides on its first byte).
-fn recv_fd(sock: i32) -> Option<OwnedFd> {
-    let fd = libvessel::process::sync::recv_fd(sock)?;
-    // SAFETY: a fresh fd from SCM_RIGHTS that we now own.
-    Some(unsafe { OwnedFd::from_raw_fd(fd) })
-}
 
 #[test]
 fn console_socket_receives_pty_master() {
@@ -35,18 +24,12 @@ fn console_socket_receives_pty_master() {
     ]);
     b.spec["process"]["terminal"] = json!(true);
     b.write();
-    let sock_path = scratch_dir().join(format!("{}.sock", unique_id("console")));
-    let listener = UnixListener::bind(&sock_path).unwrap();
-    let receiver = std::thread::spawn(move || {
-        let (conn, _) = listener.accept().expect("accept console socket");
-        recv_fd(conn.as_raw_fd()).expect("pty master over SCM_RIGHTS")
-    });
+    let (sock_path, receiver) = console_socket();
     let id = unique_id("tty");
     let out = rt.create(&b, &id, &["--console-socket", sock_path.to_str().unwrap()]);
     let (code, _, err) = triple(&out);
     assert_eq!(code, 0, "create: {err}");
-    let master = receiver.join().unwrap();
-    let mut m = File::from(master);
+    let mut m = receiver.join().unwrap();
     rt.ok(&["start", &id]);
     let mut acc = String::new();
     assert!(
@@ -80,12 +63,7 @@ fn console_socket_pty_has_window_and_ctty() {
     ]);
     b.spec["process"]["terminal"] = json!(true);
     b.write();
-    let sock_path = scratch_dir().join(format!("{}.sock", unique_id("console")));
-    let listener = UnixListener::bind(&sock_path).unwrap();
-    let receiver = std::thread::spawn(move || {
-        let (conn, _) = listener.accept().expect("accept");
-        recv_fd(conn.as_raw_fd()).expect("pty master")
-    });
+    let (sock_path, receiver) = console_socket();
     let id = unique_id("ctty");
     let out = rt.create(&b, &id, &["--console-socket", sock_path.to_str().unwrap()]);
     assert!(
@@ -93,7 +71,7 @@ fn console_socket_pty_has_window_and_ctty() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let mut m = File::from(receiver.join().unwrap());
+    let mut m = receiver.join().unwrap();
     rt.ok(&["start", &id]);
     let mut acc = String::new();
     assert!(read_until(&mut m, &mut acc, "ctty-ok", T), "{acc:?}");
@@ -179,12 +157,7 @@ fn dev_console_is_the_pty() {
             b.spec["linux"]["gidMappings"] = map;
         }
         b.write();
-        let sock_path = scratch_dir().join(format!("{}.sock", unique_id("console")));
-        let listener = UnixListener::bind(&sock_path).unwrap();
-        let receiver = std::thread::spawn(move || {
-            let (conn, _) = listener.accept().expect("accept");
-            recv_fd(conn.as_raw_fd()).expect("pty master")
-        });
+        let (sock_path, receiver) = console_socket();
         let id = unique_id("devconsole");
         let out = rt.create(&b, &id, &["--console-socket", sock_path.to_str().unwrap()]);
         assert!(
@@ -192,7 +165,7 @@ fn dev_console_is_the_pty() {
             "userns={userns}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let mut m = File::from(receiver.join().unwrap());
+        let mut m = receiver.join().unwrap();
         rt.ok(&["start", &id]);
         let mut acc = String::new();
         assert!(

@@ -604,3 +604,18 @@ pub fn read_until(f: &mut fs::File, acc: &mut String, needle: &str, limit: Durat
     }
     true
 }
+
+/// A console socket (--console-socket) that hands back the first pty
+/// master it receives, as a file.
+pub fn console_socket() -> (PathBuf, std::thread::JoinHandle<fs::File>) {
+    let path = scratch_dir().join(format!("{}.sock", unique_id("con")));
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let h = std::thread::spawn(move || {
+        let (conn, _) = listener.accept().expect("accept console socket");
+        let fd = libvessel::process::sync::recv_fd(std::os::fd::AsRawFd::as_raw_fd(&conn))
+            .expect("pty master");
+        // SAFETY: a fresh fd from SCM_RIGHTS that we own.
+        fs::File::from(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+    });
+    (path, h)
+}
