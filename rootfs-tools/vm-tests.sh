@@ -241,6 +241,41 @@ else
   fail "create, kill before start, delete" "create failed: $(cat "$work/err4")"
 fi
 
+# --- Boots 4 and 5: a guest whose agent never comes up (rdinit is a script that
+# sleeps). A TERM then ends the VM at once; the boot timeout ends a run with an
+# error naming the bound; both leave nothing behind. -----------------------------
+mkbundle "$work/b6" '' true
+printf '#!/bin/sh\nexec sleep 100000\n' > "$work/b6/rootfs/hang"
+chmod 755 "$work/b6/rootfs/hang"
+sed -i "s|^  \"root\":|  \"vm\": {\"kernel\": {\"path\": \"$VESSEL_VM_KERNEL\", \"parameters\": [\"rdinit=/hang\"]}}, \"root\":|" \
+  "$work/b6/config.json"
+v run --bundle "$work/b6" vm6 > "$work/out6" 2> "$work/err6" &
+run6=$!
+if wait_status vm6 running 30; then
+  pid6=$(state_field vm6 pid)
+  sleep 2
+  t6=$(uptime_s)
+  v kill vm6 TERM
+  wait "$run6"; rc=$?
+  took=$(elapsed "$t6")
+  check "TERM before the agent is up ends vessel run with 143" '[ "$rc" = 143 ]' "exit $rc; stderr: $(cat "$work/err6")"
+  check "TERM before the agent is up ends the VM within 10 s" 'awk -v t="$took" "BEGIN{exit !(t < 10)}"' "took $took s"
+  check "TERM before the agent is up: the VMM says why" 'grep -q "before the guest.s agent was up" "$work/err6"' "stderr: $(cat "$work/err6")"
+  check "TERM before the agent is up leaves nothing behind" '[ -z "$(nothing_left vm6 "$pid6")" ]' "$(nothing_left vm6 "$pid6")"
+else
+  kill "$run6" 2>/dev/null
+  fail "run of a guest without an agent" "never running; stderr: $(cat "$work/err6")"
+fi
+t7=$(uptime_s)
+VESSEL_VM_BOOT_TIMEOUT=8 timeout 120 "$VESSEL" --root "$root" run --bundle "$work/b6" vm7 \
+  > "$work/out7" 2> "$work/err7"
+rc=$?
+took=$(elapsed "$t7")
+check "boot timeout: run fails" '[ "$rc" != 0 ] && [ "$rc" != 124 ]' "exit $rc"
+check "boot timeout: the error names the bound" 'grep -q "was not up 8 s after start" "$work/err7"' "stderr: $(cat "$work/err7")"
+check "boot timeout: ends within 60 s" 'awk -v t="$took" "BEGIN{exit !(t < 60)}"' "took $took s"
+check "boot timeout: nothing left behind" '[ -z "$(nothing_left vm7 "")" ]' "$(nothing_left vm7 "")"
+
 # --- No boot: a missing kernel is refused at create with its own message. -------
 mkbundle "$work/b5" ', "vessel.vm.kernel": "/nonexistent/vmlinux"' true
 v create --bundle "$work/b5" vm5 > /dev/null 2> "$work/err5"

@@ -158,13 +158,18 @@ pub fn pump_stdin(port: Arc<ChannelPort>) {
 /// guest as an 'S' frame (that send may wait for room in COM2, e.g. while
 /// the guest is paused, and must never hold up a resume). Never returns
 /// unless the signalfd fails.
-pub fn dispatch_signals(sfd: SignalFd, forward: mpsc::Sender<u8>) -> io::Error {
+pub fn dispatch_signals(
+    sfd: SignalFd,
+    forward: mpsc::Sender<u8>,
+    devices: &crate::devices::Devices,
+) -> io::Error {
     loop {
         match sfd.read_signal() {
             Ok(Some(info)) => match info.ssi_signo as i32 {
                 PAUSE_SIGNAL => GATE.pause(),
                 RESUME_SIGNAL => GATE.resume(),
                 signo => {
+                    crate::boot_watch::end_if_not_up(devices, signo);
                     if forward.send(signo as u8).is_err() {
                         return io::Error::other("the signal forwarding thread ended");
                     }

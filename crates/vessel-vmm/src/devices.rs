@@ -161,6 +161,11 @@ impl ChannelPort {
         }
     }
 
+    /// The guest's agent is up: it has sent its first frame.
+    pub fn guest_ready(&self) -> bool {
+        lock(&self.inner).guest_ready
+    }
+
     /// Queues `bytes` (one or more whole frames) for the guest, blocking until
     /// the guest listens and while the FIFO is full. Each enqueue raises the
     /// receive interrupt.

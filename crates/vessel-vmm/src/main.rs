@@ -17,6 +17,7 @@
 mod acpi;
 pub mod args;
 mod boot;
+mod boot_watch;
 mod channel;
 mod cpu;
 mod devices;
@@ -109,6 +110,7 @@ fn run(args: &VmmArgs) -> Result<Infallible, VmmError> {
     // mprotect dance the seccomp filter would otherwise have to allow).
     // SAFETY: mallopt only changes an allocator tunable.
     unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
+    let boot_timeout = boot_watch::boot_timeout().map_err(VmmError::new)?;
     if let Some(problem) = vessel_common::kvm::host_problem() {
         return Err(VmmError::new(problem));
     }
@@ -155,14 +157,14 @@ fn run(args: &VmmArgs) -> Result<Infallible, VmmError> {
         }
     }
     let (forward, forwarded) = std::sync::mpsc::channel();
-    start_threads(vcpus, &devices, &com2, forwarded, &filter)?;
+    start_threads(vcpus, &devices, &com2, forwarded, &filter, boot_timeout)?;
     if debug {
         eprintln!(
             "vessel-vmm: guest started {:?} after launch",
             started.elapsed()
         );
     }
-    let err = channel::dispatch_signals(sfd, forward);
+    let err = channel::dispatch_signals(sfd, forward, &devices);
     let _ = writeln!(
         std::io::stderr(),
         "vessel-vmm: signal dispatch stopped: {err}"
@@ -249,11 +251,12 @@ fn start_threads(
     com2: &Arc<ChannelPort>,
     forwarded: std::sync::mpsc::Receiver<u8>,
     filter: &BpfProgram,
+    boot_timeout: std::time::Duration,
 ) -> Result<(), VmmError> {
     // Each thread first finishes its own start-up (glibc and std make a few
     // syscalls there) and waits at `ready`; the filter then goes on every
     // thread at once, and `go` lets them touch the guest.
-    let threads = vcpus.len() + 4;
+    let threads = vcpus.len() + 5;
     let (ready, go) = (
         Arc::new(Barrier::new(threads)),
         Arc::new(Barrier::new(threads)),
@@ -298,6 +301,14 @@ fn start_threads(
                 std::thread::sleep(INTERRUPT_KICK_PERIOD);
                 devices.kick_stale_interrupts();
             }
+        })?;
+    }
+    {
+        let (ready, go, devices) = (ready.clone(), go.clone(), devices.clone());
+        spawn("boot-watch", move || {
+            ready.wait();
+            go.wait();
+            boot_watch::watch(devices, boot_timeout)
         })?;
     }
     ready.wait();

@@ -132,6 +132,12 @@ impl Gate {
         }
     }
 
+    /// Whether a pause is in effect (asked, whether or not every vCPU has
+    /// parked yet).
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::SeqCst)
+    }
+
     /// Resume: clear the gate and wake the parked vCPUs.
     pub fn resume(&self) {
         let mut inner = lock(&self.inner);

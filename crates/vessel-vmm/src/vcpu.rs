@@ -111,19 +111,8 @@ fn guest_stopped(devices: &Devices, stop: GuestStop) -> ! {
 
 /// Dies by `signo` with its default action, as the workload did; signals whose
 /// default is not to terminate give the shell convention 128+N instead.
-fn reraise(signo: i32) -> ! {
-    let terminates = !matches!(
-        signo,
-        libc::SIGCHLD
-            | libc::SIGCONT
-            | libc::SIGURG
-            | libc::SIGWINCH
-            | libc::SIGSTOP
-            | libc::SIGTSTP
-            | libc::SIGTTIN
-            | libc::SIGTTOU
-    );
-    if terminates && (1..=64).contains(&signo) {
+pub fn reraise(signo: i32) -> ! {
+    if crate::boot_watch::terminates_by_default(signo) {
         // SAFETY: resetting a disposition, unblocking and raising a signal on
         // this thread; no memory is touched.
         unsafe {
