@@ -21,6 +21,7 @@ mod relay;
 mod setup;
 mod spawn;
 mod spec;
+mod tty;
 
 use spawn::Failure;
 use std::fs::File;
@@ -71,14 +72,17 @@ fn run(channel: &mut Option<File>) -> Result<i32, Failure> {
         .process
         .as_ref()
         .ok_or_else(|| Failure::other("config.json has no process"))?;
-    if process.terminal {
-        console_note("process.terminal is not supported in VM mode; stdio goes over pipes");
-    }
     setup::spec_mounts(&cfg).map_err(Failure::other)?;
     setup::hostname(&cfg).map_err(Failure::other)?;
     setup::sysctls(&cfg).map_err(Failure::other)?;
     let mut sigfd = relay::sigchld_fd().map_err(Failure::other)?;
-    let workload = spawn::start(process)?;
+    // After the spec's mounts: the pty comes from the devpts the workload
+    // sees, so its name (`tty`) resolves there.
+    let pty = match process.terminal {
+        true => Some(tty::open(tty::cmdline_clears_onlcr()).map_err(Failure::other)?),
+        false => None,
+    };
+    let workload = spawn::start(process, pty)?;
     let ch = channel
         .as_mut()
         .ok_or_else(|| Failure::other("agent channel not open"))?;

@@ -24,6 +24,7 @@ pub mod layout;
 mod memory;
 mod pause;
 pub mod sandbox;
+mod tty;
 mod vcpu;
 
 use std::convert::Infallible;
@@ -112,6 +113,15 @@ fn run(args: &VmmArgs) -> Result<Infallible, VmmError> {
     if let Some(problem) = vessel_common::kvm::host_problem() {
         return Err(VmmError::new(problem));
     }
+    // A terminal workload: stdio is the runtime's pty slave (see `tty`).
+    let tty = tty::stdin_is_tty();
+    if tty {
+        tty::raw_mode().map_err(|e| VmmError::new(format!("terminal: {e}")))?;
+        if let Err(e) = tty::make_controlling() {
+            // Resizes then do not reach the guest; the rest works.
+            eprintln!("vessel-vmm: terminal: {e}; window size changes are not passed on");
+        }
+    }
     let kvm = Kvm::new().map_err(|e| VmmError::new(format!("opening /dev/kvm: {e}")))?;
     let vm = create_vm(&kvm)?;
 
@@ -155,7 +165,7 @@ fn run(args: &VmmArgs) -> Result<Infallible, VmmError> {
         }
     }
     let (forward, forwarded) = std::sync::mpsc::channel();
-    start_threads(vcpus, &devices, &com2, forwarded, &filter)?;
+    start_threads(vcpus, &devices, &com2, forwarded, tty, &filter)?;
     if debug {
         eprintln!(
             "vessel-vmm: guest started {:?} after launch",
@@ -248,6 +258,7 @@ fn start_threads(
     devices: &Arc<Devices>,
     com2: &Arc<ChannelPort>,
     forwarded: std::sync::mpsc::Receiver<u8>,
+    tty: bool,
     filter: &BpfProgram,
 ) -> Result<(), VmmError> {
     // Each thread first finishes its own start-up (glibc and std make a few
@@ -282,7 +293,7 @@ fn start_threads(
         spawn("signals", move || {
             ready.wait();
             go.wait();
-            let err = channel::forward_signals(com2, forwarded);
+            let err = channel::forward_signals(com2, forwarded, tty);
             let _ = writeln!(
                 std::io::stderr(),
                 "vessel-vmm: signal forwarding stopped: {err}"

@@ -13,6 +13,7 @@
 //!   is the workload's.
 
 pub mod config;
+pub mod console;
 pub mod initramfs;
 
 use crate::cgroups::Cgroup;
@@ -43,7 +44,22 @@ pub struct LaunchRequest<'a> {
     pub cgroup: &'a Cgroup,
     /// From `plan_bundle`, made by `create` before any side effect.
     pub plan: &'a VmPlan,
+    /// `process.terminal`: the host pty's slave, the VMM's stdin, stdout and
+    /// stderr (else it inherits vessel's stdio).
+    pub terminal: Option<Terminal>,
 }
+
+/// The workload's terminal as the VMM gets it.
+pub struct Terminal {
+    pub slave: std::os::fd::OwnedFd,
+    /// vessel relays the pty itself (foreground `run`): the guest's pty
+    /// then writes "\n" as is, as container mode clears ONLCR there.
+    pub relayed: bool,
+}
+
+/// The kernel command-line token telling the agent to clear ONLCR on the
+/// guest's pty (vessel-agent's `tty::CMDLINE_NO_ONLCR`).
+pub const CMDLINE_NO_ONLCR: &str = "vessel.tty_onlcr=0";
 
 pub const ANNOTATION_SANDBOX: &str = "vessel.sandbox";
 /// The name that turns VM mode on for every container (a symlink to vessel).
@@ -239,13 +255,27 @@ pub fn launch(req: &LaunchRequest) -> Result<i32, VmError> {
     }
     check_fits(&initrd, plan.sizing.mem_mib)?;
 
+    let mut cmdline = plan.cmdline.clone();
+    if req.terminal.as_ref().is_some_and(|t| t.relayed) {
+        cmdline.push(' ');
+        cmdline.push_str(CMDLINE_NO_ONLCR);
+    }
+    let stdio =
+        |what: &str| -> Result<Stdio, VmError> {
+            match &req.terminal {
+                Some(t) => t.slave.try_clone().map(Stdio::from).map_err(|e| {
+                    VmError::Msg(format!("dup the pty slave for the VMM's {what}: {e}"))
+                }),
+                None => Ok(Stdio::inherit()),
+            }
+        };
     let mut cmd = Command::new(&vmm);
     cmd.arg("--kernel")
         .arg(&plan.kernel)
         .arg("--initrd")
         .arg(&initrd)
         .arg("--cmdline")
-        .arg(&plan.cmdline)
+        .arg(&cmdline)
         .arg("--vcpus")
         .arg(plan.sizing.vcpus.to_string())
         .arg("--mem-mib")
@@ -260,9 +290,9 @@ pub fn launch(req: &LaunchRequest) -> Result<i32, VmError> {
                 .into_iter()
                 .flatten(),
         )
-        .stdin(Stdio::inherit())
-        .stdout(Stdio::inherit())
-        .stderr(Stdio::inherit());
+        .stdin(stdio("stdin")?)
+        .stdout(stdio("stdout")?)
+        .stderr(stdio("stderr")?);
     // The VMM joins the container's cgroup before it exists as the VMM, so
     // guest RAM it touches while loading the kernel is charged there (create
     // moves the pid again afterwards, which reports any error).
