@@ -25,6 +25,7 @@ mod tty;
 
 use spawn::Failure;
 use std::fs::File;
+use std::os::fd::AsRawFd;
 use vessel_protocol as protocol;
 
 /// A line on the kernel console (COM1).
@@ -78,13 +79,17 @@ fn run(channel: &mut Option<File>) -> Result<i32, Failure> {
     let mut sigfd = relay::sigchld_fd().map_err(Failure::other)?;
     // After the spec's mounts: the pty comes from the devpts the workload
     // sees, so its name (`tty`) resolves there.
-    let pty = match process.terminal {
-        true => Some(tty::open(tty::cmdline_clears_onlcr()).map_err(Failure::other)?),
-        false => None,
-    };
-    let workload = spawn::start(process, pty)?;
     let ch = channel
         .as_mut()
         .ok_or_else(|| Failure::other("agent channel not open"))?;
-    Ok(relay::run(ch, workload, &mut sigfd))
+    let (pty, early) = match process.terminal {
+        true => {
+            let pty = tty::open(tty::cmdline_clears_onlcr()).map_err(Failure::other)?;
+            let early = relay::initial_window_size(ch, pty.master.as_raw_fd());
+            (Some(pty), early)
+        }
+        false => (None, relay::Early::default()),
+    };
+    let workload = spawn::start(process, pty)?;
+    Ok(relay::run(ch, workload, early, &mut sigfd))
 }

@@ -150,9 +150,84 @@ struct Relay {
     tty: Option<i32>,
 }
 
-/// Relay until the workload exits; returns its wait status.
-pub fn run(channel: &mut File, w: Workload, sigfd: &mut SignalFd) -> i32 {
-    let mut relay = Relay::new(w);
+/// How long the agent waits for the host's first window size before it
+/// starts a terminal workload without one (a VMM that sends none).
+const INITIAL_SIZE_WAIT_MS: u64 = 10_000;
+
+/// What the host sent before the workload existed, kept for the relay.
+#[derive(Default)]
+pub struct Early {
+    decoder: protocol::Decoder,
+    stdin: Vec<u8>,
+    stdin_eof: bool,
+    signals: Vec<u8>,
+}
+
+/// With a terminal: wait for the VMM's first window-size frame (it sends
+/// one as soon as the guest is ready, 0x0 when its terminal has none) and
+/// set it on the pty `master`, so the workload's first look at its size
+/// is right. Whatever came before it is kept for the relay.
+pub fn initial_window_size(channel: &mut File, master: i32) -> Early {
+    let mut early = Early::default();
+    let deadline =
+        std::time::Instant::now() + std::time::Duration::from_millis(INITIAL_SIZE_WAIT_MS);
+    let mut got = false;
+    while !got {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            console_note("no window size from the host; the workload starts with none");
+            break;
+        }
+        let mut p = libc::pollfd {
+            fd: channel.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: poll on one valid pollfd.
+        let n = unsafe { libc::poll(&mut p, 1, left.as_millis().min(1000) as i32) };
+        if n <= 0 {
+            continue;
+        }
+        let mut buf = [0u8; 512];
+        let n = match channel.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if matches!(e.kind(), ErrorKind::Interrupted | ErrorKind::WouldBlock) => {
+                continue
+            }
+            Err(e) => {
+                console_note(&format!("read {CHANNEL_DEVICE}: {e}"));
+                break;
+            }
+        };
+        // Frames after the size are kept as well (the decoder only
+        // hands out whole frames).
+        let Early {
+            decoder,
+            stdin,
+            stdin_eof,
+            signals,
+        } = &mut early;
+        decoder.feed(&buf[..n], |frame| match frame {
+            Frame::WindowSize { rows, cols } => {
+                got = true;
+                if let Err(e) = super::tty::set_window_size(master, rows, cols) {
+                    console_note(&e);
+                }
+            }
+            Frame::Stdin(data) => stdin.extend_from_slice(data),
+            Frame::StdinEof => *stdin_eof = true,
+            Frame::Signal(sig) => signals.push(sig),
+            other => console_note(&format!("ignoring unexpected frame {other:?}")),
+        });
+    }
+    early
+}
+
+/// Relay until the workload exits; returns its wait status. `early` is what
+/// the host sent before the workload started: its stdin goes first, its
+/// signals are delivered now.
+pub fn run(channel: &mut File, w: Workload, early: Early, sigfd: &mut SignalFd) -> i32 {
+    let mut relay = Relay::new(w, early);
     let mut status = None;
 
     while status.is_none() {
@@ -213,7 +288,11 @@ fn drain_tty(out: &mut Option<File>, channel: &mut File) {
 
 impl Relay {
     /// Take the workload's pipes, all non-blocking.
-    fn new(w: Workload) -> Relay {
+    fn new(w: Workload, early: Early) -> Relay {
+        for sig in &early.signals {
+            // SAFETY: kill(2) of the workload we started.
+            unsafe { libc::kill(w.pid, i32::from(*sig)) };
+        }
         let _ = set_nonblocking(w.stdout.as_raw_fd(), true);
         if let Some(f) = &w.stderr {
             let _ = set_nonblocking(f.as_raw_fd(), true);
@@ -227,9 +306,9 @@ impl Relay {
             stdin,
             out: Some(File::from(w.stdout)),
             err: w.stderr.map(File::from),
-            pending: Vec::new(),
-            stdin_eof: false,
-            decoder: protocol::Decoder::new(),
+            pending: early.stdin,
+            stdin_eof: early.stdin_eof,
+            decoder: early.decoder,
             tty: w.tty,
         }
     }

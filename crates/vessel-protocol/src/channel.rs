@@ -4,8 +4,9 @@
 //! guest -> host: `O` stdout data, `R` stderr data.
 //! host -> guest: `I` stdin data, `E` stdin EOF (len 0), `S` a signal (len 1),
 //! `W` the terminal's window size (len 4: rows then columns, each a u16
-//! little-endian; sent only when the workload has a terminal, at start and
-//! on every SIGWINCH the VMM gets).
+//! little-endian; sent only when the workload has a terminal: once at start,
+//! 0x0 when the terminal has no size, which the agent waits for before it
+//! starts the workload, then on every SIGWINCH the VMM gets).
 //!
 //! Start-up: the agent sends an empty `O` frame as soon as COM2 is in raw
 //! mode ("ready"). The UART drops input while the guest has the port closed,

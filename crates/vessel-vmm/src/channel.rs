@@ -180,7 +180,7 @@ pub fn dispatch_signals(sfd: SignalFd, forward: mpsc::Sender<u8>) -> io::Error {
 
 /// The forwarding thread: each signal from `dispatch_signals` to the guest.
 /// With a terminal (`tty`), the window size goes first (as soon as the
-/// guest is ready), and SIGWINCH becomes a window-size frame with the
+/// guest is ready; the agent starts the workload once it has it), and SIGWINCH becomes a window-size frame with the
 /// terminal's new size: the agent sets it on the guest's pty, whose kernel
 /// then signals the workload's foreground group as a host pty would.
 pub fn forward_signals(
@@ -188,22 +188,24 @@ pub fn forward_signals(
     signals: mpsc::Receiver<u8>,
     tty: bool,
 ) -> io::Error {
-    let send_size = |port: &ChannelPort| match super::tty::window_size() {
-        Some((rows, cols)) => {
-            let mut frame = Vec::with_capacity(2 + protocol::WINSIZE_LEN);
-            protocol::encode_winsize(rows, cols, &mut frame);
-            port.send(&frame)
-        }
-        None => Ok(()),
+    let send_size = |port: &ChannelPort, (rows, cols): (u16, u16)| {
+        let mut frame = Vec::with_capacity(2 + protocol::WINSIZE_LEN);
+        protocol::encode_winsize(rows, cols, &mut frame);
+        port.send(&frame)
     };
+    // Always one at start, 0x0 when the terminal has no size: the agent
+    // waits for it before it starts the workload.
     if tty {
-        if let Err(e) = send_size(&port) {
+        if let Err(e) = send_size(&port, super::tty::window_size().unwrap_or((0, 0))) {
             return e;
         }
     }
     for signo in signals {
         let sent = if tty && i32::from(signo) == libc::SIGWINCH {
-            send_size(&port)
+            match super::tty::window_size() {
+                Some(size) => send_size(&port, size),
+                None => Ok(()),
+            }
         } else {
             port.send(&encode(protocol::KIND_SIGNAL, &[signo]))
         };
