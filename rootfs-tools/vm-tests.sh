@@ -279,10 +279,11 @@ check "terminal without --console-socket: nothing left behind" \
   '[ -z "$(nothing_left vm8 "")" ] && [ "$(vmm_procs)" = 0 ]' "$(nothing_left vm8 "") vmm processes: $(vmm_procs)"
 
 # Boot 4: foreground run under script(1): vessel relays the pty itself.
-tty_bundle "$work/b6" sh -c 'tty; [ -t 0 ] && echo stdin-is-tty; [ -t 1 ] && echo stdout-is-tty; echo done; exit 7'
+tty_bundle "$work/b6" sh -c 'tty; [ -t 0 ] && echo stdin-is-tty; [ -t 1 ] && echo stdout-is-tty; echo done; read line; echo "got:$line"; exit 7'
 rm -f "$work/hold6"; mkfifo "$work/hold6"
-# script's stdin stays open (at EOF it may end the session early).
-sleep 300 > "$work/hold6" & holdpid=$!
+# A line typed in, and script's stdin kept open (at EOF it may end the
+# session early).
+{ printf 'typed-in\n'; sleep 300; } > "$work/hold6" & holdpid=$!
 t0=$(uptime_s)
 script -qec "timeout 120 $VESSEL --root $root run --bundle $work/b6 vm6" /dev/null < "$work/hold6" > "$work/out6" 2> "$work/err6"
 rc=$?
@@ -292,8 +293,21 @@ out6=$(tr -d '\r' < "$work/out6")
 check "terminal run: the workload's tty is a /dev/pts path" 'printf "%s\n" "$out6" | grep -q "^/dev/pts/[0-9]"' "out: $out6 / err: $(cat "$work/err6")"
 check "terminal run: stdin and stdout are a terminal" 'printf "%s\n" "$out6" | grep -qx stdin-is-tty && printf "%s\n" "$out6" | grep -qx stdout-is-tty' "out: $out6"
 check "terminal run: the exit status (7) comes back through script" '[ "$rc" = 7 ]' "got $rc; out: $out6 / err: $(cat "$work/err6")"
-check "terminal run: no CR added to output (ONLCR cleared, as container mode's relay)" '! grep -q "$cr" "$work/out6"' "$(od -c "$work/out6" | head -5)"
+check "terminal run: a line typed on the caller's terminal reaches the workload" 'printf "%s\n" "$out6" | grep -qx got:typed-in' "out: $out6"
+check "terminal run: no CR added to the workload's output (ONLCR cleared, as container mode's relay)" '! grep -q "done$cr" "$work/out6"' "$(od -c "$work/out6" | head -5)"
 check "terminal run leaves nothing behind" '[ -z "$(nothing_left vm6 "")" ] && [ "$(vmm_procs)" = 0 ]' "$(nothing_left vm6 "") vmm processes: $(vmm_procs)"
+
+# Boot 6: a run without a terminal from an interactive terminal leaves the
+# caller's terminal alone (the VMM takes a terminal only when told).
+mkbundle "$work/b9" '' echo plain-run
+rm -f "$work/hold9"; mkfifo "$work/hold9"
+sleep 300 > "$work/hold9" & holdpid=$!
+script -qec "timeout 120 $VESSEL --root $root run --bundle $work/b9 vm9; echo rc=\$?; stty -a" /dev/null < "$work/hold9" > "$work/out9" 2>&1
+kill $holdpid 2>/dev/null; wait $holdpid 2>/dev/null
+out9=$(tr -d '\r' < "$work/out9")
+check "run without a terminal under a terminal: output and status" 'printf "%s\n" "$out9" | grep -qx plain-run && printf "%s\n" "$out9" | grep -qx rc=0' "out: $out9"
+check "run without a terminal under a terminal: the caller's terminal keeps icanon and echo" \
+  'printf "%s\n" "$out9" | tr " ;" "\n\n" | grep -qx icanon && printf "%s\n" "$out9" | tr " ;" "\n\n" | grep -qx echo' "out: $out9"
 
 # Boot 5: create --console-socket, start; the receiver gets the master,
 # reads the output, resizes the master once the workload says ready and

@@ -114,8 +114,13 @@ fn run(args: &VmmArgs) -> Result<Infallible, VmmError> {
         return Err(VmmError::new(problem));
     }
     // A terminal workload: stdio is the runtime's pty slave (see `tty`).
-    let tty = tty::stdin_is_tty();
+    let tty = args.tty;
     if tty {
+        if !tty::stdin_is_tty() {
+            return Err(VmmError::new(
+                "--tty: stdin is not a terminal (the runtime gives the VMM a pty slave)",
+            ));
+        }
         tty::raw_mode().map_err(|e| VmmError::new(format!("terminal: {e}")))?;
         if let Err(e) = tty::make_controlling() {
             // Resizes then do not reach the guest; the rest works.

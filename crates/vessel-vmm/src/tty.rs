@@ -1,5 +1,5 @@
 //! The VMM's side of a workload terminal: when the runtime gives the VMM a
-//! pty slave as stdio (`process.terminal`), that slave is put in raw mode
+//! pty slave as stdio (`process.terminal`, `--tty`), that slave is put in raw mode
 //! (the guest's own pty does echo and line editing; the host must pass
 //! bytes through untouched both ways) and made the VMM's controlling
 //! terminal, so a resize of the master (by conmon, containerd's shim or
@@ -15,7 +15,7 @@ use std::os::fd::RawFd;
 /// The terminal the VMM's stdio is on.
 const TTY_FD: RawFd = libc::STDIN_FILENO;
 
-/// True when the VMM's stdin is a terminal (the runtime's pty slave).
+/// True when the VMM's stdin is a terminal (checked under `--tty`).
 pub fn stdin_is_tty() -> bool {
     // SAFETY: isatty only inspects the descriptor.
     unsafe { libc::isatty(TTY_FD) == 1 }

@@ -284,6 +284,7 @@ pub fn launch(req: &LaunchRequest) -> Result<i32, VmError> {
         .arg(req.exec_fifo)
         .arg("--console-log")
         .arg(req.state_dir.join("console.log"))
+        .args(req.terminal.as_ref().map(|_| "--tty"))
         .args(
             identity
                 .map(|(u, g)| ["--uid".into(), u.to_string(), "--gid".into(), g.to_string()])
