@@ -12,10 +12,6 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 /// The guest's devpts multiplexer (mounted with ptmxmode=0666).
 const PTMX: &std::ffi::CStr = c"/dev/pts/ptmx";
-/// Kernel command-line token by which the runtime asks for no "\n" to
-/// "\r\n" translation on output: vessel relays the terminal itself
-/// (foreground `run`), as container mode clears ONLCR then.
-pub const CMDLINE_NO_ONLCR: &str = "vessel.tty_onlcr=0";
 
 /// A pty: the master the agent keeps and the slave the workload gets.
 pub struct Pty {
@@ -82,10 +78,12 @@ pub fn open(clear_onlcr: bool) -> Result<Pty, String> {
     Ok(Pty { master, slave })
 }
 
-/// Whether the kernel command line asks for ONLCR off (`CMDLINE_NO_ONLCR`).
+/// Whether the kernel command line asks for ONLCR off
+/// (`vessel_protocol::launch::CMDLINE_TTY_NO_ONLCR`).
 pub fn cmdline_clears_onlcr() -> bool {
+    let token = vessel_protocol::launch::CMDLINE_TTY_NO_ONLCR;
     std::fs::read_to_string("/proc/cmdline")
-        .map(|c| c.split_whitespace().any(|t| t == CMDLINE_NO_ONLCR))
+        .map(|c| c.split_whitespace().any(|t| t == token))
         .unwrap_or(false)
 }
 

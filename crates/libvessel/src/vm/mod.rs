@@ -57,10 +57,6 @@ pub struct Terminal {
     pub relayed: bool,
 }
 
-/// The kernel command-line token telling the agent to clear ONLCR on the
-/// guest's pty (vessel-agent's `tty::CMDLINE_NO_ONLCR`).
-pub const CMDLINE_NO_ONLCR: &str = "vessel.tty_onlcr=0";
-
 pub const ANNOTATION_SANDBOX: &str = "vessel.sandbox";
 /// The name that turns VM mode on for every container (a symlink to vessel).
 pub const VM_ARGV0: &str = "vessel-vm";
@@ -258,7 +254,7 @@ pub fn launch(req: &LaunchRequest) -> Result<i32, VmError> {
     let mut cmdline = plan.cmdline.clone();
     if req.terminal.as_ref().is_some_and(|t| t.relayed) {
         cmdline.push(' ');
-        cmdline.push_str(CMDLINE_NO_ONLCR);
+        cmdline.push_str(vessel_protocol::launch::CMDLINE_TTY_NO_ONLCR);
     }
     let stdio =
         |what: &str| -> Result<Stdio, VmError> {
