@@ -5,6 +5,7 @@
 # CPU, so the checks share three boots.
 #
 # Env: VESSEL (default /vessel/vessel), VESSEL_AGENT (default /vessel/vessel-agent),
+#      CONSOLE_RECEIVER (default /vessel/console-receiver; examples/console-receiver.rs),
 #      VESSEL_VM_KERNEL (default /var/lib/vessel/kernel/vmlinux), BUSYBOX (default /bin/busybox).
 # Prints one line per check, "ok - NAME" or "FAIL - NAME: why"; exits 1 on any failure.
 # POSIX sh: it runs under busybox in the nested VM.
@@ -15,6 +16,8 @@ export VESSEL_AGENT=${VESSEL_AGENT:-/vessel/vessel-agent}
 export VESSEL_VM_KERNEL=${VESSEL_VM_KERNEL:-/var/lib/vessel/kernel/vmlinux}
 export VESSEL_INITRAMFS_CACHE=${VESSEL_INITRAMFS_CACHE:-/var/tmp/vessel-initramfs}
 BUSYBOX=${BUSYBOX:-/bin/busybox}
+# examples/console-receiver.rs: takes the pty master over --console-socket.
+RECEIVER=${CONSOLE_RECEIVER:-/vessel/console-receiver}
 work=${VM_TESTS_WORK:-/var/tmp/vm-tests}
 root=$work/state
 failures=0
@@ -53,7 +56,7 @@ mkbundle() {
   rm -rf "$dir"; mkdir -p "$dir/rootfs/bin" "$dir/rootfs/etc" "$dir/rootfs/tmp" "$dir/rootfs/proc" \
     "$dir/rootfs/sys" "$dir/rootfs/dev" "$dir/rootfs/root"
   cp "$BUSYBOX" "$dir/rootfs/bin/busybox"
-  for a in sh echo cat grep sleep nproc read head tr wc ls true false id; do
+  for a in sh echo cat grep sleep nproc read head tr wc ls true false id tty stty; do
     ln -s busybox "$dir/rootfs/bin/$a"
   done
   echo 'root:x:0:0:root:/root:/bin/sh' > "$dir/rootfs/etc/passwd"
@@ -96,7 +99,7 @@ nothing_left() {
   echo "$why"
 }
 
-for f in "$VESSEL" "$VESSEL_AGENT" "$VESSEL_VM_KERNEL" "$BUSYBOX"; do
+for f in "$VESSEL" "$VESSEL_AGENT" "$VESSEL_VM_KERNEL" "$BUSYBOX" "$RECEIVER"; do
   [ -e "$f" ] || { echo "FAIL - setup: $f missing"; exit 1; }
 done
 [ -e /dev/kvm ] || { echo "FAIL - setup: no /dev/kvm (run me inside rootfs-tools/nested-vm.sh)"; exit 1; }
@@ -284,6 +287,91 @@ check "missing kernel: create fails" '[ "$rc" != 0 ]' "create succeeded"
 check "missing kernel: the error names the path and guest-kernel.sh" \
   'grep -q /nonexistent/vmlinux "$work/err5" && grep -q guest-kernel.sh "$work/err5"' "stderr: $(cat "$work/err5")"
 check "missing kernel: nothing left behind" '[ -z "$(nothing_left vm5 "")" ]' "$(nothing_left vm5 "")"
+
+# --- process.terminal. -----------------------------------------------------------
+# tty_bundle DIR ARGS...: mkbundle with process.terminal and a 21x77 consoleSize.
+tty_bundle() {
+  tdir=$1; shift
+  mkbundle "$tdir" '' "$@"
+  sed -i 's/"terminal": false/"terminal": true, "consoleSize": {"height": 21, "width": 77}/' "$tdir/config.json"
+}
+vmm_procs() { # VMM processes still alive (not zombies)
+  n=0
+  for p in /proc/[0-9]*; do
+    [ "$(cat "$p/comm" 2>/dev/null)" = vessel-vmm ] && ! grep -q '^State:.*Z' "$p/status" 2>/dev/null && n=$((n + 1))
+  done
+  echo $n
+}
+cr=$(printf '\r')
+
+# No boot: create with a terminal and no --console-socket fails as in
+# container mode (runc's message) and leaves nothing, not even a VMM.
+tty_bundle "$work/b8" sh -c 'tty'
+v create --bundle "$work/b8" vm8 > /dev/null 2> "$work/err8"; rc=$?
+check "terminal without --console-socket: create fails naming --console-socket" \
+  '[ "$rc" != 0 ] && grep -q "use --console-socket" "$work/err8"' "rc $rc: $(cat "$work/err8")"
+check "terminal without --console-socket: nothing left behind" \
+  '[ -z "$(nothing_left vm8 "")" ] && [ "$(vmm_procs)" = 0 ]' "$(nothing_left vm8 "") vmm processes: $(vmm_procs)"
+
+# Boot 4: foreground run under script(1): vessel relays the pty itself.
+tty_bundle "$work/b6" sh -c 'tty; [ -t 0 ] && echo stdin-is-tty; [ -t 1 ] && echo stdout-is-tty; echo done; read line; echo "got:$line"; exit 7'
+rm -f "$work/hold6"; mkfifo "$work/hold6"
+# A line typed in, and script's stdin kept open (at EOF it may end the
+# session early).
+{ printf 'typed-in\n'; sleep 300; } > "$work/hold6" & holdpid=$!
+t0=$(uptime_s)
+script -qec "timeout 120 $VESSEL --root $root run --bundle $work/b6 vm6" /dev/null < "$work/hold6" > "$work/out6" 2> "$work/err6"
+rc=$?
+kill $holdpid 2>/dev/null; wait $holdpid 2>/dev/null
+echo "# boot 4 (terminal run under script to exit): $(elapsed "$t0") s"
+out6=$(tr -d '\r' < "$work/out6")
+check "terminal run: the workload's tty is a /dev/pts path" 'printf "%s\n" "$out6" | grep -q "^/dev/pts/[0-9]"' "out: $out6 / err: $(cat "$work/err6")"
+check "terminal run: stdin and stdout are a terminal" 'printf "%s\n" "$out6" | grep -qx stdin-is-tty && printf "%s\n" "$out6" | grep -qx stdout-is-tty' "out: $out6"
+check "terminal run: the exit status (7) comes back through script" '[ "$rc" = 7 ]' "got $rc; out: $out6 / err: $(cat "$work/err6")"
+check "terminal run: a line typed on the caller's terminal reaches the workload" 'printf "%s\n" "$out6" | grep -qx got:typed-in' "out: $out6"
+check "terminal run: no CR added to the workload's output (ONLCR cleared, as container mode's relay)" '! grep -q "done$cr" "$work/out6"' "$(od -c "$work/out6" | head -5)"
+check "terminal run leaves nothing behind" '[ -z "$(nothing_left vm6 "")" ] && [ "$(vmm_procs)" = 0 ]' "$(nothing_left vm6 "") vmm processes: $(vmm_procs)"
+
+# Boot 6: a run without a terminal from an interactive terminal leaves the
+# caller's terminal alone (the VMM takes a terminal only when told).
+mkbundle "$work/b9" '' echo plain-run
+rm -f "$work/hold9"; mkfifo "$work/hold9"
+sleep 300 > "$work/hold9" & holdpid=$!
+script -qec "timeout 120 $VESSEL --root $root run --bundle $work/b9 vm9; echo rc=\$?; stty -a" /dev/null < "$work/hold9" > "$work/out9" 2>&1
+kill $holdpid 2>/dev/null; wait $holdpid 2>/dev/null
+out9=$(tr -d '\r' < "$work/out9")
+check "run without a terminal under a terminal: output and status" 'printf "%s\n" "$out9" | grep -qx plain-run && printf "%s\n" "$out9" | grep -qx rc=0' "out: $out9"
+check "run without a terminal under a terminal: the caller's terminal keeps icanon and echo" \
+  'printf "%s\n" "$out9" | tr " ;" "\n\n" | grep -qx icanon && printf "%s\n" "$out9" | tr " ;" "\n\n" | grep -qx echo' "out: $out9"
+
+# Boot 5: create --console-socket, start; the receiver gets the master,
+# reads the output, resizes the master once the workload says ready and
+# types a line.
+tty_bundle "$work/b7" sh -c 'tty; [ -t 0 ] && echo stdin-is-tty; echo "size0=$(stty size)"; echo ready; i=0; while [ "$(stty size)" != "37 111" ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done; echo "size=$(stty size)"; read line; echo "got:$line"; exit 5'
+sock=$work/console.sock
+rm -f "$sock"
+"$RECEIVER" "$sock" "$work/out7" 37 111 ping 2> "$work/recv7" & recvpid=$!
+i=0; while [ $i -lt 100 ] && [ ! -S "$sock" ]; do sleep 0.1; i=$((i + 1)); done
+t0=$(uptime_s)
+if v create --bundle "$work/b7" --console-socket "$sock" vm7 > /dev/null 2> "$work/err7"; then
+  pid7=$(state_field vm7 pid)
+  v start vm7 2>> "$work/err7"
+  i=0; while [ $i -lt 1200 ] && kill -0 $recvpid 2>/dev/null; do sleep 0.1; i=$((i + 1)); done
+  echo "# boot 5 (terminal start to exit, console socket): $(elapsed "$t0") s"
+  kill $recvpid 2>/dev/null; wait $recvpid; rrc=$?
+  out7=$(tr -d '\r' < "$work/out7")
+  check "console socket: the master arrives named /dev/ptmx" 'printf "%s\n" "$out7" | grep -qx name=/dev/ptmx' "receiver rc $rrc: $(cat "$work/recv7"); out: $out7 / create: $(cat "$work/err7")"
+  check "console socket: output read from the master has the tty path" 'printf "%s\n" "$out7" | grep -q "^/dev/pts/[0-9]" && printf "%s\n" "$out7" | grep -qx stdin-is-tty' "out: $out7"
+  check "console socket: process.consoleSize is the guest terminal's size" 'printf "%s\n" "$out7" | grep -qx "size0=21 77"' "out: $out7"
+  check "console socket: TIOCSWINSZ on the master reaches stty size in the guest" 'printf "%s\n" "$out7" | grep -qx "size=37 111"' "out: $out7"
+  check "console socket: input written to the master reaches the workload" 'printf "%s\n" "$out7" | grep -qx "got:ping"' "out: $out7"
+  check "console socket: the VM stops when the workload exits" 'wait_status vm7 stopped 20' "$(v state vm7 2>&1)"
+  v delete vm7
+  check "console socket: delete leaves nothing behind" '[ -z "$(nothing_left vm7 "$pid7")" ]' "$(nothing_left vm7 "$pid7")"
+else
+  fail "create --console-socket with process.terminal" "$(cat "$work/err7"); receiver: $(cat "$work/recv7")"
+  kill $recvpid 2>/dev/null
+fi
 
 if [ "$failures" -gt 0 ]; then
   echo "vm-tests: $failures check(s) failed"

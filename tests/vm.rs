@@ -41,6 +41,14 @@ fn vm_mode_in_nested_vm() {
     let vessel = stripped(&runtime_bin(), &dir);
     let agent = stripped(&workspace_bin("vessel-agent"), &dir);
     let vmm = stripped(&workspace_bin("vessel-vmm"), &dir);
+    let receiver = stripped(&console_receiver(), &dir);
+    // script(1) for the foreground terminal check: busybox has none.
+    let script = Path::new("/usr/bin/script");
+    assert!(
+        script.is_file(),
+        "{} missing: apt-get install bsdutils",
+        script.display()
+    );
     let kernel = guest_kernel();
     let file = |src: &Path, dest: &str| format!("{}:{dest}", src.display());
     let boot = || {
@@ -52,6 +60,10 @@ fn vm_mode_in_nested_vm() {
             .arg(file(&agent, "/vessel/vessel-agent"))
             .arg("--file")
             .arg(file(&vmm, "/vessel/vessel-vmm"))
+            .arg("--file")
+            .arg(file(&receiver, "/vessel/console-receiver"))
+            .arg("--file")
+            .arg(file(script, "/usr/bin/script"))
             .arg("--file")
             .arg(file(&kernel, "/var/lib/vessel/kernel/vmlinux"))
             .arg("--file")
@@ -92,6 +104,33 @@ fn vm_mode_in_nested_vm() {
         "nested-vm.sh exit {:?}",
         out.status.code()
     );
+}
+
+/// examples/console-receiver.rs, built for this profile: the VM tests'
+/// --console-socket receiver (the nested VM has no engine and no python).
+fn console_receiver() -> PathBuf {
+    let vessel = PathBuf::from(env!("CARGO_BIN_EXE_vessel"));
+    let dir = vessel
+        .parent()
+        .expect("vessel has a directory")
+        .to_path_buf();
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "--example", "console-receiver", "--quiet"])
+        .current_dir(repo_dir());
+    if dir.file_name().is_some_and(|n| n == "release") {
+        cmd.arg("--release");
+    }
+    let st = cmd
+        .status()
+        .expect("run cargo build --example console-receiver");
+    assert!(
+        st.success(),
+        "cargo build --example console-receiver failed"
+    );
+    let bin = dir.join("examples/console-receiver");
+    assert!(bin.is_file(), "{} missing after the build", bin.display());
+    bin
 }
 
 /// On a kvm_pvm host, `create` of a VM-mode bundle must fail at once with

@@ -21,9 +21,11 @@ mod relay;
 mod setup;
 mod spawn;
 mod spec;
+mod tty;
 
 use spawn::Failure;
 use std::fs::File;
+use std::os::fd::AsRawFd;
 use vessel_protocol as protocol;
 
 /// A line on the kernel console (COM1).
@@ -71,16 +73,23 @@ fn run(channel: &mut Option<File>) -> Result<i32, Failure> {
         .process
         .as_ref()
         .ok_or_else(|| Failure::other("config.json has no process"))?;
-    if process.terminal {
-        console_note("process.terminal is not supported in VM mode; stdio goes over pipes");
-    }
     setup::spec_mounts(&cfg).map_err(Failure::other)?;
     setup::hostname(&cfg).map_err(Failure::other)?;
     setup::sysctls(&cfg).map_err(Failure::other)?;
     let mut sigfd = relay::sigchld_fd().map_err(Failure::other)?;
-    let workload = spawn::start(process)?;
+    // After the spec's mounts: the pty comes from the devpts the workload
+    // sees, so its name (`tty`) resolves there.
     let ch = channel
         .as_mut()
         .ok_or_else(|| Failure::other("agent channel not open"))?;
-    Ok(relay::run(ch, workload, &mut sigfd))
+    let (pty, early) = match process.terminal {
+        true => {
+            let pty = tty::open(tty::cmdline_clears_onlcr()).map_err(Failure::other)?;
+            let early = relay::initial_window_size(ch, pty.master.as_raw_fd());
+            (Some(pty), early)
+        }
+        false => (None, relay::Early::default()),
+    };
+    let workload = spawn::start(process, pty)?;
+    Ok(relay::run(ch, workload, early, &mut sigfd))
 }

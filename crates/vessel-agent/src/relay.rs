@@ -1,5 +1,7 @@
 //! The agent channel on COM2: the workload's stdout/stderr out as 'O'/'R'
 //! frames, stdin ('I', 'E') and signals ('S') in, until the workload exits.
+//! With a terminal, stdout is the pty master (its stdin a duplicate of it),
+//! there is no stderr, and window sizes ('W') are set on the master.
 
 use super::console_note;
 use super::spawn::Workload;
@@ -120,6 +122,11 @@ fn pump(fd: &mut Option<File>, kind: u8, channel: &mut File) {
             Ok(n) => send(channel, kind, &buf[..n]),
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+            // A pty master reads EIO once every slave is closed: its EOF.
+            Err(e) if e.raw_os_error() == Some(libc::EIO) => {
+                *fd = None;
+                return;
+            }
             Err(e) => {
                 console_note(&format!("read workload output: {e}"));
                 *fd = None;
@@ -139,11 +146,88 @@ struct Relay {
     pending: Vec<u8>,
     stdin_eof: bool,
     decoder: protocol::Decoder,
+    /// The pty master, when the workload has a terminal.
+    tty: Option<i32>,
 }
 
-/// Relay until the workload exits; returns its wait status.
-pub fn run(channel: &mut File, w: Workload, sigfd: &mut SignalFd) -> i32 {
-    let mut relay = Relay::new(w);
+/// How long the agent waits for the host's first window size before it
+/// starts a terminal workload without one (a VMM that sends none).
+const INITIAL_SIZE_WAIT_MS: u64 = 10_000;
+
+/// What the host sent before the workload existed, kept for the relay.
+#[derive(Default)]
+pub struct Early {
+    decoder: protocol::Decoder,
+    stdin: Vec<u8>,
+    stdin_eof: bool,
+    signals: Vec<u8>,
+}
+
+/// With a terminal: wait for the VMM's first window-size frame (it sends
+/// one as soon as the guest is ready, 0x0 when its terminal has none) and
+/// set it on the pty `master`, so the workload's first look at its size
+/// is right. Whatever came before it is kept for the relay.
+pub fn initial_window_size(channel: &mut File, master: i32) -> Early {
+    let mut early = Early::default();
+    let deadline =
+        std::time::Instant::now() + std::time::Duration::from_millis(INITIAL_SIZE_WAIT_MS);
+    let mut got = false;
+    while !got {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            console_note("no window size from the host; the workload starts with none");
+            break;
+        }
+        let mut p = libc::pollfd {
+            fd: channel.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: poll on one valid pollfd.
+        let n = unsafe { libc::poll(&mut p, 1, left.as_millis().min(1000) as i32) };
+        if n <= 0 {
+            continue;
+        }
+        let mut buf = [0u8; 512];
+        let n = match channel.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if matches!(e.kind(), ErrorKind::Interrupted | ErrorKind::WouldBlock) => {
+                continue
+            }
+            Err(e) => {
+                console_note(&format!("read {CHANNEL_DEVICE}: {e}"));
+                break;
+            }
+        };
+        // Frames after the size are kept as well (the decoder only
+        // hands out whole frames).
+        let Early {
+            decoder,
+            stdin,
+            stdin_eof,
+            signals,
+        } = &mut early;
+        decoder.feed(&buf[..n], |frame| match frame {
+            Frame::WindowSize { rows, cols } => {
+                got = true;
+                if let Err(e) = super::tty::set_window_size(master, rows, cols) {
+                    console_note(&e);
+                }
+            }
+            Frame::Stdin(data) => stdin.extend_from_slice(data),
+            Frame::StdinEof => *stdin_eof = true,
+            Frame::Signal(sig) => signals.push(sig),
+            other => console_note(&format!("ignoring unexpected frame {other:?}")),
+        });
+    }
+    early
+}
+
+/// Relay until the workload exits; returns its wait status. `early` is what
+/// the host sent before the workload started: its stdin goes first, its
+/// signals are delivered now.
+pub fn run(channel: &mut File, w: Workload, early: Early, sigfd: &mut SignalFd) -> i32 {
+    let mut relay = Relay::new(w, early);
     let mut status = None;
 
     while status.is_none() {
@@ -179,11 +263,39 @@ pub fn run(channel: &mut File, w: Workload, sigfd: &mut SignalFd) -> i32 {
     status.unwrap_or(255 << 8)
 }
 
+/// A pty passes what the workload wrote on to the master from a kernel
+/// worker, so it may not be readable yet when the exit is seen: read until
+/// the master says every slave is closed (EIO), or until nothing came for
+/// a moment (a child left behind still holds the slave).
+fn drain_tty(out: &mut Option<File>, channel: &mut File) {
+    const QUIET_MS: i32 = 200;
+    while let Some(f) = out.as_ref() {
+        let mut p = libc::pollfd {
+            fd: f.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: poll on one valid pollfd.
+        let n = unsafe { libc::poll(&mut p, 1, QUIET_MS) };
+        if n == 0 || (n < 0 && std::io::Error::last_os_error().kind() != ErrorKind::Interrupted) {
+            return;
+        }
+        if n > 0 {
+            pump(out, protocol::KIND_STDOUT, channel);
+        }
+    }
+}
+
 impl Relay {
     /// Take the workload's pipes, all non-blocking.
-    fn new(w: Workload) -> Relay {
-        for fd in [w.stdout.as_raw_fd(), w.stderr.as_raw_fd()] {
-            let _ = set_nonblocking(fd, true);
+    fn new(w: Workload, early: Early) -> Relay {
+        for sig in &early.signals {
+            // SAFETY: kill(2) of the workload we started.
+            unsafe { libc::kill(w.pid, i32::from(*sig)) };
+        }
+        let _ = set_nonblocking(w.stdout.as_raw_fd(), true);
+        if let Some(f) = &w.stderr {
+            let _ = set_nonblocking(f.as_raw_fd(), true);
         }
         let stdin: Option<File> = w.stdin.map(File::from);
         if let Some(f) = &stdin {
@@ -193,10 +305,11 @@ impl Relay {
             pid: w.pid,
             stdin,
             out: Some(File::from(w.stdout)),
-            err: Some(File::from(w.stderr)),
-            pending: Vec::new(),
-            stdin_eof: false,
-            decoder: protocol::Decoder::new(),
+            err: w.stderr.map(File::from),
+            pending: early.stdin,
+            stdin_eof: early.stdin_eof,
+            decoder: early.decoder,
+            tty: w.tty,
         }
     }
 
@@ -235,7 +348,18 @@ impl Relay {
                         self.pending.extend_from_slice(data);
                     }
                 }
+                // With a terminal the host's EOF only ends the input: the
+                // pty stays (the workload still writes to it), as with a
+                // host pty whose reader stopped sending.
                 Frame::StdinEof => self.stdin_eof = true,
+                Frame::WindowSize { rows, cols } => match self.tty {
+                    Some(master) => {
+                        if let Err(e) = super::tty::set_window_size(master, rows, cols) {
+                            console_note(&e);
+                        }
+                    }
+                    None => console_note("ignoring a window size: the workload has no terminal"),
+                },
                 Frame::Signal(sig) => {
                     // SAFETY: kill(2) of the workload we started.
                     unsafe { libc::kill(self.pid, sig as i32) };
@@ -272,6 +396,9 @@ impl Relay {
     fn finish(mut self, channel: &mut File) {
         // Whatever the workload wrote before it exited is in the pipes now;
         // children it left behind may hold them open, so read only what is there.
+        if self.tty.is_some() {
+            drain_tty(&mut self.out, channel);
+        }
         pump(&mut self.out, protocol::KIND_STDOUT, channel);
         pump(&mut self.err, protocol::KIND_STDERR, channel);
         drop(self.stdin.take());

@@ -73,12 +73,17 @@ pub fn resolve(arg0: &str, env: &[String]) -> Result<String, Failure> {
     }
 }
 
-/// The agent's ends of the workload's stdio.
+/// The agent's ends of the workload's stdio: three pipes, or with a
+/// terminal the pty master (stdout, and a duplicate as stdin; no stderr:
+/// the workload's stderr is the terminal too).
 pub struct Workload {
     pub pid: i32,
     pub stdin: Option<OwnedFd>,
     pub stdout: OwnedFd,
-    pub stderr: OwnedFd,
+    pub stderr: Option<OwnedFd>,
+    /// The pty master's descriptor (the same as `stdout`) when the workload
+    /// has a terminal, for window sizes.
+    pub tty: Option<RawFd>,
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd), Failure> {
@@ -109,6 +114,7 @@ const STEPS: &[&str] = &[
     "exec",
     "dup2",
     "setsid",
+    "TIOCSCTTY",
 ];
 const STEP_SETRLIMIT: usize = 0;
 const STEP_SETGROUPS: usize = 1;
@@ -119,6 +125,7 @@ const STEP_NO_NEW_PRIVS: usize = 5;
 const STEP_EXEC: usize = 6;
 const STEP_DUP2: usize = 7;
 const STEP_SETSID: usize = 8;
+const STEP_CTTY: usize = 9;
 
 /// Everything the child uses between fork and exec, built (and allocated)
 /// before the fork.
@@ -140,15 +147,68 @@ struct Prepared<'a> {
     no_new_privs: bool,
 }
 
-/// Fork and exec the workload.
-pub fn start(p: &Process) -> Result<Workload, Failure> {
-    let prep = prepare(p)?;
+/// The workload's ends of its stdio and the agent's: pipes, or the pty.
+struct Stdio {
+    /// What the child dups onto 0, 1 and 2.
+    child: [RawFd; 3],
+    /// Made the controlling terminal in the child (the pty slave).
+    ctty: Option<RawFd>,
+    /// Closed in the agent once the child has them.
+    child_ends: Vec<OwnedFd>,
+    agent: Workload,
+}
 
+fn pipes() -> Result<Stdio, Failure> {
     let (in_r, in_w) = pipe()?;
     let (out_r, out_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
+    Ok(Stdio {
+        child: [in_r.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()],
+        ctty: None,
+        child_ends: vec![in_r, out_w, err_w],
+        agent: Workload {
+            pid: 0,
+            stdin: Some(in_w),
+            stdout: out_r,
+            stderr: Some(err_r),
+            tty: None,
+        },
+    })
+}
+
+fn terminal(pty: crate::tty::Pty) -> Result<Stdio, Failure> {
+    let writer = pty
+        .master
+        .try_clone()
+        .map_err(|e| Failure::other(format!("dup the pty master: {e}")))?;
+    let slave = pty.slave.as_raw_fd();
+    let master = pty.master.as_raw_fd();
+    Ok(Stdio {
+        child: [slave; 3],
+        ctty: Some(slave),
+        child_ends: vec![pty.slave],
+        agent: Workload {
+            pid: 0,
+            stdin: Some(writer),
+            stdout: pty.master,
+            stderr: None,
+            tty: Some(master),
+        },
+    })
+}
+
+/// Fork and exec the workload, its stdio on pipes or, given one, on the
+/// pty's slave as its controlling terminal.
+pub fn start(p: &Process, pty: Option<crate::tty::Pty>) -> Result<Workload, Failure> {
+    let prep = prepare(p)?;
+
+    let stdio = match pty {
+        Some(pty) => terminal(pty)?,
+        None => pipes()?,
+    };
     let (status_r, status_w) = pipe()?;
-    let fds = [in_r.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()];
+    let fds = stdio.child;
+    let ctty = stdio.ctty.unwrap_or(-1);
     let status_fd = status_w.as_raw_fd();
 
     // SAFETY: the agent is single-threaded, so the child may run anything
@@ -161,21 +221,16 @@ pub fn start(p: &Process) -> Result<Workload, Failure> {
         )));
     }
     if pid == 0 {
-        exec_in_child(&prep, fds, status_fd);
+        exec_in_child(&prep, fds, ctty, status_fd);
     }
-    drop((in_r, out_w, err_w, status_w));
+    drop((stdio.child_ends, status_w));
     if let Some((step, errno)) = read_child_failure(status_r) {
         let mut status = 0;
         // SAFETY: reaping our own child that has exited.
         unsafe { libc::waitpid(pid, &mut status, 0) };
         return Err(step_failure(&prep, step, errno));
     }
-    Ok(Workload {
-        pid,
-        stdin: Some(in_w),
-        stdout: out_r,
-        stderr: err_r,
-    })
+    Ok(Workload { pid, ..stdio.agent })
 }
 
 /// Resolve the executable and turn the spec's process into C data.
@@ -241,8 +296,9 @@ fn rlimits(p: &Process) -> Result<Vec<(libc::__rlimit_resource_t, libc::rlimit)>
 
 /// The forked child: set up and exec, or report the failed step and errno
 /// on the status pipe and exit 127. Async-signal-safe: it only reads
-/// `prep` (no allocation, no locks).
-fn exec_in_child(prep: &Prepared, fds: [RawFd; 3], status_fd: RawFd) -> ! {
+/// `prep` (no allocation, no locks). `ctty` (or -1) becomes the controlling
+/// terminal of its new session.
+fn exec_in_child(prep: &Prepared, fds: [RawFd; 3], ctty: RawFd, status_fd: RawFd) -> ! {
     // SAFETY: child side of the fork; every pointer refers to data prepared
     // before the fork.
     unsafe {
@@ -252,6 +308,9 @@ fn exec_in_child(prep: &Prepared, fds: [RawFd; 3], status_fd: RawFd) -> ! {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         if libc::setsid() < 0 {
             child_fail(status_fd, STEP_SETSID);
+        }
+        if ctty >= 0 && libc::ioctl(ctty, libc::TIOCSCTTY, 0) < 0 {
+            child_fail(status_fd, STEP_CTTY);
         }
         for (target, fd) in fds.iter().enumerate() {
             if libc::dup2(*fd, target as RawFd) < 0 {

@@ -2,7 +2,11 @@
 //! (vessel-agent) over COM2: `[kind: u8][len: u8][len bytes]`.
 //!
 //! guest -> host: `O` stdout data, `R` stderr data.
-//! host -> guest: `I` stdin data, `E` stdin EOF (len 0), `S` a signal (len 1).
+//! host -> guest: `I` stdin data, `E` stdin EOF (len 0), `S` a signal (len 1),
+//! `W` the terminal's window size (len 4: rows then columns, each a u16
+//! little-endian; sent only when the workload has a terminal: once at start,
+//! 0x0 when the terminal has no size, which the agent waits for before it
+//! starts the workload, then on every SIGWINCH the VMM gets).
 //!
 //! Start-up: the agent sends an empty `O` frame as soon as COM2 is in raw
 //! mode ("ready"). The UART drops input while the guest has the port closed,
@@ -19,6 +23,11 @@ pub const KIND_STDIN: u8 = b'I';
 pub const KIND_STDIN_EOF: u8 = b'E';
 /// Send a signal to the workload (host -> guest, payload: the signal number).
 pub const KIND_SIGNAL: u8 = b'S';
+/// The terminal's window size (host -> guest, payload: rows and columns,
+/// u16 little-endian each). Only sent for a workload with a terminal.
+pub const KIND_WINSIZE: u8 = b'W';
+/// The length of a `W` frame's payload.
+pub const WINSIZE_LEN: usize = 4;
 
 /// The largest payload one frame carries (its length is one byte).
 pub const MAX_PAYLOAD: usize = u8::MAX as usize;
@@ -36,6 +45,10 @@ pub enum Frame<'a> {
     Stdin(&'a [u8]),
     StdinEof,
     Signal(u8),
+    WindowSize {
+        rows: u16,
+        cols: u16,
+    },
     /// A kind this side does not know, or a known kind with a bad length;
     /// kept so the reader can log it. The stream stays in sync either way.
     Unknown {
@@ -46,7 +59,21 @@ pub enum Frame<'a> {
 
 impl Frame<'_> {
     /// The kind byte and payload this frame was decoded from.
-    pub fn parts(&self) -> (u8, &[u8]) {
+    pub fn parts(&self) -> (u8, std::borrow::Cow<'_, [u8]>) {
+        use std::borrow::Cow;
+        match self {
+            Frame::WindowSize { rows, cols } => (
+                KIND_WINSIZE,
+                Cow::Owned(winsize_payload(*rows, *cols).to_vec()),
+            ),
+            other => {
+                let (k, p) = other.borrowed_parts();
+                (k, Cow::Borrowed(p))
+            }
+        }
+    }
+
+    fn borrowed_parts(&self) -> (u8, &[u8]) {
         match self {
             Frame::Stdout(p) => (KIND_STDOUT, p),
             Frame::Stderr(p) => (KIND_STDERR, p),
@@ -54,6 +81,7 @@ impl Frame<'_> {
             Frame::StdinEof => (KIND_STDIN_EOF, &[]),
             Frame::Signal(s) => (KIND_SIGNAL, std::slice::from_ref(s)),
             Frame::Unknown { kind, payload } => (*kind, payload),
+            Frame::WindowSize { .. } => (KIND_WINSIZE, &[]),
         }
     }
 
@@ -64,6 +92,10 @@ impl Frame<'_> {
             (KIND_STDIN, _) => Frame::Stdin(payload),
             (KIND_STDIN_EOF, 0) => Frame::StdinEof,
             (KIND_SIGNAL, 1) => Frame::Signal(payload[0]),
+            (KIND_WINSIZE, WINSIZE_LEN) => Frame::WindowSize {
+                rows: u16::from_le_bytes([payload[0], payload[1]]),
+                cols: u16::from_le_bytes([payload[2], payload[3]]),
+            },
             _ => Frame::Unknown { kind, payload },
         }
     }
@@ -86,6 +118,17 @@ pub fn encode(kind: u8, data: &[u8], out: &mut Vec<u8>) {
 /// A signal frame.
 pub fn encode_signal(signal: u8, out: &mut Vec<u8>) {
     encode(KIND_SIGNAL, &[signal], out);
+}
+
+/// A `W` frame's payload.
+pub fn winsize_payload(rows: u16, cols: u16) -> [u8; WINSIZE_LEN] {
+    let (r, c) = (rows.to_le_bytes(), cols.to_le_bytes());
+    [r[0], r[1], c[0], c[1]]
+}
+
+/// A window-size frame.
+pub fn encode_winsize(rows: u16, cols: u16, out: &mut Vec<u8>) {
+    encode(KIND_WINSIZE, &winsize_payload(rows, cols), out);
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,6 +221,9 @@ mod tests {
                     Frame::Stdin(p) => (KIND_STDIN, p.to_vec()),
                     Frame::StdinEof => (KIND_STDIN_EOF, vec![]),
                     Frame::Signal(s) => (KIND_SIGNAL, vec![s]),
+                    Frame::WindowSize { rows, cols } => {
+                        (KIND_WINSIZE, winsize_payload(rows, cols).to_vec())
+                    }
                     Frame::Unknown { kind, payload } => (kind, payload.to_vec()),
                 })
             });
@@ -219,6 +265,29 @@ mod tests {
                 "split {split}"
             );
         }
+    }
+
+    #[test]
+    fn window_size_round_trips_and_a_short_one_is_unknown() {
+        let mut out = Vec::new();
+        encode_winsize(40, 321, &mut out);
+        assert_eq!(out, vec![b'W', 4, 40, 0, 65, 1]);
+        let mut d = Decoder::new();
+        let mut seen = Vec::new();
+        d.feed(&out, |f| seen.push(f.parts().1.to_vec()));
+        d.feed(&out, |f| {
+            assert_eq!(
+                f,
+                Frame::WindowSize {
+                    rows: 40,
+                    cols: 321
+                }
+            )
+        });
+        assert_eq!(seen, vec![vec![40, 0, 65, 1]]);
+        d.feed(&[b'W', 2, 1, 2], |f| {
+            assert!(matches!(f, Frame::Unknown { kind: b'W', .. }))
+        });
     }
 
     #[test]

@@ -28,3 +28,8 @@ pub fn vmm_overhead_mib(mem_mib: u64) -> u64 {
 
 /// vCPUs when the config sets no CPU limit.
 pub const DEFAULT_VCPUS: u32 = 1;
+
+/// Kernel command-line token by which the runtime asks the agent to clear
+/// ONLCR on the workload's pty: vessel relays the terminal itself
+/// (foreground `run`), as container mode clears ONLCR on its pty then.
+pub const CMDLINE_TTY_NO_ONLCR: &str = "vessel.tty_onlcr=0";

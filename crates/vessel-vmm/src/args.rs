@@ -17,10 +17,15 @@ pub struct VmmArgs {
     /// `--uid U --gid G`: who the VMM becomes once the VM is set up
     /// (both or neither).
     pub identity: Option<Identity>,
+    /// `--tty`: stdio is the workload's terminal (a pty slave the runtime
+    /// made): raw mode, controlling terminal, window sizes to the guest.
+    /// Never guessed from isatty: a `run` without a terminal from an
+    /// interactive shell hands the VMM the caller's own tty.
+    pub tty: bool,
 }
 
 pub const USAGE: &str = "usage: vessel-vmm --kernel PATH [--initrd PATH] [--cmdline STR] \
-[--vcpus N] [--mem-mib M] [--exec-fifo PATH] [--console-log PATH] [--uid U --gid G]";
+[--vcpus N] [--mem-mib M] [--exec-fifo PATH] [--console-log PATH] [--uid U --gid G] [--tty]";
 
 use vessel_protocol::launch::{DEFAULT_MEM_MIB, DEFAULT_VCPUS, MAX_MEM_MIB, MIN_MEM_MIB};
 
@@ -35,6 +40,7 @@ pub fn parse(args: &[String]) -> Result<VmmArgs, String> {
     let mut exec_fifo = None;
     let mut console_log = None;
     let (mut uid, mut gid) = (None, None);
+    let mut tty = false;
 
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -44,6 +50,10 @@ pub fn parse(args: &[String]) -> Result<VmmArgs, String> {
         };
         if flag == "-h" || flag == "--help" {
             return Err(USAGE.to_string());
+        }
+        if flag == "--tty" && inline.is_none() {
+            tty = true;
+            continue;
         }
         let mut value = || -> Result<String, String> {
             match &inline {
@@ -107,6 +117,7 @@ pub fn parse(args: &[String]) -> Result<VmmArgs, String> {
         exec_fifo,
         console_log,
         identity,
+        tty,
     })
 }
 
@@ -142,6 +153,9 @@ mod tests {
         assert_eq!((a.vcpus, a.mem_mib), (2, 512));
         assert_eq!(a.exec_fifo, Some(PathBuf::from("/f")));
         assert_eq!(a.console_log, Some(PathBuf::from("/log")));
+        assert!(!a.tty);
+        assert!(parse(&s(&["--tty", "--kernel", "/k"])).unwrap().tty);
+        assert!(parse(&s(&["--kernel", "/k", "--tty=1"])).is_err());
     }
 
     #[test]

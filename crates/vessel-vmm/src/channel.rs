@@ -1,7 +1,8 @@
 //! The host side of the COM2 agent channel. Frames both ways are
 //! `[kind: u8][len: u8][len bytes]`.
 //! guest -> host: 'O' stdout data, 'R' stderr data.
-//! host -> guest: 'I' stdin data, 'E' stdin EOF, 'S' a signal (1 byte).
+//! host -> guest: 'I' stdin data, 'E' stdin EOF, 'S' a signal (1 byte),
+//! 'W' the terminal's window size (with a terminal only, see `tty`).
 //! The host sends nothing until the guest has sent its first frame (the agent
 //! sends an empty 'O' frame once its end of the port is raw) and has the port
 //! open (DTR) with the receive interrupt enabled.
@@ -183,9 +184,37 @@ pub fn dispatch_signals(
 }
 
 /// The forwarding thread: each signal from `dispatch_signals` to the guest.
-pub fn forward_signals(port: Arc<ChannelPort>, signals: mpsc::Receiver<u8>) -> io::Error {
+/// With a terminal (`tty`), the window size goes first (as soon as the
+/// guest is ready; the agent starts the workload once it has it), and SIGWINCH becomes a window-size frame with the
+/// terminal's new size: the agent sets it on the guest's pty, whose kernel
+/// then signals the workload's foreground group as a host pty would.
+pub fn forward_signals(
+    port: Arc<ChannelPort>,
+    signals: mpsc::Receiver<u8>,
+    tty: bool,
+) -> io::Error {
+    let send_size = |port: &ChannelPort, (rows, cols): (u16, u16)| {
+        let mut frame = Vec::with_capacity(2 + protocol::WINSIZE_LEN);
+        protocol::encode_winsize(rows, cols, &mut frame);
+        port.send(&frame)
+    };
+    // Always one at start, 0x0 when the terminal has no size: the agent
+    // waits for it before it starts the workload.
+    if tty {
+        if let Err(e) = send_size(&port, super::tty::window_size().unwrap_or((0, 0))) {
+            return e;
+        }
+    }
     for signo in signals {
-        if let Err(e) = port.send(&encode(protocol::KIND_SIGNAL, &[signo])) {
+        let sent = if tty && i32::from(signo) == libc::SIGWINCH {
+            match super::tty::window_size() {
+                Some(size) => send_size(&port, size),
+                None => Ok(()),
+            }
+        } else {
+            port.send(&encode(protocol::KIND_SIGNAL, &[signo]))
+        };
+        if let Err(e) = sent {
             return e;
         }
     }

@@ -25,6 +25,7 @@ pub mod layout;
 mod memory;
 mod pause;
 pub mod sandbox;
+mod tty;
 mod vcpu;
 
 use std::convert::Infallible;
@@ -114,6 +115,20 @@ fn run(args: &VmmArgs) -> Result<Infallible, VmmError> {
     if let Some(problem) = vessel_common::kvm::host_problem() {
         return Err(VmmError::new(problem));
     }
+    // A terminal workload: stdio is the runtime's pty slave (see `tty`).
+    let tty = args.tty;
+    if tty {
+        if !tty::stdin_is_tty() {
+            return Err(VmmError::new(
+                "--tty: stdin is not a terminal (the runtime gives the VMM a pty slave)",
+            ));
+        }
+        tty::raw_mode().map_err(|e| VmmError::new(format!("terminal: {e}")))?;
+        if let Err(e) = tty::make_controlling() {
+            // Resizes then do not reach the guest; the rest works.
+            eprintln!("vessel-vmm: terminal: {e}; window size changes are not passed on");
+        }
+    }
     let kvm = Kvm::new().map_err(|e| VmmError::new(format!("opening /dev/kvm: {e}")))?;
     let vm = create_vm(&kvm)?;
 
@@ -157,7 +172,15 @@ fn run(args: &VmmArgs) -> Result<Infallible, VmmError> {
         }
     }
     let (forward, forwarded) = std::sync::mpsc::channel();
-    start_threads(vcpus, &devices, &com2, forwarded, &filter, boot_timeout)?;
+    start_threads(
+        vcpus,
+        &devices,
+        &com2,
+        forwarded,
+        tty,
+        &filter,
+        boot_timeout,
+    )?;
     if debug {
         eprintln!(
             "vessel-vmm: guest started {:?} after launch",
@@ -250,6 +273,7 @@ fn start_threads(
     devices: &Arc<Devices>,
     com2: &Arc<ChannelPort>,
     forwarded: std::sync::mpsc::Receiver<u8>,
+    tty: bool,
     filter: &BpfProgram,
     boot_timeout: std::time::Duration,
 ) -> Result<(), VmmError> {
@@ -285,7 +309,7 @@ fn start_threads(
         spawn("signals", move || {
             ready.wait();
             go.wait();
-            let err = channel::forward_signals(com2, forwarded);
+            let err = channel::forward_signals(com2, forwarded, tty);
             let _ = writeln!(
                 std::io::stderr(),
                 "vessel-vmm: signal forwarding stopped: {err}"

@@ -24,8 +24,11 @@ use super::VmmError;
 /// Directories tried, in order, as the mount point of the empty new root.
 const EMPTY_ROOT_CANDIDATES: [&str; 4] = ["/tmp", "/run", "/mnt", "/dev"];
 
-/// KVM_RUN = _IO(KVMIO=0xAE, 0x80): the only ioctl a running VMM issues.
+/// KVM_RUN = _IO(KVMIO=0xAE, 0x80): the ioctl of the vCPU loops.
 pub const KVM_RUN: u64 = 0xae80;
+/// TIOCGWINSZ: the only other ioctl, reading the terminal's size on
+/// SIGWINCH (a workload with a terminal). It reads; it sets nothing.
+pub const TIOCGWINSZ: u64 = libc::TIOCGWINSZ;
 
 /// Syscalls the running VMM needs (measured with `strace -f` on a boot to exit):
 /// vCPU threads run KVM_RUN and write to irqfds, stdout/stderr and the console
@@ -35,7 +38,7 @@ pub const KVM_RUN: u64 = 0xae80;
 pub const ALLOWED_SYSCALLS: &[(&str, i64)] = &[
     ("read", libc::SYS_read),
     ("write", libc::SYS_write),
-    ("ioctl", libc::SYS_ioctl), // KVM_RUN only, see below
+    ("ioctl", libc::SYS_ioctl), // KVM_RUN and TIOCGWINSZ only, see below
     ("futex", libc::SYS_futex),
     ("brk", libc::SYS_brk),
     ("mmap", libc::SYS_mmap),
@@ -206,7 +209,10 @@ pub fn build_filter() -> Result<BpfProgram, VmmError> {
     let kvm_run = SeccompCondition::new(1, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, KVM_RUN)
         .and_then(|c| SeccompRule::new(vec![c]))
         .map_err(|e| VmmError::new(format!("seccomp rule for ioctl(KVM_RUN): {e}")))?;
-    rules.insert(libc::SYS_ioctl, vec![kvm_run]);
+    let winsize = SeccompCondition::new(1, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, TIOCGWINSZ)
+        .and_then(|c| SeccompRule::new(vec![c]))
+        .map_err(|e| VmmError::new(format!("seccomp rule for ioctl(TIOCGWINSZ): {e}")))?;
+    rules.insert(libc::SYS_ioctl, vec![kvm_run, winsize]);
     // mprotect for the allocator, never to make memory executable.
     let no_exec = SeccompCondition::new(
         2,

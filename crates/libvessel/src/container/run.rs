@@ -56,12 +56,18 @@ pub fn run_foreground(root: &Path, mut opts: CreateOptions, keep: bool) -> Resul
         }
     };
     let master = match console_peer {
-        Some(peer) => {
-            let fd = crate::process::sync::recv_fd(peer.as_raw_fd())
-                .ok_or_else(|| Error::Other("receive the pty master from the init".into()))?;
+        Some(peer) => match crate::process::sync::recv_fd(peer.as_raw_fd()) {
             // SAFETY: a fresh fd from SCM_RIGHTS that we own.
-            Some(unsafe { OwnedFd::from_raw_fd(fd) })
-        }
+            Some(fd) => Some(unsafe { OwnedFd::from_raw_fd(fd) }),
+            None => {
+                // Created but unusable: nothing may be left behind.
+                let _ = super::delete::delete(root, &id, true);
+                let _ = unblock(&set);
+                return Err(Error::Other(format!(
+                    "container {id}: receive the pty master from the init (or VMM launcher)"
+                )));
+            }
+        },
         None => None,
     };
     if let Err(e) = super::start::start(root, &id) {
@@ -226,7 +232,12 @@ pub fn wait_loop(pid: i32, sfd: &SignalFd, master: Option<RawFd>) -> i32 {
     }
 }
 
+/// What the workload wrote before it exited: the pty passes it to the
+/// master from a kernel worker, so it may arrive just after the exit is
+/// seen. Read until the master reports every slave closed (EIO) or nothing
+/// came for DRAIN_QUIET_MS (a process left behind holds the slave).
 fn drain(m: RawFd, buf: &mut [u8]) {
+    const DRAIN_QUIET_MS: i32 = 100;
     loop {
         let mut p = libc::pollfd {
             fd: m,
@@ -235,7 +246,7 @@ fn drain(m: RawFd, buf: &mut [u8]) {
         };
         // SAFETY: poll/read on a valid fd and buffer.
         unsafe {
-            if libc::poll(&mut p, 1, 0) <= 0 || p.revents & libc::POLLIN == 0 {
+            if libc::poll(&mut p, 1, DRAIN_QUIET_MS) <= 0 || p.revents & libc::POLLIN == 0 {
                 return;
             }
             let r = libc::read(m, buf.as_mut_ptr() as *mut libc::c_void, buf.len());

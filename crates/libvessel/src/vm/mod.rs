@@ -13,6 +13,7 @@
 //!   is the workload's.
 
 pub mod config;
+pub mod console;
 pub mod initramfs;
 
 use crate::cgroups::Cgroup;
@@ -43,6 +44,17 @@ pub struct LaunchRequest<'a> {
     pub cgroup: &'a Cgroup,
     /// From `plan_bundle`, made by `create` before any side effect.
     pub plan: &'a VmPlan,
+    /// `process.terminal`: the host pty's slave, the VMM's stdin, stdout and
+    /// stderr (else it inherits vessel's stdio).
+    pub terminal: Option<Terminal>,
+}
+
+/// The workload's terminal as the VMM gets it.
+pub struct Terminal {
+    pub slave: std::os::fd::OwnedFd,
+    /// vessel relays the pty itself (foreground `run`): the guest's pty
+    /// then writes "\n" as is, as container mode clears ONLCR there.
+    pub relayed: bool,
 }
 
 pub const ANNOTATION_SANDBOX: &str = "vessel.sandbox";
@@ -239,13 +251,27 @@ pub fn launch(req: &LaunchRequest) -> Result<i32, VmError> {
     }
     check_fits(&initrd, plan.sizing.mem_mib)?;
 
+    let mut cmdline = plan.cmdline.clone();
+    if req.terminal.as_ref().is_some_and(|t| t.relayed) {
+        cmdline.push(' ');
+        cmdline.push_str(vessel_protocol::launch::CMDLINE_TTY_NO_ONLCR);
+    }
+    let stdio =
+        |what: &str| -> Result<Stdio, VmError> {
+            match &req.terminal {
+                Some(t) => t.slave.try_clone().map(Stdio::from).map_err(|e| {
+                    VmError::Msg(format!("dup the pty slave for the VMM's {what}: {e}"))
+                }),
+                None => Ok(Stdio::inherit()),
+            }
+        };
     let mut cmd = Command::new(&vmm);
     cmd.arg("--kernel")
         .arg(&plan.kernel)
         .arg("--initrd")
         .arg(&initrd)
         .arg("--cmdline")
-        .arg(&plan.cmdline)
+        .arg(&cmdline)
         .arg("--vcpus")
         .arg(plan.sizing.vcpus.to_string())
         .arg("--mem-mib")
@@ -254,15 +280,16 @@ pub fn launch(req: &LaunchRequest) -> Result<i32, VmError> {
         .arg(req.exec_fifo)
         .arg("--console-log")
         .arg(req.state_dir.join("console.log"))
+        .args(req.terminal.as_ref().map(|_| "--tty"))
         .args(
             identity
                 .map(|(u, g)| ["--uid".into(), u.to_string(), "--gid".into(), g.to_string()])
                 .into_iter()
                 .flatten(),
         )
-        .stdin(Stdio::inherit())
-        .stdout(Stdio::inherit())
-        .stderr(Stdio::inherit());
+        .stdin(stdio("stdin")?)
+        .stdout(stdio("stdout")?)
+        .stderr(stdio("stderr")?);
     // The VMM joins the container's cgroup before it exists as the VMM, so
     // guest RAM it touches while loading the kernel is charged there (create
     // moves the pid again afterwards, which reports any error).

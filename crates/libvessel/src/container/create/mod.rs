@@ -84,6 +84,12 @@ pub fn create(root: &Path, opts: CreateOptions) -> Result<(PathBuf, State)> {
     }
     let vm_plan = match use_vm {
         true => {
+            // Container mode checks this in its init plan; a VM has none,
+            // and must fail the same way before anything exists.
+            plan::check_console_socket(
+                wants_terminal(&bundle),
+                opts.console_socket.is_some() || opts.console_fd.is_some(),
+            )?;
             vm::check_host(&bundle.spec)?;
             Some(vm::plan_bundle(&bundle.dir, &bundle.spec)?)
         }
@@ -137,7 +143,7 @@ pub fn create(root: &Path, opts: CreateOptions) -> Result<(PathBuf, State)> {
     make_exec_fifo(&fifo, &bundle.spec)?;
 
     let pid = if let (Some(plan), Some(cgroup)) = (&vm_plan, &cgroup) {
-        launch_vm(&bundle, &dir, &fifo, cgroup, plan, &st, &mut cleanup)?
+        launch_vm(&bundle, &dir, &fifo, cgroup, plan, &st, &opts, &mut cleanup)?
     } else {
         let pid = start_init(&bundle, &dir, &fifo, cgroup.as_ref(), &opts, &st)?;
         cleanup.pid = pid;
@@ -368,7 +374,19 @@ fn setup_cgroup(
     Ok(())
 }
 
-/// VM mode: launch the VMM, record its pid, put it in the cgroup.
+fn wants_terminal(bundle: &Bundle) -> bool {
+    bundle
+        .spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.terminal())
+        .unwrap_or(false)
+}
+
+/// VM mode: launch the VMM, record its pid, put it in the cgroup. With
+/// process.terminal, the VMM's stdio is a new host pty whose master goes
+/// over the console socket (see `vm::console`).
+#[allow(clippy::too_many_arguments)]
 fn launch_vm(
     bundle: &Bundle,
     dir: &Path,
@@ -376,9 +394,34 @@ fn launch_vm(
     cgroup: &Cgroup,
     plan: &vm::VmPlan,
     st: &State,
+    opts: &CreateOptions,
     cleanup: &mut Cleanup,
 ) -> Result<i32> {
+    let console = match wants_terminal(bundle) {
+        true => {
+            let socket = console_socket(opts, dir)?
+                .ok_or_else(|| Error::invalid("process.terminal set but no console socket"))?;
+            let size = bundle
+                .spec
+                .process()
+                .as_ref()
+                .and_then(crate::process::plan::console_size);
+            Some((socket, vm::console::open(size)?))
+        }
+        false => None,
+    };
+    let terminal = match &console {
+        Some((_, pty)) => Some(vm::Terminal {
+            slave: pty
+                .slave
+                .try_clone()
+                .map_err(Error::io("dup the pty slave", dir))?,
+            relayed: opts.console_fd.is_some(),
+        }),
+        None => None,
+    };
     let req = vm::LaunchRequest {
+        terminal,
         plan,
         id: &st.id,
         bundle: &bundle.dir,
@@ -392,6 +435,11 @@ fn launch_vm(
     cleanup.pid = pid;
     record_pid(st, dir, pid)?;
     cgroup.add_task(pid)?;
+    // Only now, with the VMM holding the slave: a failed launch sends no
+    // master for a terminal nobody serves. vessel keeps no end of the pty.
+    if let Some((socket, pty)) = console {
+        vm::console::send_master(socket.as_raw_fd(), &pty.master)?;
+    }
     Ok(pid)
 }
 

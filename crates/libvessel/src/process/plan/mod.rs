@@ -14,7 +14,7 @@ use std::path::Path;
 
 mod parts;
 
-pub use parts::{check_id, check_user, ProcessParts, User, MAX_ID};
+pub use parts::{check_id, check_user, console_size, ProcessParts, User, MAX_ID};
 
 /// Declares `Step` and the list `from_u32` searches from one list of
 /// names, so the two cannot drift apart. Numbering starts at 1 (0 = none).
@@ -470,6 +470,23 @@ fn personality(linux: &oci_spec::runtime::Linux) -> Result<Option<libc::c_ulong>
     })
 }
 
+/// process.terminal needs a console socket (or `run`'s own relay), and a
+/// console socket needs process.terminal: runc's rules, shared by container
+/// and VM mode.
+pub fn check_console_socket(terminal: bool, socket: bool) -> Result<()> {
+    if terminal && !socket {
+        return Err(Error::invalid(
+            "use --console-socket with a container that has process.terminal set",
+        ));
+    }
+    if !terminal && socket {
+        return Err(Error::invalid(
+            "--console-socket given but process.terminal is false",
+        ));
+    }
+    Ok(())
+}
+
 /// The init's process parts, checked against the console socket.
 fn init_process(
     process: &Process,
@@ -478,16 +495,7 @@ fn init_process(
 ) -> Result<ProcessParts> {
     let mut proc_parts =
         ProcessParts::from_process(process, linux.seccomp().as_ref(), inp.seccomp_flags)?;
-    if proc_parts.terminal && inp.console_socket < 0 {
-        return Err(Error::invalid(
-            "use --console-socket with a container that has process.terminal set",
-        ));
-    }
-    if !proc_parts.terminal && inp.console_socket >= 0 {
-        return Err(Error::invalid(
-            "--console-socket given but process.terminal is false",
-        ));
-    }
+    check_console_socket(proc_parts.terminal, inp.console_socket >= 0)?;
     proc_parts.clear_onlcr = inp.relay_tty;
     proc_parts.fill_pointers();
     Ok(proc_parts)

@@ -205,7 +205,7 @@ fn rlimits_of(p: &Process) -> Result<Vec<(libc::__rlimit_resource_t, libc::rlimi
 }
 
 /// process.consoleSize as (rows, columns), when both are set.
-fn console_size(p: &Process) -> Option<(u16, u16)> {
+pub fn console_size(p: &Process) -> Option<(u16, u16)> {
     p.console_size()
         .as_ref()
         .filter(|b| b.height() > 0 && b.width() > 0)

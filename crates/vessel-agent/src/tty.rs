@@ -1,0 +1,107 @@
+//! The workload's terminal in the guest (`process.terminal`): a pty from
+//! the guest's devpts whose slave becomes the workload's controlling
+//! terminal and stdio, and whose master the agent relays over the channel.
+//! The guest's pty does echo, line editing and job-control keys; the host
+//! side passes bytes through raw. Window-size frames land here as
+//! TIOCSWINSZ on the master, and the guest kernel then sends SIGWINCH to
+//! the workload's foreground group.
+//!
+//! Transport-free: the relay decides where the master's bytes go.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+/// The guest's devpts multiplexer (mounted with ptmxmode=0666).
+const PTMX: &std::ffi::CStr = c"/dev/pts/ptmx";
+
+/// A pty: the master the agent keeps and the slave the workload gets.
+pub struct Pty {
+    pub master: OwnedFd,
+    pub slave: OwnedFd,
+}
+
+/// Open a pty, unlock it, set the output mode.
+pub fn open(clear_onlcr: bool) -> Result<Pty, String> {
+    // SAFETY: open of a constant path; the result is checked.
+    let m = unsafe {
+        libc::open(
+            PTMX.as_ptr(),
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        )
+    };
+    if m < 0 {
+        return Err(format!(
+            "open /dev/pts/ptmx: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: a new descriptor nothing else owns.
+    let master = unsafe { OwnedFd::from_raw_fd(m) };
+    let unlock: libc::c_int = 0;
+    // SAFETY: TIOCSPTLCK with a pointer to a stack int on our master.
+    if unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock) } != 0 {
+        return Err(format!(
+            "unlock the pty (TIOCSPTLCK): {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: TIOCGPTPEER returns a new descriptor on the slave.
+    let s = unsafe {
+        libc::ioctl(
+            master.as_raw_fd(),
+            libc::TIOCGPTPEER,
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        )
+    };
+    if s < 0 {
+        return Err(format!(
+            "open the pty slave (TIOCGPTPEER): {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: a new descriptor nothing else owns.
+    let slave = unsafe { OwnedFd::from_raw_fd(s) };
+    if clear_onlcr {
+        // SAFETY: TCGETS/TCSETS with a stack termios on our slave.
+        unsafe {
+            let mut t: libc::termios = std::mem::zeroed();
+            if libc::ioctl(slave.as_raw_fd(), libc::TCGETS, &mut t) == 0 {
+                t.c_oflag &= !libc::ONLCR;
+                if libc::ioctl(slave.as_raw_fd(), libc::TCSETS, &t) != 0 {
+                    return Err(format!(
+                        "clear ONLCR on the pty: {}",
+                        std::io::Error::last_os_error()
+                    ));
+                }
+            }
+        }
+    }
+    Ok(Pty { master, slave })
+}
+
+/// Whether the kernel command line asks for ONLCR off
+/// (`vessel_protocol::launch::CMDLINE_TTY_NO_ONLCR`).
+pub fn cmdline_clears_onlcr() -> bool {
+    let token = vessel_protocol::launch::CMDLINE_TTY_NO_ONLCR;
+    std::fs::read_to_string("/proc/cmdline")
+        .map(|c| c.split_whitespace().any(|t| t == token))
+        .unwrap_or(false)
+}
+
+/// Set the window size on the master; the kernel signals the slave's
+/// foreground process group (SIGWINCH) when it changed.
+pub fn set_window_size(master: i32, rows: u16, cols: u16) -> Result<(), String> {
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ with a pointer to a stack winsize.
+    if unsafe { libc::ioctl(master, libc::TIOCSWINSZ, &ws) } != 0 {
+        return Err(format!(
+            "TIOCSWINSZ {rows}x{cols}: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(())
+}
