@@ -14,7 +14,12 @@
 
 pub mod config;
 pub mod console;
+mod control;
 pub mod initramfs;
+mod memory;
+
+pub use control::{pause, resume, vcpus_paused};
+pub use memory::{check_memory_update, lift_memory_limit, memory_need_bytes};
 
 use crate::cgroups::Cgroup;
 use config::VmSection;
@@ -330,143 +335,6 @@ pub fn launch(req: &LaunchRequest) -> Result<i32, VmError> {
     // The child is not waited for here: `create` records its pid and exits;
     // whoever reaps vessel's children (the shim, or `run`) reaps it.
     Ok(child.id() as i32)
-}
-
-/// The cgroup memory a VM with `mem_mib` of guest RAM needs, in bytes:
-/// guest RAM plus the VMM's own overhead.
-pub fn memory_need_bytes(mem_mib: u64) -> i64 {
-    let mib = mem_mib.saturating_add(vessel_protocol::launch::vmm_overhead_mib(mem_mib));
-    i64::try_from(mib.saturating_mul(1 << 20)).unwrap_or(i64::MAX)
-}
-
-/// At `create`: the workload's memory limit sizes guest RAM (the guest's
-/// kernel enforces it); the cgroup's limit, which caps the VMM on the host,
-/// is raised to what the VMM needs for that RAM when the spec's is lower
-/// (and the memory+swap total with it), so the VMM is never OOM-killed for
-/// RAM the guest was promised. Returns the raised limit, if any.
-pub fn lift_memory_limit(res: &mut oci_spec::runtime::LinuxResources, mem_mib: u64) -> Option<i64> {
-    let need = memory_need_bytes(mem_mib);
-    let mem = res.memory().as_ref()?;
-    let limit = mem.limit().filter(|l| *l > 0 && *l < need)?;
-    // oci-spec's LinuxMemory has no setters: edit its JSON, keeping every
-    // other field.
-    let mut doc = serde_json::to_value(mem).ok()?;
-    doc["limit"] = serde_json::json!(need);
-    if let Some(swap) = mem.swap().filter(|s| *s > 0) {
-        doc["swap"] = serde_json::json!(swap.saturating_add(need - limit));
-    }
-    res.set_memory(Some(serde_json::from_value(doc).ok()?));
-    Some(need)
-}
-
-/// At `update` of a running VM: guest RAM is fixed at boot and vessel has
-/// no memory balloon, so a memory limit (or memory+swap total) below guest
-/// RAM plus the VMM's overhead would only get the VMM OOM-killed once the
-/// guest uses its RAM. Such a change is refused, before anything is
-/// written; a limit at or above the need (or -1) caps the VMM and is
-/// applied. `mem_mib` is None for a VM created by an older vessel, whose
-/// guest RAM was not recorded: every memory change is refused then.
-pub fn check_memory_update(
-    id: &str,
-    delta: &oci_spec::runtime::LinuxResources,
-    mem_mib: Option<u64>,
-) -> Result<(), VmError> {
-    let Some(m) = delta.memory() else {
-        return Ok(());
-    };
-    let asked = [("memory limit", m.limit()), ("memory+swap limit", m.swap())];
-    let Some(mem_mib) = mem_mib else {
-        if let Some((what, _)) = asked.iter().find(|(_, v)| v.is_some()) {
-            return Err(VmError::Msg(format!(
-                "container {id} runs in a VM whose guest RAM was not recorded at create \
-                 (an older vessel): its {what} cannot be checked against guest RAM, so it is \
-                 not changed"
-            )));
-        }
-        return Ok(());
-    };
-    let need = memory_need_bytes(mem_mib);
-    for (what, v) in asked {
-        if let Some(v) = v.filter(|v| *v > 0 && *v < need) {
-            return Err(VmError::Msg(format!(
-                "container {id} runs in a VM: its {what} of {} MiB is below the {} MiB the VMM \
-                 needs ({mem_mib} MiB of guest RAM, fixed at boot: vessel has no memory \
-                 balloon, plus {} MiB of VMM overhead), so the host would OOM-kill the VMM \
-                 once the guest uses its RAM; nothing was changed. Give at least {} MiB, or \
-                 create the container again with less memory",
-                (v + (1 << 20) - 1) >> 20,
-                need >> 20,
-                vessel_protocol::launch::vmm_overhead_mib(mem_mib),
-                need >> 20,
-            )));
-        }
-    }
-    Ok(())
-}
-
-/// How long `pause`/`resume` wait for every vCPU to say it parked or left.
-const CONTROL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// What the thread names of VMM `pid` say (see `vessel_protocol::control`):
-/// `Some(true)` when every vCPU is parked, `Some(false)` when one runs,
-/// `None` when there is no vCPU thread (not started, or gone).
-pub fn vcpus_paused(pid: i32) -> Option<bool> {
-    let rd = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
-    let comms: Vec<String> = rd
-        .flatten()
-        .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
-        .collect();
-    vessel_protocol::control::vcpus_paused(comms.iter().map(String::as_str))
-}
-
-/// Pause the guest of VMM `pid` (already verified as the container's, by
-/// its start time): every vCPU leaves KVM_RUN and parks. Returns once all
-/// say so; after `CONTROL_TIMEOUT` it resumes them again and fails, as a
-/// cgroup freeze that never completes is undone.
-pub fn pause(pid: i32) -> Result<(), VmError> {
-    let send = |sig: i32, what: &str| {
-        crate::container::kill::send(pid, sig)
-            .map_err(|e| VmError::Msg(format!("{what} the VM (VMM pid {pid}): {e}")))
-    };
-    send(vessel_protocol::control::PAUSE_SIGNAL, "pausing")?;
-    if wait_for(pid, true) {
-        return Ok(());
-    }
-    let _ = send(vessel_protocol::control::RESUME_SIGNAL, "resuming");
-    Err(VmError::Msg(format!(
-        "pausing the VM (VMM pid {pid}): its vCPUs did not all park within {} s; resumed it",
-        CONTROL_TIMEOUT.as_secs()
-    )))
-}
-
-/// Resume the parked vCPUs of VMM `pid`; returns once none is parked.
-pub fn resume(pid: i32) -> Result<(), VmError> {
-    crate::container::kill::send(pid, vessel_protocol::control::RESUME_SIGNAL)
-        .map_err(|e| VmError::Msg(format!("resuming the VM (VMM pid {pid}): {e}")))?;
-    if wait_for(pid, false) {
-        return Ok(());
-    }
-    Err(VmError::Msg(format!(
-        "resuming the VM (VMM pid {pid}): its vCPUs were still parked after {} s",
-        CONTROL_TIMEOUT.as_secs()
-    )))
-}
-
-/// Wait until the vCPUs of `pid` are all parked (`paused`) or none is.
-fn wait_for(pid: i32, paused: bool) -> bool {
-    let deadline = std::time::Instant::now() + CONTROL_TIMEOUT;
-    loop {
-        match vcpus_paused(pid) {
-            Some(p) if p == paused => return true,
-            // No vCPU thread left: the VMM is gone; nothing runs either way.
-            None => return !paused,
-            _ => {}
-        }
-        if std::time::Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
 }
 
 /// Refuse a rootfs that cannot fit in guest RAM: the kernel holds the

@@ -15,6 +15,9 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 mod files;
+mod preflight;
+
+use preflight::{preflight, Preflight};
 
 pub use files::write_pid_file;
 use files::{host_root_is_initramfs, make_exec_fifo, prepare_root};
@@ -74,40 +77,11 @@ pub fn create(root: &Path, opts: CreateOptions) -> Result<(PathBuf, State)> {
     if let Some(p) = bundle.spec.process() {
         crate::process::plan::check_user(p.user())?;
     }
-    let use_vm = vm::requested(&bundle.spec, &opts.argv0)?;
-    let rootless = rootless::active();
-    if use_vm && rootless {
-        return Err(Error::invalid(
-            "rootless: VM mode needs root (a cgroup for the VMM and /dev/kvm set-up); \
-             run it as root",
-        ));
-    }
-    let vm_plan = match use_vm {
-        true => {
-            // Container mode checks this in its init plan; a VM has none,
-            // and must fail the same way before anything exists.
-            plan::check_console_socket(
-                wants_terminal(&bundle),
-                opts.console_socket.is_some() || opts.console_fd.is_some(),
-            )?;
-            vm::check_host(&bundle.spec)?;
-            Some(vm::plan_bundle(&bundle.dir, &bundle.spec)?)
-        }
-        false => None,
-    };
-    if rootless {
-        if let Some(p) = bundle.spec.process() {
-            rootless::check_rlimits(p)?;
-        }
-        rootless::check_no_idmapped_mounts(&bundle.spec, &bundle.mount_idmaps)?;
-    }
-    // A VM is its own id space: the guest has no host ids to share. A
-    // rootless caller has no other ids to give (only an explicit ask).
-    let tenant = match use_vm {
-        false => tenant_ids::wanted(&bundle.spec, opts.engine)?,
-        true => None,
-    }
-    .filter(|explicit| *explicit || !rootless);
+    let Preflight {
+        use_vm,
+        vm_plan,
+        tenant,
+    } = preflight(&opts, &bundle)?;
     let linux = bundle.spec.linux().clone().unwrap_or_default();
     let cgroup = resolve_cgroup(root, &opts, &linux, use_vm)?;
     check_lsms_enabled(&bundle)?;
