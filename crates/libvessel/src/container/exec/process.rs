@@ -68,7 +68,7 @@ fn read_process_file(path: &Path) -> Result<Value> {
 /// sets (and ambient when the process has an inheritable set).
 fn add_capabilities(p: &mut Value, caps: &[String]) -> Result<()> {
     // Validate the names now: a typo must not silently grant nothing.
-    crate::isolation::caps::mask_from_names(caps)?;
+    crate::isolation::caps::mask_from_names(caps).map_err(Error::invalid)?;
     let had_inheritable = p["capabilities"]["inheritable"].is_array();
     for c in caps {
         let name = if c.starts_with("CAP_") {

@@ -21,9 +21,6 @@ pub fn set_rlimits(p: &ProcessParts, sock: RawFd) {
     }
 }
 
-/// CAP_SYS_ADMIN's bit in a capability mask.
-const CAP_SYS_ADMIN_BIT: u64 = 1 << 21;
-
 /// After the filter: the capability sets the process asked for, without the
 /// CAP_SYS_ADMIN kept only to load the filter (one capset, lowering only).
 pub(super) fn drop_kept_admin(p: &ProcessParts, keep_admin: bool, sock: RawFd, listening: bool) {
@@ -89,17 +86,12 @@ pub(super) fn become_user(p: &ProcessParts, sock: RawFd) {
 /// The capability sets and ambient set; returns whether CAP_SYS_ADMIN was
 /// kept only to load the seccomp filter (see `drop_kept_admin`).
 pub(super) fn set_capabilities(p: &ProcessParts, sock: RawFd) -> bool {
-    let c = &p.caps;
     // Keep CAP_SYS_ADMIN until the filter is loaded when only it lets the
     // kernel accept the filter (no no_new_privs) and the process drops it.
-    let keep_admin = p.seccomp.is_some()
-        && !p.no_new_privs
-        && (c.effective & CAP_SYS_ADMIN_BIT == 0 || c.permitted & CAP_SYS_ADMIN_BIT == 0);
-    let extra = if keep_admin { CAP_SYS_ADMIN_BIT } else { 0 };
-    if let Err(e) = caps::set_sets(c.effective | extra, c.permitted | extra, c.inheritable) {
-        fail(sock, Step::Capabilities, 2, e);
-    }
-    if let Err(e) = caps::set_ambient(c.ambient, c.last_cap) {
+    let keep_admin = p
+        .caps
+        .keep_admin_for_filter(p.seccomp.is_some(), p.no_new_privs);
+    if let Err(e) = p.caps.apply_keeping_admin(keep_admin) {
         fail(sock, Step::Capabilities, 2, e);
     }
     keep_admin

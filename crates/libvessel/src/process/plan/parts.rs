@@ -173,16 +173,7 @@ fn exec_candidates(arg0: &str, env: &[String]) -> Result<Vec<CString>> {
 
 /// process.capabilities as masks (all empty when absent).
 fn cap_sets(p: &Process) -> CapSets {
-    let last = caps::last_cap();
-    let c = p.capabilities().as_ref();
-    CapSets {
-        bounding: c.map(|c| caps::mask(c.bounding().as_ref())).unwrap_or(0),
-        effective: c.map(|c| caps::mask(c.effective().as_ref())).unwrap_or(0),
-        permitted: c.map(|c| caps::mask(c.permitted().as_ref())).unwrap_or(0),
-        inheritable: c.map(|c| caps::mask(c.inheritable().as_ref())).unwrap_or(0),
-        ambient: c.map(|c| caps::mask(c.ambient().as_ref())).unwrap_or(0),
-        last_cap: last,
-    }
+    CapSets::from_oci(p.capabilities().as_ref(), caps::last_cap())
 }
 
 /// process.rlimits as setrlimit(2) arguments.
