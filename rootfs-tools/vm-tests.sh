@@ -50,13 +50,41 @@ json_args() { # the arguments as a JSON array of strings
   printf ']'
 }
 
+# Capability numbers, CAP_CHOWN (0) to CAP_CHECKPOINT_RESTORE (40).
+CAP_NAMES="CHOWN DAC_OVERRIDE DAC_READ_SEARCH FOWNER FSETID KILL SETGID SETUID SETPCAP
+  LINUX_IMMUTABLE NET_BIND_SERVICE NET_BROADCAST NET_ADMIN NET_RAW IPC_LOCK IPC_OWNER
+  SYS_MODULE SYS_RAWIO SYS_CHROOT SYS_PTRACE SYS_PACCT SYS_ADMIN SYS_BOOT SYS_NICE
+  SYS_RESOURCE SYS_TIME SYS_TTY_CONFIG MKNOD LEASE AUDIT_WRITE AUDIT_CONTROL SETFCAP
+  MAC_OVERRIDE MAC_ADMIN SYSLOG WAKE_ALARM BLOCK_SUSPEND AUDIT_READ PERFMON BPF
+  CHECKPOINT_RESTORE"
+cap_mask() { # the capability names on stdin (one a line) as /proc/<pid>/status prints a set
+  m=0
+  while read -r c || [ -n "$c" ]; do
+    i=0
+    for n in $CAP_NAMES; do
+      [ "CAP_$n" = "$c" ] && m=$((m | (1 << i)))
+      i=$((i + 1))
+    done
+  done
+  printf '%016x' "$m"
+}
+spec_caps() { # spec_caps CONFIG SET: the names in process.capabilities.SET, one a line
+  tr -d ' \n' < "$1" | sed -n 's/.*"capabilities":{\([^}]*\)}.*/\1/p' \
+    | sed -n "s/.*\"$2\":\[\([^]]*\)\].*/\1/p" | tr ',' '\n' | tr -d '"'
+}
+status_line() { # status_line FILE FIELD: FIELD's value in /proc/self/status lines saved in FILE
+  sed -n "s/^$2:[[:space:]]*//p" "$1" | head -1
+}
+# The process rules checks' profile: mkdir fails with EXDEV (18).
+MKDIR_EXDEV='{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 18}]}'
+
 # mkbundle DIR ANNOTATIONS-JSON-MEMBERS ARGS...: a busybox bundle in VM mode.
 mkbundle() {
   dir=$1 ann=$2; shift 2
   rm -rf "$dir"; mkdir -p "$dir/rootfs/bin" "$dir/rootfs/etc" "$dir/rootfs/tmp" "$dir/rootfs/proc" \
     "$dir/rootfs/sys" "$dir/rootfs/dev" "$dir/rootfs/root"
   cp "$BUSYBOX" "$dir/rootfs/bin/busybox"
-  for a in sh echo cat grep sleep nproc read head tr wc ls true false id tty stty; do
+  for a in sh echo cat grep sleep nproc read head tr wc ls true false id tty stty mkdir; do
     ln -s busybox "$dir/rootfs/bin/$a"
   done
   echo 'root:x:0:0:root:/root:/bin/sh' > "$dir/rootfs/etc/passwd"
@@ -109,7 +137,9 @@ host_cmdline=$(cat /proc/cmdline)
 
 # --- Boot 1: output, exit status 3, stdin, sizing, a separate kernel. --------
 mkbundle "$work/b1" ', "vessel.vm.vcpus": "2", "vessel.vm.memory_mib": "192"' \
-  sh -c 'echo hello-from-vm; echo "bootid=$(cat /proc/sys/kernel/random/boot_id)"; echo "cmdline=$(cat /proc/cmdline)"; echo "nproc=$(nproc)"; echo "memkb=$(grep MemTotal /proc/meminfo | tr -s " " | cut -d" " -f2)"; echo "hostname=$(cat /proc/sys/kernel/hostname)"; echo "init_argv=$(tr "\\0" " " < /proc/1/cmdline)"; echo "modules_disabled=$(cat /proc/sys/kernel/modules_disabled)"; echo "model=$(grep -m1 "model name" /proc/cpuinfo | cut -d: -f2)"; echo "xsave_warnings=$(dmesg | grep -c "XSAVE consistency")"; echo "xsave_flag=$(grep -m1 -ow xsave /proc/cpuinfo)"; echo "xsave_log=$(dmesg | grep -i "fpu\|xsave\|xstate" | tr "\\n" "|")"; read line; echo "stdin=$line"; echo to-stderr >&2; exit 3'
+  sh -c 'echo hello-from-vm; echo "bootid=$(cat /proc/sys/kernel/random/boot_id)"; echo "cmdline=$(cat /proc/cmdline)"; echo "nproc=$(nproc)"; echo "memkb=$(grep MemTotal /proc/meminfo | tr -s " " | cut -d" " -f2)"; echo "hostname=$(cat /proc/sys/kernel/hostname)"; echo "init_argv=$(tr "\\0" " " < /proc/1/cmdline)"; echo "modules_disabled=$(cat /proc/sys/kernel/modules_disabled)"; echo "model=$(grep -m1 "model name" /proc/cpuinfo | cut -d: -f2)"; echo "xsave_warnings=$(dmesg | grep -c "XSAVE consistency")"; echo "xsave_flag=$(grep -m1 -ow xsave /proc/cpuinfo)"; echo "xsave_log=$(dmesg | grep -i "fpu\|xsave\|xstate" | tr "\\n" "|")"; echo "rules=$(grep -E "^(CapEff|NoNewPrivs|Seccomp):" /proc/self/status | tr -d " \t\n")"; read line; echo "stdin=$line"; echo to-stderr >&2; exit 3'
+# The workload's only capability: CAP_SYSLOG, for dmesg.
+sed -i 's|"process": {|"process": {"capabilities": {"bounding": ["CAP_SYSLOG"], "effective": ["CAP_SYSLOG"], "permitted": ["CAP_SYSLOG"]},|' "$work/b1/config.json"
 t0=$(uptime_s)
 echo ping-through-stdin | v run --bundle "$work/b1" vm1 > "$work/out1" 2> "$work/err1"
 rc=$?
@@ -134,18 +164,27 @@ model=$(sed -n 's/^model=//p' "$work/out1")
 check "the guest CPU has a brand string" '[ -n "$model" ] && case "$model" in *Hammer*) false ;; *) true ;; esac' "model name: '$model'"
 check "no XSAVE consistency warning in the guest kernel log" 'grep -qx xsave_warnings=0 "$work/out1"' "$(grep xsave_log= "$work/out1")"
 check "the guest kernel keeps XSAVE on" 'grep -qx xsave_flag=xsave "$work/out1"' "$(grep xsave_flag= "$work/out1")"
+check "no profile, no noNewPrivileges: Seccomp 0, NoNewPrivs 0; CapEff is the spec's CAP_SYSLOG" \
+  'grep -qx "rules=CapEff:$(echo CAP_SYSLOG | cap_mask)NoNewPrivs:0Seccomp:0" "$work/out1"' "$(grep rules= "$work/out1")"
 check "spec hostname is set in the guest" 'grep -qx hostname=vm-test "$work/out1"' "$(grep hostname= "$work/out1")"
 check "run leaves nothing behind" '[ -z "$(nothing_left vm1 "")" ]' "$(nothing_left vm1 "")"
 
 # --- Boot 2: vessel run in the background; a TERM sent while paused waits
 # for resume (as for a frozen container), then ends it: 128+15. ------------
-mkbundle "$work/b2" '' sh -c 'echo started; exec sleep 1000'
+mkbundle "$work/b2" '' sh -c 'echo "started $(grep -E "^(CapEff|CapPrm|NoNewPrivs|Seccomp):" /proc/self/status | tr -d " \t\n")"; exec sleep 1000'
+# A profile without noNewPrivileges and without CAP_SYS_ADMIN: the agent keeps
+# CAP_SYS_ADMIN to load the filter, then drops it (as container mode's init).
+sed -i 's|"process": {|"process": {"capabilities": {"bounding": ["CAP_KILL"], "effective": ["CAP_KILL"], "permitted": ["CAP_KILL"]},|' "$work/b2/config.json"
+sed -i "s|\"linux\": {|\"linux\": {\"seccomp\": $MKDIR_EXDEV,|" "$work/b2/config.json"
 t0=$(uptime_s)
 v run --bundle "$work/b2" vm2 > "$work/out2" 2> "$work/err2" &
 runpid=$!
 if wait_status vm2 running 60; then
   i=0; while [ $i -lt 600 ] && ! grep -q started "$work/out2"; do sleep 0.1; i=$((i + 1)); done
   echo "# boot 2 (vessel run to workload output): $(elapsed "$t0") s"
+  kill_mask=$(echo CAP_KILL | cap_mask)
+  check "a profile without noNewPrivileges: Seccomp 2, NoNewPrivs 0, CAP_SYS_ADMIN dropped after the filter" \
+    'grep -qx "started CapPrm:${kill_mask}CapEff:${kill_mask}NoNewPrivs:0Seccomp:2" "$work/out2"' "$(cat "$work/out2")"
   pid2=$(state_field vm2 pid)
   v pause vm2 2>> "$work/err2"
   v kill vm2 TERM
@@ -278,6 +317,57 @@ check "boot timeout: run fails" '[ "$rc" != 0 ] && [ "$rc" != 124 ]' "exit $rc"
 check "boot timeout: the error names the bound" 'grep -q "was not up 8 s after start" "$work/err7"' "stderr: $(cat "$work/err7")"
 check "boot timeout: ends within 60 s" 'awk -v t="$took" "BEGIN{exit !(t < 60)}"' "took $took s"
 check "boot timeout: nothing left behind" '[ -z "$(nothing_left vm7 "")" ]' "$(nothing_left vm7 "")"
+
+# --- Boot 6: the process rules (`vessel spec`'s capabilities, noNewPrivileges,
+# a seccomp profile), in the guest and, for comparison, in container mode. ----
+mkdir -p "$work/spec6" && (cd "$work/spec6" && "$VESSEL" spec) \
+  || fail "vessel spec" "cannot write the default config.json"
+caps6=$(tr -d ' \n' < "$work/spec6/config.json" | sed -n 's/.*"capabilities":\({[^}]*}\).*/\1/p')
+mkbundle "$work/b6" '' sh -c 'grep -E "^(Cap[A-Za-z]*|NoNewPrivs|Seccomp):" /proc/self/status; mkdir /tmp/denied 2>&1; echo "mkdir_rc=$?"'
+sed -i "s|\"process\": {|\"process\": {\"capabilities\": $caps6, \"noNewPrivileges\": true,|" "$work/b6/config.json"
+sed -i "s|\"linux\": {|\"linux\": {\"seccomp\": $MKDIR_EXDEV,|" "$work/b6/config.json"
+rm -rf "$work/b6c" && cp -a "$work/b6" "$work/b6c"
+# Container mode on the test VM: no /etc/hosts there to bind.
+sed -i 's/"vessel.sandbox": "vm"/"vessel.sandbox": "container"/; /"\/etc\/hosts"/d' "$work/b6c/config.json"
+t0=$(uptime_s)
+v run --bundle "$work/b6" vm6 > "$work/out6" 2> "$work/err6"; rc=$?
+echo "# boot 6 (process rules, vessel run to exit): $(elapsed "$t0") s"
+v run --bundle "$work/b6c" ct6 > "$work/out6c" 2> "$work/err6c"; rc_c=$?
+check "process rules: the VM run exits 0, as the container run" '[ "$rc" = 0 ] && [ "$rc_c" = 0 ]' \
+  "vm $rc: $(cat "$work/err6"); container $rc_c: $(cat "$work/err6c")"
+for set in bounding:CapBnd effective:CapEff permitted:CapPrm; do
+  want=$(spec_caps "$work/spec6/config.json" "${set%%:*}" | cap_mask)
+  got=$(status_line "$work/out6" "${set#*:}")
+  got_c=$(status_line "$work/out6c" "${set#*:}")
+  check "process rules: ${set#*:} in the guest is vessel spec's ${set%%:*} set, as in container mode" \
+    '[ "$want" != 0000000000000000 ] && [ "$got" = "$want" ] && [ "$got_c" = "$want" ]' \
+    "spec $want, guest '$got', container '$got_c'"
+done
+for f in CapInh CapAmb; do
+  check "process rules: $f in the guest as in container mode" \
+    '[ "$(status_line "$work/out6" $f)" = "$(status_line "$work/out6c" $f)" ]' \
+    "guest '$(status_line "$work/out6" $f)', container '$(status_line "$work/out6c" $f)'"
+done
+check "process rules: NoNewPrivs 1 in the guest (noNewPrivileges)" '[ "$(status_line "$work/out6" NoNewPrivs)" = 1 ]' "$(cat "$work/out6")"
+check "process rules: Seccomp 2 in the guest (a profile)" '[ "$(status_line "$work/out6" Seccomp)" = 2 ]' "$(cat "$work/out6")"
+mkdir_vm=$(grep "^mkdir" "$work/out6" | tr '\n' ' ')
+mkdir_ct=$(grep "^mkdir" "$work/out6c" | tr '\n' ' ')
+check "process rules: the profile's mkdir errno (EXDEV) in the guest, as in container mode" \
+  'grep -qi "cross-device link" "$work/out6" && grep -qx mkdir_rc=1 "$work/out6" && [ "$mkdir_vm" = "$mkdir_ct" ]' \
+  "guest: $mkdir_vm; container: $mkdir_ct"
+check "process rules: nothing left behind" '[ -z "$(nothing_left vm6 "")$(nothing_left ct6 "")" ]' "$(nothing_left vm6 "")$(nothing_left ct6 "")"
+
+# --- No boot: a seccomp profile with SCMP_ACT_NOTIFY is refused in VM mode. -----
+# A live listener socket (the console receiver's; it gets no connection), so
+# the check common to both modes, that listenerPath is a socket, passes.
+"$RECEIVER" "$work/listener8.sock" "$work/recv8" 1 1 x 2> /dev/null & listener8=$!
+i=0; while [ $i -lt 50 ] && [ ! -S "$work/listener8.sock" ]; do sleep 0.1; i=$((i + 1)); done
+mkbundle "$work/b8" '' true
+sed -i "s|\"linux\": {|\"linux\": {\"seccomp\": {\"defaultAction\": \"SCMP_ACT_ALLOW\", \"listenerPath\": \"$work/listener8.sock\", \"syscalls\": [{\"names\": [\"mkdir\"], \"action\": \"SCMP_ACT_NOTIFY\"}]},|" "$work/b8/config.json"
+v create --bundle "$work/b8" vm8 > /dev/null 2> "$work/err8"; rc=$?
+kill "$listener8" 2>/dev/null; wait "$listener8" 2>/dev/null
+check "SCMP_ACT_NOTIFY in VM mode: create fails naming it" '[ "$rc" != 0 ] && grep -q SCMP_ACT_NOTIFY "$work/err8"' "rc $rc: $(cat "$work/err8")"
+check "SCMP_ACT_NOTIFY in VM mode: nothing left behind" '[ -z "$(nothing_left vm8 "")" ]' "$(nothing_left vm8 "")"
 
 # --- No boot: a missing kernel is refused at create with its own message. -------
 mkbundle "$work/b5" ', "vessel.vm.kernel": "/nonexistent/vmlinux"' true

@@ -1,8 +1,9 @@
 //! vessel-agent: PID 1 of a VM-mode guest.
 //!
 //! It mounts the kernel filesystems and the spec's in-guest mounts, applies
-//! hostname and sysctls, runs `process` with the spec's user, rlimits, cwd
-//! and env, relays its stdio over COM2 (`/dev/ttyS1`) as frames of
+//! hostname and sysctls, runs `process` with the spec's user, rlimits, cwd,
+//! env, capabilities, no_new_privs and seccomp profile (`confine`, on the
+//! code container mode uses: vessel-isolation), relays its stdio over COM2 (`/dev/ttyS1`) as frames of
 //! `vessel_protocol`, forwards the host's signals to it, and when it exits,
 //! reports its status to the VMM on I/O port 0x501 (exit code) or 0x502
 //! (signal). A set-up error goes out as an 'R' frame and exit code
@@ -14,8 +15,11 @@
 //! A static binary copied into every guest's initramfs, so it stays small:
 //! it depends on `vessel-protocol` (the channel's frames, shared with the
 //! VMM), `vessel-common` (the rlimit and mount-option tables container mode
-//! also reads), nix, libc and serde_json; never on libvessel or the VMM.
+//! also reads), `vessel-isolation` (capabilities and seccomp, shared with
+//! container mode's init), oci-spec (the types of those two), nix, libc and
+//! serde_json; never on libvessel or the VMM.
 
+mod confine;
 mod power;
 mod relay;
 mod setup;
@@ -90,6 +94,6 @@ fn run(channel: &mut Option<File>) -> Result<i32, Failure> {
         }
         false => (None, relay::Early::default()),
     };
-    let workload = spawn::start(process, pty)?;
+    let workload = spawn::start(process, cfg.linux.as_ref(), &cfg.seccomp_extra_flags, pty)?;
     Ok(relay::run(ch, workload, early, &mut sigfd))
 }

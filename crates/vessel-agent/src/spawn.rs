@@ -1,8 +1,10 @@
 //! Start the workload: PATH lookup (as runc does it), then fork and exec
-//! with the spec's user, groups, umask, rlimits, cwd and environment, its
-//! stdio on pipes the agent relays.
+//! with the spec's user, groups, umask, rlimits, cwd, environment,
+//! capabilities, no_new_privs and seccomp profile (`confine`), its stdio on
+//! pipes the agent relays.
 
-use super::spec::Process;
+use super::confine::{self, Confinement};
+use super::spec::{Linux, Process};
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::PermissionsExt;
@@ -103,14 +105,14 @@ fn cstring(s: &str, what: &str) -> Result<CString, Failure> {
     CString::new(s).map_err(|_| Failure::other(format!("{what} {s:?} contains a NUL byte")))
 }
 
-/// Which step failed in the child (sent back over the error pipe).
+/// Which step failed in the child (sent back over the error pipe); the
+/// steps of `confine` follow these.
 const STEPS: &[&str] = &[
     "setrlimit",
     "setgroups",
     "setgid",
     "setuid",
     "chdir",
-    "no_new_privs",
     "exec",
     "dup2",
     "setsid",
@@ -121,11 +123,22 @@ const STEP_SETGROUPS: usize = 1;
 const STEP_SETGID: usize = 2;
 const STEP_SETUID: usize = 3;
 const STEP_CHDIR: usize = 4;
-const STEP_NO_NEW_PRIVS: usize = 5;
-const STEP_EXEC: usize = 6;
-const STEP_DUP2: usize = 7;
-const STEP_SETSID: usize = 8;
-const STEP_CTTY: usize = 9;
+const STEP_EXEC: usize = 5;
+const STEP_DUP2: usize = 6;
+const STEP_SETSID: usize = 7;
+const STEP_CTTY: usize = 8;
+/// The first of `confine`'s steps.
+pub const STEP_CONFINE_FIRST: usize = STEPS.len();
+
+/// The name of a step the child reported.
+fn step_name(step: usize) -> &'static str {
+    STEPS
+        .iter()
+        .chain(confine::STEP_NAMES)
+        .nth(step)
+        .copied()
+        .unwrap_or("setup")
+}
 
 /// Everything the child uses between fork and exec, built (and allocated)
 /// before the fork.
@@ -144,7 +157,7 @@ struct Prepared<'a> {
     uid: libc::uid_t,
     gid: libc::gid_t,
     umask: Option<u32>,
-    no_new_privs: bool,
+    confinement: Confinement,
 }
 
 /// The workload's ends of its stdio and the agent's: pipes, or the pty.
@@ -199,8 +212,14 @@ fn terminal(pty: crate::tty::Pty) -> Result<Stdio, Failure> {
 
 /// Fork and exec the workload, its stdio on pipes or, given one, on the
 /// pty's slave as its controlling terminal.
-pub fn start(p: &Process, pty: Option<crate::tty::Pty>) -> Result<Workload, Failure> {
-    let prep = prepare(p)?;
+pub fn start(
+    p: &Process,
+    linux: Option<&Linux>,
+    seccomp_extra_flags: &[String],
+    pty: Option<crate::tty::Pty>,
+) -> Result<Workload, Failure> {
+    let confinement = confine::prepare(p, linux, seccomp_extra_flags)?;
+    let prep = prepare(p, confinement)?;
 
     let stdio = match pty {
         Some(pty) => terminal(pty)?,
@@ -234,7 +253,7 @@ pub fn start(p: &Process, pty: Option<crate::tty::Pty>) -> Result<Workload, Fail
 }
 
 /// Resolve the executable and turn the spec's process into C data.
-fn prepare(p: &Process) -> Result<Prepared<'_>, Failure> {
+fn prepare(p: &Process, confinement: Confinement) -> Result<Prepared<'_>, Failure> {
     let arg0 = p.args.first().map(String::as_str).unwrap_or("");
     let path = resolve(arg0, &p.env)?;
     let path_c = cstring(&path, "executable path")?;
@@ -263,7 +282,7 @@ fn prepare(p: &Process) -> Result<Prepared<'_>, Failure> {
         uid: p.user.uid,
         gid: p.user.gid,
         umask: p.user.umask,
-        no_new_privs: p.no_new_privileges,
+        confinement,
     })
 }
 
@@ -298,6 +317,11 @@ fn rlimits(p: &Process) -> Result<Vec<(libc::__rlimit_resource_t, libc::rlimit)>
 /// on the status pipe and exit 127. Async-signal-safe: it only reads
 /// `prep` (no allocation, no locks). `ctty` (or -1) becomes the controlling
 /// terminal of its new session.
+///
+/// The order after the stdio is libvessel's init's (runc's): rlimits, the
+/// cwd entered as root (retried as the user on EACCES/EPERM), the bounding
+/// set, the user (groups, gid, uid, umask), the capability sets and
+/// ambient set, no_new_privs, then the seccomp filter right before execve.
 fn exec_in_child(prep: &Prepared, fds: [RawFd; 3], ctty: RawFd, status_fd: RawFd) -> ! {
     // SAFETY: child side of the fork; every pointer refers to data prepared
     // before the fork.
@@ -322,8 +346,15 @@ fn exec_in_child(prep: &Prepared, fds: [RawFd; 3], ctty: RawFd, status_fd: RawFd
                 child_fail(status_fd, STEP_SETRLIMIT);
             }
         }
-        if let Some(m) = prep.umask {
-            libc::umask(m as libc::mode_t);
+        // The cwd while still root; one only the user can reach is retried
+        // once the user is set.
+        let chdir_as_user = libc::chdir(prep.cwd_c.as_ptr()) != 0;
+        if chdir_as_user && !matches!(*libc::__errno_location(), libc::EACCES | libc::EPERM) {
+            child_fail(status_fd, STEP_CHDIR);
+        }
+        let c = &prep.confinement;
+        if let Err((step, errno)) = confine::in_child_before_user(c) {
+            child_fail_errno(status_fd, step, errno);
         }
         if libc::setgroups(prep.groups.len(), prep.groups.as_ptr()) != 0 {
             child_fail(status_fd, STEP_SETGROUPS);
@@ -334,11 +365,17 @@ fn exec_in_child(prep: &Prepared, fds: [RawFd; 3], ctty: RawFd, status_fd: RawFd
         if libc::setuid(prep.uid) != 0 {
             child_fail(status_fd, STEP_SETUID);
         }
-        if libc::chdir(prep.cwd_c.as_ptr()) != 0 {
+        if let Some(m) = prep.umask {
+            libc::umask(m as libc::mode_t);
+        }
+        if let Err((step, errno)) = confine::in_child_after_user(c) {
+            child_fail_errno(status_fd, step, errno);
+        }
+        if chdir_as_user && libc::chdir(prep.cwd_c.as_ptr()) != 0 {
             child_fail(status_fd, STEP_CHDIR);
         }
-        if prep.no_new_privs && libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
-            child_fail(status_fd, STEP_NO_NEW_PRIVS);
+        if let Err((step, errno)) = confine::in_child_load_filter(c) {
+            child_fail_errno(status_fd, step, errno);
         }
         libc::execve(prep.path_c.as_ptr(), prep.argv.as_ptr(), prep.envp.as_ptr());
         child_fail(status_fd, STEP_EXEC);
@@ -347,10 +384,16 @@ fn exec_in_child(prep: &Prepared, fds: [RawFd; 3], ctty: RawFd, status_fd: RawFd
 
 /// In the child: write (step, errno) to the status pipe and exit 127.
 fn child_fail(status_fd: RawFd, step: usize) -> ! {
-    // SAFETY: reads this thread's errno, writes a stack buffer to a pipe
-    // we own and exits; all async-signal-safe.
+    // SAFETY: reads this thread's errno slot, always valid.
+    let errno = unsafe { *libc::__errno_location() };
+    child_fail_errno(status_fd, step, errno)
+}
+
+/// `child_fail` with the errno a call returned.
+fn child_fail_errno(status_fd: RawFd, step: usize, errno: i32) -> ! {
+    // SAFETY: writes a stack buffer to a pipe we own and exits; both
+    // async-signal-safe.
     unsafe {
-        let errno = *libc::__errno_location();
         let msg = [step as i32, errno];
         libc::write(status_fd, msg.as_ptr().cast(), std::mem::size_of_val(&msg));
         libc::_exit(127);
@@ -374,7 +417,7 @@ fn read_child_failure(status_r: OwnedFd) -> Option<(usize, i32)> {
 /// The failure for a step the child reported: exec keeps its not found /
 /// not executable exit code, every other step is 125.
 fn step_failure(prep: &Prepared, step: usize, errno: i32) -> Failure {
-    let name = STEPS.get(step).copied().unwrap_or("setup");
+    let name = step_name(step);
     let what = match name {
         "exec" => format!("exec {:?}", prep.path),
         "chdir" => format!("chdir {:?}", prep.cwd),

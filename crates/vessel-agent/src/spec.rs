@@ -1,6 +1,13 @@
 //! The parts of config.json the agent acts on (`process`, `hostname`,
-//! `mounts`, `linux.sysctl`, `root.readonly`), read with serde into small
-//! structs rather than the full oci-spec types.
+//! `mounts`, `linux.sysctl`, `linux.seccomp`, `root.readonly`), read with
+//! serde into small structs rather than the full oci-spec `Spec`.
+//!
+//! `process.capabilities` and `linux.seccomp` are the exception: they are
+//! oci-spec's own types, the input of vessel-isolation's `CapSets::from_oci`
+//! and `seccomp::compile_with_flags`, so the guest parses them exactly as
+//! container mode does (an unknown capability or action fails the same way)
+//! and hands them to the same code. Seccomp flags oci-spec cannot parse are
+//! taken out first, as libvessel does (`seccomp::take_extra_flags`).
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -17,6 +24,9 @@ pub struct Config {
     pub mounts: Vec<Mount>,
     pub linux: Option<Linux>,
     pub root: Option<Root>,
+    /// `linux.seccomp.flags` oci-spec cannot parse, for `compile_with_flags`.
+    #[serde(skip)]
+    pub seccomp_extra_flags: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -36,6 +46,7 @@ pub struct Process {
     pub no_new_privileges: bool,
     #[serde(default)]
     pub terminal: bool,
+    pub capabilities: Option<oci_spec::runtime::LinuxCapabilities>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -72,6 +83,7 @@ pub struct Mount {
 pub struct Linux {
     #[serde(default)]
     pub sysctl: BTreeMap<String, String>,
+    pub seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -82,5 +94,44 @@ pub struct Root {
 
 pub fn load(path: &str) -> Result<Config, String> {
     let text = std::fs::read(path).map_err(|e| format!("read {path}: {e}"))?;
-    serde_json::from_slice(&text).map_err(|e| format!("parse {path}: {e}"))
+    parse(&text).map_err(|e| format!("parse {path}: {e}"))
+}
+
+fn parse(text: &[u8]) -> Result<Config, serde_json::Error> {
+    let mut raw: serde_json::Value = serde_json::from_slice(text)?;
+    let extra = vessel_isolation::seccomp::take_extra_flags(&mut raw);
+    let mut cfg: Config = serde_json::from_value(raw)?;
+    cfg.seccomp_extra_flags = extra;
+    Ok(cfg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capabilities_and_seccomp_parse_as_oci_types() {
+        let cfg = parse(
+            br#"{"process": {"args": ["sh"], "noNewPrivileges": true,
+                 "capabilities": {"bounding": ["CAP_KILL"], "effective": ["CAP_KILL"]}},
+                 "linux": {"seccomp": {"defaultAction": "SCMP_ACT_ALLOW",
+                   "flags": ["SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"],
+                   "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": 18}]}}}"#,
+        )
+        .expect("config parses");
+        let p = cfg.process.expect("process");
+        assert!(p.no_new_privileges);
+        let caps = vessel_isolation::caps::CapSets::from_oci(p.capabilities.as_ref(), 40);
+        assert_eq!(
+            (caps.bounding, caps.effective, caps.permitted),
+            (1 << 5, 1 << 5, 0)
+        );
+        let sc = cfg.linux.and_then(|l| l.seccomp).expect("seccomp");
+        assert_eq!(sc.syscalls().as_ref().map(Vec::len), Some(1));
+        assert_eq!(
+            cfg.seccomp_extra_flags,
+            ["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]
+        );
+        assert!(parse(br#"{"process": {"capabilities": {"bounding": ["CAP_NOPE"]}}}"#).is_err());
+    }
 }

@@ -5,7 +5,9 @@
 //!   `vessel.sandbox=vm|container`, a `vm` section in config.json, or vessel
 //!   invoked as `vessel-vm`).
 //! - `check_host` refuses at once where VM mode cannot work (no /dev/kvm,
-//!   kvm_pvm, no guest kernel, no vessel-agent), before any side effect.
+//!   kvm_pvm, no guest kernel, no vessel-agent), before any side effect;
+//!   `guest_rules::check_seccomp` refuses a seccomp profile the guest cannot
+//!   apply (SCMP_ACT_NOTIFY, or one that does not compile).
 //! - `launch` builds (or reuses) the initramfs, sizes the VM and spawns
 //!   the `vessel-vmm` binary (crate vessel-vmm), which waits on the exec FIFO; it returns the
 //!   VMM's pid, which `create` moves into the cgroup and records as the
@@ -15,6 +17,7 @@
 pub mod config;
 pub mod console;
 mod control;
+pub mod guest_rules;
 pub mod initramfs;
 mod memory;
 

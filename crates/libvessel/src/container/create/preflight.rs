@@ -36,6 +36,7 @@ pub(super) fn preflight(opts: &CreateOptions, bundle: &Bundle) -> Result<Preflig
                 wants_terminal(bundle),
                 opts.console_socket.is_some() || opts.console_fd.is_some(),
             )?;
+            vm::guest_rules::check_seccomp(&bundle.spec, &bundle.seccomp_extra_flags)?;
             vm::check_host(&bundle.spec)?;
             Some(vm::plan_bundle(&bundle.dir, &bundle.spec)?)
         }
