@@ -141,7 +141,9 @@ timeout -k 10 "$timeout_s" qemu-system-x86_64 -M q35 -accel tcg -cpu max -smp "$
   tr -d '\033\r' | tee "$out" | grep -av '^nested-vm-exit-status='
 rc=${PIPESTATUS[0]}
 set -e
-status=$(grep -ao 'nested-vm-exit-status=[0-9]*' "$out" | tail -1 | cut -d= -f2)
+# No status line is a timeout or a crash, told apart below: with pipefail a
+# grep that finds nothing must not end the script (it made a timeout exit 1).
+status=$({ grep -ao 'nested-vm-exit-status=[0-9]*' "$out" || true; } | tail -1 | cut -d= -f2)
 if [ -z "$status" ]; then
   if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
     echo "nested-vm: timed out after $timeout_s s" >&2; exit 124
