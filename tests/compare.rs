@@ -212,35 +212,54 @@ fn both_modes_in_nested_vm() {
         &script,
         format!(
             "export VESSEL_VM_KERNEL=/var/lib/vessel/kernel/vmlinux VESSEL_AGENT=/vessel/vessel-agent\n\
-             /vessel/vessel compare /cmp-bundle --mode both --runs 1 --format json --probe /vessel/vessel-probe \
-             {} --timeout 500 > /root/report.json\n\
-             rc=$?\necho BEGIN-REPORT; cat /root/report.json; echo END-REPORT\nexit $rc\n",
+             timeout -s KILL 420 /vessel/vessel compare /cmp-bundle --mode both --runs 1 --format json \
+             --probe /vessel/vessel-probe {} --timeout 300 > /root/report.json\n\
+             rc=$?\n\
+             if [ $rc = 137 ] || [ $rc = 124 ]; then echo COMPARE-HUNG; ps -o pid,ppid,stat,args 2>/dev/null || ps; \
+             for f in /run/vessel/*/console.log; do [ -f \"$f\" ] && tail -20 \"$f\"; done; fi\n\
+             echo BEGIN-REPORT; cat /root/report.json; echo END-REPORT\nexit $rc\n",
             SMALL.join(" ")
         ),
     )
     .unwrap();
     let file = |src: &Path, dest: &str| format!("{}:{dest}", src.display());
     let start = Instant::now();
-    let mut c = Command::new(repo.join("rootfs-tools/nested-vm.sh"));
-    c.args(["--timeout", "1100", "--mem", "2048"])
-        .arg("--file")
-        .arg(file(&vessel, "/vessel/vessel"))
-        .arg("--file")
-        .arg(file(&agent, "/vessel/vessel-agent"))
-        .arg("--file")
-        .arg(file(&vmm, "/vessel/vessel-vmm"))
-        .arg("--file")
-        .arg(file(&tool, "/vessel/vessel-compare"))
-        .arg("--file")
-        .arg(file(&probe, "/vessel/vessel-probe"))
-        .arg("--file")
-        .arg(file(&kernel, "/var/lib/vessel/kernel/vmlinux"))
-        .arg("--file")
-        .arg(file(&b.dir, "/cmp-bundle"))
-        .arg("--file")
-        .arg(file(&script, "/vessel/compare-in-vm.sh"))
-        .args(["--", "sh", "/vessel/compare-in-vm.sh"]);
-    let out = run_with_timeout(c, Duration::from_secs(1200));
+    let boot = || {
+        let mut c = Command::new(repo.join("rootfs-tools/nested-vm.sh"));
+        c.args(["--timeout", "480", "--mem", "2048"])
+            .arg("--file")
+            .arg(file(&vessel, "/vessel/vessel"))
+            .arg("--file")
+            .arg(file(&agent, "/vessel/vessel-agent"))
+            .arg("--file")
+            .arg(file(&vmm, "/vessel/vessel-vmm"))
+            .arg("--file")
+            .arg(file(&tool, "/vessel/vessel-compare"))
+            .arg("--file")
+            .arg(file(&probe, "/vessel/vessel-probe"))
+            .arg("--file")
+            .arg(file(&kernel, "/var/lib/vessel/kernel/vmlinux"))
+            .arg("--file")
+            .arg(file(&b.dir, "/cmp-bundle"))
+            .arg("--file")
+            .arg(file(&script, "/vessel/compare-in-vm.sh"))
+            .args(["--", "sh", "/vessel/compare-in-vm.sh"]);
+        run_with_timeout(c, Duration::from_secs(540))
+    };
+    let mut out = boot();
+    let first = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() && (first.contains("COMPARE-HUNG") || out.status.code() == Some(124)) {
+        // Seen once in a CI-style run under load: the nested VM came up and
+        // then nothing for the whole bound, its CPU idle. Keep what it said,
+        // and run it once more, saying so.
+        eprintln!(
+            "RETRY: compare in the nested VM hung (exit {:?}); what it said:\n{first}\n{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        skip("compare in the nested VM hung once (diagnostics on stderr); ran it again");
+        out = boot();
+    }
     let stdout = String::from_utf8_lossy(&out.stdout);
     eprintln!("nested VM run took {:.1} s", start.elapsed().as_secs_f64());
     let _ = std::fs::remove_dir_all(&dir);
