@@ -291,22 +291,36 @@ printf '#!/bin/sh\nexec sleep 100000\n' > "$work/b6/rootfs/hang"
 chmod 755 "$work/b6/rootfs/hang"
 sed -i "s|^  \"root\":|  \"vm\": {\"kernel\": {\"path\": \"$VESSEL_VM_KERNEL\", \"parameters\": [\"rdinit=/hang\"]}}, \"root\":|" \
   "$work/b6/config.json"
-v run --bundle "$work/b6" vm6 > "$work/out6" 2> "$work/err6" &
-run6=$!
-if wait_status vm6 running 30; then
-  pid6=$(state_field vm6 pid)
+# term_before_agent ID: run the agentless guest, TERM it 2 s after it runs.
+# Prints "EXIT VMM-PID TERM-TIME" (or "never-running"); stderr in $work/err-ID.
+term_before_agent() {
+  v run --bundle "$work/b6" "$1" > "$work/out-$1" 2> "$work/err-$1" &
+  runpid=$!
+  if ! wait_status "$1" running 30; then
+    kill "$runpid" 2>/dev/null; echo never-running; return
+  fi
+  pid6=$(state_field "$1" pid)
   sleep 2
   t6=$(uptime_s)
-  v kill vm6 TERM
-  wait "$run6"; rc=$?
-  took=$(elapsed "$t6")
-  check "TERM before the agent is up ends vessel run with 143" '[ "$rc" = 143 ]' "exit $rc; stderr: $(cat "$work/err6")"
+  v kill "$1" TERM
+  wait "$runpid"; echo "$? $pid6 $t6"
+}
+set -- $(term_before_agent vm6); id6=vm6
+if grep -q "without an exit status" "$work/err-vm6"; then
+  # The agentless guest crashed on its own before the TERM (seen once under
+  # heavy load): that says nothing about the TERM path; boot it once more.
+  echo "# RETRY: the agentless guest crashed by itself: $(cat "$work/err-vm6")"
+  set -- $(term_before_agent vm6b); id6=vm6b
+fi
+rc=$1 pid6=${2:-} t6=${3:-0}
+took=$(elapsed "$t6")
+if [ "$rc" != never-running ]; then
+  check "TERM before the agent is up ends vessel run with 143" '[ "$rc" = 143 ]' "exit $rc; stderr: $(cat "$work/err-$id6")"
   check "TERM before the agent is up ends the VM within 10 s" 'awk -v t="$took" "BEGIN{exit !(t < 10)}"' "took $took s"
-  check "TERM before the agent is up: the VMM says why" 'grep -q "before the guest.s agent was up" "$work/err6"' "stderr: $(cat "$work/err6")"
-  check "TERM before the agent is up leaves nothing behind" '[ -z "$(nothing_left vm6 "$pid6")" ]' "$(nothing_left vm6 "$pid6")"
+  check "TERM before the agent is up: the VMM says why" 'grep -q "before the guest.s agent was up" "$work/err-$id6"' "stderr: $(cat "$work/err-$id6")"
+  check "TERM before the agent is up leaves nothing behind" '[ -z "$(nothing_left "$id6" "$pid6")" ]' "$(nothing_left "$id6" "$pid6")"
 else
-  kill "$run6" 2>/dev/null
-  fail "run of a guest without an agent" "never running; stderr: $(cat "$work/err6")"
+  fail "run of a guest without an agent" "never running; stderr: $(cat "$work/err-$id6")"
 fi
 t7=$(uptime_s)
 VESSEL_VM_BOOT_TIMEOUT=8 timeout 120 "$VESSEL" --root "$root" run --bundle "$work/b6" vm7 \

@@ -355,7 +355,13 @@ fn agent_boots_under_qemu() {
         "SIGTERM through port 0x502\n{}",
         r.console
     );
-    assert_eq!(r.stdout, "sleeping\n");
+    // The frame is queued at boot, so the TERM may reach the workload
+    // before its echo (seen under load): either output is right.
+    assert!(
+        r.stdout == "sleeping\n" || r.stdout.is_empty(),
+        "stdout {:?}",
+        r.stdout
+    );
 
     // A missing executable: a message on stderr and exit code 127.
     let b = Bundle::new(&["no-such-program"]);
