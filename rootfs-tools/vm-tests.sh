@@ -30,7 +30,8 @@ check() { # check NAME CONDITION-AS-STRING WHY
 uptime_s() { cut -d' ' -f1 /proc/uptime; }
 elapsed() { awk -v a="$1" -v b="$(uptime_s)" 'BEGIN{printf "%.1f", b-a}'; }
 # Every command has a deadline, so a hang is a failed check, not a stuck CI job.
-v() { timeout "${VM_TESTS_CMD_TIMEOUT:-120}" "$VESSEL" --root "$root" "$@"; }
+# -k: a command that ignores TERM is killed 10 s later.
+v() { timeout -k 10 "${VM_TESTS_CMD_TIMEOUT:-120}" "$VESSEL" --root "$root" "$@"; }
 state_field() { # state_field ID FIELD: a top-level string or number field of `vessel state`
   v state "$1" 2>/dev/null | tr -d '\n' | sed -n "s/.*\"$2\"[ ]*:[ ]*\"\{0,1\}\([^\",}]*\).*/\1/p"
 }
@@ -132,6 +133,12 @@ for f in "$VESSEL" "$VESSEL_AGENT" "$VESSEL_VM_KERNEL" "$BUSYBOX" "$RECEIVER"; d
 done
 [ -e /dev/kvm ] || { echo "FAIL - setup: no /dev/kvm (run me inside rootfs-tools/nested-vm.sh)"; exit 1; }
 rm -rf "$work"; mkdir -p "$work" "$root"
+# A heartbeat every 30 s: when the run outlives the harness's bound, its
+# output tells a hung check (heartbeats go on) from a test VM that stopped
+# running anything (they stop): tests/vm.rs boots again only for the latter.
+( while sleep 30; do echo "# heartbeat: test VM up $(uptime_s) s"; done ) &
+heartbeat=$!
+trap 'kill "$heartbeat" 2>/dev/null' EXIT
 host_boot_id=$(cat /proc/sys/kernel/random/boot_id)
 host_cmdline=$(cat /proc/cmdline)
 
@@ -337,9 +344,13 @@ check "boot timeout: nothing left behind" '[ -z "$(nothing_left vm7 "")" ]' "$(n
 mkdir -p "$work/spec6" && (cd "$work/spec6" && "$VESSEL" spec) \
   || fail "vessel spec" "cannot write the default config.json"
 caps6=$(tr -d ' \n' < "$work/spec6/config.json" | sed -n 's/.*"capabilities":\({[^}]*}\).*/\1/p')
-mkbundle "$work/b6" '' sh -c 'grep -E "^(Cap[A-Za-z]*|NoNewPrivs|Seccomp):" /proc/self/status; mkdir /tmp/denied 2>&1; echo "mkdir_rc=$?"'
+# vessel spec's masked and read-only paths too: /proc/kcore is among the
+# first, /proc/sys among the second.
+masked6=$(tr -d ' \n' < "$work/spec6/config.json" | sed -n 's/.*"maskedPaths":\(\[[^]]*\]\).*/\1/p')
+readonly6=$(tr -d ' \n' < "$work/spec6/config.json" | sed -n 's/.*"readonlyPaths":\(\[[^]]*\]\).*/\1/p')
+mkbundle "$work/b6" '' sh -c 'grep -E "^(Cap[A-Za-z]*|NoNewPrivs|Seccomp):" /proc/self/status; mkdir /tmp/denied 2>&1; echo "mkdir_rc=$?"; echo "kcore_bytes=$(wc -c < /proc/kcore)"; echo "kcore_mounts=$(grep -c " /proc/kcore " /proc/self/mounts)"; echo "proc_sys_ro=$(grep -c " /proc/sys proc ro," /proc/self/mounts)"'
 sed -i "s|\"process\": {|\"process\": {\"capabilities\": $caps6, \"noNewPrivileges\": true,|" "$work/b6/config.json"
-sed -i "s|\"linux\": {|\"linux\": {\"seccomp\": $MKDIR_EXDEV,|" "$work/b6/config.json"
+sed -i "s|\"linux\": {|\"linux\": {\"seccomp\": $MKDIR_EXDEV, \"maskedPaths\": $masked6, \"readonlyPaths\": $readonly6,|" "$work/b6/config.json"
 rm -rf "$work/b6c" && cp -a "$work/b6" "$work/b6c"
 # Container mode on the test VM: no /etc/hosts there to bind.
 sed -i 's/"vessel.sandbox": "vm"/"vessel.sandbox": "container"/; /"\/etc\/hosts"/d' "$work/b6c/config.json"
@@ -369,6 +380,16 @@ mkdir_ct=$(grep "^mkdir" "$work/out6c" | tr '\n' ' ')
 check "process rules: the profile's mkdir errno (EXDEV) in the guest, as in container mode" \
   'grep -qi "cross-device link" "$work/out6" && grep -qx mkdir_rc=1 "$work/out6" && [ "$mkdir_vm" = "$mkdir_ct" ]' \
   "guest: $mkdir_vm; container: $mkdir_ct"
+check "vessel spec has masked and read-only paths for the next checks" \
+  'echo "$masked6" | grep -q /proc/kcore && echo "$readonly6" | grep -q /proc/sys' "masked '$masked6' read-only '$readonly6'"
+for f in kcore_bytes kcore_mounts proc_sys_ro; do
+  want=$(grep "^$f=" "$work/out6c")
+  check "masked/read-only paths: $f in the guest as in container mode ($want)" \
+    '[ -n "$want" ] && [ "$(grep "^$f=" "$work/out6")" = "$want" ]' "guest: $(grep "^$f=" "$work/out6"); container: $want"
+done
+check "masked paths: /proc/kcore reads as empty in the guest (masked by /dev/null)" \
+  'grep -qx kcore_bytes=0 "$work/out6" && grep -qx kcore_mounts=1 "$work/out6"' "$(grep kcore "$work/out6")"
+check "read-only paths: /proc/sys is a read-only mount in the guest" 'grep -qx proc_sys_ro=1 "$work/out6"' "$(grep proc_sys "$work/out6")"
 check "process rules: nothing left behind" '[ -z "$(nothing_left vm6 "")$(nothing_left ct6 "")" ]' "$(nothing_left vm6 "")$(nothing_left ct6 "")"
 
 # --- No boot: a seccomp profile with SCMP_ACT_NOTIFY is refused in VM mode. -----

@@ -1,7 +1,7 @@
 //! vessel-agent: PID 1 of a VM-mode guest.
 //!
 //! It mounts the kernel filesystems and the spec's in-guest mounts, applies
-//! hostname and sysctls, runs `process` with the spec's user, rlimits, cwd,
+//! hostname and sysctls, masks and makes read-only the spec's paths, runs `process` with the spec's user, rlimits, cwd,
 //! env, capabilities, no_new_privs and seccomp profile (`confine`, on the
 //! code container mode uses: vessel-isolation), relays its stdio over COM2 (`/dev/ttyS1`) as frames of
 //! `vessel_protocol`, forwards the host's signals to it, and when it exits,
@@ -80,6 +80,7 @@ fn run(channel: &mut Option<File>) -> Result<i32, Failure> {
     setup::spec_mounts(&cfg).map_err(Failure::other)?;
     setup::hostname(&cfg).map_err(Failure::other)?;
     setup::sysctls(&cfg).map_err(Failure::other)?;
+    setup::protect_paths(&cfg).map_err(Failure::other)?;
     let mut sigfd = relay::sigchld_fd().map_err(Failure::other)?;
     // After the spec's mounts: the pty comes from the devpts the workload
     // sees, so its name (`tty`) resolves there.

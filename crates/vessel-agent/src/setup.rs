@@ -1,5 +1,6 @@
 //! Guest set-up done by PID 1 before the workload starts: the kernel
-//! filesystems, the spec's in-guest mounts, hostname and sysctls.
+//! filesystems, the spec's in-guest mounts, hostname, sysctls, then the
+//! masked and read-only paths.
 
 use super::console_note;
 use super::spec::{Config, Mount};
@@ -113,6 +114,85 @@ pub fn spec_mounts(cfg: &Config) -> Result<(), String> {
             )),
         }
     }
+    Ok(())
+}
+
+/// Mount flags of the filesystem at `path` that a bind remount must keep.
+fn kept_flags(path: &str) -> MsFlags {
+    use nix::sys::statvfs::{statvfs, FsFlags};
+    let Ok(st) = statvfs(path) else {
+        return MsFlags::empty();
+    };
+    let mut keep = MsFlags::empty();
+    for (fs, ms) in [
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+    ] {
+        if st.flags().contains(fs) {
+            keep |= ms;
+        }
+    }
+    keep
+}
+
+/// `path` as an absolute guest path, or an error naming the field.
+fn guest_path<'a>(field: &str, path: &'a str) -> Result<&'a str, String> {
+    if !path.starts_with('/') || path.split('/').any(|c| c == "..") {
+        return Err(format!("{field} {path:?}: not an absolute path"));
+    }
+    Ok(path)
+}
+
+/// `linux.maskedPaths` and `linux.readonlyPaths`, then `root.readonly`, as
+/// container mode applies them after its mounts (a missing path is skipped,
+/// as runc does): a directory is masked by an empty read-only tmpfs, anything
+/// else by /dev/null. Inside the guest they hide the guest kernel's files
+/// (its kcore, sysrq-trigger, firmware) from the workload, as they hide the
+/// host's in container mode; after `sysctls`, which writes under /proc/sys.
+pub fn protect_paths(cfg: &Config) -> Result<(), String> {
+    let (masked, readonly) = match &cfg.linux {
+        Some(l) => (&l.masked_paths[..], &l.readonly_paths[..]),
+        None => (&[][..], &[][..]),
+    };
+    for p in masked {
+        let p = guest_path("linux.maskedPaths", p)?;
+        let meta = match std::fs::metadata(p) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(format!("masked path {p}: {e}")),
+            Ok(m) => m,
+        };
+        let r = if meta.is_dir() {
+            mount(
+                Some("tmpfs"),
+                p,
+                Some("tmpfs"),
+                MsFlags::MS_RDONLY,
+                None::<&str>,
+            )
+        } else {
+            mount(
+                Some("/dev/null"),
+                p,
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+        };
+        r.map_err(|e| format!("mask {p}: {e}"))?;
+    }
+    for p in readonly {
+        let p = guest_path("linux.readonlyPaths", p)?;
+        let bind = MsFlags::MS_BIND | MsFlags::MS_REC;
+        match mount(Some(p), p, None::<&str>, bind, None::<&str>) {
+            Err(nix::errno::Errno::ENOENT) => continue,
+            Err(e) => return Err(format!("bind {p} for read-only: {e}")),
+            Ok(()) => {}
+        }
+        let flags = bind | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | kept_flags(p);
+        mount(None::<&str>, p, None::<&str>, flags, None::<&str>)
+            .map_err(|e| format!("make {p} read-only: {e}"))?;
+    }
     if cfg.root.as_ref().is_some_and(|r| r.readonly) {
         let flags = MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
         if let Err(e) = mount(None::<&str>, "/", None::<&str>, flags, None::<&str>) {
@@ -179,5 +259,14 @@ mod tests {
         assert_eq!(data, "mode=755,size=65536k");
         let (flags, _) = parse_options(&["ro".to_string(), "rw".to_string()]);
         assert!(!flags.contains(MsFlags::MS_RDONLY));
+    }
+
+    #[test]
+    fn protected_paths_must_be_absolute_without_dotdot() {
+        assert_eq!(guest_path("f", "/proc/kcore"), Ok("/proc/kcore"));
+        for bad in ["proc/kcore", "/proc/../etc", "", ".."] {
+            let err = guest_path("linux.maskedPaths", bad).expect_err(bad);
+            assert!(err.contains("linux.maskedPaths"), "{err}");
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! The parts of config.json the agent acts on (`process`, `hostname`,
-//! `mounts`, `linux.sysctl`, `linux.seccomp`, `root.readonly`), read with
+//! `mounts`, `linux.sysctl`, `linux.seccomp`, `linux.maskedPaths`,
+//! `linux.readonlyPaths`, `root.readonly`), read with
 //! serde into small structs rather than the full oci-spec `Spec`.
 //!
 //! `process.capabilities` and `linux.seccomp` are the exception: they are
@@ -84,6 +85,10 @@ pub struct Linux {
     #[serde(default)]
     pub sysctl: BTreeMap<String, String>,
     pub seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
+    #[serde(default, rename = "maskedPaths")]
+    pub masked_paths: Vec<String>,
+    #[serde(default, rename = "readonlyPaths")]
+    pub readonly_paths: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
