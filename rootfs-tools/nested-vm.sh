@@ -132,13 +132,14 @@ chmod +x "$root/init"
 (cd "$root" && find . | cpio -o -H newc 2>/dev/null | gzip -1 > "$work/initrd.gz")
 
 # --- Boot it. ----------------------------------------------------------------
+# Line-buffered: the console is seen (and kept in console.log) as it comes.
 out=$work/console.log
 set +e
 timeout -k 10 "$timeout_s" qemu-system-x86_64 -M q35 -accel tcg -cpu max -smp "$cpus" -m "$mem" \
   -nographic -serial stdio -monitor none -no-reboot -nodefaults \
   -kernel "$vmlinuz" -initrd "$work/initrd.gz" \
   -append "console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init" </dev/null 2>&1 |
-  tr -d '\033\r' | tee "$out" | grep -av '^nested-vm-exit-status='
+  stdbuf -oL tr -d '\033\r' | tee "$out" | grep --line-buffered -av '^nested-vm-exit-status='
 rc=${PIPESTATUS[0]}
 set -e
 # No status line is a timeout or a crash, told apart below: with pipefail a

@@ -128,6 +128,8 @@ nothing_left() {
   echo "$why"
 }
 
+# Stress mode (below) needs no console receiver.
+[ "${1:-}" = --stress ] && RECEIVER=$BUSYBOX
 for f in "$VESSEL" "$VESSEL_AGENT" "$VESSEL_VM_KERNEL" "$BUSYBOX" "$RECEIVER"; do
   [ -e "$f" ] || { echo "FAIL - setup: $f missing"; exit 1; }
 done
@@ -139,6 +141,82 @@ rm -rf "$work"; mkdir -p "$work" "$root"
 ( while sleep 30; do echo "# heartbeat: test VM up $(uptime_s) s"; done ) &
 heartbeat=$!
 trap 'kill "$heartbeat" 2>/dev/null' EXIT
+
+# --- Stress mode: vm-tests.sh --stress N (bench/vm-stress.sh runs it) ---------
+# N VM-mode lifecycles with a CPU hog beside them, three kinds in turn: a run
+# to exit (stdout and status 0 checked), a run ended by kill TERM 0-4 s after
+# it was created (143: before the agent is up or after), and create, start,
+# kill KILL, delete. Each has a 90 s bound (then KILL); a run past it is a
+# hang. Every run must leave nothing behind. Prints one line per failure, then
+# the counts and the medians, p90 and maxima per kind; exits 1 on a failure.
+stress_fail() { # stress_fail I KIND WHY: report, keep the console tail, clean up
+  echo "FAIL - stress run $1 ($2): $3"
+  [ -f "$root/st$1/console.log" ] && tail -15 "$root/st$1/console.log" | sed 's/^/    console: /'
+  v kill "st$1" KILL 2>/dev/null; v delete -f "st$1" 2>/dev/null
+  failures=$((failures + 1))
+}
+stress_stats() { # stress_stats KIND: "median p90 max" of its durations
+  sort -n "$work/times-$1" | awk '{t[NR]=$1} END {if (NR) printf "median %.1f s, p90 %.1f s, max %.1f s (%d runs)", t[int((NR+1)/2)], t[int(NR*0.9+0.99)], t[NR], NR}'
+}
+step() { # step CMD ARG...: a vessel command of a lifecycle; on failure, why= says which and how
+  v "$@" 2> "$work/se"; src=$?
+  [ "$src" = 0 ] && return 0
+  why="$1 exit $src: $(cat "$work/se")"
+  if [ "$src" = 124 ] || [ "$src" = 137 ]; then hangs=$((hangs + 1)); fi
+  return 1
+}
+stress() {
+  n=$1 hangs=0
+  mkbundle "$work/s0" '' echo stress-ok
+  mkbundle "$work/s1" '' sleep 60
+  mkbundle "$work/s2" '' sleep 60
+  ( while :; do :; done ) & hog=$!
+  : > "$work/times-exit"; : > "$work/times-term"; : > "$work/times-kill"
+  # Not i: wait_status uses that name.
+  run=1
+  while [ "$run" -le "$n" ]; do
+    t0=$(uptime_s) id=st$run
+    case $((run % 3)) in
+      1) kind=exit
+         timeout -k 5 90 "$VESSEL" --root "$root" run --bundle "$work/s0" "$id" > "$work/so" 2> "$work/se"; rc=$?
+         if [ "$rc" != 0 ] || [ "$(cat "$work/so")" != stress-ok ]; then
+           if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then hangs=$((hangs + 1)); fi
+           stress_fail "$run" $kind "exit $rc, stdout '$(cat "$work/so")', stderr $(cat "$work/se")"
+         fi ;;
+      2) kind=term
+         timeout -k 5 90 "$VESSEL" --root "$root" run --bundle "$work/s1" "$id" > "$work/so" 2> "$work/se" & runpid=$!
+         j=0; while [ $j -lt 600 ] && [ -z "$(state_field "$id" status)" ]; do sleep 0.1; j=$((j + 1)); done
+         sleep $((run % 5))
+         v kill "$id" TERM 2>> "$work/se"
+         wait "$runpid"; rc=$?
+         if [ "$rc" != 143 ]; then
+           if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then hangs=$((hangs + 1)); fi
+           stress_fail "$run" $kind "exit $rc, not 143; stderr $(cat "$work/se")"
+         fi ;;
+      0) kind=kill
+         why=''
+         if ! { step create --bundle "$work/s2" "$id" && step start "$id" && step kill "$id" KILL \
+                && { wait_status "$id" stopped 60 || { why="not stopped 60 s after kill KILL: $(v state "$id" 2>&1)"; false; }; } \
+                && step delete "$id"; }; then
+           stress_fail "$run" $kind "$why"
+         fi ;;
+    esac
+    elapsed "$t0" >> "$work/times-$kind"; echo >> "$work/times-$kind"
+    left=$(nothing_left "$id" "")
+    [ -n "$left" ] && stress_fail "$run" "$kind, after it" "left behind:$left"
+    [ $((run % 25)) = 0 ] && echo "# stress: $run of $n runs, $failures failure(s)"
+    run=$((run + 1))
+  done
+  kill "$hog"
+  echo "# stress: run to exit: $(stress_stats exit)"
+  echo "# stress: run + kill TERM: $(stress_stats term)"
+  echo "# stress: create/start/kill KILL/delete: $(stress_stats kill)"
+  echo "vm-stress: $n runs under load, $failures failure(s), $hangs past their bound"
+  [ "$failures" = 0 ]
+}
+if [ "${1:-}" = --stress ]; then
+  stress "${2:-200}"; exit $?
+fi
 host_boot_id=$(cat /proc/sys/kernel/random/boot_id)
 host_cmdline=$(cat /proc/cmdline)
 
