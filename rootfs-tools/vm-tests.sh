@@ -138,7 +138,18 @@ rm -rf "$work"; mkdir -p "$work" "$root"
 # A heartbeat every 30 s: when the run outlives the harness's bound, its
 # output tells a hung check (heartbeats go on) from a test VM that stopped
 # running anything (they stop): tests/vm.rs boots again only for the latter.
-( while sleep 30; do echo "# heartbeat: test VM up $(uptime_s) s"; done ) &
+# Each also names the threads in uninterruptible sleep (D) with their kernel
+# wait channel: a hang then shows whether something sits in the kernel.
+d_threads() {
+  for f in /proc/[0-9]*/task/[0-9]*/stat; do
+    read -r line < "$f" 2> /dev/null || continue
+    rest=${line##*) }
+    [ "${rest%% *}" = D ] || continue
+    comm=${line#*(}; task=${f%/stat}
+    printf ' %s/%s@%s' "${comm%%)*}" "${task##*/}" "$(cat "$task/wchan" 2> /dev/null)"
+  done
+}
+( while sleep 30; do echo "# heartbeat: test VM up $(uptime_s) s; D:$(d_threads)"; done ) &
 heartbeat=$!
 trap 'kill "$heartbeat" 2>/dev/null' EXIT
 
