@@ -65,16 +65,8 @@ fn run() -> Result<(), String> {
             .any(|l| l.trim_end() == "ready");
         if ready && !sent {
             sent = true;
-            let ws = libc::winsize {
-                ws_row: rows,
-                ws_col: cols,
-                ws_xpixel: 0,
-                ws_ypixel: 0,
-            };
-            // SAFETY: TIOCSWINSZ with a pointer to a stack winsize.
-            if unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) } != 0 {
-                return Err(format!("TIOCSWINSZ: {}", std::io::Error::last_os_error()));
-            }
+            vessel_common::pty::set_window_size(master.as_raw_fd(), rows, cols)
+                .map_err(|e| format!("TIOCSWINSZ: {e}"))?;
             master
                 .write_all(format!("{input}\n").as_bytes())
                 .map_err(|e| format!("write to the master: {e}"))?;

@@ -8,65 +8,24 @@
 //!
 //! Transport-free: the relay decides where the master's bytes go.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 
 /// The guest's devpts multiplexer (mounted with ptmxmode=0666).
 const PTMX: &std::ffi::CStr = c"/dev/pts/ptmx";
 
 /// A pty: the master the agent keeps and the slave the workload gets.
-pub struct Pty {
-    pub master: OwnedFd,
-    pub slave: OwnedFd,
-}
+pub use vessel_common::pty::Pty;
 
 /// Open a pty, unlock it, set the output mode.
 pub fn open(clear_onlcr: bool) -> Result<Pty, String> {
-    // SAFETY: open of a constant path; the result is checked.
-    let m = unsafe {
-        libc::open(
-            PTMX.as_ptr(),
-            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
-        )
-    };
-    if m < 0 {
-        return Err(format!(
-            "open /dev/pts/ptmx: {}",
-            std::io::Error::last_os_error()
-        ));
-    }
-    // SAFETY: a new descriptor nothing else owns.
-    let master = unsafe { OwnedFd::from_raw_fd(m) };
-    let unlock: libc::c_int = 0;
-    // SAFETY: TIOCSPTLCK with a pointer to a stack int on our master.
-    if unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock) } != 0 {
-        return Err(format!(
-            "unlock the pty (TIOCSPTLCK): {}",
-            std::io::Error::last_os_error()
-        ));
-    }
-    // SAFETY: TIOCGPTPEER returns a new descriptor on the slave.
-    let s = unsafe {
-        libc::ioctl(
-            master.as_raw_fd(),
-            libc::TIOCGPTPEER,
-            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
-        )
-    };
-    if s < 0 {
-        return Err(format!(
-            "open the pty slave (TIOCGPTPEER): {}",
-            std::io::Error::last_os_error()
-        ));
-    }
-    // SAFETY: a new descriptor nothing else owns.
-    let slave = unsafe { OwnedFd::from_raw_fd(s) };
+    let pty = vessel_common::pty::open(PTMX).map_err(|e| e.to_string())?;
     if clear_onlcr {
         // SAFETY: TCGETS/TCSETS with a stack termios on our slave.
         unsafe {
             let mut t: libc::termios = std::mem::zeroed();
-            if libc::ioctl(slave.as_raw_fd(), libc::TCGETS, &mut t) == 0 {
+            if libc::ioctl(pty.slave.as_raw_fd(), libc::TCGETS, &mut t) == 0 {
                 t.c_oflag &= !libc::ONLCR;
-                if libc::ioctl(slave.as_raw_fd(), libc::TCSETS, &t) != 0 {
+                if libc::ioctl(pty.slave.as_raw_fd(), libc::TCSETS, &t) != 0 {
                     return Err(format!(
                         "clear ONLCR on the pty: {}",
                         std::io::Error::last_os_error()
@@ -75,7 +34,7 @@ pub fn open(clear_onlcr: bool) -> Result<Pty, String> {
             }
         }
     }
-    Ok(Pty { master, slave })
+    Ok(pty)
 }
 
 /// Whether the kernel command line asks for ONLCR off
@@ -90,18 +49,6 @@ pub fn cmdline_clears_onlcr() -> bool {
 /// Set the window size on the master; the kernel signals the slave's
 /// foreground process group (SIGWINCH) when it changed.
 pub fn set_window_size(master: i32, rows: u16, cols: u16) -> Result<(), String> {
-    let ws = libc::winsize {
-        ws_row: rows,
-        ws_col: cols,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCSWINSZ with a pointer to a stack winsize.
-    if unsafe { libc::ioctl(master, libc::TIOCSWINSZ, &ws) } != 0 {
-        return Err(format!(
-            "TIOCSWINSZ {rows}x{cols}: {}",
-            std::io::Error::last_os_error()
-        ));
-    }
-    Ok(())
+    vessel_common::pty::set_window_size(master, rows, cols)
+        .map_err(|e| format!("TIOCSWINSZ {rows}x{cols}: {e}"))
 }

@@ -8,13 +8,10 @@
 //! Transport-free: nothing here knows how the VMM talks to the guest.
 
 use super::VmError;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 /// A host pty: the master goes to the console socket, the slave to the VMM.
-pub struct HostPty {
-    pub master: OwnedFd,
-    pub slave: OwnedFd,
-}
+pub use vessel_common::pty::Pty as HostPty;
 
 fn os_err(what: &str) -> VmError {
     VmError::Msg(format!(
@@ -26,49 +23,16 @@ fn os_err(what: &str) -> VmError {
 /// Open /dev/ptmx (never as vessel's controlling terminal), unlock it and
 /// open its slave; `size` (rows, columns) is process.consoleSize.
 pub fn open(size: Option<(u16, u16)>) -> Result<HostPty, VmError> {
-    // SAFETY: open of a constant path; the result is checked.
-    let m = unsafe {
-        libc::open(
-            c"/dev/ptmx".as_ptr(),
-            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
-        )
-    };
-    if m < 0 {
-        return Err(os_err("open /dev/ptmx"));
-    }
-    // SAFETY: a new descriptor nothing else owns.
-    let master = unsafe { OwnedFd::from_raw_fd(m) };
-    let unlock: libc::c_int = 0;
-    // SAFETY: TIOCSPTLCK with a pointer to a stack int on our master.
-    if unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock) } != 0 {
-        return Err(os_err("unlock the pty (TIOCSPTLCK)"));
-    }
-    // SAFETY: TIOCGPTPEER returns a new descriptor on the slave.
-    let s = unsafe {
-        libc::ioctl(
-            master.as_raw_fd(),
-            libc::TIOCGPTPEER,
-            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
-        )
-    };
-    if s < 0 {
-        return Err(os_err("open the pty slave (TIOCGPTPEER)"));
-    }
-    // SAFETY: a new descriptor nothing else owns.
-    let slave = unsafe { OwnedFd::from_raw_fd(s) };
+    let pty = vessel_common::pty::open(c"/dev/ptmx")
+        .map_err(|e| VmError::Msg(format!("terminal: {e}")))?;
     if let Some((rows, cols)) = size {
-        let ws = libc::winsize {
-            ws_row: rows,
-            ws_col: cols,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        };
-        // SAFETY: TIOCSWINSZ with a pointer to a stack winsize.
-        if unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) } != 0 {
-            return Err(os_err("set process.consoleSize (TIOCSWINSZ)"));
-        }
+        vessel_common::pty::set_window_size(pty.master.as_raw_fd(), rows, cols).map_err(|e| {
+            VmError::Msg(format!(
+                "terminal: set process.consoleSize (TIOCSWINSZ): {e}"
+            ))
+        })?;
     }
-    Ok(HostPty { master, slave })
+    Ok(pty)
 }
 
 /// Send the master over the connected console socket, named like runc's.
@@ -82,6 +46,7 @@ pub fn send_master(socket: RawFd, master: &OwnedFd) -> Result<(), VmError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::FromRawFd;
 
     #[test]
     fn pty_gets_the_console_size_and_its_master_travels() {
