@@ -208,15 +208,15 @@ fn container_mode_on_cgroup_v2_host() {
     fs::write(&plan_file, &plan).unwrap();
     files.push((plan_file, "/v2/plan".to_string()));
 
-    let mut c = Command::new(repo.join("rootfs-tools/nested-vm.sh"));
-    c.args(["--timeout", "1500", "--mem", "2048", "--cpus", "2"]);
+    let file_refs: Vec<(&Path, &str)> = files
+        .iter()
+        .map(|(src, dest)| (src.as_path(), dest.as_str()))
+        .collect();
+    let mut c = nested_vm(1500, Some(2), &file_refs);
     // The tests' scratch goes on an ext4 loop device: the RAM root is
     // tmpfs, which has no id-mapped mounts before Linux 6.3 (the VM's is
     // 6.1), and the idmap and tenant_ids suites need them.
     c.args(["--module", "drivers/block/loop"]);
-    for (src, dest) in &files {
-        c.arg("--file").arg(format!("{}:{dest}", src.display()));
-    }
     c.arg("--").arg("env");
     c.arg(format!("VESSEL={}", vessel_in_vm.display()));
     c.arg(format!("REPO={}", repo.display()));

@@ -7,7 +7,6 @@ mod common;
 use common::*;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn probe_bin() -> PathBuf {
@@ -197,7 +196,6 @@ fn both_modes_in_nested_vm() {
     if std::env::var("VESSEL_VM_TESTS").as_deref() != Ok("1") {
         return skip("VM mode needs VESSEL_VM_TESTS=1 (a nested VM with real KVM, minutes)");
     }
-    let repo = repo_dir();
     let dir = scratch_dir().join(unique_id("compare-vm"));
     std::fs::create_dir_all(&dir).unwrap();
     let vessel = stripped(&runtime_bin(), &dir);
@@ -222,28 +220,23 @@ fn both_modes_in_nested_vm() {
         ),
     )
     .unwrap();
-    let file = |src: &Path, dest: &str| format!("{}:{dest}", src.display());
     let start = Instant::now();
     let boot = || {
-        let mut c = Command::new(repo.join("rootfs-tools/nested-vm.sh"));
-        c.args(["--timeout", "480", "--mem", "2048"])
-            .arg("--file")
-            .arg(file(&vessel, "/vessel/vessel"))
-            .arg("--file")
-            .arg(file(&agent, "/vessel/vessel-agent"))
-            .arg("--file")
-            .arg(file(&vmm, "/vessel/vessel-vmm"))
-            .arg("--file")
-            .arg(file(&tool, "/vessel/vessel-compare"))
-            .arg("--file")
-            .arg(file(&probe, "/vessel/vessel-probe"))
-            .arg("--file")
-            .arg(file(&kernel, "/var/lib/vessel/kernel/vmlinux"))
-            .arg("--file")
-            .arg(file(&b.dir, "/cmp-bundle"))
-            .arg("--file")
-            .arg(file(&script, "/vessel/compare-in-vm.sh"))
-            .args(["--", "sh", "/vessel/compare-in-vm.sh"]);
+        let mut c = nested_vm(
+            480,
+            None,
+            &[
+                (&vessel, "/vessel/vessel"),
+                (&agent, "/vessel/vessel-agent"),
+                (&vmm, "/vessel/vessel-vmm"),
+                (&tool, "/vessel/vessel-compare"),
+                (&probe, "/vessel/vessel-probe"),
+                (&kernel, "/var/lib/vessel/kernel/vmlinux"),
+                (&b.dir, "/cmp-bundle"),
+                (&script, "/vessel/compare-in-vm.sh"),
+            ],
+        );
+        c.args(["--", "sh", "/vessel/compare-in-vm.sh"]);
         run_with_timeout(c, Duration::from_secs(540))
     };
     let mut out = boot();

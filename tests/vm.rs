@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 /// One boot of the outer test VM, in seconds: a run takes 30-100 s (loaded
 /// machine); the bound is only for a VM that froze.
-const ATTEMPT_SECS: &str = "420";
+const ATTEMPT_SECS: u64 = 420;
 const ATTEMPT_LIMIT: u64 = 480;
 
 /// The run failed with the outer VM's own kernel reporting soft lockups: a
@@ -62,28 +62,22 @@ fn vm_mode_in_nested_vm() {
         script.display()
     );
     let kernel = guest_kernel();
-    let file = |src: &Path, dest: &str| format!("{}:{dest}", src.display());
+    let tests_script = repo.join("rootfs-tools/vm-tests.sh");
     let boot = || {
-        let mut c = Command::new(repo.join("rootfs-tools/nested-vm.sh"));
-        c.args(["--timeout", ATTEMPT_SECS, "--mem", "2048", "--cpus", "2"])
-            .arg("--file")
-            .arg(file(&vessel, "/vessel/vessel"))
-            .arg("--file")
-            .arg(file(&agent, "/vessel/vessel-agent"))
-            .arg("--file")
-            .arg(file(&vmm, "/vessel/vessel-vmm"))
-            .arg("--file")
-            .arg(file(&receiver, "/vessel/console-receiver"))
-            .arg("--file")
-            .arg(file(script, "/usr/bin/script"))
-            .arg("--file")
-            .arg(file(&kernel, "/var/lib/vessel/kernel/vmlinux"))
-            .arg("--file")
-            .arg(file(
-                &repo.join("rootfs-tools/vm-tests.sh"),
-                "/vessel/vm-tests.sh",
-            ))
-            .args(["--", "sh", "/vessel/vm-tests.sh"]);
+        let mut c = nested_vm(
+            ATTEMPT_SECS,
+            Some(2),
+            &[
+                (&vessel, "/vessel/vessel"),
+                (&agent, "/vessel/vessel-agent"),
+                (&vmm, "/vessel/vessel-vmm"),
+                (&receiver, "/vessel/console-receiver"),
+                (script, "/usr/bin/script"),
+                (&kernel, "/var/lib/vessel/kernel/vmlinux"),
+                (&tests_script, "/vessel/vm-tests.sh"),
+            ],
+        );
+        c.args(["--", "sh", "/vessel/vm-tests.sh"]);
         run_with_timeout(c, Duration::from_secs(ATTEMPT_LIMIT))
     };
     let start = Instant::now();
@@ -121,25 +115,10 @@ fn vm_mode_in_nested_vm() {
 /// examples/console-receiver.rs, built for this profile: the VM tests'
 /// --console-socket receiver (the nested VM has no engine and no python).
 fn console_receiver() -> PathBuf {
-    let vessel = PathBuf::from(env!("CARGO_BIN_EXE_vessel"));
-    let dir = vessel
-        .parent()
-        .expect("vessel has a directory")
-        .to_path_buf();
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--example", "console-receiver", "--quiet"])
-        .current_dir(repo_dir());
-    if dir.file_name().is_some_and(|n| n == "release") {
-        cmd.arg("--release");
+    if let Err(e) = cargo_build(&["--example", "console-receiver"]) {
+        panic!("{e}");
     }
-    let st = cmd
-        .status()
-        .expect("run cargo build --example console-receiver");
-    assert!(
-        st.success(),
-        "cargo build --example console-receiver failed"
-    );
+    let dir = profile_dir();
     let bin = dir.join("examples/console-receiver");
     assert!(bin.is_file(), "{} missing after the build", bin.display());
     bin

@@ -30,34 +30,59 @@ pub fn runtime_bin() -> PathBuf {
 /// never runs a stale agent or VMM.
 pub fn workspace_bin(name: &str) -> PathBuf {
     static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
-    let vessel = PathBuf::from(env!("CARGO_BIN_EXE_vessel"));
-    let dir = vessel
-        .parent()
-        .expect("vessel has a directory")
-        .to_path_buf();
-    let built = BUILT.get_or_init(|| {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--workspace", "--bins", "--quiet"])
-            .current_dir(repo_dir());
-        if dir.file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
-        }
-        match cmd.status() {
-            Ok(s) if s.success() => Ok(()),
-            other => Err(format!("cargo build --workspace --bins: {other:?}")),
-        }
-    });
+    let built = BUILT.get_or_init(|| cargo_build(&["--workspace", "--bins"]));
     if let Err(e) = built {
         panic!("{name} is not built and building it failed ({e}): run `cargo build --workspace --bins`");
     }
-    let bin = dir.join(name);
+    let bin = profile_dir().join(name);
     assert!(
         bin.is_file(),
         "{} is missing after cargo build --workspace --bins",
         bin.display()
     );
     bin
+}
+
+/// The target directory of the profile the tests were built with (where
+/// cargo put `vessel`).
+pub fn profile_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_vessel"))
+        .parent()
+        .expect("vessel has a directory")
+        .to_path_buf()
+}
+
+/// `cargo build --quiet ARGS` in the repo, `--release` when the tests are a
+/// release build, so what it builds lands in `profile_dir()`.
+pub fn cargo_build(args: &[&str]) -> Result<(), String> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.arg("build")
+        .args(args)
+        .arg("--quiet")
+        .current_dir(repo_dir());
+    if profile_dir().file_name().is_some_and(|n| n == "release") {
+        cmd.arg("--release");
+    }
+    match cmd.status() {
+        Ok(s) if s.success() => Ok(()),
+        other => Err(format!("cargo build {}: {other:?}", args.join(" "))),
+    }
+}
+
+/// `rootfs-tools/nested-vm.sh` for a 2 GiB test VM (with `cpus` CPUs, else
+/// its default) bounded at `timeout_secs`, with each (host path, path in
+/// the VM) copied in. The caller adds any other option, `--` and the command.
+pub fn nested_vm(timeout_secs: u64, cpus: Option<u32>, files: &[(&Path, &str)]) -> Command {
+    let mut c = Command::new(repo_dir().join("rootfs-tools/nested-vm.sh"));
+    c.args(["--timeout", &timeout_secs.to_string(), "--mem", "2048"]);
+    if let Some(n) = cpus {
+        c.args(["--cpus", &n.to_string()]);
+    }
+    for (src, dest) in files {
+        c.arg("--file").arg(format!("{}:{dest}", src.display()));
+    }
+    c
 }
 
 /// True when the runtime under test is vessel (some checks are vessel-only).
