@@ -169,11 +169,14 @@ stress_fail() { # stress_fail I KIND WHY: report, keep the console tail, clean u
 stress_stats() { # stress_stats KIND: "median p90 max" of its durations
   sort -n "$work/times-$1" | awk '{t[NR]=$1} END {if (NR) printf "median %.1f s, p90 %.1f s, max %.1f s (%d runs)", t[int((NR+1)/2)], t[int(NR*0.9+0.99)], t[NR], NR}'
 }
+count_hang() { # count_hang STATUS: timeout's 124 (TERM) or 137 (KILL) is a run past its bound
+  if [ "$1" = 124 ] || [ "$1" = 137 ]; then hangs=$((hangs + 1)); fi
+}
 step() { # step CMD ARG...: a vessel command of a lifecycle; on failure, why= says which and how
   v "$@" 2> "$work/se"; src=$?
   [ "$src" = 0 ] && return 0
   why="$1 exit $src: $(cat "$work/se")"
-  if [ "$src" = 124 ] || [ "$src" = 137 ]; then hangs=$((hangs + 1)); fi
+  count_hang "$src"
   return 1
 }
 stress() {
@@ -191,7 +194,7 @@ stress() {
       1) kind=exit
          timeout -k 5 90 "$VESSEL" --root "$root" run --bundle "$work/s0" "$id" > "$work/so" 2> "$work/se"; rc=$?
          if [ "$rc" != 0 ] || [ "$(cat "$work/so")" != stress-ok ]; then
-           if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then hangs=$((hangs + 1)); fi
+           count_hang "$rc"
            stress_fail "$run" $kind "exit $rc, stdout '$(cat "$work/so")', stderr $(cat "$work/se")"
          fi ;;
       2) kind=term
@@ -201,7 +204,7 @@ stress() {
          v kill "$id" TERM 2>> "$work/se"
          wait "$runpid"; rc=$?
          if [ "$rc" != 143 ]; then
-           if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then hangs=$((hangs + 1)); fi
+           count_hang "$rc"
            stress_fail "$run" $kind "exit $rc, not 143; stderr $(cat "$work/se")"
          fi ;;
       0) kind=kill
