@@ -117,25 +117,6 @@ pub fn spec_mounts(cfg: &Config) -> Result<(), String> {
     Ok(())
 }
 
-/// Mount flags of the filesystem at `path` that a bind remount must keep.
-fn kept_flags(path: &str) -> MsFlags {
-    use nix::sys::statvfs::{statvfs, FsFlags};
-    let Ok(st) = statvfs(path) else {
-        return MsFlags::empty();
-    };
-    let mut keep = MsFlags::empty();
-    for (fs, ms) in [
-        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
-        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
-        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
-    ] {
-        if st.flags().contains(fs) {
-            keep |= ms;
-        }
-    }
-    keep
-}
-
 /// `path` as an absolute guest path, or an error naming the field.
 fn guest_path<'a>(field: &str, path: &'a str) -> Result<&'a str, String> {
     if !path.starts_with('/') || path.split('/').any(|c| c == "..") {
@@ -147,7 +128,8 @@ fn guest_path<'a>(field: &str, path: &'a str) -> Result<&'a str, String> {
 /// `linux.maskedPaths` and `linux.readonlyPaths`, then `root.readonly`, as
 /// container mode applies them after its mounts (a missing path is skipped,
 /// as runc does): a directory is masked by an empty read-only tmpfs, anything
-/// else by /dev/null. Inside the guest they hide the guest kernel's files
+/// else by /dev/null; a read-only bind keeps the mount's other flags, as
+/// container mode's does. Inside the guest they hide the guest kernel's files
 /// (its kcore, sysrq-trigger, firmware) from the workload, as they hide the
 /// host's in container mode; after `sysctls`, which writes under /proc/sys.
 pub fn protect_paths(cfg: &Config) -> Result<(), String> {
@@ -189,7 +171,10 @@ pub fn protect_paths(cfg: &Config) -> Result<(), String> {
             Err(e) => return Err(format!("bind {p} for read-only: {e}")),
             Ok(()) => {}
         }
-        let flags = bind | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | kept_flags(p);
+        let cpath = std::ffi::CString::new(p).map_err(|e| format!("read-only path {p:?}: {e}"))?;
+        let kept = vessel_common::mount_options::mounted_flags(&cpath);
+        let flags =
+            bind | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::from_bits_truncate(kept);
         mount(None::<&str>, p, None::<&str>, flags, None::<&str>)
             .map_err(|e| format!("make {p} read-only: {e}"))?;
     }

@@ -152,9 +152,64 @@ pub fn parse_options(opts: &[String]) -> (libc::c_ulong, libc::c_ulong, String, 
     (flags, prop, data.join(","), bind)
 }
 
+/// The mount(2) flags of the mount holding `path` (statvfs), the ones a bind
+/// remount must repeat: in a user namespace the kernel refuses to clear a
+/// locked nosuid, nodev, noexec, rdonly or atime flag. 0 when statvfs fails.
+/// Allocation-free: container mode's init calls it between clone and exec.
+pub fn mounted_flags(path: &std::ffi::CStr) -> libc::c_ulong {
+    // SAFETY: zeroed statvfs is a valid out-parameter.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: path is NUL-terminated; st is writable.
+    if unsafe { libc::statvfs(path.as_ptr(), &mut st) } < 0 {
+        return 0;
+    }
+    let mut m = 0;
+    for (s, ms) in [
+        (libc::ST_RDONLY, libc::MS_RDONLY),
+        (libc::ST_NOSUID, libc::MS_NOSUID),
+        (libc::ST_NODEV, libc::MS_NODEV),
+        (libc::ST_NOEXEC, libc::MS_NOEXEC),
+        (libc::ST_NOATIME, libc::MS_NOATIME),
+        (libc::ST_NODIRATIME, libc::MS_NODIRATIME),
+        (libc::ST_RELATIME, libc::MS_RELATIME),
+    ] {
+        if st.f_flag & s != 0 {
+            m |= ms;
+        }
+    }
+    m
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mounted_flags_match_the_mount_table() {
+        assert_eq!(mounted_flags(c"/nonexistent/path"), 0);
+        let mounts = std::fs::read_to_string("/proc/self/mounts").expect("read /proc/self/mounts");
+        // The last /proc entry is the one statvfs sees.
+        let Some(opts) = mounts
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.get(1) == Some(&"/proc")).then(|| f.get(3).copied().unwrap_or("").to_string())
+            })
+            .next_back()
+        else {
+            return; // no /proc mounted: nothing to compare with
+        };
+        let got = mounted_flags(c"/proc");
+        for (opt, flag) in [
+            ("ro", libc::MS_RDONLY),
+            ("nosuid", libc::MS_NOSUID),
+            ("nodev", libc::MS_NODEV),
+            ("noexec", libc::MS_NOEXEC),
+        ] {
+            let listed = opts.split(',').any(|o| o == opt);
+            assert_eq!(got & flag != 0, listed, "{opt} in {opts:?}, flags {got:#x}");
+        }
+    }
 
     #[test]
     fn options_to_flags() {

@@ -10,29 +10,11 @@ use libc::{c_char, c_int, c_ulong};
 use std::ffi::CStr;
 use std::os::fd::RawFd;
 
+/// The flags a bind remount of `path` must keep (see `mounted_flags`).
 pub(super) fn statvfs_flags(path: *const c_char) -> c_ulong {
-    // SAFETY: zeroed statvfs is a valid out-parameter.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: path is NUL-terminated; st is writable.
-    if unsafe { libc::statvfs(path, &mut st) } < 0 {
-        return 0;
-    }
-    let f = st.f_flag;
-    let mut m = 0;
-    for (s, ms) in [
-        (libc::ST_RDONLY, libc::MS_RDONLY),
-        (libc::ST_NOSUID, libc::MS_NOSUID),
-        (libc::ST_NODEV, libc::MS_NODEV),
-        (libc::ST_NOEXEC, libc::MS_NOEXEC),
-        (libc::ST_NOATIME, libc::MS_NOATIME),
-        (libc::ST_NODIRATIME, libc::MS_NODIRATIME),
-        (libc::ST_RELATIME, libc::MS_RELATIME),
-    ] {
-        if f & s != 0 {
-            m |= ms;
-        }
-    }
-    m
+    // SAFETY: every caller passes a NUL-terminated path that outlives the
+    // call; from_ptr only measures it (no allocation).
+    vessel_common::mount_options::mounted_flags(unsafe { CStr::from_ptr(path) })
 }
 
 pub(super) fn mount(
