@@ -3,11 +3,12 @@
 //! It mounts the kernel filesystems and the spec's in-guest mounts, applies
 //! hostname and sysctls, masks and makes read-only the spec's paths, runs `process` with the spec's user, rlimits, cwd,
 //! env, capabilities, no_new_privs and seccomp profile (`confine`, on the
-//! code container mode uses: vessel-isolation), relays its stdio over COM2 (`/dev/ttyS1`) as frames of
-//! `vessel_protocol`, forwards the host's signals to it, and when it exits,
-//! reports its status to the VMM on I/O port 0x501 (exit code) or 0x502
-//! (signal). A set-up error goes out as an 'R' frame and exit code
-//! 127 (not found), 126 (not executable) or 125 (anything else).
+//! code container mode uses: vessel-isolation), relays its stdio over the
+//! virtio-console port (`/dev/hvc0`) as frames of `vessel_protocol`, forwards
+//! the host's signals to it, and when it exits, reports its status to the
+//! VMM as an 'X' (exit code) or 'K' (signal) frame. A set-up error goes out
+//! as an 'R' frame and exit code 127 (not found), 126 (not executable) or
+//! 125 (anything else).
 //!
 //! Its own notes (skipped mounts and the like) go to /dev/console (COM1),
 //! which the VMM keeps in the container's console.log.
@@ -27,6 +28,7 @@ mod spawn;
 mod spec;
 mod tty;
 
+use power::End;
 use spawn::Failure;
 use std::fs::File;
 use std::os::fd::AsRawFd;
@@ -58,13 +60,15 @@ fn main() {
                 relay::send(ch, protocol::KIND_STDERR, line.as_bytes());
                 let _ = nix::sys::termios::tcdrain(std::os::fd::AsFd::as_fd(ch));
             }
-            power::report_exit(protocol::EXIT_CODE_PORT, f.code as u8)
+            power::report_exit(channel.as_mut(), End::Exited(f.code as u8))
         }
     };
-    if libc::WIFSIGNALED(status) {
-        power::report_exit(protocol::EXIT_SIGNAL_PORT, libc::WTERMSIG(status) as u8)
-    }
-    power::report_exit(protocol::EXIT_CODE_PORT, libc::WEXITSTATUS(status) as u8)
+    let end = if libc::WIFSIGNALED(status) {
+        End::Killed(libc::WTERMSIG(status) as u8)
+    } else {
+        End::Exited(libc::WEXITSTATUS(status) as u8)
+    };
+    power::report_exit(channel.as_mut(), end)
 }
 
 /// Set up the guest, start the workload and relay until it exits; returns

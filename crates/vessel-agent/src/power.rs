@@ -1,21 +1,30 @@
-//! Hand the workload's exit status to the VMM through an I/O port, the
-//! VM-mode contract's exit channel; power off as a fallback.
+//! Hand the workload's exit status to the VMM over the agent channel, then
+//! power off as a fallback.
 
-/// Write `value` to `port` (0x501: exit code, 0x502: killing signal), then
-/// power off. Never returns: the VMM ends the VM on the port write.
-pub fn report_exit(port: u16, value: u8) -> ! {
-    // SAFETY: ioperm only changes this process's I/O permission bitmap.
-    let rc = unsafe { libc::ioperm(port as libc::c_ulong, 1, 1) };
-    if rc == 0 {
-        // SAFETY: the port was granted above; `out` has no memory effects.
-        unsafe {
-            std::arch::asm!("out dx, al", in("dx") port, in("al") value, options(nomem, nostack, preserves_flags));
-        }
-    } else {
-        eprintln!(
-            "vessel-agent: ioperm({port:#x}): {}",
-            std::io::Error::last_os_error()
-        );
+use std::fs::File;
+
+use super::relay;
+
+/// How the workload ended.
+#[derive(Debug, Clone, Copy)]
+pub enum End {
+    Exited(u8),
+    Killed(u8),
+}
+
+/// Sends the status as an 'X' or 'K' frame, then powers off. Never returns:
+/// the VMM ends as soon as it reads the frame (the console port's write
+/// returns only once the host has taken the buffer). Without a channel
+/// (it failed to open) the power-off alone tells the VMM the guest ended
+/// without a status.
+pub fn report_exit(channel: Option<&mut File>, end: End) -> ! {
+    if let Some(ch) = channel {
+        let (kind, value) = match end {
+            End::Exited(code) => (vessel_protocol::KIND_EXIT, code),
+            End::Killed(signo) => (vessel_protocol::KIND_KILLED, signo),
+        };
+        relay::send(ch, kind, &[value]);
+        let _ = nix::sys::termios::tcdrain(std::os::fd::AsFd::as_fd(ch));
     }
     // SAFETY: reboot(2) with a valid command; PID 1 may power off.
     unsafe {

@@ -1,4 +1,4 @@
-//! The agent channel on COM2: the workload's stdout/stderr out as 'O'/'R'
+//! The agent channel on the virtio-console port: the workload's stdout/stderr out as 'O'/'R'
 //! frames, stdin ('I', 'E') and signals ('S') in, until the workload exits.
 //! With a terminal, stdout is the pty master (its stdin a duplicate of it),
 //! there is no stderr, and window sizes ('W') are set on the master.
@@ -13,20 +13,37 @@ use std::io::{ErrorKind, Read, Write};
 use std::os::fd::{AsFd, AsRawFd};
 use vessel_protocol::{self as protocol, Frame};
 
-pub const CHANNEL_DEVICE: &str = "/dev/ttyS1";
+/// The virtio-console port (hvc) the VMM's agent channel appears as.
+pub const CHANNEL_DEVICE: &str = "/dev/hvc0";
+/// How long to wait for the port's node after the driver loaded (devtmpfs
+/// creates it as the device registers).
+const CHANNEL_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// Stdin the workload has not read yet, kept in the agent; beyond this the
 /// host's further stdin is dropped rather than exhausting guest RAM.
 const MAX_PENDING_STDIN: usize = 16 << 20;
 
-/// Open COM2 in raw mode (no echo, no line discipline, no modem control).
+/// Open the channel's port in raw mode (no echo, no line discipline).
 pub fn open_channel() -> Result<File, String> {
     use std::os::unix::fs::OpenOptionsExt;
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(CHANNEL_DEVICE)
-        .map_err(|e| format!("open {CHANNEL_DEVICE}: {e}"))?;
+    let started = std::time::Instant::now();
+    let f = loop {
+        let opened = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(CHANNEL_DEVICE);
+        match opened {
+            Ok(f) => break f,
+            Err(e) if e.kind() == ErrorKind::NotFound && started.elapsed() < CHANNEL_WAIT => {
+                std::thread::sleep(std::time::Duration::from_millis(10))
+            }
+            Err(e) => {
+                return Err(format!(
+                    "open {CHANNEL_DEVICE}: {e} (is virtio_console loaded, or built into the guest kernel?)"
+                ))
+            }
+        }
+    };
     let mut t =
         termios::tcgetattr(f.as_fd()).map_err(|e| format!("tcgetattr {CHANNEL_DEVICE}: {e}"))?;
     termios::cfmakeraw(&mut t);
@@ -41,10 +58,9 @@ pub fn open_channel() -> Result<File, String> {
     // Blocking from here on: writes must complete; reads follow poll.
     set_nonblocking(f.as_raw_fd(), false)?;
     let mut f = f;
-    // Ready: an empty stdout frame. The VMM holds stdin and signal frames
-    // until the guest's first frame arrives, since the UART drops input
-    // while the port is closed.
-    send(&mut f, protocol::KIND_STDOUT, &[]);
+    // Ready: the hello frame with this build's protocol version. The VMM
+    // holds stdin and signal frames until the guest's first frame arrives.
+    send(&mut f, protocol::KIND_HELLO, &[protocol::PROTOCOL_VERSION]);
     Ok(f)
 }
 

@@ -1,16 +1,21 @@
 //! The agent channel's frame format, shared by the host (VMM) and the guest
-//! (vessel-agent) over COM2: `[kind: u8][len: u8][len bytes]`.
+//! (vessel-agent) over the virtio-console port (the guest's `/dev/hvc0`):
+//! `[kind: u8][len: u8][len bytes]`.
 //!
-//! guest -> host: `O` stdout data, `R` stderr data.
+//! guest -> host: `H` hello (len 1: the agent's [`PROTOCOL_VERSION`]), `O`
+//! stdout data, `R` stderr data, `X` the workload's exit code (len 1) or `K`
+//! the signal that killed it (len 1); nothing follows `X` or `K`.
 //! host -> guest: `I` stdin data, `E` stdin EOF (len 0), `S` a signal (len 1),
 //! `W` the terminal's window size (len 4: rows then columns, each a u16
 //! little-endian; sent only when the workload has a terminal: once at start,
 //! 0x0 when the terminal has no size, which the agent waits for before it
 //! starts the workload, then on every SIGWINCH the VMM gets).
 //!
-//! Start-up: the agent sends an empty `O` frame as soon as COM2 is in raw
-//! mode ("ready"). The UART drops input while the guest has the port closed,
-//! so the host holds `I`/`E`/`S` frames until the guest's first frame.
+//! Start-up: the agent sends `H` as soon as its end of the port is in raw
+//! mode ("ready"); the host holds `I`/`E`/`S` frames until the guest's first
+//! frame, which the guest's tty layer would otherwise cook (echo, ^D).
+//! A host that reads another version than its own ends the VM with an error
+//! naming both: the VMM and the agent come from one build.
 //!
 
 /// Workload stdout bytes (guest -> host).
@@ -32,10 +37,15 @@ pub const WINSIZE_LEN: usize = 4;
 /// The largest payload one frame carries (its length is one byte).
 pub const MAX_PAYLOAD: usize = u8::MAX as usize;
 
-/// I/O port the agent writes the workload's exit code to (`outb`).
-pub const EXIT_CODE_PORT: u16 = 0x501;
-/// I/O port the agent writes the number of the signal that killed the workload to.
-pub const EXIT_SIGNAL_PORT: u16 = 0x502;
+/// The agent is up (guest -> host, payload: its protocol version).
+pub const KIND_HELLO: u8 = b'H';
+/// The workload exited (guest -> host, payload: its exit code).
+pub const KIND_EXIT: u8 = b'X';
+/// A signal killed the workload (guest -> host, payload: the signal number).
+pub const KIND_KILLED: u8 = b'K';
+
+/// The frame set this build speaks; bumped when a kind changes meaning.
+pub const PROTOCOL_VERSION: u8 = 2;
 
 /// One decoded frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +55,9 @@ pub enum Frame<'a> {
     Stdin(&'a [u8]),
     StdinEof,
     Signal(u8),
+    Hello(u8),
+    Exit(u8),
+    Killed(u8),
     WindowSize {
         rows: u16,
         cols: u16,
@@ -80,6 +93,9 @@ impl Frame<'_> {
             Frame::Stdin(p) => (KIND_STDIN, p),
             Frame::StdinEof => (KIND_STDIN_EOF, &[]),
             Frame::Signal(s) => (KIND_SIGNAL, std::slice::from_ref(s)),
+            Frame::Hello(v) => (KIND_HELLO, std::slice::from_ref(v)),
+            Frame::Exit(c) => (KIND_EXIT, std::slice::from_ref(c)),
+            Frame::Killed(s) => (KIND_KILLED, std::slice::from_ref(s)),
             Frame::Unknown { kind, payload } => (*kind, payload),
             Frame::WindowSize { .. } => (KIND_WINSIZE, &[]),
         }
@@ -92,6 +108,9 @@ impl Frame<'_> {
             (KIND_STDIN, _) => Frame::Stdin(payload),
             (KIND_STDIN_EOF, 0) => Frame::StdinEof,
             (KIND_SIGNAL, 1) => Frame::Signal(payload[0]),
+            (KIND_HELLO, 1) => Frame::Hello(payload[0]),
+            (KIND_EXIT, 1) => Frame::Exit(payload[0]),
+            (KIND_KILLED, 1) => Frame::Killed(payload[0]),
             (KIND_WINSIZE, WINSIZE_LEN) => Frame::WindowSize {
                 rows: u16::from_le_bytes([payload[0], payload[1]]),
                 cols: u16::from_le_bytes([payload[2], payload[3]]),
@@ -215,17 +234,8 @@ mod tests {
         let mut got = Vec::new();
         for piece in bytes.chunks(split.max(1)) {
             d.feed(piece, |f| {
-                got.push(match f {
-                    Frame::Stdout(p) => (KIND_STDOUT, p.to_vec()),
-                    Frame::Stderr(p) => (KIND_STDERR, p.to_vec()),
-                    Frame::Stdin(p) => (KIND_STDIN, p.to_vec()),
-                    Frame::StdinEof => (KIND_STDIN_EOF, vec![]),
-                    Frame::Signal(s) => (KIND_SIGNAL, vec![s]),
-                    Frame::WindowSize { rows, cols } => {
-                        (KIND_WINSIZE, winsize_payload(rows, cols).to_vec())
-                    }
-                    Frame::Unknown { kind, payload } => (kind, payload.to_vec()),
-                })
+                let (kind, payload) = f.parts();
+                got.push((kind, payload.into_owned()))
             });
         }
         assert!(d.is_idle());
@@ -243,6 +253,31 @@ mod tests {
         assert_eq!(frames.len(), 3);
         let joined: Vec<u8> = frames.iter().flat_map(|(_, p)| p.clone()).collect();
         assert_eq!(joined, data);
+    }
+
+    #[test]
+    fn status_frames_decode_and_round_trip() {
+        let mut out = Vec::new();
+        encode(KIND_HELLO, &[PROTOCOL_VERSION], &mut out);
+        encode(KIND_EXIT, &[3], &mut out);
+        encode(KIND_KILLED, &[9], &mut out);
+        encode(KIND_EXIT, &[], &mut out); // wrong length: unknown, kept whole
+        let mut d = Decoder::new();
+        let mut frames = Vec::new();
+        d.feed(&out, |f| {
+            frames.push(format!("{f:?}"));
+            let (k, p) = f.parts();
+            assert_eq!(Frame::from_parts(k, &p), f);
+        });
+        assert_eq!(
+            frames,
+            [
+                format!("Hello({PROTOCOL_VERSION})"),
+                "Exit(3)".to_string(),
+                "Killed(9)".to_string(),
+                "Unknown { kind: 88, payload: [] }".to_string()
+            ]
+        );
     }
 
     #[test]
@@ -292,13 +327,13 @@ mod tests {
 
     #[test]
     fn bad_signal_length_is_unknown_and_stream_stays_in_sync() {
-        let bytes = [b'S', 2, 1, 2, b'X', 1, 9, b'O', 1, b'k'];
+        let bytes = [b'S', 2, 1, 2, b'Z', 1, 9, b'O', 1, b'k'];
         let mut d = Decoder::new();
         let mut seen = Vec::new();
         d.feed(&bytes, |f| seen.push(format!("{f:?}")));
         assert_eq!(seen.len(), 3);
         assert!(seen[0].starts_with("Unknown { kind: 83"));
-        assert!(seen[1].starts_with("Unknown { kind: 88"));
+        assert!(seen[1].starts_with("Unknown { kind: 90"));
         assert_eq!(seen[2], "Stdout([107])");
     }
 }

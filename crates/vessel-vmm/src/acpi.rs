@@ -5,12 +5,14 @@
 //! The FADT declares a hardware-reduced ACPI platform: no PM timer, no SCI,
 //! no legacy PIC and no i8042 to probe. Interrupts go through the IOAPIC.
 //! Without a legacy PIC the kernel maps no ISA IRQ by itself, so the DSDT
-//! describes the two UARTs (PNP0501, IRQ 4 and 3) and the RTC (PNP0B00): the
-//! kernel's PNP layer then routes their IRQs through the IOAPIC.
+//! describes the UART (PNP0501, IRQ 4), the RTC (PNP0B00) and each
+//! virtio-mmio device (LNRO0005, its register window and interrupt line): the
+//! kernel's ACPI layer then routes their IRQs through the IOAPIC, and the
+//! virtio_mmio driver binds to the LNRO0005 devices when it loads.
 
 use super::layout::{
-    CMOS_INDEX_PORT, COM1_IRQ, COM1_PORT, COM2_IRQ, COM2_PORT, IOAPIC_ADDR, LAPIC_ADDR,
-    SERIAL_PORT_LEN,
+    CMOS_INDEX_PORT, COM1_IRQ, COM1_PORT, IOAPIC_ADDR, LAPIC_ADDR, SERIAL_PORT_LEN,
+    VIRTIO_MMIO_SIZE,
 };
 
 const OEM_ID: &[u8; 6] = b"VESSEL";
@@ -52,6 +54,7 @@ fn sdt(signature: &[u8; 4], revision: u8, body: &[u8]) -> Vec<u8> {
 
 // AML opcodes and resource descriptors used by the DSDT.
 const AML_NAME_OP: u8 = 0x08;
+const AML_STRING_PREFIX: u8 = 0x0d;
 const AML_BYTE_PREFIX: u8 = 0x0a;
 const AML_DWORD_PREFIX: u8 = 0x0c;
 const AML_SCOPE_OP: u8 = 0x10;
@@ -62,6 +65,12 @@ const AML_ROOT_CHAR: u8 = b'\\';
 const RES_IO_DECODE16: u8 = 0x47;
 const RES_IRQ_NO_FLAGS: u8 = 0x22;
 const RES_END_TAG: u8 = 0x79;
+const RES_MEMORY32_FIXED: u8 = 0x86;
+const RES_EXTENDED_IRQ: u8 = 0x89;
+/// Extended IRQ flags: consumer, edge-triggered, active-high, exclusive.
+const EXT_IRQ_CONSUMER_EDGE: u8 = 0x03;
+/// The _HID Linux's virtio_mmio driver matches in ACPI.
+const VIRTIO_MMIO_HID: &str = "LNRO0005";
 
 /// A compressed EISA id such as "PNP0501", as ACPI `EisaId()` encodes it.
 pub fn eisa_id(id: &str) -> u32 {
@@ -126,9 +135,39 @@ fn resources(port: u16, len: u8, irq: Option<u32>) -> Vec<u8> {
     r
 }
 
-fn aml_device(name: &[u8; 4], hid: &str, uid: u8, crs: &[u8]) -> Vec<u8> {
+/// `_CRS` bytes of a virtio-mmio device: its register window and its
+/// interrupt line (a GSI, routed through the IOAPIC).
+fn virtio_resources(addr: u64, gsi: u32) -> Vec<u8> {
+    let mut r = vec![RES_MEMORY32_FIXED, 9, 0, 1]; // read-write
+    r.extend_from_slice(&(addr as u32).to_le_bytes());
+    r.extend_from_slice(&(VIRTIO_MMIO_SIZE as u32).to_le_bytes());
+    r.extend_from_slice(&[RES_EXTENDED_IRQ, 6, 0, EXT_IRQ_CONSUMER_EDGE, 1]);
+    r.extend_from_slice(&gsi.to_le_bytes());
+    r.extend_from_slice(&[RES_END_TAG, 0]);
+    r
+}
+
+fn aml_name_string(name: &[u8; 4], value: &str) -> Vec<u8> {
+    let mut v = vec![AML_NAME_OP];
+    v.extend_from_slice(name);
+    v.push(AML_STRING_PREFIX);
+    v.extend_from_slice(value.as_bytes());
+    v.push(0);
+    v
+}
+
+/// A device's `_HID`: an EISA id ("PNP0501") or an ACPI id string ("LNRO0005").
+enum Hid<'a> {
+    Eisa(&'a str),
+    Str(&'a str),
+}
+
+fn aml_device(name: &[u8; 4], hid: Hid<'_>, uid: u8, crs: &[u8]) -> Vec<u8> {
     let mut content = name.to_vec();
-    content.extend(aml_name_dword(b"_HID", eisa_id(hid)));
+    content.extend(match hid {
+        Hid::Eisa(id) => aml_name_dword(b"_HID", eisa_id(id)),
+        Hid::Str(id) => aml_name_string(b"_HID", id),
+    });
     content.extend(aml_name_byte(b"_UID", uid));
     content.extend(aml_name_buffer(b"_CRS", crs));
     let mut v = vec![AML_EXT_OP_PREFIX, AML_DEVICE_OP];
@@ -137,28 +176,36 @@ fn aml_device(name: &[u8; 4], hid: &str, uid: u8, crs: &[u8]) -> Vec<u8> {
     v
 }
 
-/// The DSDT body: `Scope (\\_SB) { COM1, COM2, RTC }`.
-fn dsdt_body() -> Vec<u8> {
+/// The DSDT body: `Scope (\\_SB) { COM1, RTC, VR00.. }`, one `VRnn` per
+/// virtio-mmio slot in `virtio_slots`.
+fn dsdt_body(virtio_slots: u32) -> Vec<u8> {
     let mut devices = Vec::new();
     devices.extend(aml_device(
         b"COM1",
-        "PNP0501",
+        Hid::Eisa("PNP0501"),
         0,
         &resources(COM1_PORT, SERIAL_PORT_LEN as u8, Some(COM1_IRQ)),
-    ));
-    devices.extend(aml_device(
-        b"COM2",
-        "PNP0501",
-        1,
-        &resources(COM2_PORT, SERIAL_PORT_LEN as u8, Some(COM2_IRQ)),
     ));
     // The RTC without an IRQ: the clock works, alarms do not.
     devices.extend(aml_device(
         b"RTC_",
-        "PNP0B00",
+        Hid::Eisa("PNP0B00"),
         0,
         &resources(CMOS_INDEX_PORT, 2, None),
     ));
+    for slot in 0..virtio_slots.min(100) {
+        let digits = format!("{slot:02}");
+        let d = digits.as_bytes();
+        devices.extend(aml_device(
+            &[b'V', b'R', d[0], d[1]],
+            Hid::Str(VIRTIO_MMIO_HID),
+            slot as u8,
+            &virtio_resources(
+                crate::virtio::slot_addr(slot),
+                crate::virtio::slot_irq(slot),
+            ),
+        ));
+    }
     let mut content = vec![AML_ROOT_CHAR];
     content.extend_from_slice(b"_SB_");
     content.extend(devices);
@@ -219,13 +266,13 @@ fn align8(v: &mut Vec<u8>) {
 }
 
 /// All tables as one blob to be written at guest address `base` (RSDP first).
-pub fn build_tables(base: u64, vcpus: u8) -> Vec<u8> {
+pub fn build_tables(base: u64, vcpus: u8, virtio_slots: u32) -> Vec<u8> {
     // Layout: RSDP | XSDT (2 entries) | FADT | DSDT | MADT, each 8-byte aligned.
     let xsdt_off = (RSDP_LEN as u64).next_multiple_of(8);
     let xsdt_len = (HEADER_LEN + 16) as u64;
     let fadt_off = xsdt_off + xsdt_len.next_multiple_of(8);
     let dsdt_off = fadt_off + (FADT_LEN as u64).next_multiple_of(8);
-    let dsdt = sdt(b"DSDT", 2, &dsdt_body());
+    let dsdt = sdt(b"DSDT", 2, &dsdt_body(virtio_slots));
     let madt_off = dsdt_off + (dsdt.len() as u64).next_multiple_of(8);
 
     let mut xsdt_body = Vec::new();
@@ -268,7 +315,7 @@ mod tests {
     #[test]
     fn tables_link_up_and_checksum_to_zero() {
         let base = 0xe0000;
-        let blob = build_tables(base, 3);
+        let blob = build_tables(base, 3, 2);
         assert_eq!(&blob[..8], b"RSD PTR ");
         assert_eq!(sum(&blob[..20]), 0);
         assert_eq!(sum(&blob[..36]), 0);
@@ -315,19 +362,28 @@ mod tests {
 
     #[test]
     fn dsdt_scope_length_covers_the_body() {
-        let body = dsdt_body();
+        let body = dsdt_body(1);
         assert_eq!(body[0], AML_SCOPE_OP);
         // Two-byte PkgLength: low nibble in byte 1, the rest in byte 2.
         assert_eq!(body[1] & 0xc0, 0x40);
         let len = (body[1] & 0x0f) as usize | (body[2] as usize) << 4;
         assert_eq!(len, body.len() - 1);
         assert_eq!(&body[3..8], b"\\_SB_");
-        // COM2's _CRS carries IRQ 3 (mask 0x0008).
-        let crs = resources(COM2_PORT, 8, Some(COM2_IRQ));
+        // COM1's _CRS carries IRQ 4 (mask 0x0010).
+        let crs = resources(COM1_PORT, 8, Some(COM1_IRQ));
         assert_eq!(
             &crs[..],
-            &[0x47, 1, 0xf8, 2, 0xf8, 2, 0, 8, 0x22, 8, 0, 0x79, 0]
+            &[0x47, 1, 0xf8, 3, 0xf8, 3, 0, 8, 0x22, 0x10, 0, 0x79, 0]
         );
         assert!(body.windows(crs.len()).any(|w| w == crs.as_slice()));
+        // The virtio-mmio device: LNRO0005, its 4 KiB window at 0xd0000000, GSI 5.
+        let hid = aml_name_string(b"_HID", "LNRO0005");
+        assert!(body.windows(hid.len()).any(|w| w == hid.as_slice()));
+        let vcrs = virtio_resources(0xd000_0000, 5);
+        assert_eq!(
+            &vcrs[..],
+            &[0x86, 9, 0, 1, 0, 0, 0, 0xd0, 0, 0x10, 0, 0, 0x89, 6, 0, 3, 1, 5, 0, 0, 0, 0x79, 0]
+        );
+        assert!(body.windows(vcrs.len()).any(|w| w == vcrs.as_slice()));
     }
 }

@@ -56,6 +56,7 @@ pub fn load_guest(
     cmdline: &str,
     ram_ranges: &[(u64, u64)],
     vcpus: u8,
+    virtio_slots: u32,
 ) -> Result<BootEntry, VmmError> {
     let mut kernel_file = File::open(kernel)
         .map_err(|e| VmmError::new(format!("opening kernel {}: {e}", kernel.display())))?;
@@ -93,7 +94,7 @@ pub fn load_guest(
     load_cmdline(mem, GuestAddress(CMDLINE_START), &cl)
         .map_err(|e| VmmError::new(format!("writing the kernel command line: {e}")))?;
 
-    let tables = acpi::build_tables(ACPI_RSDP_START, vcpus);
+    let tables = acpi::build_tables(ACPI_RSDP_START, vcpus, virtio_slots);
     if ACPI_RSDP_START + tables.len() as u64 > ACPI_TABLES_END {
         return Err(VmmError::new(format!(
             "ACPI tables for {vcpus} vCPUs do not fit"

@@ -1,4 +1,4 @@
-//! Until the guest's agent says it is up (its first frame on COM2), nothing
+//! Until the guest's agent says it is up (its first frame on the agent channel), nothing
 //! in the guest can take a signal or report a status. So the VMM itself
 //! keeps `run`, `create`/`start` and `kill` bounded in that window:
 //! - a signal whose default action terminates, arriving before the agent is
@@ -55,7 +55,7 @@ pub fn terminates_by_default(signo: i32) -> bool {
 /// Called for each forwarded signal: before the agent is up, one that
 /// terminates by default ends the VM as that signal and never returns.
 pub fn end_if_not_up(devices: &Devices, signo: i32) {
-    if devices.com2.guest_ready() || !terminates_by_default(signo) {
+    if devices.agent.guest_ready() || !terminates_by_default(signo) {
         return;
     }
     let msg = format!(
@@ -74,7 +74,7 @@ pub fn watch(devices: Arc<Devices>, limit: Duration) -> ! {
     let mut waited = Duration::ZERO;
     loop {
         std::thread::sleep(TICK);
-        if devices.com2.guest_ready() {
+        if devices.agent.guest_ready() {
             // Nothing left to watch: the agent reports from here on.
             loop {
                 std::thread::park();

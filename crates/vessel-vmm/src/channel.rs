@@ -1,11 +1,12 @@
-//! The host side of the COM2 agent channel. Frames both ways are
-//! `[kind: u8][len: u8][len bytes]`.
-//! guest -> host: 'O' stdout data, 'R' stderr data.
+//! The host side of the agent channel (the virtio-console port, see
+//! `virtio::console`). Frames both ways are `[kind: u8][len: u8][len bytes]`
+//! (`vessel-protocol`).
+//! guest -> host: 'H' hello with the protocol version, 'O' stdout data, 'R'
+//! stderr data, 'X' exit code or 'K' killing signal (the VMM then ends so).
 //! host -> guest: 'I' stdin data, 'E' stdin EOF, 'S' a signal (1 byte),
 //! 'W' the terminal's window size (with a terminal only, see `tty`).
 //! The host sends nothing until the guest has sent its first frame (the agent
-//! sends an empty 'O' frame once its end of the port is raw) and has the port
-//! open (DTR) with the receive interrupt enabled.
+//! sends 'H' once its end of the port is raw).
 
 use std::io::{self, Write};
 use std::os::fd::RawFd;
@@ -14,8 +15,9 @@ use std::sync::{mpsc, Arc};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
-use super::devices::ChannelPort;
 use super::pause::GATE;
+use super::vcpu::{workload_ended, WorkloadEnd};
+use super::virtio::console::AgentChannel;
 
 use vessel_protocol::control::{PAUSE_SIGNAL, RESUME_SIGNAL};
 use vessel_protocol::{self as protocol, Decoder, Frame, KIND_STDIN, KIND_STDIN_EOF, MAX_PAYLOAD};
@@ -65,8 +67,9 @@ pub fn encode(kind: u8, payload: &[u8]) -> Vec<u8> {
 /// Where decoded frames go: the VMM's stdout and stderr.
 type FrameHandler = Box<dyn FnMut(Frame<'_>) + Send>;
 
-/// COM2's output side: decodes frames and writes 'O' payloads to stdout and
-/// 'R' payloads to stderr. Unknown kinds are skipped whole.
+/// The channel's output side: decodes frames, writes 'O' payloads to stdout
+/// and 'R' payloads to stderr, and ends the VMM on 'X' or 'K'. Unknown kinds
+/// are skipped whole.
 pub struct FrameSink {
     decoder: Decoder,
     handler: FrameHandler,
@@ -78,6 +81,25 @@ impl FrameSink {
         Self::with_handler(Box::new(|frame| match frame {
             Frame::Stdout(p) => write_all_fd(libc::STDOUT_FILENO, p),
             Frame::Stderr(p) => write_all_fd(libc::STDERR_FILENO, p),
+            Frame::Exit(code) => workload_ended(WorkloadEnd::Exited(code)),
+            Frame::Killed(signo) => workload_ended(WorkloadEnd::Killed(signo)),
+            Frame::Hello(version) if version != protocol::PROTOCOL_VERSION => {
+                let why = format!(
+                    "the guest agent speaks channel protocol {version}, this VMM {} \
+                     (vessel-agent and vessel-vmm must come from one build)",
+                    protocol::PROTOCOL_VERSION
+                );
+                match super::vcpu::DEVICES.get() {
+                    Some(d) => super::vcpu::abnormal_end(d, &why),
+                    None => {
+                        write_all_fd(
+                            libc::STDERR_FILENO,
+                            format!("vessel-vmm: {why}\n").as_bytes(),
+                        );
+                        std::process::exit(super::vcpu::EXIT_NO_STATUS)
+                    }
+                }
+            }
             _ => {}
         }))
     }
@@ -93,11 +115,6 @@ impl FrameSink {
     /// How many whole frames the guest has sent.
     pub fn frames_seen(&self) -> u64 {
         self.frames
-    }
-
-    #[cfg(test)]
-    pub fn discard() -> Self {
-        Self::with_handler(Box::new(|_| {}))
     }
 }
 
@@ -132,7 +149,7 @@ pub fn write_all_fd(fd: RawFd, mut data: &[u8]) {
 }
 
 /// Copies the VMM's stdin to the guest as 'I' frames, then sends 'E'.
-pub fn pump_stdin(port: Arc<ChannelPort>) {
+pub fn pump_stdin(port: Arc<AgentChannel>) {
     let mut buf = [0u8; MAX_PAYLOAD];
     loop {
         // SAFETY: reading into a stack buffer of the given length.
@@ -156,7 +173,7 @@ pub fn pump_stdin(port: Arc<ChannelPort>) {
 /// Reads the forwarded and control signals from a signalfd (they are
 /// blocked in every thread): pause and resume go to the vCPU gate at once;
 /// the others go, in order, to `forward`, a thread that sends each to the
-/// guest as an 'S' frame (that send may wait for room in COM2, e.g. while
+/// guest as an 'S' frame (that send may wait for receive buffers, e.g. while
 /// the guest is paused, and must never hold up a resume). Never returns
 /// unless the signalfd fails.
 pub fn dispatch_signals(
@@ -189,11 +206,11 @@ pub fn dispatch_signals(
 /// terminal's new size: the agent sets it on the guest's pty, whose kernel
 /// then signals the workload's foreground group as a host pty would.
 pub fn forward_signals(
-    port: Arc<ChannelPort>,
+    port: Arc<AgentChannel>,
     signals: mpsc::Receiver<u8>,
     tty: bool,
 ) -> io::Error {
-    let send_size = |port: &ChannelPort, (rows, cols): (u16, u16)| {
+    let send_size = |port: &AgentChannel, (rows, cols): (u16, u16)| {
         let mut frame = Vec::with_capacity(2 + protocol::WINSIZE_LEN);
         protocol::encode_winsize(rows, cols, &mut frame);
         port.send(&frame)

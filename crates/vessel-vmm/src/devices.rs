@@ -1,27 +1,27 @@
-//! The legacy I/O port devices: two 16550A UARTs (COM1 kernel console, COM2
-//! agent channel) with interrupts through irqfds, a CMOS RTC, the i8042 reset
-//! line and the exit-status ports. Every other port reads as a floating bus.
+//! The guest's devices: on I/O ports a 16550A UART (COM1, the kernel
+//! console) with its interrupt through an irqfd, a CMOS RTC and the i8042
+//! reset line (every other port reads as a floating bus); in the MMIO gap
+//! the virtio-mmio transports (`virtio`), the agent channel among them.
 
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, Write};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use vm_superio::serial::SerialEvents;
 use vm_superio::{Serial, Trigger};
 use vmm_sys_util::eventfd::EventFd;
 
-use super::channel::FrameSink;
 use super::layout::*;
+use super::virtio::console::AgentChannel;
+use super::virtio::mmio::MmioTransport;
+use super::virtio::Interrupt;
 
-/// Why the guest asked to stop.
+/// Why the guest asked to stop. (The workload's exit status comes over the
+/// agent channel, see `channel::FrameSink`.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GuestStop {
-    /// The agent wrote the workload's exit code to port 0x501.
-    ExitCode(u8),
-    /// The agent wrote the signal that killed the workload to port 0x502.
-    Signal(u8),
     /// The guest pulsed the reset line through the i8042 (reboot or panic).
     I8042Reset,
 }
@@ -33,18 +33,6 @@ impl Trigger for IrqLine {
     type E = io::Error;
     fn trigger(&self) -> io::Result<()> {
         self.0.write(1)
-    }
-}
-
-/// Wakes the host writer when the guest has drained COM2's receive FIFO.
-pub struct RoomSignal(Arc<Condvar>);
-
-impl SerialEvents for RoomSignal {
-    fn buffer_read(&self) {}
-    fn out_byte(&self) {}
-    fn tx_lost_byte(&self) {}
-    fn in_buffer_empty(&self) {
-        self.0.notify_all();
     }
 }
 
@@ -108,111 +96,10 @@ impl Write for ConsoleSink {
 }
 
 pub type ConsoleSerial = Serial<IrqLine, vm_superio::serial::NoEvents, ConsoleSink>;
-pub type ChannelSerial = Serial<IrqLine, RoomSignal, FrameSink>;
-
-/// COM2 as seen from the host: the UART plus what lets writers wait until
-/// the guest driver is listening and there is room in the 64-byte FIFO.
-pub struct ChannelPort {
-    inner: Mutex<ChannelInner>,
-    room: Arc<Condvar>,
-    /// Held for a whole frame so frames from different threads never interleave.
-    frame_lock: Mutex<()>,
-}
-
-struct ChannelInner {
-    serial: ChannelSerial,
-    /// The guest has the port open and listens: data terminal ready (MCR DTR,
-    /// raised when the tty is opened) and the receive interrupt enabled (IER
-    /// RDI). Before that, the 8250 driver's probe and start-up would drain and
-    /// drop whatever was queued (its probe briefly sets IER to 0x0f, so IER
-    /// alone is not enough).
-    rx_enabled: bool,
-    /// The guest sent its first frame. The agent sends an empty 'O' frame once
-    /// its end of the port is in raw mode: bytes arriving before that would be
-    /// cooked (echoed, ^D as EOF) by the guest's tty layer.
-    guest_ready: bool,
-}
-
-/// UART registers and bits the channel watches.
-const UART_IER: u8 = 1;
-const UART_LCR: u8 = 3;
-const UART_MCR: u8 = 4;
-const UART_IER_RDI: u8 = 0x01;
-const UART_MCR_DTR: u8 = 0x01;
-const UART_MCR_LOOP: u8 = 0x10;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panicking vCPU thread ends the VMM anyway; keep serving the data.
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-impl ChannelPort {
-    pub fn new(irq: EventFd, sink: FrameSink) -> Self {
-        let room = Arc::new(Condvar::new());
-        let serial = Serial::with_events(IrqLine(irq), RoomSignal(room.clone()), sink);
-        ChannelPort {
-            inner: Mutex::new(ChannelInner {
-                serial,
-                rx_enabled: false,
-                guest_ready: false,
-            }),
-            room,
-            frame_lock: Mutex::new(()),
-        }
-    }
-
-    /// The guest's agent is up: it has sent its first frame.
-    pub fn guest_ready(&self) -> bool {
-        lock(&self.inner).guest_ready
-    }
-
-    /// Queues `bytes` (one or more whole frames) for the guest, blocking until
-    /// the guest listens and while the FIFO is full. Each enqueue raises the
-    /// receive interrupt.
-    pub fn send(&self, bytes: &[u8]) -> io::Result<()> {
-        let _frame = lock(&self.frame_lock);
-        let mut rest = bytes;
-        let mut inner = lock(&self.inner);
-        while !rest.is_empty() {
-            while !(inner.rx_enabled && inner.guest_ready) || inner.serial.fifo_capacity() == 0 {
-                inner = self.room.wait(inner).unwrap_or_else(|p| p.into_inner());
-            }
-            let n = inner
-                .serial
-                .enqueue_raw_bytes(rest)
-                .map_err(|e| io::Error::other(format!("COM2 receive FIFO: {e:?}")))?;
-            rest = &rest[n..];
-        }
-        Ok(())
-    }
-
-    fn read(&self, offset: u8) -> u8 {
-        lock(&self.inner).serial.read(offset)
-    }
-
-    fn kick_if_stale(&self) {
-        let inner = lock(&self.inner);
-        kick_if_stale(&inner.serial);
-    }
-
-    fn write(&self, offset: u8, value: u8) {
-        let mut inner = lock(&self.inner);
-        let _ = inner.serial.write(offset, value);
-        if !inner.guest_ready && inner.serial.writer().frames_seen() > 0 {
-            inner.guest_ready = true;
-            self.room.notify_all();
-        }
-        if matches!(offset, UART_IER | UART_LCR | UART_MCR) {
-            // With DLAB set, offset 1 is the divisor, so ask the UART itself.
-            let st = inner.serial.state();
-            let enabled = st.interrupt_enable & UART_IER_RDI != 0
-                && st.modem_control & (UART_MCR_DTR | UART_MCR_LOOP) == UART_MCR_DTR;
-            if enabled != inner.rx_enabled {
-                inner.rx_enabled = enabled;
-                self.room.notify_all();
-            }
-        }
-    }
 }
 
 /// IIR bit 0 set means "no interrupt pending".
@@ -323,22 +210,53 @@ impl Cmos {
     }
 }
 
-/// All port I/O devices, shared by the vCPU threads.
+/// All devices, shared by the vCPU threads.
 pub struct Devices {
     pub com1: Mutex<ConsoleSerial>,
-    pub com2: Arc<ChannelPort>,
+    /// The agent channel (virtio-console in slot 0).
+    pub agent: Arc<AgentChannel>,
     cmos: Mutex<Cmos>,
+    virtio: Vec<Mutex<MmioTransport>>,
+    virtio_interrupts: Vec<Arc<Interrupt>>,
 }
 
 /// i8042 command: pulse the CPU reset line.
 const I8042_CMD_RESET: u8 = 0xfe;
 
 impl Devices {
-    pub fn new(com1_irq: EventFd, console: ConsoleSink, com2: Arc<ChannelPort>) -> Self {
+    pub fn new(
+        com1_irq: EventFd,
+        console: ConsoleSink,
+        agent: Arc<AgentChannel>,
+        virtio: Vec<MmioTransport>,
+    ) -> Self {
         Devices {
             com1: Mutex::new(Serial::new(IrqLine(com1_irq), console)),
-            com2,
+            agent,
             cmos: Mutex::new(Cmos::default()),
+            virtio_interrupts: virtio.iter().map(|t| t.interrupt().clone()).collect(),
+            virtio: virtio.into_iter().map(Mutex::new).collect(),
+        }
+    }
+
+    fn transport(&self, addr: u64) -> Option<MutexGuard<'_, MmioTransport>> {
+        // Few slots, each with a fixed window: a scan is cheap.
+        self.virtio.iter().map(lock).find(|t| t.contains(addr))
+    }
+
+    /// A guest MMIO read; addresses no device answers read as zeros.
+    pub fn mmio_read(&self, addr: u64, data: &mut [u8]) {
+        match self.transport(addr) {
+            Some(t) => t.read(addr, data),
+            None => data.fill(0),
+        }
+    }
+
+    /// A guest MMIO write; an error means a device could not start.
+    pub fn mmio_write(&self, addr: u64, data: &[u8]) -> Result<(), String> {
+        match self.transport(addr) {
+            Some(mut t) => t.write(addr, data),
+            None => Ok(()),
         }
     }
 
@@ -346,9 +264,6 @@ impl Devices {
         let value = match port {
             p if (COM1_PORT..COM1_PORT + SERIAL_PORT_LEN).contains(&p) => {
                 lock(&self.com1).read((p - COM1_PORT) as u8)
-            }
-            p if (COM2_PORT..COM2_PORT + SERIAL_PORT_LEN).contains(&p) => {
-                self.com2.read((p - COM2_PORT) as u8)
             }
             CMOS_INDEX_PORT | CMOS_DATA_PORT => lock(&self.cmos).read(port),
             // No keyboard data pending, controller idle.
@@ -369,13 +284,8 @@ impl Devices {
                 // Output errors are already accounted for by the sink.
                 let _ = lock(&self.com1).write((p - COM1_PORT) as u8, value);
             }
-            p if (COM2_PORT..COM2_PORT + SERIAL_PORT_LEN).contains(&p) => {
-                self.com2.write((p - COM2_PORT) as u8, value);
-            }
             CMOS_INDEX_PORT | CMOS_DATA_PORT => lock(&self.cmos).write(port, value),
             I8042_COMMAND_PORT if value == I8042_CMD_RESET => return Some(GuestStop::I8042Reset),
-            EXIT_CODE_PORT => return Some(GuestStop::ExitCode(value)),
-            EXIT_SIGNAL_PORT => return Some(GuestStop::Signal(value)),
             _ => {}
         }
         None
@@ -385,7 +295,9 @@ impl Devices {
     /// short delay instead of a hung console or channel.
     pub fn kick_stale_interrupts(&self) {
         kick_if_stale(&lock(&self.com1));
-        self.com2.kick_if_stale();
+        for interrupt in &self.virtio_interrupts {
+            interrupt.kick_if_pending();
+        }
     }
 
     /// Flushes the console log and returns its last lines.
@@ -429,85 +341,25 @@ mod tests {
     }
 
     #[test]
-    fn exit_ports_and_reset_stop_the_guest() {
-        let com2 = Arc::new(ChannelPort::new(
-            EventFd::new(0).unwrap(),
-            FrameSink::discard(),
-        ));
+    fn reset_stops_the_guest_and_other_ports_float() {
         let d = Devices::new(
             EventFd::new(0).unwrap(),
             ConsoleSink::new(None),
-            com2.clone(),
-        );
-        assert_eq!(
-            d.pio_write(EXIT_CODE_PORT, &[3]),
-            Some(GuestStop::ExitCode(3))
-        );
-        assert_eq!(
-            d.pio_write(EXIT_SIGNAL_PORT, &[15]),
-            Some(GuestStop::Signal(15))
+            AgentChannel::new(),
+            Vec::new(),
         );
         assert_eq!(
             d.pio_write(I8042_COMMAND_PORT, &[0xfe]),
             Some(GuestStop::I8042Reset)
         );
+        // The old exit-status ports are gone: a write there stops nothing.
+        assert_eq!(d.pio_write(0x501, &[3]), None);
         assert_eq!(d.pio_write(0x80, &[1]), None);
         let mut b = [0u8; 2];
         d.pio_read(0xcfc, &mut b);
         assert_eq!(b, [0xff, 0xff]);
-        // Host input waits until the guest enables the receive interrupt, then
-        // lands in COM2's receive buffer: LSR data-ready, then the byte.
-        let sender = {
-            let com2 = com2.clone();
-            std::thread::spawn(move || com2.send(&[b'I', 1, b'x']).unwrap())
-        };
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        let mut lsr = [0u8];
-        d.pio_read(COM2_PORT + 5, &mut lsr);
-        assert_eq!(lsr[0] & 1, 0, "nothing queued before the guest listens");
-        assert_eq!(d.pio_write(COM2_PORT + 1, &[UART_IER_RDI]), None);
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        d.pio_read(COM2_PORT + 5, &mut lsr);
-        assert_eq!(
-            lsr[0] & 1,
-            0,
-            "the receive interrupt alone (driver probe) is not enough"
-        );
-        assert_eq!(d.pio_write(COM2_PORT + 4, &[UART_MCR_DTR | 0x08]), None);
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        d.pio_read(COM2_PORT + 5, &mut lsr);
-        assert_eq!(lsr[0] & 1, 0, "nothing before the guest's ready frame");
-        for b in [b'O', 0] {
-            assert_eq!(d.pio_write(COM2_PORT, &[b]), None);
-        }
-        sender.join().unwrap();
-        d.pio_read(COM2_PORT + 5, &mut lsr);
-        assert_eq!(lsr[0] & 1, 1);
-        // The receive interrupt is pending and unread: a kick re-raises it.
-        let before = com2
-            .inner
-            .lock()
-            .unwrap()
-            .serial
-            .interrupt_evt()
-            .0
-            .read()
-            .unwrap();
-        assert!(before >= 1);
-        d.kick_stale_interrupts();
-        assert_eq!(
-            com2.inner
-                .lock()
-                .unwrap()
-                .serial
-                .interrupt_evt()
-                .0
-                .read()
-                .unwrap(),
-            1
-        );
-        let mut byte = [0u8];
-        d.pio_read(COM2_PORT, &mut byte);
-        assert_eq!(byte[0], b'I');
+        let mut m = [9u8; 4];
+        d.mmio_read(0xd000_0000, &mut m);
+        assert_eq!(m, [0; 4]);
     }
 }

@@ -45,17 +45,20 @@ pub const INITRD_ALIGN: u64 = 0x1000;
 
 /// Legacy I/O ports the VMM emulates.
 pub const COM1_PORT: u16 = 0x3f8;
-pub const COM2_PORT: u16 = 0x2f8;
 pub const SERIAL_PORT_LEN: u16 = 8;
 pub const COM1_IRQ: u32 = 4;
-pub const COM2_IRQ: u32 = 3;
 pub const CMOS_INDEX_PORT: u16 = 0x70;
 pub const CMOS_DATA_PORT: u16 = 0x71;
 pub const I8042_DATA_PORT: u16 = 0x60;
 pub const I8042_COMMAND_PORT: u16 = 0x64;
-/// The agent writes the workload's exit code, or the signal that killed it,
-/// to these ports (defined with the rest of the agent protocol).
-pub use vessel_protocol::{EXIT_CODE_PORT, EXIT_SIGNAL_PORT};
+
+/// virtio-mmio devices: one 4 KiB register window per slot from here, in the
+/// 32-bit MMIO gap, with interrupt lines from IRQ 5 (4 is COM1's).
+pub const VIRTIO_MMIO_BASE: u64 = 0xd000_0000;
+pub const VIRTIO_MMIO_SIZE: u64 = 0x1000;
+pub const VIRTIO_MMIO_FIRST_IRQ: u32 = 5;
+/// Slots: the agent channel (virtio-console) is always slot 0.
+pub const VIRTIO_SLOT_AGENT: u32 = 0;
 
 /// Highest vCPU count the ACPI MADT and APIC ids here support.
 pub const MAX_VCPUS: u8 = 64;

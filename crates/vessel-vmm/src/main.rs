@@ -1,8 +1,8 @@
 //! vessel-vmm: vessel's own VMM. One process per VM-mode container, started
 //! by the runtime's `create` (libvessel's `vm::launch`) as the container's
 //! pid: it boots the guest kernel with the agent's initramfs in a KVM
-//! microVM and relays stdio, signals and the exit status over COM2 and the
-//! exit ports.
+//! microVM and relays stdio, signals and the exit status over the agent
+//! channel (a virtio-console device on virtio-mmio).
 //!
 //! Its own binary, not a subcommand of `vessel`: a VMM process carries only
 //! the VMM (no runtime, no compare tool), runs from the file on disk shared
@@ -27,6 +27,7 @@ mod pause;
 pub mod sandbox;
 mod tty;
 mod vcpu;
+mod virtio;
 
 use std::convert::Infallible;
 use std::fs::OpenOptions;
@@ -42,8 +43,10 @@ use seccompiler::BpfProgram;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use args::VmmArgs;
-use devices::{ChannelPort, ConsoleSink, Devices};
+use devices::{ConsoleSink, Devices};
 use layout::*;
+use virtio::console::{AgentChannel, ConsoleDevice};
+use virtio::mmio::MmioTransport;
 
 /// An error of the VMM with its context ("what failed: why").
 #[derive(Debug)]
@@ -141,9 +144,12 @@ fn run(args: &VmmArgs) -> Result<Infallible, VmmError> {
         &args.cmdline,
         &memory::ram_ranges(mem_bytes),
         args.vcpus,
+        VIRTIO_SLOTS,
     )?;
 
-    let (com2, devices) = create_devices(&vm, args)?;
+    let devices = create_devices(&vm, &mem, args)?;
+    let agent = devices.agent.clone();
+    let _ = vcpu::DEVICES.set(devices.clone());
     let vcpus = create_vcpus(&kvm, &vm, args, entry)?;
     if debug {
         eprintln!("vessel-vmm: VM set up in {:?}", started.elapsed());
@@ -175,7 +181,7 @@ fn run(args: &VmmArgs) -> Result<Infallible, VmmError> {
     start_threads(
         vcpus,
         &devices,
-        &com2,
+        &agent,
         forwarded,
         tty,
         &filter,
@@ -215,9 +221,16 @@ fn create_vm(kvm: &Kvm) -> Result<VmFd, VmmError> {
     Ok(vm)
 }
 
-/// The agent channel on COM2 and the devices (COM1 console included), each
-/// UART with its irqfd.
-fn create_devices(vm: &VmFd, args: &VmmArgs) -> Result<(Arc<ChannelPort>, Arc<Devices>), VmmError> {
+/// How many virtio-mmio slots the guest is told of: the agent channel.
+const VIRTIO_SLOTS: u32 = 1;
+
+/// The devices: COM1 (the kernel console, with its irqfd) and the virtio
+/// transports, the agent channel in slot 0.
+fn create_devices(
+    vm: &VmFd,
+    mem: &vm_memory::GuestMemoryMmap,
+    args: &VmmArgs,
+) -> Result<Arc<Devices>, VmmError> {
     let irq = |gsi: u32| -> Result<EventFd, VmmError> {
         let evt = EventFd::new(EFD_NONBLOCK)
             .map_err(|e| VmmError::new(format!("eventfd for IRQ {gsi}: {e}")))?;
@@ -235,16 +248,21 @@ fn create_devices(vm: &VmFd, args: &VmmArgs) -> Result<(Arc<ChannelPort>, Arc<De
         ),
         None => None,
     };
-    let com2 = Arc::new(ChannelPort::new(
-        irq(COM2_IRQ)?,
-        channel::FrameSink::to_stdio(),
-    ));
-    let devices = Arc::new(Devices::new(
+    let agent = AgentChannel::new();
+    let console = ConsoleDevice::new(agent.clone(), channel::FrameSink::to_stdio());
+    let transports = vec![MmioTransport::new(
+        vm,
+        mem.clone(),
+        VIRTIO_SLOT_AGENT,
+        Box::new(console),
+    )?];
+    debug_assert_eq!(transports.len() as u32, VIRTIO_SLOTS);
+    Ok(Arc::new(Devices::new(
         irq(COM1_IRQ)?,
         ConsoleSink::new(console_log),
-        com2.clone(),
-    ));
-    Ok((com2, devices))
+        agent,
+        transports,
+    )))
 }
 
 /// The vCPUs, configured to start the guest at `entry`.
@@ -266,12 +284,12 @@ fn create_vcpus(
     Ok(vcpus)
 }
 
-/// The vCPU, stdin, signal-forwarding and interrupt-kick threads, with the seccomp filter on
+/// The vCPU, stdin, agent-channel, signal-forwarding and interrupt-kick threads, with the seccomp filter on
 /// all of them before any touches the guest.
 fn start_threads(
     vcpus: Vec<VcpuFd>,
     devices: &Arc<Devices>,
-    com2: &Arc<ChannelPort>,
+    agent: &Arc<AgentChannel>,
     forwarded: std::sync::mpsc::Receiver<u8>,
     tty: bool,
     filter: &BpfProgram,
@@ -280,7 +298,7 @@ fn start_threads(
     // Each thread first finishes its own start-up (glibc and std make a few
     // syscalls there) and waits at `ready`; the filter then goes on every
     // thread at once, and `go` lets them touch the guest.
-    let threads = vcpus.len() + 5;
+    let threads = vcpus.len() + 6;
     let (ready, go) = (
         Arc::new(Barrier::new(threads)),
         Arc::new(Barrier::new(threads)),
@@ -297,19 +315,27 @@ fn start_threads(
         )?;
     }
     {
-        let (ready, go, com2) = (ready.clone(), go.clone(), com2.clone());
+        let (ready, go, agent) = (ready.clone(), go.clone(), agent.clone());
         spawn("stdin", move || {
             ready.wait();
             go.wait();
-            channel::pump_stdin(com2)
+            channel::pump_stdin(agent)
         })?;
     }
     {
-        let (ready, go, com2) = (ready.clone(), go.clone(), com2.clone());
+        let (ready, go, agent) = (ready.clone(), go.clone(), agent.clone());
+        spawn("agent-tx", move || {
+            ready.wait();
+            go.wait();
+            agent.run_transmit()
+        })?;
+    }
+    {
+        let (ready, go, agent) = (ready.clone(), go.clone(), agent.clone());
         spawn("signals", move || {
             ready.wait();
             go.wait();
-            let err = channel::forward_signals(com2, forwarded, tty);
+            let err = channel::forward_signals(agent, forwarded, tty);
             let _ = writeln!(
                 std::io::stderr(),
                 "vessel-vmm: signal forwarding stopped: {err}"

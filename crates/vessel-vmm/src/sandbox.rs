@@ -40,6 +40,8 @@ pub const ALLOWED_SYSCALLS: &[(&str, i64)] = &[
     ("write", libc::SYS_write),
     ("ioctl", libc::SYS_ioctl), // KVM_RUN and TIOCGWINSZ only, see below
     ("futex", libc::SYS_futex),
+    ("poll", libc::SYS_poll),   // the agent channel waits on its queue kicks
+    ("ppoll", libc::SYS_ppoll), // (glibc may use either)
     ("brk", libc::SYS_brk),
     ("mmap", libc::SYS_mmap),
     ("munmap", libc::SYS_munmap),

@@ -36,9 +36,12 @@ pub fn run_vcpu(mut vcpu: VcpuFd, index: u8, devices: Arc<Devices>) -> ! {
                     guest_stopped(&devices, stop);
                 }
             }
-            // No MMIO devices: reads see zeros, writes vanish.
-            VcpuExit::MmioRead(_, data) => data.fill(0),
-            VcpuExit::MmioWrite(..) => {}
+            VcpuExit::MmioRead(addr, data) => devices.mmio_read(addr, data),
+            VcpuExit::MmioWrite(addr, data) => {
+                if let Err(e) = devices.mmio_write(addr, data) {
+                    abnormal_end(&devices, &format!("vCPU {index}: {e}"))
+                }
+            }
             VcpuExit::Intr | VcpuExit::IrqWindowOpen => {}
             VcpuExit::Hlt => abnormal_end(&devices, &format!("vCPU {index} halted the guest")),
             VcpuExit::Shutdown => abnormal_end(
@@ -92,16 +95,30 @@ pub fn run_vcpu(mut vcpu: VcpuFd, index: u8, devices: Arc<Devices>) -> ! {
     }
 }
 
+/// The devices, for the agent channel's thread to flush the console log
+/// when the workload's status arrives (set once, before the guest runs).
+pub static DEVICES: std::sync::OnceLock<Arc<Devices>> = std::sync::OnceLock::new();
+
+/// How the workload ended, as the agent reported it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkloadEnd {
+    Exited(u8),
+    Killed(u8),
+}
+
+/// Ends the VMM as the workload ended: its exit code, or death by its signal.
+pub fn workload_ended(end: WorkloadEnd) -> ! {
+    if let Some(devices) = DEVICES.get() {
+        let _ = devices.console_tail(0); // flushes the console log
+    }
+    match end {
+        WorkloadEnd::Exited(code) => std::process::exit(i32::from(code)),
+        WorkloadEnd::Killed(signo) => reraise(i32::from(signo)),
+    }
+}
+
 fn guest_stopped(devices: &Devices, stop: GuestStop) -> ! {
     match stop {
-        GuestStop::ExitCode(code) => {
-            let _ = devices.console_tail(0); // flushes the console log
-            std::process::exit(code as i32)
-        }
-        GuestStop::Signal(signo) => {
-            let _ = devices.console_tail(0);
-            reraise(signo as i32)
-        }
         GuestStop::I8042Reset => abnormal_end(
             devices,
             "the guest reset itself (reboot or kernel panic) without an exit status",
