@@ -57,8 +57,6 @@ pub const I8042_COMMAND_PORT: u16 = 0x64;
 pub const VIRTIO_MMIO_BASE: u64 = 0xd000_0000;
 pub const VIRTIO_MMIO_SIZE: u64 = 0x1000;
 pub const VIRTIO_MMIO_FIRST_IRQ: u32 = 5;
-/// Slots: the agent channel (virtio-console) is always slot 0.
-pub const VIRTIO_SLOT_AGENT: u32 = 0;
 
 /// Highest vCPU count the ACPI MADT and APIC ids here support.
 pub const MAX_VCPUS: u8 = 64;

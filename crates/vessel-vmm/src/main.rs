@@ -144,7 +144,7 @@ fn run(args: &VmmArgs) -> Result<Infallible, VmmError> {
         &args.cmdline,
         &memory::ram_ranges(mem_bytes),
         args.vcpus,
-        VIRTIO_SLOTS,
+        virtio::plan(args).len() as u32,
     )?;
 
     let devices = create_devices(&vm, &mem, args)?;
@@ -221,9 +221,6 @@ fn create_vm(kvm: &Kvm) -> Result<VmFd, VmmError> {
     Ok(vm)
 }
 
-/// How many virtio-mmio slots the guest is told of: the agent channel.
-const VIRTIO_SLOTS: u32 = 1;
-
 /// The devices: COM1 (the kernel console, with its irqfd) and the virtio
 /// transports, the agent channel in slot 0.
 fn create_devices(
@@ -249,14 +246,16 @@ fn create_devices(
         None => None,
     };
     let agent = AgentChannel::new();
-    let console = ConsoleDevice::new(agent.clone(), channel::FrameSink::to_stdio());
-    let transports = vec![MmioTransport::new(
-        vm,
-        mem.clone(),
-        VIRTIO_SLOT_AGENT,
-        Box::new(console),
-    )?];
-    debug_assert_eq!(transports.len() as u32, VIRTIO_SLOTS);
+    let mut transports = Vec::new();
+    for (slot, kind) in virtio::plan(args).into_iter().enumerate() {
+        let device: Box<dyn virtio::VirtioDevice> = match kind {
+            virtio::Kind::AgentChannel => Box::new(ConsoleDevice::new(
+                agent.clone(),
+                channel::FrameSink::to_stdio(),
+            )),
+        };
+        transports.push(MmioTransport::new(vm, mem.clone(), slot as u32, device)?);
+    }
     Ok(Arc::new(Devices::new(
         irq(COM1_IRQ)?,
         ConsoleSink::new(console_log),

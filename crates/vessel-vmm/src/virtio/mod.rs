@@ -23,6 +23,19 @@ use vmm_sys_util::eventfd::EventFd;
 
 use crate::layout::{VIRTIO_MMIO_BASE, VIRTIO_MMIO_FIRST_IRQ, VIRTIO_MMIO_SIZE};
 
+/// The virtio devices of a VM, in slot order (see [`plan`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    /// The agent channel (virtio-console), always slot 0.
+    AgentChannel,
+}
+
+/// The devices `args` ask for, in slot order: slot N is the Nth entry. The
+/// ACPI tables declare exactly these, so the guest probes no empty slot.
+pub fn plan(_args: &crate::args::VmmArgs) -> Vec<Kind> {
+    vec![Kind::AgentChannel]
+}
+
 /// VIRTIO_F_VERSION_1: the device speaks virtio 1.x (little-endian, modern layout).
 pub const F_VERSION_1: u64 = 1 << 32;
 
