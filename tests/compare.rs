@@ -15,6 +15,8 @@ fn probe_bin() -> PathBuf {
 
 /// Small workloads: the numbers are not the point here, the plumbing is.
 const SMALL: &[&str] = &[
+    "--stdout-mib",
+    "4",
     "--io-mib",
     "4",
     "--syscalls",
@@ -70,6 +72,7 @@ fn check_container_column(report: &Value) {
         "file_write_mib_s",
         "file_read_mib_s",
         "cpu_ms",
+        "stdout_mib_s",
     ] {
         let med = number(c, &format!("/cost/{m}/median"));
         assert!(med > 0.0, "{m} median {med}");
