@@ -17,6 +17,7 @@
 pub mod config;
 pub mod console;
 mod control;
+mod cpio;
 pub mod guest_rules;
 pub mod initramfs;
 mod memory;
