@@ -196,6 +196,7 @@ fn boot_agent_in_qemu(kernel: &Path, bundle: &Bundle, send: &'static [u8]) -> Qe
         rootfs: &bundle.rootfs(),
         agent: &workspace_bin("vessel-agent"),
         config: &config,
+        kernel,
     };
     let initrd = libvessel::vm::initramfs::build_cached(&inputs, &work.join("cache"))
         .expect("build initramfs");
