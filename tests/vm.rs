@@ -300,7 +300,9 @@ fn agent_boots_under_qemu() {
     }
 
     let script = "echo hello-out; echo err-line >&2; read l; echo got=$l; hostname; \
-                  grep -c ' /tmp tmpfs' /proc/mounts; ulimit -n; id -u; id -G; pwd; echo env=$VM_TEST; exit 3";
+                  grep -c ' /tmp tmpfs' /proc/mounts; ulimit -n; id -u; id -G; pwd; echo env=$VM_TEST; \
+                  echo modules=$(cut -d' ' -f1 /proc/modules | sort); \
+                  echo modules_disabled=$(cat /proc/sys/kernel/modules_disabled); exit 3";
     let mut b = Bundle::new(&["sh", "-c", script]);
     b.spec["hostname"] = serde_json::json!("agent-test");
     b.spec["process"]["cwd"] = serde_json::json!("/tmp");
@@ -326,7 +328,20 @@ fn agent_boots_under_qemu() {
         (3 << 1) | 1,
         "exit code 3 through port 0x501\n{ctx}"
     );
-    let want = "hello-out\ngot=hello\nagent-test\n1\n777\n1000\n1000 5\n/tmp\nenv=yes\n";
+    // The agent loaded the modules beside the kernel (none without them),
+    // then turned module loading off.
+    let mut loaded: Vec<String> =
+        std::fs::read_to_string(format!("{}.modules/load-order", kernel.display()))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().strip_suffix(".ko").map(|m| m.replace('-', "_")))
+            .collect();
+    loaded.sort();
+    let want = format!(
+        "hello-out\ngot=hello\nagent-test\n1\n777\n1000\n1000 5\n/tmp\nenv=yes\n\
+         modules={}\nmodules_disabled=1\n",
+        loaded.join(" ")
+    );
     assert_eq!(r.stdout, want, "{ctx}");
     assert_eq!(r.stderr, "err-line\n", "{ctx}");
     assert!(
