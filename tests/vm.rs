@@ -64,19 +64,16 @@ fn vm_mode_in_nested_vm() {
     let kernel = guest_kernel();
     let tests_script = repo.join("rootfs-tools/vm-tests.sh");
     let boot = || {
-        let mut c = nested_vm(
-            ATTEMPT_SECS,
-            Some(2),
-            &[
-                (&vessel, "/vessel/vessel"),
-                (&agent, "/vessel/vessel-agent"),
-                (&vmm, "/vessel/vessel-vmm"),
-                (&receiver, "/vessel/console-receiver"),
-                (script, "/usr/bin/script"),
-                (&kernel, "/var/lib/vessel/kernel/vmlinux"),
-                (&tests_script, "/vessel/vm-tests.sh"),
-            ],
-        );
+        let mut files: Vec<(&Path, &str)> = vec![
+            (&vessel, "/vessel/vessel"),
+            (&agent, "/vessel/vessel-agent"),
+            (&vmm, "/vessel/vessel-vmm"),
+            (&receiver, "/vessel/console-receiver"),
+            (script, "/usr/bin/script"),
+            (&tests_script, "/vessel/vm-tests.sh"),
+        ];
+        files.extend(kernel.files());
+        let mut c = nested_vm(ATTEMPT_SECS, Some(2), &files);
         c.args(["--", "sh", "/vessel/vm-tests.sh"]);
         run_with_timeout(c, Duration::from_secs(ATTEMPT_LIMIT))
     };
