@@ -35,6 +35,13 @@ installed() {
   [ "$(sed -n 's/^banner=//p' "$mods/stamp")" = "$(banner_of "$dest")" ]
 }
 
+# One install at a time (tests may call this concurrently): a lock on DEST's directory.
+mkdir -p "$(dirname "$dest")"
+if command -v flock >/dev/null; then
+  exec 9<"$(dirname "$dest")"
+  flock 9
+fi
+
 if installed; then
   echo "guest-kernel: $dest and $mods/ already installed"
   exit 0
@@ -112,14 +119,13 @@ for m in $roots; do add "$m"; done
 printf 'package=%s\nversion=%s\nbanner=%s\n' "$pkg" "$pkgver" "$banner" > "$work/modules/stamp"
 
 # --- Install: both next to each other, each renamed into place. -------------
-mkdir -p "$(dirname "$dest")"
 rm -rf "$mods.tmp.$$" "$mods.old.$$"
 cp -r "$work/modules" "$mods.tmp.$$"
 chmod 0755 "$mods.tmp.$$" && chmod 0644 "$mods.tmp.$$"/*
 install -m 0644 "$work/vmlinux" "$dest.tmp.$$"
 if [ -e "$mods" ]; then mv "$mods" "$mods.old.$$"; fi
-mv "$mods.tmp.$$" "$mods"
+mv -T "$mods.tmp.$$" "$mods"
 mv -f "$dest.tmp.$$" "$dest"
 rm -rf "$mods.old.$$"
 echo "guest-kernel: installed $dest ($(stat -c %s "$dest") bytes, from $pkg $pkgver)"
-echo "guest-kernel: installed $mods/: $(tr '\n' ' ' < "$mods/load-order")"
+echo "guest-kernel: installed $mods/: $(paste -sd" " "$mods/load-order")"

@@ -315,6 +315,15 @@ fn agent_boots_under_qemu() {
         {"destination": "/etc/hosts", "type": "bind", "source": "/etc/hosts", "options": ["rbind", "ro"]}
     ]);
     b.write();
+    // The agent loads the modules beside the kernel (none without them),
+    // then turns module loading off (read before the initramfs is built).
+    let mut loaded: Vec<String> =
+        std::fs::read_to_string(format!("{}.modules/load-order", kernel.display()))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().strip_suffix(".ko").map(|m| m.replace('-', "_")))
+            .collect();
+    loaded.sort();
     let r = boot_agent_in_qemu(&kernel, &b, b"I\x06hello\nE\x00");
     let ctx = format!(
         "stdout: {}\nstderr: {}\nconsole: {}",
@@ -325,15 +334,6 @@ fn agent_boots_under_qemu() {
         (3 << 1) | 1,
         "exit code 3 through port 0x501\n{ctx}"
     );
-    // The agent loaded the modules beside the kernel (none without them),
-    // then turned module loading off.
-    let mut loaded: Vec<String> =
-        std::fs::read_to_string(format!("{}.modules/load-order", kernel.display()))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.trim().strip_suffix(".ko").map(|m| m.replace('-', "_")))
-            .collect();
-    loaded.sort();
     let want = format!(
         "hello-out\ngot=hello\nagent-test\n1\n777\n1000\n1000 5\n/tmp\nenv=yes\n\
          modules={}\nmodules_disabled=1\n",
