@@ -64,19 +64,16 @@ fn vm_mode_in_nested_vm() {
     let kernel = guest_kernel();
     let tests_script = repo.join("rootfs-tools/vm-tests.sh");
     let boot = || {
-        let mut c = nested_vm(
-            ATTEMPT_SECS,
-            Some(2),
-            &[
-                (&vessel, "/vessel/vessel"),
-                (&agent, "/vessel/vessel-agent"),
-                (&vmm, "/vessel/vessel-vmm"),
-                (&receiver, "/vessel/console-receiver"),
-                (script, "/usr/bin/script"),
-                (&kernel, "/var/lib/vessel/kernel/vmlinux"),
-                (&tests_script, "/vessel/vm-tests.sh"),
-            ],
-        );
+        let mut files: Vec<(&Path, &str)> = vec![
+            (&vessel, "/vessel/vessel"),
+            (&agent, "/vessel/vessel-agent"),
+            (&vmm, "/vessel/vessel-vmm"),
+            (&receiver, "/vessel/console-receiver"),
+            (script, "/usr/bin/script"),
+            (&tests_script, "/vessel/vm-tests.sh"),
+        ];
+        files.extend(kernel.files());
+        let mut c = nested_vm(ATTEMPT_SECS, Some(2), &files);
         c.args(["--", "sh", "/vessel/vm-tests.sh"]);
         run_with_timeout(c, Duration::from_secs(ATTEMPT_LIMIT))
     };
@@ -196,6 +193,7 @@ fn boot_agent_in_qemu(kernel: &Path, bundle: &Bundle, send: &'static [u8]) -> Qe
         rootfs: &bundle.rootfs(),
         agent: &workspace_bin("vessel-agent"),
         config: &config,
+        kernel,
     };
     let initrd = libvessel::vm::initramfs::build_cached(&inputs, &work.join("cache"))
         .expect("build initramfs");
@@ -299,7 +297,9 @@ fn agent_boots_under_qemu() {
     }
 
     let script = "echo hello-out; echo err-line >&2; read l; echo got=$l; hostname; \
-                  grep -c ' /tmp tmpfs' /proc/mounts; ulimit -n; id -u; id -G; pwd; echo env=$VM_TEST; exit 3";
+                  grep -c ' /tmp tmpfs' /proc/mounts; ulimit -n; id -u; id -G; pwd; echo env=$VM_TEST; \
+                  echo modules=$(cut -d' ' -f1 /proc/modules | sort); \
+                  echo modules_disabled=$(cat /proc/sys/kernel/modules_disabled); exit 3";
     let mut b = Bundle::new(&["sh", "-c", script]);
     b.spec["hostname"] = serde_json::json!("agent-test");
     b.spec["process"]["cwd"] = serde_json::json!("/tmp");
@@ -325,7 +325,20 @@ fn agent_boots_under_qemu() {
         (3 << 1) | 1,
         "exit code 3 through port 0x501\n{ctx}"
     );
-    let want = "hello-out\ngot=hello\nagent-test\n1\n777\n1000\n1000 5\n/tmp\nenv=yes\n";
+    // The agent loaded the modules beside the kernel (none without them),
+    // then turned module loading off.
+    let mut loaded: Vec<String> =
+        std::fs::read_to_string(format!("{}.modules/load-order", kernel.display()))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().strip_suffix(".ko").map(|m| m.replace('-', "_")))
+            .collect();
+    loaded.sort();
+    let want = format!(
+        "hello-out\ngot=hello\nagent-test\n1\n777\n1000\n1000 5\n/tmp\nenv=yes\n\
+         modules={}\nmodules_disabled=1\n",
+        loaded.join(" ")
+    );
     assert_eq!(r.stdout, want, "{ctx}");
     assert_eq!(r.stderr, "err-line\n", "{ctx}");
     assert!(

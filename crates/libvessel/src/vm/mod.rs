@@ -17,9 +17,11 @@
 pub mod config;
 pub mod console;
 mod control;
+mod cpio;
 pub mod guest_rules;
 pub mod initramfs;
 mod memory;
+pub mod modules;
 
 pub use control::{pause, resume, vcpus_paused};
 pub use memory::{check_memory_update, lift_memory_limit, memory_need_bytes};
@@ -252,6 +254,7 @@ pub fn launch(req: &LaunchRequest) -> Result<i32, VmError> {
         rootfs: req.rootfs,
         agent: &agent,
         config: &config_bytes,
+        kernel: &plan.kernel,
     };
     let mut initrd = initramfs::build_cached(&inputs, &cache_dir())?;
     if let Some(user) = &plan.extra_initrd {
