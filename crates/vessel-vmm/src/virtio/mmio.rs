@@ -285,12 +285,10 @@ impl MmioTransport {
         for q in &mut queues {
             q.set_event_idx(event_idx);
         }
-        let kicks = self
-            .kicks
-            .iter()
-            .map(|k| k.try_clone())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| format!("virtio slot {slot}: cloning kick eventfds: {e}"))?;
+        // Moved, not cloned: activation runs on a vCPU thread under the
+        // seccomp filter, which has no dup(2); KVM's ioeventfds hold their
+        // own reference, and a device is activated once.
+        let kicks = std::mem::take(&mut self.kicks);
         self.activated = true;
         self.device.activate(Activation {
             mem: self.mem.clone(),
