@@ -22,6 +22,7 @@ pub mod guest_rules;
 pub mod initramfs;
 mod memory;
 pub mod modules;
+pub mod net;
 
 pub use control::{pause, resume, vcpus_paused};
 pub use memory::{check_memory_update, lift_memory_limit, memory_need_bytes};
@@ -257,8 +258,16 @@ pub fn launch(req: &LaunchRequest) -> Result<i32, VmError> {
         kernel: &plan.kernel,
     };
     let mut initrd = initramfs::build_cached(&inputs, &cache_dir())?;
-    if let Some(user) = &plan.extra_initrd {
-        initrd = concat_initrds(user, &initrd, &req.state_dir.join("initrd.img"))?;
+    let net = net::prepare(req.spec, req.state_dir)?;
+    let undo_net = net::Undo::new(req.state_dir);
+    let guest = net::guest_archive(req.state_dir, net.link.as_ref().map(|l| &l.1), req.spec)?;
+    // The user's initrd, ours, then this container's own files.
+    let parts: Vec<&Path> = (plan.extra_initrd.iter().map(PathBuf::as_path))
+        .chain([initrd.as_path()])
+        .chain(guest.as_deref())
+        .collect();
+    if parts.len() > 1 {
+        initrd = concat_initrds(&parts, &req.state_dir.join("initrd.img"))?;
     }
     check_fits(&initrd, plan.sizing.mem_mib)?;
 
@@ -298,6 +307,7 @@ pub fn launch(req: &LaunchRequest) -> Result<i32, VmError> {
                 .into_iter()
                 .flatten(),
         )
+        .args(net.vmm_args())
         .stdin(stdio("stdin")?)
         .stdout(stdio("stdout")?)
         .stderr(stdio("stderr")?);
@@ -312,8 +322,10 @@ pub fn launch(req: &LaunchRequest) -> Result<i32, VmError> {
             std::ffi::CString::new(d.join("cgroup.procs").into_os_string().into_vec()).ok()
         })
         .collect();
+    let (net_join, net_tap) = net.raw_fds();
     // SAFETY: between fork and exec the closure only makes raw syscalls
-    // (setsid, open, write, close) on data prepared above: async-signal-safe.
+    // (setsid, open, write, close, and `net::pre_exec`'s) on data prepared
+    // above: async-signal-safe.
     unsafe {
         cmd.pre_exec(move || {
             // Its own session, like a container's init: a terminal's
@@ -328,7 +340,7 @@ pub fn launch(req: &LaunchRequest) -> Result<i32, VmError> {
                     libc::close(fd);
                 }
             }
-            Ok(())
+            net::pre_exec(net_join, net_tap)
         });
     }
     let child = cmd.spawn().map_err(|e| {
@@ -338,6 +350,8 @@ pub fn launch(req: &LaunchRequest) -> Result<i32, VmError> {
             req.id
         ))
     })?;
+    // The VMM holds the tap now; `delete` gives the namespace back.
+    undo_net.disarm();
     // The child is not waited for here: `create` records its pid and exits;
     // whoever reaps vessel's children (the shim, or `run`) reaps it.
     Ok(child.id() as i32)
@@ -361,14 +375,14 @@ fn check_fits(initrd: &Path, mem_mib: u64) -> Result<(), VmError> {
     Ok(())
 }
 
-/// `user` then `ours` in one file (the kernel unpacks concatenated archives
-/// in order, so vessel's /init wins).
-fn concat_initrds(user: &Path, ours: &Path, dest: &Path) -> Result<PathBuf, VmError> {
+/// `parts` in one file, in order (the kernel unpacks concatenated archives
+/// in order: a later one's file wins, so vessel's /init beats the user's).
+fn concat_initrds(parts: &[&Path], dest: &Path) -> Result<PathBuf, VmError> {
     let err = |what: &str, p: &Path, e: std::io::Error| {
         VmError::Msg(format!("{what} {}: {e}", p.display()))
     };
     let mut out = std::fs::File::create(dest).map_err(|e| err("create", dest, e))?;
-    for src in [user, ours] {
+    for &src in parts {
         let mut f = std::fs::File::open(src).map_err(|e| err("open initrd", src, e))?;
         std::io::copy(&mut f, &mut out).map_err(|e| err("copy initrd", src, e))?;
         // Archives start on a 4-byte boundary.
