@@ -242,34 +242,13 @@ pub fn plan_bundle(bundle: &Path, spec: &Spec) -> Result<VmPlan, VmError> {
 
 /// Build the initramfs and spawn the VMM; returns its pid.
 pub fn launch(req: &LaunchRequest) -> Result<i32, VmError> {
-    let config_path = req.bundle.join("config.json");
-    let config_bytes = std::fs::read(&config_path)
-        .map_err(|e| VmError::Msg(format!("read {}: {e}", config_path.display())))?;
     let plan = req.plan;
     check_kernel(&plan.kernel)?;
     let identity = vmm_identity()?;
-    let agent = find_agent()?;
     let vmm = find_vmm()?;
-
-    let inputs = initramfs::Inputs {
-        rootfs: req.rootfs,
-        agent: &agent,
-        config: &config_bytes,
-        kernel: &plan.kernel,
-    };
-    let mut initrd = initramfs::build_cached(&inputs, &cache_dir())?;
     let net = net::prepare(req.spec, req.state_dir)?;
     let undo_net = net::Undo::new(req.state_dir);
-    let guest = net::guest_archive(req.state_dir, net.link.as_ref().map(|l| &l.1), req.spec)?;
-    // The user's initrd, ours, then this container's own files.
-    let parts: Vec<&Path> = (plan.extra_initrd.iter().map(PathBuf::as_path))
-        .chain([initrd.as_path()])
-        .chain(guest.as_deref())
-        .collect();
-    if parts.len() > 1 {
-        initrd = concat_initrds(&parts, &req.state_dir.join("initrd.img"))?;
-    }
-    check_fits(&initrd, plan.sizing.mem_mib)?;
+    let initrd = assemble_initrd(req, net.link.as_ref().map(|l| &l.1))?;
 
     let mut cmdline = plan.cmdline.clone();
     if req.terminal.as_ref().is_some_and(|t| t.relayed) {
@@ -355,6 +334,35 @@ pub fn launch(req: &LaunchRequest) -> Result<i32, VmError> {
     // The child is not waited for here: `create` records its pid and exits;
     // whoever reaps vessel's children (the shim, or `run`) reaps it.
     Ok(child.id() as i32)
+}
+
+/// The guest's initramfs: the user's initrd (if any), the cached one of
+/// the rootfs and agent, then this container's own files (`net`).
+fn assemble_initrd(
+    req: &LaunchRequest,
+    guest_net: Option<&vessel_protocol::net::GuestNet>,
+) -> Result<PathBuf, VmError> {
+    let config_path = req.bundle.join("config.json");
+    let config_bytes = std::fs::read(&config_path)
+        .map_err(|e| VmError::Msg(format!("read {}: {e}", config_path.display())))?;
+    let agent = find_agent()?;
+    let inputs = initramfs::Inputs {
+        rootfs: req.rootfs,
+        agent: &agent,
+        config: &config_bytes,
+        kernel: &req.plan.kernel,
+    };
+    let mut initrd = initramfs::build_cached(&inputs, &cache_dir())?;
+    let guest = net::guest_archive(req.state_dir, guest_net, req.spec)?;
+    let parts: Vec<&Path> = (req.plan.extra_initrd.iter().map(PathBuf::as_path))
+        .chain([initrd.as_path()])
+        .chain(guest.as_deref())
+        .collect();
+    if parts.len() > 1 {
+        initrd = concat_initrds(&parts, &req.state_dir.join("initrd.img"))?;
+    }
+    check_fits(&initrd, req.plan.sizing.mem_mib)?;
+    Ok(initrd)
 }
 
 /// Refuse a rootfs that cannot fit in guest RAM: the kernel holds the
