@@ -1,7 +1,8 @@
 //! VM-mode tests.
 //!
 //! `vm_mode_in_nested_vm` boots a nested VM with real (emulated) KVM through
-//! rootfs-tools/nested-vm.sh and runs rootfs-tools/vm-tests.sh inside it
+//! rootfs-tools/nested-vm.sh and runs rootfs-tools/vm-net-tests.sh, then
+//! rootfs-tools/vm-tests.sh inside it
 //! (about 1-2 minutes); it runs only with `VESSEL_VM_TESTS=1`.
 //! `vm_create_refused_on_kvm_pvm_host` runs on a kvm_pvm host directly.
 
@@ -42,6 +43,16 @@ fn last_lines(s: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
+/// The outer test VM's modules vm-net-tests.sh needs: a veth pair, the
+/// tap, and tc's ingress qdisc, matchall filter and mirred action.
+const NET_MODULES: [&str; 5] = [
+    "drivers/net/veth",
+    "drivers/net/tun",
+    "net/sched/sch_ingress",
+    "net/sched/cls_matchall",
+    "net/sched/act_mirred",
+];
+
 #[test]
 fn vm_mode_in_nested_vm() {
     if std::env::var("VESSEL_VM_TESTS").as_deref() != Ok("1") {
@@ -63,6 +74,15 @@ fn vm_mode_in_nested_vm() {
     );
     let kernel = guest_kernel();
     let tests_script = repo.join("rootfs-tools/vm-tests.sh");
+    let net_script = repo.join("rootfs-tools/vm-net-tests.sh");
+    // The network checks drive iproute2 (vessel runs it too): busybox's
+    // ip has no -j and its tc no filters.
+    // The files themselves: Debian's /usr/sbin/ip is a link to /bin/ip,
+    // which is busybox in the test VM.
+    let real = |p: &str| {
+        std::fs::canonicalize(p).unwrap_or_else(|e| panic!("{p}: {e}: apt-get install iproute2"))
+    };
+    let (ip, tc) = (real("/usr/sbin/ip"), real("/usr/sbin/tc"));
     let boot = || {
         let mut files: Vec<(&Path, &str)> = vec![
             (&vessel, "/vessel/vessel"),
@@ -71,10 +91,19 @@ fn vm_mode_in_nested_vm() {
             (&receiver, "/vessel/console-receiver"),
             (script, "/usr/bin/script"),
             (&tests_script, "/vessel/vm-tests.sh"),
+            (&net_script, "/vessel/vm-net-tests.sh"),
+            (&ip, "/usr/sbin/ip"),
+            (&tc, "/usr/sbin/tc"),
         ];
         files.extend(kernel.files());
         let mut c = nested_vm(ATTEMPT_SECS, Some(2), &files);
-        c.args(["--", "sh", "/vessel/vm-tests.sh"]);
+        for m in NET_MODULES {
+            c.args(["--module", m]);
+        }
+        c.args([
+            "--",
+            "sh /vessel/vm-net-tests.sh; n=$?; sh /vessel/vm-tests.sh && exit $n",
+        ]);
         run_with_timeout(c, Duration::from_secs(ATTEMPT_LIMIT))
     };
     let start = Instant::now();
@@ -96,6 +125,11 @@ fn vm_mode_in_nested_vm() {
     eprintln!("{stderr}");
     eprintln!("nested VM run took {:.1} s", start.elapsed().as_secs_f64());
     let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        stdout.contains("vm-net-tests: all checks passed"),
+        "VM network tests failed (exit {:?})",
+        out.status.code()
+    );
     assert!(
         stdout.contains("vm-tests: all checks passed"),
         "VM tests failed (exit {:?})",

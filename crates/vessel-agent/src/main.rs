@@ -1,7 +1,7 @@
 //! vessel-agent: PID 1 of a VM-mode guest.
 //!
 //! It mounts the kernel filesystems and the spec's in-guest mounts, applies
-//! hostname and sysctls, masks and makes read-only the spec's paths, runs `process` with the spec's user, rlimits, cwd,
+//! hostname and sysctls, brings up the network (`net`), masks and makes read-only the spec's paths, runs `process` with the spec's user, rlimits, cwd,
 //! env, capabilities, no_new_privs and seccomp profile (`confine`, on the
 //! code container mode uses: vessel-isolation), relays its stdio over the
 //! virtio-console port (`/dev/hvc0`) as frames of `vessel_protocol`, forwards
@@ -22,6 +22,7 @@
 
 mod confine;
 mod modules;
+mod net;
 mod power;
 mod relay;
 mod setup;
@@ -85,6 +86,8 @@ fn run(channel: &mut Option<File>) -> Result<i32, Failure> {
         .ok_or_else(|| Failure::other("config.json has no process"))?;
     setup::spec_mounts(&cfg).map_err(Failure::other)?;
     setup::hostname(&cfg).map_err(Failure::other)?;
+    // Before the read-only paths (a read-only root): it writes /etc files.
+    net::setup().map_err(Failure::other)?;
     setup::sysctls(&cfg).map_err(Failure::other)?;
     setup::protect_paths(&cfg).map_err(Failure::other)?;
     let mut sigfd = relay::sigchld_fd().map_err(Failure::other)?;

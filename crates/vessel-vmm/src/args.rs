@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use super::layout::MAX_VCPUS;
 use super::sandbox::Identity;
+use super::virtio::net::NetParams;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VmmArgs {
@@ -22,10 +23,14 @@ pub struct VmmArgs {
     /// Never guessed from isatty: a `run` without a terminal from an
     /// interactive shell hands the VMM the caller's own tty.
     pub tty: bool,
+    /// `--net-fd N --net-mac MAC --net-mtu M`: an inherited tap fd and the
+    /// guest interface's MAC and MTU (all three or none).
+    pub net: Option<NetParams>,
 }
 
 pub const USAGE: &str = "usage: vessel-vmm --kernel PATH [--initrd PATH] [--cmdline STR] \
-[--vcpus N] [--mem-mib M] [--exec-fifo PATH] [--console-log PATH] [--uid U --gid G] [--tty]";
+[--vcpus N] [--mem-mib M] [--exec-fifo PATH] [--console-log PATH] [--uid U --gid G] [--tty] \
+[--net-fd N --net-mac MAC --net-mtu M]";
 
 use vessel_protocol::launch::{DEFAULT_MEM_MIB, DEFAULT_VCPUS, MAX_MEM_MIB, MIN_MEM_MIB};
 
@@ -41,6 +46,7 @@ pub fn parse(args: &[String]) -> Result<VmmArgs, String> {
     let mut console_log = None;
     let (mut uid, mut gid) = (None, None);
     let mut tty = false;
+    let (mut net_fd, mut net_mac, mut net_mtu) = (None, None, None);
 
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -99,6 +105,25 @@ pub fn parse(args: &[String]) -> Result<VmmArgs, String> {
                     gid = Some(n);
                 }
             }
+            "--net-fd" => {
+                let v = value()?;
+                net_fd = Some(
+                    v.parse::<i32>()
+                        .ok()
+                        .filter(|fd| *fd > 2)
+                        .ok_or_else(|| format!("--net-fd {v}: expected a descriptor above 2"))?,
+                );
+            }
+            "--net-mac" => net_mac = Some(vessel_protocol::net::parse_mac(&value()?)?),
+            "--net-mtu" => {
+                let v = value()?;
+                net_mtu = Some(
+                    v.parse::<u16>()
+                        .ok()
+                        .filter(|m| *m >= 68)
+                        .ok_or_else(|| format!("--net-mtu {v}: expected 68..=65535"))?,
+                );
+            }
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
     }
@@ -108,7 +133,17 @@ pub fn parse(args: &[String]) -> Result<VmmArgs, String> {
         (None, None) => None,
         _ => return Err(format!("--uid and --gid go together\n{USAGE}")),
     };
+    let net = match (net_fd, net_mac, net_mtu) {
+        (Some(fd), Some(mac), Some(mtu)) => Some(NetParams { fd, mac, mtu }),
+        (None, None, None) => None,
+        _ => {
+            return Err(format!(
+                "--net-fd, --net-mac and --net-mtu go together\n{USAGE}"
+            ))
+        }
+    };
     Ok(VmmArgs {
+        net,
         kernel,
         initrd,
         cmdline,
@@ -181,6 +216,29 @@ mod tests {
                 gid: 65533
             })
         );
+        let a = parse(&s(&[
+            "--kernel",
+            "/k",
+            "--net-fd",
+            "3",
+            "--net-mac",
+            "02:42:0a:c8:00:02",
+            "--net-mtu=1500",
+        ]))
+        .unwrap();
+        assert_eq!(
+            a.net,
+            Some(NetParams {
+                fd: 3,
+                mac: [2, 0x42, 10, 200, 0, 2],
+                mtu: 1500
+            })
+        );
+        assert!(parse(&s(&["--kernel", "/k", "--net-fd", "3"]))
+            .unwrap_err()
+            .contains("go together"));
+        assert!(parse(&s(&["--kernel", "/k", "--net-fd", "1"])).is_err());
+        assert!(parse(&s(&["--kernel", "/k", "--net-mac", "zz"])).is_err());
         assert!(parse(&s(&["--kernel", "/k", "--bogus"]))
             .unwrap_err()
             .contains("--bogus"));

@@ -147,8 +147,7 @@ fn run(args: &VmmArgs) -> Result<Infallible, VmmError> {
         virtio::plan(args).len() as u32,
     )?;
 
-    let devices = create_devices(&vm, &mem, args)?;
-    let agent = devices.agent.clone();
+    let (devices, workers) = create_devices(&vm, &mem, args)?;
     let _ = vcpu::DEVICES.set(devices.clone());
     let vcpus = create_vcpus(&kvm, &vm, args, entry)?;
     if debug {
@@ -181,11 +180,11 @@ fn run(args: &VmmArgs) -> Result<Infallible, VmmError> {
     start_threads(
         vcpus,
         &devices,
-        &agent,
         forwarded,
         tty,
         &filter,
         boot_timeout,
+        workers,
     )?;
     if debug {
         eprintln!(
@@ -221,13 +220,17 @@ fn create_vm(kvm: &Kvm) -> Result<VmFd, VmmError> {
     Ok(vm)
 }
 
+/// A device's own thread, started with the others before the seccomp
+/// filter: its name and body.
+type Worker = (&'static str, Box<dyn FnOnce() + Send>);
+
 /// The devices: COM1 (the kernel console, with its irqfd) and the virtio
-/// transports, the agent channel in slot 0.
+/// transports, the agent channel in slot 0; with the threads they need.
 fn create_devices(
     vm: &VmFd,
     mem: &vm_memory::GuestMemoryMmap,
     args: &VmmArgs,
-) -> Result<Arc<Devices>, VmmError> {
+) -> Result<(Arc<Devices>, Vec<Worker>), VmmError> {
     let irq = |gsi: u32| -> Result<EventFd, VmmError> {
         let evt = EventFd::new(EFD_NONBLOCK)
             .map_err(|e| VmmError::new(format!("eventfd for IRQ {gsi}: {e}")))?;
@@ -247,21 +250,29 @@ fn create_devices(
     };
     let agent = AgentChannel::new();
     let mut transports = Vec::new();
+    let mut workers: Vec<Worker> = Vec::new();
     for (slot, kind) in virtio::plan(args).into_iter().enumerate() {
         let device: Box<dyn virtio::VirtioDevice> = match kind {
             virtio::Kind::AgentChannel => Box::new(ConsoleDevice::new(
                 agent.clone(),
                 channel::FrameSink::to_stdio(),
             )),
+            virtio::Kind::Net(p) => {
+                let (device, worker) =
+                    virtio::net::NetDevice::new(virtio::net::take_tap(p.fd)?, p.mac, p.mtu);
+                workers.push(("net", Box::new(move || worker.run())));
+                Box::new(device)
+            }
         };
         transports.push(MmioTransport::new(vm, mem.clone(), slot as u32, device)?);
     }
-    Ok(Arc::new(Devices::new(
+    let devices = Devices::new(
         irq(COM1_IRQ)?,
         ConsoleSink::new(console_log),
         agent,
         transports,
-    )))
+    );
+    Ok((Arc::new(devices), workers))
 }
 
 /// The vCPUs, configured to start the guest at `entry`.
@@ -283,21 +294,22 @@ fn create_vcpus(
     Ok(vcpus)
 }
 
-/// The vCPU, stdin, agent-channel, signal-forwarding and interrupt-kick threads, with the seccomp filter on
+/// The vCPU, stdin, agent-channel, signal-forwarding, interrupt-kick and device threads, with the seccomp filter on
 /// all of them before any touches the guest.
 fn start_threads(
     vcpus: Vec<VcpuFd>,
     devices: &Arc<Devices>,
-    agent: &Arc<AgentChannel>,
     forwarded: std::sync::mpsc::Receiver<u8>,
     tty: bool,
     filter: &BpfProgram,
     boot_timeout: std::time::Duration,
+    workers: Vec<Worker>,
 ) -> Result<(), VmmError> {
+    let agent = &devices.agent;
     // Each thread first finishes its own start-up (glibc and std make a few
     // syscalls there) and waits at `ready`; the filter then goes on every
     // thread at once, and `go` lets them touch the guest.
-    let threads = vcpus.len() + 6;
+    let threads = vcpus.len() + 6 + workers.len();
     let (ready, go) = (
         Arc::new(Barrier::new(threads)),
         Arc::new(Barrier::new(threads)),
@@ -358,6 +370,14 @@ fn start_threads(
             ready.wait();
             go.wait();
             boot_watch::watch(devices, boot_timeout)
+        })?;
+    }
+    for (name, body) in workers {
+        let (ready, go) = (ready.clone(), go.clone());
+        spawn(name, move || {
+            ready.wait();
+            go.wait();
+            body()
         })?;
     }
     ready.wait();

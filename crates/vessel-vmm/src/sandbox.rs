@@ -35,12 +35,15 @@ pub const TIOCGWINSZ: u64 = libc::TIOCGWINSZ;
 /// log; the stdin and signal threads read; locks use futex; allocation may use
 /// brk/mmap/munmap/mremap/madvise; the exit path re-raises a signal on itself;
 /// a pause kicks the vCPU threads (tgkill), which rename themselves (prctl).
+/// virtio-net adds nothing: its thread reads and writes the tap (an fd
+/// inherited from the runtime, checked with fcntl/fstat before the filter)
+/// and polls it with its queue kicks.
 pub const ALLOWED_SYSCALLS: &[(&str, i64)] = &[
     ("read", libc::SYS_read),
     ("write", libc::SYS_write),
     ("ioctl", libc::SYS_ioctl), // KVM_RUN and TIOCGWINSZ only, see below
     ("futex", libc::SYS_futex),
-    ("poll", libc::SYS_poll),   // the agent channel waits on its queue kicks
+    ("poll", libc::SYS_poll), // the agent channel and virtio-net wait on queue kicks and the tap
     ("ppoll", libc::SYS_ppoll), // (glibc may use either)
     ("brk", libc::SYS_brk),
     ("mmap", libc::SYS_mmap),

@@ -6,7 +6,7 @@
 //! succeed, and a `create` that died half-way (no state.json yet, or a
 //! state still `creating`) is cleaned up like any other container.
 
-use crate::container::state::{State, Status};
+use crate::container::state::{Sandbox, State, Status};
 use crate::container::Locked;
 use crate::{hooks, logging, Error, Result};
 use std::path::Path;
@@ -62,6 +62,11 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
                 "container {id}: cgroup of an unfinished create not removed: {e}"
             ));
         }
+    }
+    if st.sandbox == Sandbox::Vm {
+        // The VMM is gone, and its tap with it: the network namespace gets
+        // its interface's addresses and routes back.
+        crate::vm::net::restore(&dir);
     }
     let state_json = st.oci_json(&dir).to_string();
     remove_state_dir(&dir)?;

@@ -22,6 +22,7 @@ pub mod guest_rules;
 pub mod initramfs;
 mod memory;
 pub mod modules;
+pub mod net;
 
 pub use control::{pause, resume, vcpus_paused};
 pub use memory::{check_memory_update, lift_memory_limit, memory_need_bytes};
@@ -241,26 +242,13 @@ pub fn plan_bundle(bundle: &Path, spec: &Spec) -> Result<VmPlan, VmError> {
 
 /// Build the initramfs and spawn the VMM; returns its pid.
 pub fn launch(req: &LaunchRequest) -> Result<i32, VmError> {
-    let config_path = req.bundle.join("config.json");
-    let config_bytes = std::fs::read(&config_path)
-        .map_err(|e| VmError::Msg(format!("read {}: {e}", config_path.display())))?;
     let plan = req.plan;
     check_kernel(&plan.kernel)?;
     let identity = vmm_identity()?;
-    let agent = find_agent()?;
     let vmm = find_vmm()?;
-
-    let inputs = initramfs::Inputs {
-        rootfs: req.rootfs,
-        agent: &agent,
-        config: &config_bytes,
-        kernel: &plan.kernel,
-    };
-    let mut initrd = initramfs::build_cached(&inputs, &cache_dir())?;
-    if let Some(user) = &plan.extra_initrd {
-        initrd = concat_initrds(user, &initrd, &req.state_dir.join("initrd.img"))?;
-    }
-    check_fits(&initrd, plan.sizing.mem_mib)?;
+    let net = net::prepare(req.spec, req.state_dir)?;
+    let undo_net = net::Undo::new(req.state_dir);
+    let initrd = assemble_initrd(req, net.link.as_ref().map(|l| &l.1))?;
 
     let mut cmdline = plan.cmdline.clone();
     if req.terminal.as_ref().is_some_and(|t| t.relayed) {
@@ -298,6 +286,7 @@ pub fn launch(req: &LaunchRequest) -> Result<i32, VmError> {
                 .into_iter()
                 .flatten(),
         )
+        .args(net.vmm_args())
         .stdin(stdio("stdin")?)
         .stdout(stdio("stdout")?)
         .stderr(stdio("stderr")?);
@@ -312,8 +301,10 @@ pub fn launch(req: &LaunchRequest) -> Result<i32, VmError> {
             std::ffi::CString::new(d.join("cgroup.procs").into_os_string().into_vec()).ok()
         })
         .collect();
+    let (net_join, net_tap) = net.raw_fds();
     // SAFETY: between fork and exec the closure only makes raw syscalls
-    // (setsid, open, write, close) on data prepared above: async-signal-safe.
+    // (setsid, open, write, close, and `net::pre_exec`'s) on data prepared
+    // above: async-signal-safe.
     unsafe {
         cmd.pre_exec(move || {
             // Its own session, like a container's init: a terminal's
@@ -328,7 +319,7 @@ pub fn launch(req: &LaunchRequest) -> Result<i32, VmError> {
                     libc::close(fd);
                 }
             }
-            Ok(())
+            net::pre_exec(net_join, net_tap)
         });
     }
     let child = cmd.spawn().map_err(|e| {
@@ -338,9 +329,40 @@ pub fn launch(req: &LaunchRequest) -> Result<i32, VmError> {
             req.id
         ))
     })?;
+    // The VMM holds the tap now; `delete` gives the namespace back.
+    undo_net.disarm();
     // The child is not waited for here: `create` records its pid and exits;
     // whoever reaps vessel's children (the shim, or `run`) reaps it.
     Ok(child.id() as i32)
+}
+
+/// The guest's initramfs: the user's initrd (if any), the cached one of
+/// the rootfs and agent, then this container's own files (`net`).
+fn assemble_initrd(
+    req: &LaunchRequest,
+    guest_net: Option<&vessel_protocol::net::GuestNet>,
+) -> Result<PathBuf, VmError> {
+    let config_path = req.bundle.join("config.json");
+    let config_bytes = std::fs::read(&config_path)
+        .map_err(|e| VmError::Msg(format!("read {}: {e}", config_path.display())))?;
+    let agent = find_agent()?;
+    let inputs = initramfs::Inputs {
+        rootfs: req.rootfs,
+        agent: &agent,
+        config: &config_bytes,
+        kernel: &req.plan.kernel,
+    };
+    let mut initrd = initramfs::build_cached(&inputs, &cache_dir())?;
+    let guest = net::guest_archive(req.state_dir, guest_net, req.spec)?;
+    let parts: Vec<&Path> = (req.plan.extra_initrd.iter().map(PathBuf::as_path))
+        .chain([initrd.as_path()])
+        .chain(guest.as_deref())
+        .collect();
+    if parts.len() > 1 {
+        initrd = concat_initrds(&parts, &req.state_dir.join("initrd.img"))?;
+    }
+    check_fits(&initrd, req.plan.sizing.mem_mib)?;
+    Ok(initrd)
 }
 
 /// Refuse a rootfs that cannot fit in guest RAM: the kernel holds the
@@ -361,14 +383,14 @@ fn check_fits(initrd: &Path, mem_mib: u64) -> Result<(), VmError> {
     Ok(())
 }
 
-/// `user` then `ours` in one file (the kernel unpacks concatenated archives
-/// in order, so vessel's /init wins).
-fn concat_initrds(user: &Path, ours: &Path, dest: &Path) -> Result<PathBuf, VmError> {
+/// `parts` in one file, in order (the kernel unpacks concatenated archives
+/// in order: a later one's file wins, so vessel's /init beats the user's).
+fn concat_initrds(parts: &[&Path], dest: &Path) -> Result<PathBuf, VmError> {
     let err = |what: &str, p: &Path, e: std::io::Error| {
         VmError::Msg(format!("{what} {}: {e}", p.display()))
     };
     let mut out = std::fs::File::create(dest).map_err(|e| err("create", dest, e))?;
-    for src in [user, ours] {
+    for &src in parts {
         let mut f = std::fs::File::open(src).map_err(|e| err("open initrd", src, e))?;
         std::io::copy(&mut f, &mut out).map_err(|e| err("copy initrd", src, e))?;
         // Archives start on a 4-byte boundary.

@@ -13,6 +13,7 @@
 
 pub mod console;
 pub mod mmio;
+pub mod net;
 
 use std::io;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -28,12 +29,17 @@ use crate::layout::{VIRTIO_MMIO_BASE, VIRTIO_MMIO_FIRST_IRQ, VIRTIO_MMIO_SIZE};
 pub enum Kind {
     /// The agent channel (virtio-console), always slot 0.
     AgentChannel,
+    /// The container's network interface (virtio-net on a tap), when the
+    /// runtime passed one (`--net-fd`).
+    Net(net::NetParams),
 }
 
 /// The devices `args` ask for, in slot order: slot N is the Nth entry. The
 /// ACPI tables declare exactly these, so the guest probes no empty slot.
-pub fn plan(_args: &crate::args::VmmArgs) -> Vec<Kind> {
-    vec![Kind::AgentChannel]
+pub fn plan(args: &crate::args::VmmArgs) -> Vec<Kind> {
+    let mut kinds = vec![Kind::AgentChannel];
+    kinds.extend(args.net.map(Kind::Net));
+    kinds
 }
 
 /// VIRTIO_F_VERSION_1: the device speaks virtio 1.x (little-endian, modern layout).

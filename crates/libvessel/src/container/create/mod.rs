@@ -63,6 +63,9 @@ impl Drop for Cleanup {
             let _ = cg.destroy();
         }
         if let Some(d) = &self.dir {
+            // A VM's network namespace gets back what it lent (nothing
+            // to do without a VM).
+            vm::net::restore(d);
             let _ = std::fs::remove_dir_all(d);
         }
         if let Some((d, r)) = &self.tenant {

@@ -1,0 +1,417 @@
+//! VM mode's network: the VMM runs in the container's network namespace
+//! and the guest takes over the identity of that namespace's interface.
+//!
+//! - `linux.namespaces` must list a network namespace (a VM cannot share
+//!   the host's network stack). With a path (Podman, containerd/CNI), that
+//!   namespace is connected (`connect`); without one, the VMM gets a new,
+//!   empty namespace and the guest has only `lo`, as a container would.
+//! - `connect`, in a thread that entered the namespace: reads its one
+//!   non-loopback interface (usually the veth `eth0`: IPv4 addresses, MTU,
+//!   MAC, routes), creates the tap `tap0_vessel` the VMM's virtio-net uses,
+//!   joins the two with tc: an ingress qdisc on each and a matchall filter
+//!   whose action is `mirred egress redirect` to the other (as Kata does),
+//!   then removes the IPv4 addresses from the interface so the namespace's
+//!   kernel answers nothing; the guest, given the same MAC, addresses and
+//!   routes (`vessel_protocol::net`), answers instead. What was taken is
+//!   kept in the state dir (`vm-net.json`).
+//! - `restore` (delete, or a create that failed) puts the addresses and
+//!   routes back and removes the filters, if the namespace still exists
+//!   (Podman removes it itself after the container stopped).
+
+mod files;
+mod ip;
+mod tap;
+
+pub use files::guest_archive;
+
+use super::VmError;
+use crate::logging;
+use ip::{Addr, Route};
+use nix::sched::CloneFlags;
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use serde::{Deserialize, Serialize};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use vessel_protocol::net::{GuestNet, GuestRoute};
+
+/// The tap in the container's namespace (one VM per namespace).
+pub const TAP_NAME: &str = "tap0_vessel";
+/// The descriptor number the VMM finds its tap at (`--net-fd`).
+pub const VMM_TAP_FD: RawFd = 3;
+/// What `connect` took from the namespace, in the state dir.
+const RECORD: &str = "vm-net.json";
+/// NS_GET_NSTYPE = _IO(0xb7, 0x3)
+const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
+
+/// The network namespace the VMM runs in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetNs {
+    /// A new one, empty but for `lo`.
+    New,
+    /// The one at this path (made by the engine or CNI).
+    Path(PathBuf),
+}
+
+/// The VM's network namespace from the spec; refused when the spec has
+/// none (the host's network) or names the host's own.
+pub fn namespace(spec: &Spec) -> Result<NetNs, VmError> {
+    let ns = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .and_then(|list| list.iter().find(|n| n.typ() == LinuxNamespaceType::Network));
+    let Some(ns) = ns else {
+        return Err(VmError::Msg(
+            "linux.namespaces has no network namespace: VM mode cannot share the host's \
+             network (add {\"type\": \"network\"}, with a path to join one)"
+                .into(),
+        ));
+    };
+    match ns.path() {
+        None => Ok(NetNs::New),
+        Some(p) => {
+            open_netns(p)?;
+            Ok(NetNs::Path(p.clone()))
+        }
+    }
+}
+
+/// Opens a network namespace path, refusing anything else and the host's.
+fn open_netns(path: &Path) -> Result<OwnedFd, VmError> {
+    let what = format!("linux.namespaces: network path {}", path.display());
+    let f = std::fs::File::open(path).map_err(|e| VmError::Msg(format!("{what}: {e}")))?;
+    // SAFETY: NS_GET_NSTYPE takes no argument; f is an open descriptor.
+    let kind = unsafe { libc::ioctl(f.as_raw_fd(), NS_GET_NSTYPE) };
+    if kind != libc::CLONE_NEWNET {
+        return Err(VmError::Msg(format!("{what}: not a network namespace")));
+    }
+    let md = f
+        .metadata()
+        .map_err(|e| VmError::Msg(format!("{what}: {e}")))?;
+    for host in ["/proc/self/ns/net", "/proc/1/ns/net"] {
+        if let Ok(h) = std::fs::metadata(host) {
+            if (h.dev(), h.ino()) == (md.dev(), md.ino()) {
+                return Err(VmError::Msg(format!(
+                    "{what} is the host's network namespace: VM mode would take over its \
+                     interface; give the container a namespace of its own"
+                )));
+            }
+        }
+    }
+    Ok(f.into())
+}
+
+/// What `connect` made, for the VMM's launch.
+pub struct Prepared {
+    /// The namespace to join; None: a new one.
+    pub join: Option<OwnedFd>,
+    /// The tap and the guest's settings, when there is an interface.
+    pub link: Option<(OwnedFd, GuestNet)>,
+}
+
+impl Prepared {
+    /// `--net-fd`, `--net-mac`, `--net-mtu` for the VMM.
+    pub fn vmm_args(&self) -> Vec<String> {
+        match &self.link {
+            None => Vec::new(),
+            Some((_, g)) => vec![
+                "--net-fd".into(),
+                VMM_TAP_FD.to_string(),
+                "--net-mac".into(),
+                vessel_protocol::net::format_mac(&g.mac),
+                "--net-mtu".into(),
+                g.mtu.to_string(),
+            ],
+        }
+    }
+
+    /// The raw descriptors `pre_exec` uses: (namespace, tap).
+    pub fn raw_fds(&self) -> (Option<RawFd>, Option<RawFd>) {
+        (
+            self.join.as_ref().map(|f| f.as_raw_fd()),
+            self.link.as_ref().map(|(t, _)| t.as_raw_fd()),
+        )
+    }
+}
+
+/// In the VMM's child between fork and exec (async-signal-safe: raw
+/// syscalls only): enter the namespace (or a new one) and put the tap at
+/// [`VMM_TAP_FD`], inheritable.
+pub fn pre_exec(join: Option<RawFd>, tap: Option<RawFd>) -> std::io::Result<()> {
+    // SAFETY: setns/unshare/dup2/fcntl on descriptors the parent keeps open
+    // until the spawn returns; no allocation.
+    unsafe {
+        let rc = match join {
+            Some(fd) => libc::setns(fd, libc::CLONE_NEWNET),
+            None => libc::unshare(libc::CLONE_NEWNET),
+        };
+        if rc < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if let Some(t) = tap {
+            let rc = if t == VMM_TAP_FD {
+                libc::fcntl(t, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(t, VMM_TAP_FD)
+            };
+            if rc < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What `restore` puts back.
+#[derive(Debug, Serialize, Deserialize)]
+struct Record {
+    netns: PathBuf,
+    iface: String,
+    addrs: Vec<Addr>,
+    /// Routes through the interface other than the kernel's own.
+    routes: Vec<Route>,
+}
+
+/// Runs `f` on a thread that entered the namespace `ns` (a thread's
+/// namespace is its own; processes it spawns inherit it).
+fn in_netns<T: Send>(
+    ns: &OwnedFd,
+    f: impl FnOnce() -> Result<T, VmError> + Send,
+) -> Result<T, VmError> {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            nix::sched::setns(ns, CloneFlags::CLONE_NEWNET)
+                .map_err(|e| VmError::Msg(format!("entering the network namespace: {e}")))?;
+            f()
+        })
+        .join()
+        .unwrap_or_else(|_| Err(VmError::Msg("the network set-up thread panicked".into())))
+    })
+}
+
+/// Prepares the VM's network for `spec` (see the module comment).
+pub fn prepare(spec: &Spec, state_dir: &Path) -> Result<Prepared, VmError> {
+    let path = match namespace(spec)? {
+        NetNs::New => {
+            return Ok(Prepared {
+                join: None,
+                link: None,
+            })
+        }
+        NetNs::Path(p) => p,
+    };
+    let ns = open_netns(&path)?;
+    let taken = in_netns(&ns, || take_over(&path, state_dir))?;
+    Ok(Prepared {
+        join: Some(ns),
+        link: taken,
+    })
+}
+
+/// In the namespace: the interface, the tap, the tc redirect, the address
+/// removal; undone on any failure.
+fn take_over(path: &Path, state_dir: &Path) -> Result<Option<(OwnedFd, GuestNet)>, VmError> {
+    let ctx = |e: VmError| VmError::Msg(format!("VM network in {}: {e}", path.display()));
+    let links = ip::parse_links(&ip::run("ip", &["-j", "addr", "show"]).map_err(ctx)?)?;
+    let others: Vec<&ip::Link> = links.iter().filter(|l| !l.loopback).collect();
+    if others.iter().any(|l| l.name == TAP_NAME) {
+        return Err(ctx(VmError::Msg(format!(
+            "{TAP_NAME} exists: the namespace is already connected to a VM"
+        ))));
+    }
+    let iface = match others[..] {
+        [] => return Ok(None),
+        [one] => one,
+        _ => {
+            let names: Vec<&str> = others.iter().map(|l| l.name.as_str()).collect();
+            return Err(ctx(VmError::Msg(format!(
+                "it has {} interfaces ({}); VM mode connects exactly one",
+                names.len(),
+                names.join(", ")
+            ))));
+        }
+    };
+    let mac = iface.mac.ok_or_else(|| {
+        ctx(VmError::Msg(format!(
+            "{} is not an Ethernet interface",
+            iface.name
+        )))
+    })?;
+    let mtu = u16::try_from(iface.mtu)
+        .ok()
+        .filter(|m| *m >= 68)
+        .ok_or_else(|| {
+            ctx(VmError::Msg(format!(
+                "{}: MTU {} not supported",
+                iface.name, iface.mtu
+            )))
+        })?;
+    if !iface.v6_global.is_empty() {
+        logging::warn(&format!(
+            "VM mode: IPv6 addresses of {} ({}) are not given to the guest (IPv4 only)",
+            iface.name,
+            iface.v6_global.join(", ")
+        ));
+    }
+    let routes = ip::parse_routes(
+        &ip::run("ip", &["-j", "-4", "route", "show", "table", "main"]).map_err(ctx)?,
+        &iface.name,
+    )?;
+    let record = Record {
+        netns: path.to_path_buf(),
+        iface: iface.name.clone(),
+        addrs: iface.v4.clone(),
+        routes: routes.into_iter().filter(|r| !r.kernel).collect(),
+    };
+    let tap = tap::create(TAP_NAME).map_err(ctx)?;
+    save_record(state_dir, &record)?;
+    if let Err(e) = redirect(&record.iface, mtu, &record.addrs) {
+        undo(&record);
+        let _ = std::fs::remove_file(state_dir.join(RECORD));
+        return Err(ctx(e));
+    }
+    let mut guest_routes: Vec<GuestRoute> = record
+        .routes
+        .iter()
+        .map(|r| GuestRoute {
+            dst: r.dst,
+            prefix: r.prefix,
+            gateway: r.gateway,
+        })
+        .collect();
+    // On-link routes first: a gateway must be reachable when its route goes in.
+    guest_routes.sort_by_key(|r| r.gateway.is_some());
+    let guest = GuestNet {
+        name: record.iface.clone(),
+        mac,
+        mtu: u32::from(mtu),
+        addrs: record
+            .addrs
+            .iter()
+            .map(|a| (a.local, a.prefixlen))
+            .collect(),
+        routes: guest_routes,
+    };
+    Ok(Some((tap, guest)))
+}
+
+/// The tap up with the interface's MTU, the two joined by tc both ways,
+/// then the interface's IPv4 addresses removed.
+fn redirect(iface: &str, mtu: u16, addrs: &[Addr]) -> Result<(), VmError> {
+    let mtu = mtu.to_string();
+    ip::run("ip", &["link", "set", TAP_NAME, "mtu", &mtu, "up"])?;
+    for (from, to) in [(iface, TAP_NAME), (TAP_NAME, iface)] {
+        ip::run("tc", &["qdisc", "add", "dev", from, "ingress"])?;
+        ip::run(
+            "tc",
+            &[
+                "filter", "add", "dev", from, "parent", "ffff:", "protocol", "all", "prio", "1",
+                "matchall", "action", "mirred", "egress", "redirect", "dev", to,
+            ],
+        )?;
+    }
+    for a in addrs {
+        let cidr = format!("{}/{}", a.local, a.prefixlen);
+        ip::run("ip", &["addr", "del", &cidr, "dev", iface])?;
+    }
+    Ok(())
+}
+
+/// Puts back what `record` took; each step is tried, failures are warned
+/// about (what is already as it should be is not an error).
+fn undo(record: &Record) {
+    let iface = record.iface.as_str();
+    let quiet = |tool: &str, args: &[&str]| {
+        if let Err(e) = ip::run(tool, args) {
+            logging::debug(&format!("VM network undo: {e}"));
+        }
+    };
+    quiet("tc", &["qdisc", "del", "dev", iface, "ingress"]);
+    // Gone with the VMM's descriptor, unless the VMM never started.
+    quiet("ip", &["link", "del", TAP_NAME]);
+    let warn = |tool: &str, args: &[String]| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        match ip::run(tool, &args) {
+            Err(VmError::Msg(m)) if m.contains("File exists") => {}
+            Err(e) => logging::warn(&format!("VM network: putting back {iface}: {e}")),
+            Ok(_) => {}
+        }
+    };
+    for a in &record.addrs {
+        let mut args = vec![
+            "addr".to_string(),
+            "add".into(),
+            format!("{}/{}", a.local, a.prefixlen),
+        ];
+        if let Some(b) = a.broadcast {
+            args.extend(["broadcast".into(), b.to_string()]);
+        }
+        args.extend(["dev".into(), iface.to_string()]);
+        warn("ip", &args);
+    }
+    let mut routes: Vec<&Route> = record.routes.iter().collect();
+    routes.sort_by_key(|r| r.gateway.is_some());
+    for r in routes {
+        warn("ip", &ip::route_add_args(r, iface));
+    }
+}
+
+fn save_record(state_dir: &Path, record: &Record) -> Result<(), VmError> {
+    let path = state_dir.join(RECORD);
+    let text = serde_json::to_vec(record)
+        .map_err(|e| VmError::Msg(format!("encoding {}: {e}", path.display())))?;
+    std::fs::write(&path, text).map_err(|e| VmError::Msg(format!("write {}: {e}", path.display())))
+}
+
+/// Calls [`restore`] when dropped, unless disarmed: a launch that fails
+/// after `prepare` leaves the namespace as it found it.
+pub struct Undo<'a>(Option<&'a Path>);
+
+impl<'a> Undo<'a> {
+    pub fn new(state_dir: &'a Path) -> Self {
+        Undo(Some(state_dir))
+    }
+
+    pub fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Undo<'_> {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0 {
+            restore(dir);
+        }
+    }
+}
+
+/// Gives the namespace back what a VM took from it (delete, or a failed
+/// create); never fails: problems are warned about. Nothing to do when
+/// nothing was taken or the namespace is gone.
+pub fn restore(state_dir: &Path) {
+    let path = state_dir.join(RECORD);
+    let record: Record = match std::fs::read(&path) {
+        Ok(text) => match serde_json::from_slice(&text) {
+            Ok(r) => r,
+            Err(e) => {
+                logging::warn(&format!("VM network: {}: {e}", path.display()));
+                return;
+            }
+        },
+        Err(_) => return,
+    };
+    match open_netns(&record.netns) {
+        Ok(ns) => {
+            let result = in_netns(&ns, || {
+                undo(&record);
+                Ok(())
+            });
+            if let Err(e) = result {
+                logging::warn(&format!("VM network: {e}"));
+            }
+        }
+        Err(e) => logging::debug(&format!("VM network: nothing to put back: {e}")),
+    }
+    let _ = std::fs::remove_file(&path);
+}

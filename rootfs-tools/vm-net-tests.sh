@@ -1,0 +1,131 @@
+#!/bin/sh
+# vm-net-tests.sh: VM mode's network checks. Runs INSIDE the nested test VM
+# (rootfs-tools/nested-vm.sh, with the veth, tun, sch_ingress, cls_matchall
+# and act_mirred modules loaded and iproute2's ip and tc at /usr/sbin), like
+# vm-tests.sh, whose layout and env it shares.
+#
+# A network namespace made by hand as an engine or CNI would (a veth pair:
+# host side 10.200.0.1/24, the namespace's eth0 10.200.0.2/24 with a
+# default route), a VM-mode container naming it that serves HTTP with
+# busybox httpd, reached from this (L1) host with nc; the guest's addresses and
+# routes; the namespace's state while the VM runs and after delete.
+# Prints "ok - NAME" or "FAIL - NAME: why" per check; exits 1 on a failure.
+set -u
+
+VESSEL=${VESSEL:-/vessel/vessel}
+export VESSEL_AGENT=${VESSEL_AGENT:-/vessel/vessel-agent}
+export VESSEL_VM_KERNEL=${VESSEL_VM_KERNEL:-/var/lib/vessel/kernel/vmlinux}
+export VESSEL_INITRAMFS_CACHE=${VESSEL_INITRAMFS_CACHE:-/var/tmp/vessel-initramfs}
+BUSYBOX=${BUSYBOX:-/bin/busybox}
+IP=/usr/sbin/ip TC=/usr/sbin/tc
+work=${VM_NET_TESTS_WORK:-/var/tmp/vm-net-tests}
+root=$work/state
+failures=0
+
+ok() { echo "ok - $1"; }
+fail() { echo "FAIL - $1: $2"; failures=$((failures + 1)); }
+check() { if eval "$2"; then ok "$1"; else fail "$1" "$3"; fi; }
+v() { timeout -k 10 120 "$VESSEL" --root "$root" "$@"; }
+uptime_s() { cut -d' ' -f1 /proc/uptime; }
+
+for f in "$VESSEL" "$VESSEL_AGENT" "$VESSEL_VM_KERNEL" "$IP" "$TC"; do
+  [ -e "$f" ] || { echo "FAIL - net setup: $f missing"; exit 1; }
+done
+rm -rf "$work"; mkdir -p "$work/b/rootfs/bin" "$work/b/rootfs/www" "$work/b/rootfs/etc" "$root"
+cp "$BUSYBOX" "$work/b/rootfs/bin/busybox"
+for a in sh cat ip httpd echo sleep; do ln -s busybox "$work/b/rootfs/bin/$a"; done
+echo 'root:x:0:0:root:/root:/bin/sh' > "$work/b/rootfs/etc/passwd"
+echo 'hello from the guest' > "$work/b/rootfs/www/index.html"
+echo 'nameserver 10.200.0.53' > "$work/resolv.conf"
+
+# The namespace, as an engine leaves it.
+$IP netns add vnt || { echo "FAIL - net setup: ip netns add"; exit 1; }
+$IP link add veth-h type veth peer name eth0 netns vnt
+$IP addr add 10.200.0.1/24 dev veth-h && $IP link set veth-h up
+$IP -n vnt link set lo up && $IP -n vnt link set eth0 mtu 1400 up
+$IP -n vnt addr add 10.200.0.2/24 dev eth0
+$IP -n vnt route add default via 10.200.0.1
+$IP -n vnt route add 10.9.0.0/16 via 10.200.0.1
+mac=$($IP -n vnt link show eth0 | sed -n 's/.*link\/ether \([0-9a-f:]*\).*/\1/p')
+routes_before=$($IP -n vnt -4 route show | sort)
+
+# bundle NETWORK-NAMESPACE-JSON: the httpd bundle.
+bundle() {
+  cat > "$work/b/config.json" <<EOF
+{
+  "ociVersion": "1.0.2",
+  "process": {"user": {"uid": 0, "gid": 0}, "cwd": "/",
+    "args": ["sh", "-c", "ip addr; cat /proc/net/route; cat /etc/resolv.conf; echo guest-ready; exec httpd -f -p 80 -h /www"],
+    "env": ["PATH=/bin"],
+    "capabilities": {"bounding": ["CAP_NET_BIND_SERVICE"], "effective": ["CAP_NET_BIND_SERVICE"], "permitted": ["CAP_NET_BIND_SERVICE"]}},
+  "root": {"path": "rootfs"},
+  "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"},
+    {"destination": "/etc/resolv.conf", "type": "bind", "source": "$work/resolv.conf", "options": ["rbind", "ro"]}],
+  "annotations": {"vessel.sandbox": "vm"},
+  "linux": {"namespaces": [{"type": "pid"}, {"type": "mount"}$1]}
+}
+EOF
+}
+
+bundle ''
+v create --bundle "$work/b" nohost > /dev/null 2> "$work/err0"; rc=$?
+check "net: no network namespace (the host's network) is refused at create, naming it" \
+  '[ $rc != 0 ] && grep -q "linux.namespaces has no network namespace" "$work/err0" && [ ! -e "$root/nohost" ]' \
+  "rc $rc: $(cat "$work/err0")"
+bundle ', {"type": "network", "path": "/proc/1/ns/net"}'
+v create --bundle "$work/b" hostns > /dev/null 2> "$work/err0"; rc=$?
+check "net: the host's network namespace path is refused at create" \
+  '[ $rc != 0 ] && grep -q "host.s network namespace" "$work/err0"' "rc $rc: $(cat "$work/err0")"
+
+bundle ', {"type": "network", "path": "/run/netns/vnt"}'
+t0=$(uptime_s)
+if v create --bundle "$work/b" web > "$work/out" 2> "$work/err"; then
+  pid=$(v state web | tr -d '\n ' | sed -n 's/.*"pid":\([0-9]*\).*/\1/p')
+  check "net: the VMM runs in the container's network namespace" \
+    '[ "$(readlink /proc/$pid/ns/net)" = "net:[$(stat -L -c %i /run/netns/vnt)]" ]' \
+    "vmm $(readlink /proc/$pid/ns/net 2>&1)"
+  check "net: tap0_vessel exists and eth0's address moved out" \
+    '$IP -n vnt link show tap0_vessel > /dev/null && ! $IP -n vnt addr show eth0 | grep -q 10.200.0.2' \
+    "$($IP -n vnt addr 2>&1)"
+  check "net: tc redirects eth0 and the tap to each other" \
+    '$TC -n vnt filter show dev eth0 ingress | grep -q "Redirect to device tap0_vessel" && $TC -n vnt filter show dev tap0_vessel ingress | grep -q "Redirect to device eth0"' \
+    "$($TC -n vnt filter show dev eth0 ingress 2>&1)"
+  v start web 2>> "$work/err"
+  i=0 got=''
+  while [ $i -lt 60 ]; do
+    # nc, not wget: the static busybox's wget crashes resolving the
+    # "http" service name without NSS files.
+    got=$(printf 'GET /index.html HTTP/1.0\r\n\r\n' | nc -w 2 10.200.0.2 80 2> /dev/null | tail -1)
+    [ "$got" = "hello from the guest" ] && break
+    sleep 1; i=$((i + 1))
+  done
+  echo "# net: httpd answered $(awk -v a="$t0" -v b="$(uptime_s)" 'BEGIN{printf "%.1f", b-a}') s after create"
+  check "net: the L1 host reaches httpd in the guest at 10.200.0.2:80" '[ "$got" = "hello from the guest" ]' \
+    "got '$got'; out: $(cat "$work/out"); err: $(cat "$work/err"); console: $(tail -5 "$root/web/console.log" 2>/dev/null)"
+  out=$(cat "$work/out")
+  check "net: the guest's eth0 has 10.200.0.2/24, the MAC and MTU of the namespace's eth0" \
+    'printf "%s\n" "$out" | grep -q "inet 10.200.0.2/24" && printf "%s\n" "$out" | grep -qi "link/ether $mac" && printf "%s\n" "$out" | grep -q "eth0: .*mtu 1400"' "$out"
+  # /proc/net/route: default via 10.200.0.1 (0100C80A) and 10.9.0.0/16 (0000090A).
+  check "net: the guest's routes are the namespace's" \
+    'printf "%s\n" "$out" | grep -q "^eth0[[:space:]]*00000000[[:space:]]*0100C80A" && printf "%s\n" "$out" | grep -q "^eth0[[:space:]]*0000090A[[:space:]]*0100C80A"' "$out"
+  check "net: the bundle's resolv.conf bind reaches the guest's /etc/resolv.conf" \
+    'printf "%s\n" "$out" | grep -q "nameserver 10.200.0.53"' "$out"
+  v kill web KILL; sleep 1; v delete -f web 2> "$work/errd"
+  check "net: after delete the tap and the tc filters are gone" \
+    '! $IP -n vnt link show tap0_vessel 2> /dev/null && [ -z "$($TC -n vnt filter show dev eth0 ingress)" ]' \
+    "$($IP -n vnt link 2>&1) $($TC -n vnt qdisc 2>&1)"
+  check "net: after delete eth0 has its address and the namespace its routes back" \
+    '$IP -n vnt addr show eth0 | grep -q "inet 10.200.0.2/24" && [ "$($IP -n vnt -4 route show | sort)" = "$routes_before" ]' \
+    "$($IP -n vnt addr show eth0 2>&1); routes: $($IP -n vnt -4 route show 2>&1); delete: $(cat "$work/errd")"
+  check "net: the namespace's own stack answers again (ping from L1)" 'ping -c 1 -W 3 10.200.0.2 > /dev/null' "no reply"
+else
+  fail "net: create with the namespace's path" "$(cat "$work/err")"
+fi
+$IP netns del vnt 2> /dev/null; $IP link del veth-h 2> /dev/null
+
+if [ "$failures" -gt 0 ]; then
+  echo "vm-net-tests: $failures check(s) failed"
+  for f in "$root"/*/console.log; do [ -f "$f" ] && { echo "--- $f"; tail -20 "$f"; }; done
+  exit 1
+fi
+echo "vm-net-tests: all checks passed"
