@@ -78,6 +78,14 @@ check "net: the host's network namespace path is refused at create" \
   '[ $rc != 0 ] && grep -q "host.s network namespace" "$work/err0"' "rc $rc: $(cat "$work/err0")"
 
 bundle ', {"type": "network", "path": "/run/netns/vnt"}'
+# A namespace a process lives in (another container's, a pod's) is not taken over.
+$IP netns exec vnt sleep 60 & squatter=$!
+sleep 0.5
+v create --bundle "$work/b" busy > /dev/null 2> "$work/err0"; rc=$?
+kill $squatter 2> /dev/null; wait $squatter 2> /dev/null
+check "net: a network namespace a process is in is refused at create, untouched" \
+  '[ $rc != 0 ] && grep -q "is in use (pid" "$work/err0" && [ ! -e "$root/busy" ] && $IP -n vnt -4 addr show eth0 | grep -q 10.200.0.2/24' \
+  "rc $rc: $(cat "$work/err0")"
 t0=$(uptime_s)
 if v create --bundle "$work/b" web > "$work/out" 2> "$work/err"; then
   pid=$(v state web | tr -d '\n ' | sed -n 's/.*"pid":\([0-9]*\).*/\1/p')

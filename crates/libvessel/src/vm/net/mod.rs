@@ -102,6 +102,44 @@ fn open_netns(path: &Path) -> Result<OwnedFd, VmError> {
     Ok(f.into())
 }
 
+/// VM mode takes the namespace's interface over (its address moves to the
+/// guest), so the namespace must be the VM's alone: a path naming one that
+/// a process already lives in (another container's, a pod's pause
+/// process, a host service's) is refused, or a tenant could take a
+/// neighbour's network by naming its namespace in config.json.
+fn refuse_if_in_use(ns: &OwnedFd, path: &Path) -> Result<(), VmError> {
+    let md = std::fs::File::from(ns.try_clone().map_err(|e| {
+        VmError::Msg(format!("network namespace {}: {e}", path.display()))
+    })?)
+    .metadata()
+    .map_err(|e| VmError::Msg(format!("network namespace {}: {e}", path.display())))?;
+    let users = processes_in_netns(md.dev(), md.ino());
+    if users.is_empty() {
+        return Ok(());
+    }
+    let shown: Vec<String> = users.iter().take(5).map(|p| p.to_string()).collect();
+    Err(VmError::Msg(format!(
+        "linux.namespaces: network path {} is in use (pid {}): VM mode moves the namespace's \
+         interface into the guest and needs a namespace no process is in",
+        path.display(),
+        shown.join(", ")
+    )))
+}
+
+/// The pids whose network namespace is (dev, ino).
+fn processes_in_netns(dev: u64, ino: u64) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::metadata(format!("/proc/{pid}/ns/net"))
+                .map(|m| (m.dev(), m.ino()) == (dev, ino))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
 /// What `connect` made, for the VMM's launch.
 pub struct Prepared {
     /// The namespace to join; None: a new one.
@@ -202,6 +240,7 @@ pub fn prepare(spec: &Spec, state_dir: &Path) -> Result<Prepared, VmError> {
         NetNs::Path(p) => p,
     };
     let ns = open_netns(&path)?;
+    refuse_if_in_use(&ns, &path)?;
     let taken = in_netns(&ns, || take_over(&path, state_dir))?;
     Ok(Prepared {
         join: Some(ns),
