@@ -306,7 +306,7 @@ fn boot_agent_in_qemu(kernel: &Path, bundle: &Bundle, send: &'static [u8]) -> Qe
         "-device",
         "virtio-serial-device",
         "-device",
-        "virtconsole,chardev=ch",
+        "virtserialport,chardev=ch,name=vessel.agent",
     ]);
     // The status comes from the agent's frame; QEMU's own exit says nothing.
     run_with_timeout(c, Duration::from_secs(120));

@@ -4,7 +4,7 @@
 //! hostname and sysctls, brings up the network (`net`), masks and makes read-only the spec's paths, runs `process` with the spec's user, rlimits, cwd,
 //! env, capabilities, no_new_privs and seccomp profile (`confine`, on the
 //! code container mode uses: vessel-isolation), relays its stdio over the
-//! virtio-console port (`/dev/hvc0`) as frames of `vessel_protocol`, forwards
+//! virtio-console port named `vessel.agent` (`port`) as frames of `vessel_protocol`, forwards
 //! the host's signals to it, and when it exits, reports its status to the
 //! VMM as an 'X' (exit code) or 'K' (signal) frame. A set-up error goes out
 //! as an 'R' frame and exit code 127 (not found), 126 (not executable) or
@@ -23,6 +23,7 @@
 mod confine;
 mod modules;
 mod net;
+mod port;
 mod power;
 mod relay;
 mod setup;
@@ -60,7 +61,6 @@ fn main() {
             console_note(&f.msg);
             if let Some(ch) = channel.as_mut() {
                 relay::send(ch, protocol::KIND_STDERR, line.as_bytes());
-                let _ = nix::sys::termios::tcdrain(std::os::fd::AsFd::as_fd(ch));
             }
             power::report_exit(channel.as_mut(), End::Exited(f.code as u8))
         }
@@ -78,7 +78,7 @@ fn main() {
 fn run(channel: &mut Option<File>) -> Result<i32, Failure> {
     setup::base_mounts().map_err(Failure::other)?;
     modules::load().map_err(|e| Failure::other(e.to_string()))?;
-    *channel = Some(relay::open_channel().map_err(Failure::other)?);
+    *channel = Some(port::open_channel().map_err(Failure::other)?);
     let cfg = spec::load(spec::CONFIG_PATH).map_err(Failure::other)?;
     let process = cfg
         .process

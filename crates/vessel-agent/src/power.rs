@@ -12,9 +12,13 @@ pub enum End {
     Killed(u8),
 }
 
-/// Sends the status as an 'X' or 'K' frame, then powers off. Never returns:
-/// the VMM ends as soon as it reads the frame (the console port's write
-/// returns only once the host has taken the buffer). Without a channel
+/// How long the VMM has to act on the status frame before the guest powers
+/// off anyway (the VMM ends the VM as soon as it decodes the frame; a
+/// power-off first would race it and be reported as an end without status).
+const STATUS_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Sends the status as an 'X' or 'K' frame, waits for the VMM to end the
+/// VM, and powers off only if it has not. Never returns. Without a channel
 /// (it failed to open) the power-off alone tells the VMM the guest ended
 /// without a status.
 pub fn report_exit(channel: Option<&mut File>, end: End) -> ! {
@@ -24,7 +28,8 @@ pub fn report_exit(channel: Option<&mut File>, end: End) -> ! {
             End::Killed(signo) => (vessel_protocol::KIND_KILLED, signo),
         };
         relay::send(ch, kind, &[value]);
-        let _ = nix::sys::termios::tcdrain(std::os::fd::AsFd::as_fd(ch));
+        std::thread::sleep(STATUS_GRACE);
+        super::console_note("the VMM did not end the VM after the exit status; powering off");
     }
     // SAFETY: reboot(2) with a valid command; PID 1 may power off.
     unsafe {

@@ -7,62 +7,14 @@ use super::console_note;
 use super::spawn::Workload;
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::termios::{self, ControlFlags, SetArg};
 use std::fs::File;
 use std::io::{ErrorKind, Read, Write};
 use std::os::fd::{AsFd, AsRawFd};
 use vessel_protocol::{self as protocol, Frame};
 
-/// The virtio-console port (hvc) the VMM's agent channel appears as.
-pub const CHANNEL_DEVICE: &str = "/dev/hvc0";
-/// How long to wait for the port's node after the driver loaded (devtmpfs
-/// creates it as the device registers).
-const CHANNEL_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// Stdin the workload has not read yet, kept in the agent; beyond this the
 /// host's further stdin is dropped rather than exhausting guest RAM.
 const MAX_PENDING_STDIN: usize = 16 << 20;
-
-/// Open the channel's port in raw mode (no echo, no line discipline).
-pub fn open_channel() -> Result<File, String> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let started = std::time::Instant::now();
-    let f = loop {
-        let opened = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK | libc::O_CLOEXEC)
-            .open(CHANNEL_DEVICE);
-        match opened {
-            Ok(f) => break f,
-            Err(e) if e.kind() == ErrorKind::NotFound && started.elapsed() < CHANNEL_WAIT => {
-                std::thread::sleep(std::time::Duration::from_millis(10))
-            }
-            Err(e) => {
-                return Err(format!(
-                    "open {CHANNEL_DEVICE}: {e} (is virtio_console loaded, or built into the guest kernel?)"
-                ))
-            }
-        }
-    };
-    let mut t =
-        termios::tcgetattr(f.as_fd()).map_err(|e| format!("tcgetattr {CHANNEL_DEVICE}: {e}"))?;
-    termios::cfmakeraw(&mut t);
-    t.control_flags |= ControlFlags::CLOCAL | ControlFlags::CREAD;
-    t.control_flags &= !ControlFlags::CRTSCTS;
-    termios::tcsetattr(f.as_fd(), SetArg::TCSANOW, &t)
-        .map_err(|e| format!("tcsetattr {CHANNEL_DEVICE}: {e}"))?;
-    // Bytes that arrived before raw mode went through the line discipline
-    // (echo, CR/LF mapping): not trustworthy. The host sends nothing before
-    // the ready frame below, so this drops nothing it meant.
-    let _ = termios::tcflush(f.as_fd(), termios::FlushArg::TCIFLUSH);
-    // Blocking from here on: writes must complete; reads follow poll.
-    set_nonblocking(f.as_raw_fd(), false)?;
-    let mut f = f;
-    // Ready: the hello frame with this build's protocol version. The VMM
-    // holds stdin and signal frames until the guest's first frame arrives.
-    send(&mut f, protocol::KIND_HELLO, &[protocol::PROTOCOL_VERSION]);
-    Ok(f)
-}
 
 pub fn set_nonblocking(fd: i32, on: bool) -> Result<(), String> {
     // SAFETY: fcntl on a descriptor this process owns.
@@ -89,14 +41,7 @@ pub fn set_nonblocking(fd: i32, on: bool) -> Result<(), String> {
     Ok(())
 }
 
-/// Send data as frames of `kind`.
-pub fn send(channel: &mut File, kind: u8, data: &[u8]) {
-    let mut buf = Vec::with_capacity(data.len() + data.len() / protocol::MAX_PAYLOAD * 2 + 2);
-    protocol::encode(kind, data, &mut buf);
-    if let Err(e) = channel.write_all(&buf) {
-        console_note(&format!("write {CHANNEL_DEVICE}: {e}"));
-    }
-}
+pub use super::port::send;
 
 /// SIGCHLD as a descriptor (blocked for normal delivery), made before the fork.
 pub fn sigchld_fd() -> Result<SignalFd, String> {
@@ -128,7 +73,8 @@ pub fn reap(workload: i32) -> Option<i32> {
 /// Forward what one output pipe holds now; `None` once it reached EOF.
 fn pump(fd: &mut Option<File>, kind: u8, channel: &mut File) {
     let Some(f) = fd.as_mut() else { return };
-    let mut buf = [0u8; 16 * protocol::MAX_PAYLOAD];
+    // 127 frames encode to just under 32 KiB, what one port write takes.
+    let mut buf = [0u8; 127 * protocol::MAX_PAYLOAD];
     loop {
         match f.read(&mut buf) {
             Ok(0) => {
@@ -211,7 +157,7 @@ pub fn initial_window_size(channel: &mut File, master: i32) -> Early {
                 continue
             }
             Err(e) => {
-                console_note(&format!("read {CHANNEL_DEVICE}: {e}"));
+                console_note(&format!("read the agent channel: {e}"));
                 break;
             }
         };
@@ -383,7 +329,7 @@ impl Relay {
                 other => console_note(&format!("ignoring unexpected frame {other:?}")),
             }),
             Err(e) if matches!(e.kind(), ErrorKind::Interrupted | ErrorKind::WouldBlock) => {}
-            Err(e) => console_note(&format!("read {CHANNEL_DEVICE}: {e}")),
+            Err(e) => console_note(&format!("read the agent channel: {e}")),
         }
     }
 
@@ -407,8 +353,8 @@ impl Relay {
         }
     }
 
-    /// After the workload exited: forward its last output, close its stdin,
-    /// reap and let the channel drain.
+    /// After the workload exited: forward its last output, close its stdin
+    /// and reap. (The status frame follows the output in the same queue.)
     fn finish(mut self, channel: &mut File) {
         // Whatever the workload wrote before it exited is in the pipes now;
         // children it left behind may hold them open, so read only what is there.
@@ -419,6 +365,5 @@ impl Relay {
         pump(&mut self.err, protocol::KIND_STDERR, channel);
         drop(self.stdin.take());
         let _ = reap(self.pid);
-        let _ = termios::tcdrain(channel.as_fd());
     }
 }

@@ -74,11 +74,15 @@ pub struct FrameSink {
     decoder: Decoder,
     handler: FrameHandler,
     frames: u64,
+    /// Stdout and stderr bytes decoded from one `write`, written with one
+    /// call each (a frame carries at most 255 bytes) before any other
+    /// frame is handled and when the `write` ends.
+    batch: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 impl FrameSink {
     pub fn to_stdio() -> Self {
-        Self::with_handler(Box::new(|frame| match frame {
+        let mut sink = Self::with_handler(Box::new(|frame| match frame {
             Frame::Stdout(p) => write_all_fd(libc::STDOUT_FILENO, p),
             Frame::Stderr(p) => write_all_fd(libc::STDERR_FILENO, p),
             Frame::Exit(code) => workload_ended(WorkloadEnd::Exited(code)),
@@ -101,7 +105,9 @@ impl FrameSink {
                 }
             }
             _ => {}
-        }))
+        }));
+        sink.batch = Some((Vec::new(), Vec::new()));
+        sink
     }
 
     pub fn with_handler(handler: FrameHandler) -> Self {
@@ -109,6 +115,7 @@ impl FrameSink {
             decoder: Decoder::new(),
             handler,
             frames: 0,
+            batch: None,
         }
     }
 
@@ -118,13 +125,36 @@ impl FrameSink {
     }
 }
 
+/// Hands the batched output to the handler (stdout first, then stderr).
+fn flush_batch(batch: &mut Option<(Vec<u8>, Vec<u8>)>, handler: &mut FrameHandler) {
+    if let Some((out, err)) = batch.as_mut() {
+        if !out.is_empty() {
+            handler(Frame::Stdout(out));
+            out.clear();
+        }
+        if !err.is_empty() {
+            handler(Frame::Stderr(err));
+            err.clear();
+        }
+    }
+}
+
 impl Write for FrameSink {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let (handler, frames) = (&mut self.handler, &mut self.frames);
+        let (handler, frames, batch) = (&mut self.handler, &mut self.frames, &mut self.batch);
         self.decoder.feed(buf, |frame| {
             *frames += 1;
-            handler(frame);
+            match (frame, batch.as_mut()) {
+                (Frame::Stdout(p), Some((out, _))) => out.extend_from_slice(p),
+                (Frame::Stderr(p), Some((_, err))) => err.extend_from_slice(p),
+                (other, _) => {
+                    // Output before a status or hello goes out first.
+                    flush_batch(batch, handler);
+                    handler(other);
+                }
+            }
         });
+        flush_batch(&mut self.batch, &mut self.handler);
         Ok(buf.len())
     }
     fn flush(&mut self) -> io::Result<()> {

@@ -1,12 +1,19 @@
-//! The agent channel: a virtio-console device with one port (the guest's
-//! `/dev/hvc0`) carrying `vessel-protocol` frames both ways.
+//! The agent channel: a virtio-console device with one port, announced
+//! through the multiport control queues (`console_control`) as a plain
+//! character device named `vessel.agent` (the guest's `/dev/vport<N>p0`),
+//! carrying `vessel-protocol` frames both ways.
 //!
 //! Guest to host: a thread waits on the transmit queue's kick, copies each
 //! buffer into the [`FrameSink`] (stdout, stderr, the exit status) and
-//! returns it. Host to guest: [`AgentChannel::send`] fills the buffers the
-//! driver posted on the receive queue, waiting on that queue's kick when
-//! none are left. Data moves a buffer (up to a page) per notification,
-//! where the UART it replaces took a VM exit per byte.
+//! returns it; the same thread answers the control queue. Host to guest:
+//! [`AgentChannel::send`] fills the buffers the driver posted on the
+//! receive queue, waiting on that queue's kick when none are left.
+//!
+//! Why a named port and not the hvc console port: the guest's hvc layer
+//! writes a page at a time and spins until the host has taken each page
+//! (it may not sleep under the tty's locks), one round trip per 4 KiB; a
+//! port opened O_NONBLOCK queues up to 32 KiB a write without waiting, so
+//! many buffers are in flight, and it has no tty layer to put in raw mode.
 
 use std::io::{self, Read, Write};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -15,10 +22,12 @@ use virtio_queue::{Queue, QueueT};
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::EventFd;
 
+use super::console_control::{Control, F_MULTIPORT};
 use super::{Activation, Interrupt, VirtioDevice, F_VERSION_1, TYPE_CONSOLE};
 use crate::channel::FrameSink;
 
 const QUEUE_SIZE: u16 = 256;
+const CONTROL_QUEUE_SIZE: u16 = 32;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panicking thread ends the VMM (panic = abort); keep serving.
@@ -157,17 +166,25 @@ impl Receive {
     }
 }
 
-/// Blocks until `fd`'s eventfd counter is non-zero.
+/// Blocks until `evt`'s counter is non-zero.
 fn wait_readable(evt: &EventFd) -> io::Result<()> {
+    wait_any(&[evt])
+}
+
+/// Blocks until one of `evts` has a non-zero counter.
+fn wait_any(evts: &[&EventFd]) -> io::Result<()> {
     use std::os::fd::AsRawFd;
-    let mut pfd = libc::pollfd {
-        fd: evt.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
+    let mut pfds: Vec<libc::pollfd> = evts
+        .iter()
+        .map(|e| libc::pollfd {
+            fd: e.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
     loop {
-        // SAFETY: one valid pollfd, no timeout.
-        let rc = unsafe { libc::poll(&mut pfd, 1, -1) };
+        // SAFETY: a valid array of pollfds of the given length, no timeout.
+        let rc = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, -1) };
         if rc >= 0 {
             return Ok(());
         }
@@ -199,26 +216,40 @@ impl VirtioDevice for ConsoleDevice {
     }
 
     fn queue_max_sizes(&self) -> &[u16] {
-        &[QUEUE_SIZE, QUEUE_SIZE]
+        // Port 0 receive and transmit, then control receive and transmit.
+        &[
+            QUEUE_SIZE,
+            QUEUE_SIZE,
+            CONTROL_QUEUE_SIZE,
+            CONTROL_QUEUE_SIZE,
+        ]
     }
 
     fn features(&self) -> u64 {
-        // No size, multiport or emergency write: one plain port.
-        F_VERSION_1
+        // Multiport for the named port; no size or emergency write.
+        F_VERSION_1 | F_MULTIPORT
     }
 
     fn read_config(&self, offset: u64, data: &mut [u8]) {
-        // cols, rows, max_nr_ports, emerg_wr: unused without the features.
-        super::read_config_bytes(&[0u8; 12], offset, data)
+        // cols, rows (unused without F_SIZE), max_nr_ports = 1, emerg_wr.
+        let config = [0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0];
+        super::read_config_bytes(&config, offset, data)
     }
 
     fn activate(&mut self, a: Activation) -> Result<(), String> {
         let mut queues = a.queues.into_iter();
         let mut kicks = a.kicks.into_iter();
-        let (Some(rxq), Some(txq), Some(rx_kick), Some(tx_kick)) =
-            (queues.next(), queues.next(), kicks.next(), kicks.next())
+        let (Some(rxq), Some(txq), Some(crxq), Some(ctxq)) =
+            (queues.next(), queues.next(), queues.next(), queues.next())
         else {
-            return Err("virtio-console: the driver set up fewer than 2 queues".into());
+            return Err(
+                "virtio-console: the driver set up fewer than 4 queues (no multiport?)".into(),
+            );
+        };
+        let (Some(rx_kick), Some(tx_kick), Some(crx_kick), Some(ctx_kick)) =
+            (kicks.next(), kicks.next(), kicks.next(), kicks.next())
+        else {
+            return Err("virtio-console: fewer than 4 queue kicks".into());
         };
         let sink = self.sink.take().ok_or("virtio-console: activated twice")?;
         *lock(&self.channel.rx) = Some(Receive {
@@ -228,6 +259,8 @@ impl VirtioDevice for ConsoleDevice {
             interrupt: a.interrupt.clone(),
         });
         *lock(&self.channel.tx) = Some(Transmit {
+            control: Control::new(a.mem.clone(), crxq, ctxq, a.interrupt.clone()),
+            control_kicks: [crx_kick, ctx_kick],
             mem: a.mem,
             queue: txq,
             kick: tx_kick,
@@ -240,8 +273,11 @@ impl VirtioDevice for ConsoleDevice {
     }
 }
 
-/// The guest-to-host side, run by its own thread.
+/// The guest-to-host side and the control queues, run by one thread.
 struct Transmit {
+    control: Control,
+    /// Control receive (buffers posted) and transmit (messages sent) kicks.
+    control_kicks: [EventFd; 2],
     mem: GuestMemoryMmap,
     queue: Queue,
     kick: EventFd,
@@ -254,17 +290,20 @@ impl Transmit {
     fn run(mut self) {
         let mut buf = vec![0u8; 64 * 1024];
         loop {
-            if let Err(e) = self.drain(&mut buf) {
+            if let Err(e) = self.control.service().and_then(|_| self.drain(&mut buf)) {
                 crate::channel::write_all_fd(
                     libc::STDERR_FILENO,
                     format!("vessel-vmm: agent channel: {e}\n").as_bytes(),
                 );
                 return;
             }
-            if wait_readable(&self.kick).is_err() {
+            let kicks = [&self.kick, &self.control_kicks[0], &self.control_kicks[1]];
+            if wait_any(&kicks).is_err() {
                 return;
             }
-            let _ = self.kick.read();
+            for k in kicks {
+                let _ = k.read();
+            }
         }
     }
 
@@ -351,7 +390,15 @@ mod tests {
         }));
         let channel = AgentChannel::new();
         let irq = EventFd::new(0).unwrap();
+        let irq2 = Arc::new(Interrupt::new(EventFd::new(0).unwrap()));
         let mut tx = Transmit {
+            control: Control::new(
+                mem.clone(),
+                Queue::new(8).unwrap(),
+                Queue::new(8).unwrap(),
+                irq2,
+            ),
+            control_kicks: [EventFd::new(0).unwrap(), EventFd::new(0).unwrap()],
             mem: mem.clone(),
             queue: one_buffer_queue(&mem, bytes.len() as u32, 0),
             kick: EventFd::new(0).unwrap(),

@@ -12,6 +12,7 @@
 //! model does not have (no PIC).
 
 pub mod console;
+mod console_control;
 pub mod mmio;
 pub mod net;
 

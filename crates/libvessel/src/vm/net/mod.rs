@@ -108,9 +108,10 @@ fn open_netns(path: &Path) -> Result<OwnedFd, VmError> {
 /// process, a host service's) is refused, or a tenant could take a
 /// neighbour's network by naming its namespace in config.json.
 fn refuse_if_in_use(ns: &OwnedFd, path: &Path) -> Result<(), VmError> {
-    let md = std::fs::File::from(ns.try_clone().map_err(|e| {
-        VmError::Msg(format!("network namespace {}: {e}", path.display()))
-    })?)
+    let md = std::fs::File::from(
+        ns.try_clone()
+            .map_err(|e| VmError::Msg(format!("network namespace {}: {e}", path.display())))?,
+    )
     .metadata()
     .map_err(|e| VmError::Msg(format!("network namespace {}: {e}", path.display())))?;
     let users = processes_in_netns(md.dev(), md.ino());
