@@ -345,6 +345,31 @@ if v create --bundle "$work/b3" vm3 > "$work/out3" 2> "$work/err3"; then
     for ns in ipc uts mnt; do
       check "the VMM has its own $ns namespace" '[ "$(readlink "/proc/$pid3/ns/$ns")" != "$(readlink "/proc/self/ns/$ns")" ]' "VMM $(readlink "/proc/$pid3/ns/$ns"), host $(readlink "/proc/self/ns/$ns")"
     done
+    # exec: more processes in the running guest, through the agent.
+    t1=$(uptime_s)
+    v exec vm3 sh -c 'echo exec-out; echo exec-err >&2; cat /proc/sys/kernel/random/boot_id; exit 5' > "$work/exec3" 2> "$work/exec3e"; rc=$?
+    echo "# vessel exec to exit: $(elapsed "$t1") s"
+    check "exec: stdout, stderr and exit status 5 come back" \
+      '[ "$rc" = 5 ] && [ "$(head -1 "$work/exec3")" = exec-out ] && grep -qx exec-err "$work/exec3e"' "rc $rc: $(cat "$work/exec3") / $(cat "$work/exec3e")"
+    check "exec: the process runs in the guest (its boot id is not the host's)" \
+      '[ -n "$(sed -n 2p "$work/exec3")" ] && [ "$(sed -n 2p "$work/exec3")" != "$(cat /proc/sys/kernel/random/boot_id)" ]' "$(cat "$work/exec3")"
+    got=$(echo from-stdin | v exec vm3 sh -c 'read l; echo got=$l' 2>&1)
+    check "exec: stdin reaches the process" '[ "$got" = got=from-stdin ]' "$got"
+    v exec vm3 sh -c 'kill -TERM $$' > /dev/null 2>&1; rc=$?
+    check "exec: a process killed by TERM gives 143" '[ "$rc" = 143 ]' "rc $rc"
+    v exec vm3 no-such-program > /dev/null 2> "$work/exec3e"; rc=$?
+    check "exec: a missing program gives 127 and names it" '[ "$rc" = 127 ] && grep -q no-such-program "$work/exec3e"' "rc $rc: $(cat "$work/exec3e")"
+    "$VESSEL" --root "$root" exec vm3 sleep 100 > /dev/null 2>&1 & stand_in=$!
+    sleep 3; kill -TERM $stand_in; wait $stand_in; rc=$?
+    check "exec: a TERM to vessel exec reaches the process in the guest (143)" '[ "$rc" = 143 ]' "rc $rc"
+    v exec -d --pid-file "$work/exec3.pid" vm3 sh -c 'sleep 2; exit 4' > /dev/null 2> "$work/exec3e"; rc=$?
+    ep=$(cat "$work/exec3.pid" 2>/dev/null)
+    check "exec -d: returns at once with the stand-in's pid in the pid file" '[ "$rc" = 0 ] && [ -n "$ep" ] && [ -d "/proc/$ep" ]' "rc $rc, pid ${ep:-none}: $(cat "$work/exec3e")"
+    alive() { [ -d "/proc/$1" ] && ! grep -q '^State:.*Z' "/proc/$1/status" 2> /dev/null; }
+    i=0; while [ -n "$ep" ] && alive "$ep" && [ $i -lt 200 ]; do sleep 0.1; i=$((i + 1)); done
+    check "exec -d: the stand-in ends when the process does" '[ -n "$ep" ] && ! alive "$ep"' "pid $ep still there"
+    v exec -t vm3 true > /dev/null 2> "$work/exec3e"; rc=$?
+    check "exec -t is refused in VM mode, saying so" '[ "$rc" != 0 ] && grep -q "not supported in VM mode" "$work/exec3e"' "rc $rc: $(cat "$work/exec3e")"
     v update --cpu-quota 50000 --cpu-period 100000 vm3 2> "$work/err3u"; rc=$?
     check "update --cpu-quota lands in the VMM's cgroup" '[ "$rc" = 0 ] && [ "$(cat "$cg3/cpu.max")" = "50000 100000" ]' "rc $rc: $(cat "$work/err3u"); cpu.max $(cat "$cg3/cpu.max")"
     v update --memory 48M vm3 2> "$work/err3u"; rc=$?

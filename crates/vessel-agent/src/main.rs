@@ -21,6 +21,7 @@
 //! serde_json; never on libvessel or the VMM.
 
 mod confine;
+mod exec;
 mod modules;
 mod net;
 mod port;
@@ -105,5 +106,7 @@ fn run(channel: &mut Option<File>) -> Result<i32, Failure> {
         false => (None, relay::Early::default()),
     };
     let workload = spawn::start(process, cfg.linux.as_ref(), &cfg.seccomp_extra_flags, pty)?;
-    Ok(relay::run(ch, workload, early, &mut sigfd))
+    let spawn_exec =
+        |p: &spec::Process| spawn::start(p, cfg.linux.as_ref(), &cfg.seccomp_extra_flags, None);
+    Ok(relay::run(ch, workload, early, &mut sigfd, &spawn_exec))
 }

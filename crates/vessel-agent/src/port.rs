@@ -64,8 +64,25 @@ pub fn open_channel() -> Result<File, String> {
 
 /// Sends data as frames of `kind`, waiting for room when the queue is full.
 pub fn send(channel: &mut File, kind: u8, data: &[u8]) {
-    let mut buf = Vec::with_capacity(data.len() + data.len() / protocol::MAX_PAYLOAD * 2 + 2);
-    protocol::encode(kind, data, &mut buf);
+    send_to(channel, Stream::Workload(kind), data)
+}
+
+/// Whose stream a frame belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    /// The workload's: a frame kind.
+    Workload(u8),
+    /// An exec's: an exec frame kind and the exec's id.
+    Exec(u8, u8),
+}
+
+/// Sends data on `stream`, waiting for room when the queue is full.
+pub fn send_to(channel: &mut File, stream: Stream, data: &[u8]) {
+    let mut buf = Vec::with_capacity(data.len() + data.len() / protocol::MAX_EXEC_DATA * 3 + 3);
+    match stream {
+        Stream::Workload(kind) => protocol::encode(kind, data, &mut buf),
+        Stream::Exec(kind, id) => protocol::encode_exec(kind, id, data, &mut buf),
+    }
     if let Err(e) = write_all_waiting(channel, &buf) {
         console_note(&format!("write to the agent channel: {e}"));
     }

@@ -41,7 +41,9 @@ pub fn set_nonblocking(fd: i32, on: bool) -> Result<(), String> {
     Ok(())
 }
 
+use super::exec::{Execs, Spawner};
 pub use super::port::send;
+use super::port::Stream;
 
 /// SIGCHLD as a descriptor (blocked for normal delivery), made before the fork.
 pub fn sigchld_fd() -> Result<SignalFd, String> {
@@ -56,22 +58,34 @@ pub fn sigchld_fd() -> Result<SignalFd, String> {
 /// Reap every exited child (PID 1 duty); returns the workload's wait status
 /// if it was among them.
 pub fn reap(workload: i32) -> Option<i32> {
-    let mut found = None;
+    reap_all()
+        .into_iter()
+        .find(|&(pid, _)| pid == workload)
+        .map(|(_, status)| status)
+}
+
+/// Reaps every exited child; their pids and wait statuses.
+fn reap_all() -> Vec<(i32, i32)> {
+    let mut reaped = Vec::new();
     loop {
         let mut status = 0;
         // SAFETY: waitpid with a valid status pointer.
         let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
         if pid <= 0 {
-            return found;
+            return reaped;
         }
-        if pid == workload {
-            found = Some(status);
-        }
+        reaped.push((pid, status));
     }
 }
 
 /// Forward what one output pipe holds now; `None` once it reached EOF.
 fn pump(fd: &mut Option<File>, kind: u8, channel: &mut File) {
+    pump_to(fd, Stream::Workload(kind), channel)
+}
+
+/// Forward what one output pipe holds now to `stream`; `None` once it
+/// reached EOF.
+pub fn pump_to(fd: &mut Option<File>, stream: Stream, channel: &mut File) {
     let Some(f) = fd.as_mut() else { return };
     // 127 frames encode to just under 32 KiB, what one port write takes.
     let mut buf = [0u8; 127 * protocol::MAX_PAYLOAD];
@@ -81,7 +95,7 @@ fn pump(fd: &mut Option<File>, kind: u8, channel: &mut File) {
                 *fd = None;
                 return;
             }
-            Ok(n) => send(channel, kind, &buf[..n]),
+            Ok(n) => super::port::send_to(channel, stream, &buf[..n]),
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             Err(e) if e.kind() == ErrorKind::WouldBlock => return,
             // A pty master reads EIO once every slave is closed: its EOF.
@@ -110,6 +124,7 @@ struct Relay {
     decoder: protocol::Decoder,
     /// The pty master, when the workload has a terminal.
     tty: Option<i32>,
+    execs: Execs,
 }
 
 /// How long the agent waits for the host's first window size before it
@@ -188,12 +203,19 @@ pub fn initial_window_size(channel: &mut File, master: i32) -> Early {
 /// Relay until the workload exits; returns its wait status. `early` is what
 /// the host sent before the workload started: its stdin goes first, its
 /// signals are delivered now.
-pub fn run(channel: &mut File, w: Workload, early: Early, sigfd: &mut SignalFd) -> i32 {
+pub fn run(
+    channel: &mut File,
+    w: Workload,
+    early: Early,
+    sigfd: &mut SignalFd,
+    spawn: &Spawner,
+) -> i32 {
     let mut relay = Relay::new(w, early);
     let mut status = None;
 
     while status.is_none() {
-        let mut fds = relay.poll_fds(channel, sigfd);
+        let mut fds = relay.poll_fds(channel, sigfd).to_vec();
+        fds.extend(relay.execs.poll_fds());
         // SAFETY: fds is a valid array of pollfd; negative fds are ignored by poll.
         let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
         if n < 0 {
@@ -204,8 +226,9 @@ pub fn run(channel: &mut File, w: Workload, early: Early, sigfd: &mut SignalFd) 
             break;
         }
         if fds[0].revents & libc::POLLIN != 0 {
-            relay.read_channel(channel);
+            relay.read_channel(channel, spawn);
         }
+        relay.execs.service(&fds[5..], channel);
         if fds[1].revents != 0 {
             pump(&mut relay.out, protocol::KIND_STDOUT, channel);
         }
@@ -214,7 +237,13 @@ pub fn run(channel: &mut File, w: Workload, early: Early, sigfd: &mut SignalFd) 
         }
         if fds[3].revents != 0 {
             while let Ok(Some(_)) = sigfd.read_signal() {}
-            status = reap(relay.pid);
+            for (pid, st) in reap_all() {
+                if pid == relay.pid {
+                    status = Some(st);
+                } else {
+                    relay.execs.reaped(pid, st, channel);
+                }
+            }
         }
         relay.write_pending_stdin();
         if relay.stdin_eof && relay.pending.is_empty() {
@@ -272,6 +301,7 @@ impl Relay {
             stdin_eof: early.stdin_eof,
             decoder: early.decoder,
             tty: w.tty,
+            execs: Execs::default(),
         }
     }
 
@@ -300,10 +330,13 @@ impl Relay {
 
     /// Read the host's frames: stdin is queued (up to MAX_PENDING_STDIN),
     /// signals are sent to the workload.
-    fn read_channel(&mut self, channel: &mut File) {
+    fn read_channel(&mut self, channel: &mut File, spawn: &Spawner) {
         let mut buf = [0u8; 4096];
         match channel.read(&mut buf) {
             Ok(n) => self.decoder.feed(&buf[..n], |frame| match frame {
+                Frame::Exec { kind, id, data } => {
+                    self.execs.on_frame(kind, id, data, spawn, channel)
+                }
                 Frame::Stdin(data) => {
                     if self.stdin.is_some() && self.pending.len() + data.len() <= MAX_PENDING_STDIN
                     {

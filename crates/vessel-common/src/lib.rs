@@ -12,4 +12,5 @@ pub mod kvm;
 pub mod mount_options;
 pub mod pty;
 pub mod rlimits;
+pub mod socket_path;
 pub mod time;

@@ -45,7 +45,45 @@ pub const KIND_EXIT: u8 = b'X';
 pub const KIND_KILLED: u8 = b'K';
 
 /// The frame set this build speaks; bumped when a kind changes meaning.
-pub const PROTOCOL_VERSION: u8 = 2;
+pub const PROTOCOL_VERSION: u8 = 3;
+
+// Exec: more processes in a running guest. Each frame's first payload byte
+// is the process id the VMM gave the exec (1 to 255; the workload has none),
+// the rest is as for the workload's frames. A request is the process object
+// (OCI `process` JSON) in `P` frames, then `p`; the agent starts it with the
+// workload's rules and answers with its output and `x` or `k`, or with an
+// `r` message and `x` 125, 126 or 127 when it cannot start.
+/// Part of an exec request's process JSON (host -> guest).
+pub const KIND_EXEC_REQUEST: u8 = b'P';
+/// The exec request is complete: start it (host -> guest).
+pub const KIND_EXEC_START: u8 = b'p';
+/// Stdin bytes for an exec (host -> guest).
+pub const KIND_EXEC_STDIN: u8 = b'i';
+/// An exec's stdin is at its end (host -> guest).
+pub const KIND_EXEC_STDIN_EOF: u8 = b'e';
+/// A signal for an exec (host -> guest, data: the signal number).
+pub const KIND_EXEC_SIGNAL: u8 = b's';
+/// An exec's stdout bytes (guest -> host).
+pub const KIND_EXEC_STDOUT: u8 = b'o';
+/// An exec's stderr bytes (guest -> host).
+pub const KIND_EXEC_STDERR: u8 = b'r';
+/// An exec exited (guest -> host, data: its exit code).
+pub const KIND_EXEC_EXIT: u8 = b'x';
+/// A signal killed an exec (guest -> host, data: the signal number).
+pub const KIND_EXEC_KILLED: u8 = b'k';
+const EXEC_KINDS: [u8; 9] = [
+    KIND_EXEC_REQUEST,
+    KIND_EXEC_START,
+    KIND_EXEC_STDIN,
+    KIND_EXEC_STDIN_EOF,
+    KIND_EXEC_SIGNAL,
+    KIND_EXEC_STDOUT,
+    KIND_EXEC_STDERR,
+    KIND_EXEC_EXIT,
+    KIND_EXEC_KILLED,
+];
+/// The largest data one exec frame carries (one byte goes to the id).
+pub const MAX_EXEC_DATA: usize = MAX_PAYLOAD - 1;
 
 /// One decoded frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +96,12 @@ pub enum Frame<'a> {
     Hello(u8),
     Exit(u8),
     Killed(u8),
+    /// A frame of an exec's stream: `kind` is one of the `KIND_EXEC_*`.
+    Exec {
+        kind: u8,
+        id: u8,
+        data: &'a [u8],
+    },
     WindowSize {
         rows: u16,
         cols: u16,
@@ -79,6 +123,12 @@ impl Frame<'_> {
                 KIND_WINSIZE,
                 Cow::Owned(winsize_payload(*rows, *cols).to_vec()),
             ),
+            Frame::Exec { kind, id, data } => {
+                let mut p = Vec::with_capacity(1 + data.len());
+                p.push(*id);
+                p.extend_from_slice(data);
+                (*kind, Cow::Owned(p))
+            }
             other => {
                 let (k, p) = other.borrowed_parts();
                 (k, Cow::Borrowed(p))
@@ -98,6 +148,7 @@ impl Frame<'_> {
             Frame::Killed(s) => (KIND_KILLED, std::slice::from_ref(s)),
             Frame::Unknown { kind, payload } => (*kind, payload),
             Frame::WindowSize { .. } => (KIND_WINSIZE, &[]),
+            Frame::Exec { kind, .. } => (*kind, &[]),
         }
     }
 
@@ -111,6 +162,11 @@ impl Frame<'_> {
             (KIND_HELLO, 1) => Frame::Hello(payload[0]),
             (KIND_EXIT, 1) => Frame::Exit(payload[0]),
             (KIND_KILLED, 1) => Frame::Killed(payload[0]),
+            (k, n) if n >= 1 && EXEC_KINDS.contains(&k) => Frame::Exec {
+                kind: k,
+                id: payload[0],
+                data: &payload[1..],
+            },
             (KIND_WINSIZE, WINSIZE_LEN) => Frame::WindowSize {
                 rows: u16::from_le_bytes([payload[0], payload[1]]),
                 cols: u16::from_le_bytes([payload[2], payload[3]]),
@@ -130,6 +186,22 @@ pub fn encode(kind: u8, data: &[u8], out: &mut Vec<u8>) {
     for chunk in data.chunks(MAX_PAYLOAD) {
         out.push(kind);
         out.push(chunk.len() as u8);
+        out.extend_from_slice(chunk);
+    }
+}
+
+/// Append `data` to `out` as exec frames of `kind` for process `id`, split
+/// at [`MAX_EXEC_DATA`] bytes; empty `data` gives one frame with the id only.
+pub fn encode_exec(kind: u8, id: u8, data: &[u8], out: &mut Vec<u8>) {
+    let mut chunks = data.chunks(MAX_EXEC_DATA).peekable();
+    if chunks.peek().is_none() {
+        out.extend_from_slice(&[kind, 1, id]);
+        return;
+    }
+    for chunk in chunks {
+        out.push(kind);
+        out.push(chunk.len() as u8 + 1);
+        out.push(id);
         out.extend_from_slice(chunk);
     }
 }
@@ -278,6 +350,35 @@ mod tests {
                 "Unknown { kind: 88, payload: [] }".to_string()
             ]
         );
+    }
+
+    #[test]
+    fn exec_frames_carry_their_id_and_split() {
+        let data: Vec<u8> = (0..600u32).map(|i| i as u8).collect();
+        let mut out = Vec::new();
+        encode_exec(KIND_EXEC_STDOUT, 7, &data, &mut out);
+        encode_exec(KIND_EXEC_START, 7, &[], &mut out);
+        let mut d = Decoder::new();
+        let (mut got, mut starts) = (Vec::new(), 0);
+        d.feed(&out, |f| match f {
+            Frame::Exec {
+                kind: KIND_EXEC_STDOUT,
+                id: 7,
+                data,
+            } => got.extend_from_slice(data),
+            Frame::Exec {
+                kind: KIND_EXEC_START,
+                id: 7,
+                data: [],
+            } => starts += 1,
+            other => panic!("unexpected {other:?}"),
+        });
+        assert_eq!(got, data);
+        assert_eq!(starts, 1);
+        // An exec kind without its id byte is unknown, not an exec frame.
+        d.feed(&[KIND_EXEC_EXIT, 0], |f| {
+            assert!(matches!(f, Frame::Unknown { kind: b'x', .. }))
+        });
     }
 
     #[test]

@@ -26,10 +26,13 @@ pub struct VmmArgs {
     /// `--net-fd N --net-mac MAC --net-mtu M`: an inherited tap fd and the
     /// guest interface's MAC and MTU (all three or none).
     pub net: Option<NetParams>,
+    /// `--exec-socket PATH`: where `vessel exec` connects (see `exec`).
+    pub exec_socket: Option<PathBuf>,
 }
 
 pub const USAGE: &str = "usage: vessel-vmm --kernel PATH [--initrd PATH] [--cmdline STR] \
 [--vcpus N] [--mem-mib M] [--exec-fifo PATH] [--console-log PATH] [--uid U --gid G] [--tty] \
+[--exec-socket PATH] \
 [--net-fd N --net-mac MAC --net-mtu M]";
 
 use vessel_protocol::launch::{DEFAULT_MEM_MIB, DEFAULT_VCPUS, MAX_MEM_MIB, MIN_MEM_MIB};
@@ -46,6 +49,7 @@ pub fn parse(args: &[String]) -> Result<VmmArgs, String> {
     let mut console_log = None;
     let (mut uid, mut gid) = (None, None);
     let mut tty = false;
+    let mut exec_socket = None;
     let (mut net_fd, mut net_mac, mut net_mtu) = (None, None, None);
 
     let mut it = args.iter();
@@ -94,6 +98,7 @@ pub fn parse(args: &[String]) -> Result<VmmArgs, String> {
             }
             "--exec-fifo" => exec_fifo = Some(PathBuf::from(value()?)),
             "--console-log" => console_log = Some(PathBuf::from(value()?)),
+            "--exec-socket" => exec_socket = Some(PathBuf::from(value()?)),
             "--uid" | "--gid" => {
                 let v = value()?;
                 let n: u32 = v
@@ -153,6 +158,7 @@ pub fn parse(args: &[String]) -> Result<VmmArgs, String> {
         console_log,
         identity,
         tty,
+        exec_socket,
     })
 }
 

@@ -81,8 +81,11 @@ pub struct FrameSink {
 }
 
 impl FrameSink {
-    pub fn to_stdio() -> Self {
-        let mut sink = Self::with_handler(Box::new(|frame| match frame {
+    /// The VMM's own sink: the workload's output to stdio, an exec's to its
+    /// client in `execs`.
+    pub fn to_stdio(execs: Arc<crate::exec::ExecTable>) -> Self {
+        let mut sink = Self::with_handler(Box::new(move |frame| match frame {
+            Frame::Exec { kind, id, data } => execs.deliver(kind, id, data),
             Frame::Stdout(p) => write_all_fd(libc::STDOUT_FILENO, p),
             Frame::Stderr(p) => write_all_fd(libc::STDERR_FILENO, p),
             Frame::Exit(code) => workload_ended(WorkloadEnd::Exited(code)),

@@ -21,6 +21,7 @@ mod boot_watch;
 mod channel;
 mod cpu;
 mod devices;
+mod exec;
 pub mod layout;
 mod memory;
 mod pause;
@@ -137,6 +138,15 @@ fn run(args: &VmmArgs) -> Result<Infallible, VmmError> {
 
     let mem_bytes = args.mem_mib << 20;
     let mem = memory::create_guest_memory(&vm, mem_bytes)?;
+    let execs = exec::ExecTable::new();
+    // Bound before the sandbox (the VMM then has no view of the state dir).
+    let exec_listener = match &args.exec_socket {
+        Some(p) => Some(
+            exec::listen(p)
+                .map_err(|e| VmmError::new(format!("exec socket {}: {e}", p.display())))?,
+        ),
+        None => None,
+    };
     let entry = boot::load_guest(
         &mem,
         &args.kernel,
@@ -147,7 +157,20 @@ fn run(args: &VmmArgs) -> Result<Infallible, VmmError> {
         virtio::plan(args).len() as u32,
     )?;
 
-    let (devices, workers) = create_devices(&vm, &mem, args)?;
+    let (devices, mut workers) = create_devices(&vm, &mem, args, &execs)?;
+    if let Some(listener) = exec_listener {
+        let (agent, execs) = (devices.agent.clone(), execs.clone());
+        workers.push((
+            "exec",
+            Box::new(move || {
+                let err = exec::serve(listener, execs, agent);
+                channel::write_all_fd(
+                    libc::STDERR_FILENO,
+                    format!("vessel-vmm: exec socket: {err}\n").as_bytes(),
+                );
+            }),
+        ));
+    }
     let _ = vcpu::DEVICES.set(devices.clone());
     let vcpus = create_vcpus(&kvm, &vm, args, entry)?;
     if debug {
@@ -230,6 +253,7 @@ fn create_devices(
     vm: &VmFd,
     mem: &vm_memory::GuestMemoryMmap,
     args: &VmmArgs,
+    execs: &Arc<exec::ExecTable>,
 ) -> Result<(Arc<Devices>, Vec<Worker>), VmmError> {
     let irq = |gsi: u32| -> Result<EventFd, VmmError> {
         let evt = EventFd::new(EFD_NONBLOCK)
@@ -255,7 +279,7 @@ fn create_devices(
         let device: Box<dyn virtio::VirtioDevice> = match kind {
             virtio::Kind::AgentChannel => Box::new(ConsoleDevice::new(
                 agent.clone(),
-                channel::FrameSink::to_stdio(),
+                channel::FrameSink::to_stdio(execs.clone()),
             )),
             virtio::Kind::Net(p) => {
                 let (device, worker) =

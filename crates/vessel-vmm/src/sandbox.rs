@@ -45,6 +45,7 @@ pub const ALLOWED_SYSCALLS: &[(&str, i64)] = &[
     ("futex", libc::SYS_futex),
     ("poll", libc::SYS_poll), // the agent channel and virtio-net wait on queue kicks and the tap
     ("ppoll", libc::SYS_ppoll), // (glibc may use either)
+    ("accept4", libc::SYS_accept4), // `vessel exec` connections on the exec socket
     ("brk", libc::SYS_brk),
     ("mmap", libc::SYS_mmap),
     ("munmap", libc::SYS_munmap),

@@ -18,6 +18,7 @@ pub mod config;
 pub mod console;
 mod control;
 mod cpio;
+pub mod exec;
 pub mod guest_rules;
 pub mod initramfs;
 mod memory;
@@ -279,6 +280,8 @@ pub fn launch(req: &LaunchRequest) -> Result<i32, VmError> {
         .arg(req.exec_fifo)
         .arg("--console-log")
         .arg(req.state_dir.join("console.log"))
+        .arg("--exec-socket")
+        .arg(req.state_dir.join(exec::SOCKET_NAME))
         .args(req.terminal.as_ref().map(|_| "--tty"))
         .args(
             identity

@@ -73,7 +73,11 @@ pub fn exec(root: &Path, opts: &ExecOptions) -> Result<i32> {
     // is released before the process starts, which may wait on a frozen
     // cgroup (`--ignore-paused`) that only a `resume` (taking the lock) thaws.
     let (dir, lock, st) = super::load_locked(root, &opts.id)?;
-    check_can_exec(&st, &dir, opts)?;
+    if st.sandbox == Sandbox::Vm {
+        drop(lock);
+        return exec_in_vm(&dir, &st, opts);
+    }
+    check_status(&st, &dir, opts)?;
     let st = with_exec_cgroup(st, opts)?;
     let bundle = crate::spec::read_bundle(&st.bundle)?;
     let linux = bundle.spec.linux().clone().unwrap_or_default();
@@ -128,15 +132,64 @@ pub fn exec(root: &Path, opts: &ExecOptions) -> Result<i32> {
     Ok(code)
 }
 
-/// Not in VM mode, and only in a container that is running (or paused
-/// with `--ignore-paused`).
-fn check_can_exec(st: &State, dir: &Path, opts: &ExecOptions) -> Result<()> {
-    if st.sandbox == Sandbox::Vm {
-        return Err(Error::invalid(format!(
-            "container {}: exec is not supported in VM mode",
+/// VM mode: the agent runs the process in the guest; vessel relays for it
+/// (`vm::exec`). Refused before anything starts: a VM that is not running,
+/// a terminal, `--cgroup` (the guest has no host cgroups), `--preserve-fds`.
+fn exec_in_vm(dir: &Path, st: &State, opts: &ExecOptions) -> Result<i32> {
+    check_status(st, dir, opts)?;
+    let refuse = |what: &str| {
+        Err(Error::invalid(format!(
+            "container {}: exec {what} is not supported in VM mode",
             opts.id
-        )));
+        )))
+    };
+    if opts.tty {
+        return refuse("--tty");
     }
+    if !opts.cgroup.is_empty() {
+        return refuse("--cgroup");
+    }
+    if opts.preserve_fds > 0 {
+        return refuse("--preserve-fds");
+    }
+    let bundle = crate::spec::read_bundle(&st.bundle)?;
+    // Defaults such as HOME come from the guest's own files, which the
+    // host cannot read: the process gets what the command line and the
+    // container's process give.
+    let pjson = process_json(&bundle.raw["process"], opts)?;
+    let stream = crate::vm::exec::request(dir, &pjson)?;
+    if !opts.detach {
+        let (set, sfd) = crate::vm::exec::relayed_signals()?;
+        let code = crate::vm::exec::relay(stream, &sfd);
+        let _ = set.thread_unblock();
+        return Ok(code);
+    }
+    // SAFETY: vessel is single-threaded here; the child only relays and
+    // exits, never returning into the caller.
+    match unsafe { nix::unistd::fork() }.map_err(Error::sys("fork"))? {
+        nix::unistd::ForkResult::Child => {
+            let code = match crate::vm::exec::relayed_signals() {
+                Ok((_, sfd)) => crate::vm::exec::relay(stream, &sfd),
+                Err(_) => 255,
+            };
+            std::process::exit(code)
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            drop(stream);
+            if let Some(pf) = &opts.pid_file {
+                if let Err(e) = super::create::write_pid_file(pf, child.as_raw()) {
+                    // SAFETY: killing the stand-in we just started.
+                    unsafe { libc::kill(child.as_raw(), libc::SIGKILL) };
+                    return Err(e);
+                }
+            }
+            Ok(0)
+        }
+    }
+}
+
+/// Only in a container that is running (or paused with `--ignore-paused`).
+fn check_status(st: &State, dir: &Path, opts: &ExecOptions) -> Result<()> {
     match st.live_status(dir) {
         Status::Stopped => {
             return Err(Error::WrongState(
