@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixListener;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -34,10 +34,28 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// A client socket, closed when the last holder drops it. Not `OwnedFd`:
+/// debug builds of std check a descriptor with fcntl(2) before closing
+/// it, and the seccomp filter has no fcntl.
+struct ClientFd(RawFd);
+
+impl AsRawFd for ClientFd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0
+    }
+}
+
+impl Drop for ClientFd {
+    fn drop(&mut self) {
+        // SAFETY: closing the descriptor accept4 gave this value alone.
+        unsafe { libc::close(self.0) };
+    }
+}
+
 /// The live execs: id to client socket.
 #[derive(Default)]
 pub struct ExecTable {
-    clients: Mutex<HashMap<u8, Arc<OwnedFd>>>,
+    clients: Mutex<HashMap<u8, Arc<ClientFd>>>,
 }
 
 impl ExecTable {
@@ -113,7 +131,7 @@ fn write_bounded(fd: RawFd, mut data: &[u8]) -> io::Result<()> {
 /// One connection as the server thread reads it.
 struct Conn {
     id: u8,
-    fd: Arc<OwnedFd>,
+    fd: Arc<ClientFd>,
     decoder: Decoder,
     request_bytes: usize,
     started: bool,
@@ -144,22 +162,21 @@ pub fn serve(listener: UnixListener, table: Arc<ExecTable>, agent: Arc<AgentChan
             }
             return e;
         }
-        if fds[0].revents & libc::POLLIN != 0 {
-            if let Some(c) = accept(&listener, &table) {
-                conns.push(c);
-            }
-        }
-        let ready: Vec<bool> = fds[1..].iter().map(|p| p.revents != 0).collect();
-        let mut i = 0;
+        // The connections first, as `fds` lists them; then a new one.
+        let mut ready = fds[1..].iter().map(|p| p.revents != 0);
         conns.retain_mut(|c| {
-            let keep = !ready[i] || read_client(c, &agent);
-            i += 1;
+            let keep = !ready.next().unwrap_or(false) || read_client(c, &agent);
             if !keep && !c.started {
                 // Never started: no answer will come to free its id.
                 lock(&table.clients).remove(&c.id);
             }
             keep
         });
+        if fds[0].revents & libc::POLLIN != 0 {
+            if let Some(c) = accept(&listener, &table) {
+                conns.push(c);
+            }
+        }
     }
 }
 
@@ -176,8 +193,7 @@ fn accept(listener: &UnixListener, table: &ExecTable) -> Option<Conn> {
     if fd < 0 {
         return None;
     }
-    // SAFETY: accept4 returned a new descriptor this code owns.
-    let fd = Arc::new(unsafe { OwnedFd::from_raw_fd(fd) });
+    let fd = Arc::new(ClientFd(fd));
     let Some(id) = table.free_id() else {
         let mut msg = Vec::new();
         protocol::encode_exec(
