@@ -368,8 +368,18 @@ if v create --bundle "$work/b3" vm3 > "$work/out3" 2> "$work/err3"; then
     alive() { [ -d "/proc/$1" ] && ! grep -q '^State:.*Z' "/proc/$1/status" 2> /dev/null; }
     i=0; while [ -n "$ep" ] && alive "$ep" && [ $i -lt 200 ]; do sleep 0.1; i=$((i + 1)); done
     check "exec -d: the stand-in ends when the process does" '[ -n "$ep" ] && ! alive "$ep"' "pid $ep still there"
-    v exec -t vm3 true > /dev/null 2> "$work/exec3e"; rc=$?
-    check "exec -t is refused in VM mode, saying so" '[ "$rc" != 0 ] && grep -q "not supported in VM mode" "$work/exec3e"' "rc $rc: $(cat "$work/exec3e")"
+    got=$(v exec -t vm3 sh -c 'tty; [ -t 0 ] && echo stdin-is-tty' 2>&1 | tr -d '\r'); rc=$?
+    check "exec -t: the process gets a terminal in the guest" 'printf "%s\n" "$got" | grep -q "^/dev/pts/[0-9]" && printf "%s\n" "$got" | grep -qx stdin-is-tty' "rc $rc: $got"
+    esock=$work/exec-console.sock; rm -f "$esock"
+    "$RECEIVER" "$esock" "$work/eout" 37 111 pong 2> "$work/erecv" & erecv=$!
+    i=0; while [ $i -lt 100 ] && [ ! -S "$esock" ]; do sleep 0.1; i=$((i + 1)); done
+    v exec -t -d --console-socket "$esock" --pid-file "$work/exec3t.pid" vm3 sh -c 'tty; echo ready; i=0; while [ "$(stty size)" != "37 111" ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done; echo "size=$(stty size)"; read line; echo "got:$line"; exit 6' 2> "$work/exec3e"; rc=$?
+    i=0; while [ $i -lt 600 ] && kill -0 $erecv 2>/dev/null; do sleep 0.1; i=$((i + 1)); done
+    kill $erecv 2>/dev/null; wait $erecv
+    eout=$(tr -d '\r' < "$work/eout")
+    check "exec -t -d --console-socket: the master arrives, the resize and the input reach the process" \
+      '[ "$rc" = 0 ] && printf "%s\n" "$eout" | grep -qx name=/dev/ptmx && printf "%s\n" "$eout" | grep -qx "size=37 111" && printf "%s\n" "$eout" | grep -qx "got:pong"' \
+      "rc $rc: $(cat "$work/exec3e"); receiver: $(cat "$work/erecv"); out: $eout"
     v update --cpu-quota 50000 --cpu-period 100000 vm3 2> "$work/err3u"; rc=$?
     check "update --cpu-quota lands in the VMM's cgroup" '[ "$rc" = 0 ] && [ "$(cat "$cg3/cpu.max")" = "50000 100000" ]' "rc $rc: $(cat "$work/err3u"); cpu.max $(cat "$cg3/cpu.max")"
     v update --memory 48M vm3 2> "$work/err3u"; rc=$?

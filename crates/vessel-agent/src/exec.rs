@@ -9,7 +9,7 @@
 
 use super::console_note;
 use super::port::{send_to, Stream};
-use super::relay::{pump_to, set_nonblocking};
+use super::relay::{drain_tty_to, pump_to, set_nonblocking};
 use super::spawn::{Failure, Workload};
 use super::spec::Process;
 use std::collections::HashMap;
@@ -23,8 +23,8 @@ const MAX_REQUEST: usize = 1 << 20;
 /// Stdin an exec has not read yet, kept in the agent.
 const MAX_PENDING_STDIN: usize = 4 << 20;
 
-/// Starts a process with the workload's rules.
-pub type Spawner<'a> = dyn Fn(&Process) -> Result<Workload, Failure> + 'a;
+/// Starts a process with the workload's rules, on a pty when given one.
+pub type Spawner<'a> = dyn Fn(&Process, Option<crate::tty::Pty>) -> Result<Workload, Failure> + 'a;
 
 struct Running {
     id: u8,
@@ -34,6 +34,8 @@ struct Running {
     err: Option<File>,
     pending: Vec<u8>,
     stdin_eof: bool,
+    /// The pty master, when the exec has a terminal.
+    tty: Option<i32>,
 }
 
 /// Requests being received, and the execs running.
@@ -74,6 +76,19 @@ impl Execs {
                     r.stdin_eof = true;
                 }
             }
+            protocol::KIND_EXEC_WINSIZE => {
+                if let (Some(r), [r0, r1, c0, c1]) = (self.find(id), data) {
+                    if let Some(master) = r.tty {
+                        let (rows, cols) = (
+                            u16::from_le_bytes([*r0, *r1]),
+                            u16::from_le_bytes([*c0, *c1]),
+                        );
+                        if let Err(e) = crate::tty::set_window_size(master, rows, cols) {
+                            console_note(&format!("exec {id}: {e}"));
+                        }
+                    }
+                }
+            }
             protocol::KIND_EXEC_SIGNAL => {
                 if let (Some(r), Some(&sig)) = (self.find(id), data.first()) {
                     // SAFETY: kill(2) of a process this agent started.
@@ -92,12 +107,11 @@ impl Execs {
         let started = serde_json::from_slice::<Process>(req)
             .map_err(|e| Failure::other(format!("exec: process: {e}")))
             .and_then(|p| {
-                if p.terminal {
-                    return Err(Failure::other(
-                        "exec: a terminal for an exec is not supported in VM mode",
-                    ));
-                }
-                spawn(&p)
+                let pty = match p.terminal {
+                    true => Some(crate::tty::open(p.clear_onlcr).map_err(Failure::other)?),
+                    false => None,
+                };
+                spawn(&p, pty)
             });
         match started {
             Ok(w) => self.running.push(Running {
@@ -108,6 +122,7 @@ impl Execs {
                 err: w.stderr.map(|f| nonblocking(File::from(f))),
                 pending: Vec::new(),
                 stdin_eof: false,
+                tty: w.tty,
             }),
             Err(f) => {
                 let line = format!("vessel-agent: {}\n", f.msg);
@@ -181,8 +196,16 @@ impl Execs {
             return false;
         };
         let mut r = self.running.remove(at);
-        // What it wrote is in the pipes now; children it left behind may
-        // keep them open, so only what is there is read.
+        // What it wrote is in the pipes now (a pty passes it on a moment
+        // later); children it left behind may keep them open, so only what
+        // is there is read.
+        if r.tty.is_some() {
+            drain_tty_to(
+                &mut r.out,
+                Stream::Exec(protocol::KIND_EXEC_STDOUT, r.id),
+                ch,
+            );
+        }
         pump_to(
             &mut r.out,
             Stream::Exec(protocol::KIND_EXEC_STDOUT, r.id),

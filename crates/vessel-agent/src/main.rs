@@ -106,7 +106,8 @@ fn run(channel: &mut Option<File>) -> Result<i32, Failure> {
         false => (None, relay::Early::default()),
     };
     let workload = spawn::start(process, cfg.linux.as_ref(), &cfg.seccomp_extra_flags, pty)?;
-    let spawn_exec =
-        |p: &spec::Process| spawn::start(p, cfg.linux.as_ref(), &cfg.seccomp_extra_flags, None);
+    let spawn_exec = |p: &spec::Process, pty: Option<tty::Pty>| {
+        spawn::start(p, cfg.linux.as_ref(), &cfg.seccomp_extra_flags, pty)
+    };
     Ok(relay::run(ch, workload, early, &mut sigfd, &spawn_exec))
 }

@@ -259,6 +259,11 @@ pub fn run(
 /// the master says every slave is closed (EIO), or until nothing came for
 /// a moment (a child left behind still holds the slave).
 fn drain_tty(out: &mut Option<File>, channel: &mut File) {
+    drain_tty_to(out, Stream::Workload(protocol::KIND_STDOUT), channel)
+}
+
+/// `drain_tty` for any stream (an exec's terminal too).
+pub fn drain_tty_to(out: &mut Option<File>, stream: Stream, channel: &mut File) {
     const QUIET_MS: i32 = 200;
     while let Some(f) = out.as_ref() {
         let mut p = libc::pollfd {
@@ -272,7 +277,7 @@ fn drain_tty(out: &mut Option<File>, channel: &mut File) {
             return;
         }
         if n > 0 {
-            pump(out, protocol::KIND_STDOUT, channel);
+            pump_to(out, stream, channel);
         }
     }
 }

@@ -47,6 +47,11 @@ pub struct Process {
     pub no_new_privileges: bool,
     #[serde(default)]
     pub terminal: bool,
+    /// An exec's request only: its terminal does not turn `\n` into
+    /// `\r\n` (the host relays it to a terminal of its own, as container
+    /// mode's foreground `exec -t` clears ONLCR).
+    #[serde(default, rename = "vesselClearOnlcr")]
+    pub clear_onlcr: bool,
     pub capabilities: Option<oci_spec::runtime::LinuxCapabilities>,
 }
 

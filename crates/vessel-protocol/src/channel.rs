@@ -63,6 +63,8 @@ pub const KIND_EXEC_STDIN: u8 = b'i';
 pub const KIND_EXEC_STDIN_EOF: u8 = b'e';
 /// A signal for an exec (host -> guest, data: the signal number).
 pub const KIND_EXEC_SIGNAL: u8 = b's';
+/// An exec's terminal size (host -> guest, data: as a `W` frame's payload).
+pub const KIND_EXEC_WINSIZE: u8 = b'w';
 /// An exec's stdout bytes (guest -> host).
 pub const KIND_EXEC_STDOUT: u8 = b'o';
 /// An exec's stderr bytes (guest -> host).
@@ -71,8 +73,9 @@ pub const KIND_EXEC_STDERR: u8 = b'r';
 pub const KIND_EXEC_EXIT: u8 = b'x';
 /// A signal killed an exec (guest -> host, data: the signal number).
 pub const KIND_EXEC_KILLED: u8 = b'k';
-const EXEC_KINDS: [u8; 9] = [
+const EXEC_KINDS: [u8; 10] = [
     KIND_EXEC_REQUEST,
+    KIND_EXEC_WINSIZE,
     KIND_EXEC_START,
     KIND_EXEC_STDIN,
     KIND_EXEC_STDIN_EOF,

@@ -108,13 +108,13 @@ pub fn decode_status(status: i32) -> i32 {
 }
 
 /// Restores the terminal mode on drop.
-struct RawMode {
+pub(crate) struct RawMode {
     fd: RawFd,
     saved: libc::termios,
 }
 
 impl RawMode {
-    fn enter(fd: RawFd) -> Option<RawMode> {
+    pub(crate) fn enter(fd: RawFd) -> Option<RawMode> {
         // SAFETY: termios calls on a valid fd with stack structs.
         unsafe {
             if libc::isatty(fd) == 0 {

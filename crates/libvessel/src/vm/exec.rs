@@ -27,14 +27,115 @@ enum End {
     Killed(u8),
 }
 
+/// How vessel stands in for the exec on the host.
+pub struct Stand<'a> {
+    pub detach: bool,
+    pub pid_file: Option<&'a Path>,
+    /// With a terminal and `--detach`: where the host pty's master goes.
+    pub console_socket: Option<&'a Path>,
+    pub terminal: bool,
+}
+
+/// Starts `process` in the VM and stands in for it: returns vessel's exit
+/// code (the process's status in the foreground, 0 when detached).
+pub fn run(state_dir: &Path, process: &Value, how: &Stand) -> Result<i32> {
+    // With a console socket the process's terminal on the host is a pty
+    // of vessel's: its master goes to the socket, its slave becomes the
+    // stand-in's terminal.
+    let slave = match (how.terminal, how.console_socket) {
+        (true, Some(path)) => Some(host_pty(path, process)?),
+        _ => None,
+    };
+    let stream = request(state_dir, process)?;
+    if !how.detach {
+        // (A console socket needs --detach: the foreground relays to
+        // vessel's own terminal, raw while it does.)
+        let _raw = match how.terminal {
+            true => crate::container::run::RawMode::enter(0),
+            false => None,
+        };
+        let (set, sfd) = relayed_signals()?;
+        let code = relay(stream, &sfd, how.terminal);
+        let _ = set.thread_unblock();
+        return Ok(code);
+    }
+    // SAFETY: vessel is single-threaded here; the child only relays and
+    // exits, never returning into the caller.
+    match unsafe { nix::unistd::fork() }.map_err(Error::sys("fork"))? {
+        nix::unistd::ForkResult::Child => {
+            if let Some(s) = &slave {
+                take_terminal(s.as_raw_fd());
+            }
+            let code = match relayed_signals() {
+                Ok((_, sfd)) => relay(stream, &sfd, how.terminal),
+                Err(_) => 255,
+            };
+            std::process::exit(code)
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            drop(stream);
+            if let Some(pf) = how.pid_file {
+                if let Err(e) = crate::container::create::write_pid_file(pf, child.as_raw()) {
+                    // SAFETY: killing the stand-in just started.
+                    unsafe { libc::kill(child.as_raw(), libc::SIGKILL) };
+                    return Err(e);
+                }
+            }
+            Ok(0)
+        }
+    }
+}
+
+/// A host pty for the exec's terminal: the master goes over the console
+/// socket (named /dev/ptmx, as for a container), the slave is returned.
+fn host_pty(socket: &Path, process: &Value) -> Result<std::os::fd::OwnedFd> {
+    let size = process["consoleSize"].as_object().and_then(|s| {
+        Some((
+            s.get("height")?.as_u64()? as u16,
+            s.get("width")?.as_u64()? as u16,
+        ))
+    });
+    let pty = super::console::open(size).map_err(|e| Error::Other(e.to_string()))?;
+    let s = UnixStream::connect(socket).map_err(Error::io("connect console socket", socket))?;
+    super::console::send_master(s.as_raw_fd(), &pty.master)
+        .map_err(|e| Error::Other(e.to_string()))?;
+    Ok(pty.slave)
+}
+
+/// Makes `slave` the stand-in's stdin, stdout, stderr and controlling
+/// terminal (so a resize of the master signals it), in raw mode: the
+/// guest's pty does the line discipline.
+fn take_terminal(slave: std::os::raw::c_int) {
+    // SAFETY: setsid, dup2 onto 0-2, TIOCSCTTY and termios calls on
+    // descriptors this process holds.
+    unsafe {
+        libc::setsid();
+        for fd in 0..3 {
+            libc::dup2(slave, fd);
+        }
+        libc::ioctl(0, libc::TIOCSCTTY, 0);
+        let mut t: libc::termios = std::mem::zeroed();
+        if libc::tcgetattr(0, &mut t) == 0 {
+            libc::cfmakeraw(&mut t);
+            libc::tcsetattr(0, libc::TCSANOW, &t);
+        }
+    }
+}
+
+/// The size of the terminal on fd 0, as a `w` frame's payload.
+fn window_size() -> Option<[u8; protocol::WINSIZE_LEN]> {
+    // SAFETY: TIOCGWINSZ into a stack winsize.
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; fd 0 is the terminal.
+    if unsafe { libc::ioctl(0, libc::TIOCGWINSZ, &mut ws) } != 0 {
+        return None;
+    }
+    Some(protocol::winsize_payload(ws.ws_row, ws.ws_col))
+}
+
 /// Connects to the VM's exec socket and sends `process` (the OCI process
 /// object); the stream then carries the exec's frames.
-pub fn request(state_dir: &Path, process: &Value) -> Result<UnixStream> {
-    if process["terminal"].as_bool() == Some(true) {
-        return Err(Error::invalid(
-            "exec with a terminal (-t) is not supported in VM mode yet",
-        ));
-    }
+fn request(state_dir: &Path, process: &Value) -> Result<UnixStream> {
     let path = state_dir.join(SOCKET_NAME);
     let (short, _dir) = vessel_common::socket_path::short(&path)
         .map_err(|e| Error::Other(format!("exec socket {}: {e}", path.display())))?;
@@ -55,8 +156,8 @@ pub fn request(state_dir: &Path, process: &Value) -> Result<UnixStream> {
 
 /// Relays until the process ends; returns vessel's exit code (128 + N for
 /// a killing signal N, as for a container's exec).
-pub fn relay(stream: UnixStream, signals: &SignalFd) -> i32 {
-    match relay_loop(stream, signals) {
+fn relay(stream: UnixStream, signals: &SignalFd, terminal: bool) -> i32 {
+    match relay_loop(stream, signals, terminal) {
         Some(End::Exited(code)) => i32::from(code),
         Some(End::Killed(sig)) => 128 + i32::from(sig),
         None => {
@@ -66,7 +167,17 @@ pub fn relay(stream: UnixStream, signals: &SignalFd) -> i32 {
     }
 }
 
-fn relay_loop(mut stream: UnixStream, signals: &SignalFd) -> Option<End> {
+fn relay_loop(mut stream: UnixStream, signals: &SignalFd, terminal: bool) -> Option<End> {
+    let send_size = |stream: &mut UnixStream| {
+        if let Some(size) = window_size() {
+            let mut f = Vec::new();
+            protocol::encode_exec(protocol::KIND_EXEC_WINSIZE, 0, &size, &mut f);
+            let _ = stream.write_all(&f);
+        }
+    };
+    if terminal {
+        send_size(&mut stream);
+    }
     let mut decoder = Decoder::new();
     let mut stdin_open = true;
     let mut buf = [0u8; 16 * 1024];
@@ -118,6 +229,10 @@ fn relay_loop(mut stream: UnixStream, signals: &SignalFd) -> Option<End> {
                 if info.ssi_signo as i32 == libc::SIGCHLD {
                     continue;
                 }
+                if terminal && info.ssi_signo as i32 == libc::SIGWINCH {
+                    send_size(&mut stream);
+                    continue;
+                }
                 let mut f = Vec::new();
                 protocol::encode_exec(
                     protocol::KIND_EXEC_SIGNAL,
@@ -163,7 +278,7 @@ fn write_all(fd: i32, mut data: &[u8]) {
 }
 
 /// The signals an exec stand-in passes on, blocked and read from a signalfd.
-pub fn relayed_signals() -> Result<(SigSet, SignalFd)> {
+fn relayed_signals() -> Result<(SigSet, SignalFd)> {
     let set = crate::container::run::relayed_signals();
     set.thread_block().map_err(Error::sys("block signals"))?;
     let sfd = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC).map_err(Error::sys("signalfd"))?;

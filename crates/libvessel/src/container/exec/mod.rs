@@ -134,7 +134,7 @@ pub fn exec(root: &Path, opts: &ExecOptions) -> Result<i32> {
 
 /// VM mode: the agent runs the process in the guest; vessel relays for it
 /// (`vm::exec`). Refused before anything starts: a VM that is not running,
-/// a terminal, `--cgroup` (the guest has no host cgroups), `--preserve-fds`.
+/// `--cgroup` (the guest has no host cgroups), `--preserve-fds`.
 fn exec_in_vm(dir: &Path, st: &State, opts: &ExecOptions) -> Result<i32> {
     check_status(st, dir, opts)?;
     let refuse = |what: &str| {
@@ -143,9 +143,6 @@ fn exec_in_vm(dir: &Path, st: &State, opts: &ExecOptions) -> Result<i32> {
             opts.id
         )))
     };
-    if opts.tty {
-        return refuse("--tty");
-    }
     if !opts.cgroup.is_empty() {
         return refuse("--cgroup");
     }
@@ -156,36 +153,24 @@ fn exec_in_vm(dir: &Path, st: &State, opts: &ExecOptions) -> Result<i32> {
     // Defaults such as HOME come from the guest's own files, which the
     // host cannot read: the process gets what the command line and the
     // container's process give.
-    let pjson = process_json(&bundle.raw["process"], opts)?;
-    let stream = crate::vm::exec::request(dir, &pjson)?;
-    if !opts.detach {
-        let (set, sfd) = crate::vm::exec::relayed_signals()?;
-        let code = crate::vm::exec::relay(stream, &sfd);
-        let _ = set.thread_unblock();
-        return Ok(code);
+    let mut pjson = process_json(&bundle.raw["process"], opts)?;
+    let terminal = pjson["terminal"].as_bool().unwrap_or(false);
+    check_terminal(terminal, opts.detach, opts.console_socket.is_some())?;
+    if terminal {
+        // A foreground exec relays to vessel's own terminal: like container
+        // mode's, its pty keeps `\n` as is.
+        pjson["vesselClearOnlcr"] = serde_json::Value::Bool(opts.console_socket.is_none());
     }
-    // SAFETY: vessel is single-threaded here; the child only relays and
-    // exits, never returning into the caller.
-    match unsafe { nix::unistd::fork() }.map_err(Error::sys("fork"))? {
-        nix::unistd::ForkResult::Child => {
-            let code = match crate::vm::exec::relayed_signals() {
-                Ok((_, sfd)) => crate::vm::exec::relay(stream, &sfd),
-                Err(_) => 255,
-            };
-            std::process::exit(code)
-        }
-        nix::unistd::ForkResult::Parent { child } => {
-            drop(stream);
-            if let Some(pf) = &opts.pid_file {
-                if let Err(e) = super::create::write_pid_file(pf, child.as_raw()) {
-                    // SAFETY: killing the stand-in we just started.
-                    unsafe { libc::kill(child.as_raw(), libc::SIGKILL) };
-                    return Err(e);
-                }
-            }
-            Ok(0)
-        }
-    }
+    crate::vm::exec::run(
+        dir,
+        &pjson,
+        &crate::vm::exec::Stand {
+            detach: opts.detach,
+            pid_file: opts.pid_file.as_deref(),
+            console_socket: opts.console_socket.as_deref(),
+            terminal,
+        },
+    )
 }
 
 /// Only in a container that is running (or paused with `--ignore-paused`).
