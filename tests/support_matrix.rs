@@ -5,56 +5,13 @@
 
 mod common;
 
+use common::matrix::*;
 use common::*;
 use serde_json::{json, Value};
-use std::fs::{self, File};
-use std::process::Stdio;
-use std::time::{Duration, Instant};
-
-fn read_json(rel: &str) -> Value {
-    let text = fs::read_to_string(repo_dir().join(rel)).unwrap();
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{rel}: {e}"))
-}
+use std::fs;
 
 fn features() -> Value {
     read_json("runtime-spec/features.json")
-}
-
-fn matrix() -> Vec<Value> {
-    read_json("runtime-spec/support-matrix.json")["fields"]
-        .as_array()
-        .unwrap()
-        .clone()
-}
-
-fn status(e: &Value) -> &str {
-    e["status"].as_str().unwrap()
-}
-
-fn field(e: &Value) -> &str {
-    e["field"].as_str().unwrap()
-}
-
-/// How the runtime's messages name a row: the path, plus the value for a
-/// value row.
-fn subject(e: &Value) -> String {
-    match e["value"].as_str() {
-        Some(v) => format!("{} {v:?}", field(e)),
-        None => field(e).to_owned(),
-    }
-}
-
-/// Apply a matrix example: objects merge, arrays append, scalars replace.
-fn patch(target: &mut Value, p: &Value) {
-    match (target, p) {
-        (Value::Object(t), Value::Object(p)) => {
-            for (k, v) in p {
-                patch(t.entry(k.clone()).or_insert(Value::Null), v);
-            }
-        }
-        (Value::Array(t), Value::Array(p)) => t.extend(p.iter().cloned()),
-        (t, p) => *t = p.clone(),
-    }
 }
 
 /// Every leaf path of a config, in the matrix's notation.
@@ -305,32 +262,6 @@ fn listed_seccomp_actions_and_operators_compile() {
 
 // (2) and (3): the runtime against each rejected and ignored row.
 
-/// `create` with stdio in files (the waiting init keeps pipes open, so a
-/// piped `create` would not return). Returns (success, stderr).
-fn create(rt: &Runtime, b: &Bundle, id: &str) -> (bool, String) {
-    let err_path = rt.root.with_extension(format!("{id}.stderr"));
-    let mut child = rt
-        .cmd(&["create", "--bundle", b.dir.to_str().unwrap(), id])
-        .stdout(Stdio::null())
-        .stderr(File::create(&err_path).unwrap())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if start.elapsed() > Duration::from_secs(60) {
-            let _ = child.kill();
-            panic!("create {id} hung");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let stderr = fs::read_to_string(&err_path).unwrap_or_default();
-    let _ = fs::remove_file(&err_path);
-    (status.success(), stderr)
-}
-
 /// Rows of one status that a container-mode test can exercise here.
 fn rows(which: &str) -> Vec<Value> {
     matrix()
@@ -381,14 +312,12 @@ fn rejected_fields_fail_create_and_leave_nothing() {
             .unwrap_or_default();
         assert!(left.is_empty(), "{}: left behind {left:?}", subject(&e));
         assert!(!rt.run(&["state", &id]).status.success());
-        let log = rt.log_text();
-        let logged = log.lines().any(|l| {
-            serde_json::from_str::<Value>(l).is_ok_and(|v| {
-                v["level"] == json!("error")
-                    && v["msg"].as_str().is_some_and(|m| m.contains(&subject(&e)))
-            })
-        });
-        assert!(logged, "{}: no error line in --log: {log}", subject(&e));
+        assert!(
+            logged_error(&rt, &subject(&e)),
+            "{}: no error line in --log: {}",
+            subject(&e),
+            rt.log_text()
+        );
     }
 }
 
@@ -414,16 +343,9 @@ fn ignored_fields_warn_in_the_log() {
         let id = unique_id("ignored");
         let (ok, stderr) = create(&rt, &template, &id);
         assert!(ok, "{}: create failed: {stderr}", subject(&e));
+        let warned = logged(&rt, "warning", &[&subject(&e), "ignored"]);
         let log = rt.log_text();
         rt.ok(&["delete", "-f", &id]);
-        let warned = log.lines().any(|l| {
-            serde_json::from_str::<Value>(l).is_ok_and(|v| {
-                v["level"] == json!("warning")
-                    && v["msg"]
-                        .as_str()
-                        .is_some_and(|m| m.contains(&subject(&e)) && m.contains("ignored"))
-            })
-        });
         assert!(warned, "{}: no warning in --log: {log}", subject(&e));
     }
 }

@@ -49,6 +49,43 @@ pub struct Entry {
     pub example: Option<Value>,
     #[serde(default)]
     pub note: Option<String>,
+    /// What VM mode does with the field (every row says).
+    pub vm: VmColumn,
+}
+
+/// What VM mode does with a field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VmStatus {
+    /// Applied in the guest by vessel-agent (or read by VM mode itself).
+    Supported,
+    /// Applied on the host: to the VMM, its cgroup or network namespace,
+    /// or by vessel (poststart/poststop hooks).
+    Host,
+    /// Given by the VM itself (the guest is a kernel of its own); the note
+    /// says what is and is not done.
+    Boundary,
+    /// Warned in --log, as in container mode.
+    Ignored,
+    /// Not applied, with a note on the guest console (host bind mounts,
+    /// until virtio-fs shares them).
+    Skipped,
+    /// VM-mode `create` refuses a value that means something, naming the
+    /// field (`vm::fields`, or the matrix itself when rejected in both).
+    Rejected,
+}
+
+/// A row's `vm` column.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VmColumn {
+    pub status: VmStatus,
+    #[serde(default)]
+    pub note: Option<String>,
+    /// A config.json patch the VM-mode test applies (when the row's own
+    /// `example` does not fit VM mode or the row has none).
+    #[serde(default)]
+    pub example: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -226,6 +263,24 @@ mod tests {
             if e.status != Status::Supported {
                 assert!(e.why.is_some(), "{} needs a why", e.field);
                 assert!(e.example.is_some(), "{} needs an example", e.field);
+            }
+            // VM mode warns what both modes warn, and refuses what the
+            // matrix rejects; what it refuses on top is explained.
+            match (e.status, e.vm.status) {
+                (Status::Ignored, VmStatus::Ignored) | (Status::Rejected, VmStatus::Rejected) => {}
+                (Status::Supported | Status::Ignored, VmStatus::Rejected)
+                | (Status::Supported, VmStatus::Boundary) => {
+                    assert!(
+                        e.vm.note.is_some(),
+                        "{}: the vm column needs a note",
+                        e.field
+                    )
+                }
+                (Status::Ignored | Status::Rejected, vm)
+                | (Status::Supported, vm @ VmStatus::Ignored) => {
+                    panic!("{} is {:?} but {vm:?} in VM mode", e.field, e.status)
+                }
+                _ => {}
             }
         }
     }

@@ -6,8 +6,10 @@
 //!   invoked as `vessel-vm`).
 //! - `check_host` refuses at once where VM mode cannot work (no /dev/kvm,
 //!   kvm_pvm, no guest kernel, no vessel-agent), before any side effect;
-//!   `guest_rules::check_seccomp` refuses a seccomp profile the guest cannot
-//!   apply (SCMP_ACT_NOTIFY, or one that does not compile).
+//!   `fields::check_fields` refuses, before it, the config.json fields a VM
+//!   cannot apply (by name); `guest_rules::check_seccomp` refuses a seccomp
+//!   profile the guest cannot apply (SCMP_ACT_NOTIFY, or one that does not
+//!   compile).
 //! - `launch` builds (or reuses) the initramfs, sizes the VM and spawns
 //!   the `vessel-vmm` binary (crate vessel-vmm), which waits on the exec FIFO; it returns the
 //!   VMM's pid, which `create` moves into the cgroup and records as the
@@ -19,6 +21,7 @@ pub mod console;
 mod control;
 mod cpio;
 pub mod exec;
+pub mod fields;
 pub mod guest_rules;
 pub mod initramfs;
 mod memory;
@@ -239,6 +242,17 @@ pub fn plan_bundle(bundle: &Path, spec: &Spec) -> Result<VmPlan, VmError> {
         .map_err(|e| VmError::Msg(format!("parse {}: {e}", config_path.display())))?;
     let vm = VmSection::from_json(&doc)?;
     plan(spec, &vm)
+}
+
+/// `process.oomScoreAdj`, set on the VMM: on the host it is the container's
+/// process, so the host's OOM killer weighs the whole VM by it.
+pub fn set_oom_score_adj(pid: i32, spec: &Spec) -> Result<(), VmError> {
+    let Some(adj) = spec.process().as_ref().and_then(|p| p.oom_score_adj()) else {
+        return Ok(());
+    };
+    let path = format!("/proc/{pid}/oom_score_adj");
+    std::fs::write(&path, adj.to_string())
+        .map_err(|e| VmError::Msg(format!("process.oomScoreAdj {adj}: write {path}: {e}")))
 }
 
 /// Build the initramfs and spawn the VMM; returns its pid.

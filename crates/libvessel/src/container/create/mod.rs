@@ -411,6 +411,7 @@ fn launch_vm(
     let pid = vm::launch(&req)?;
     cleanup.pid = pid;
     record_pid(st, dir, pid)?;
+    vm::set_oom_score_adj(pid, &bundle.spec)?;
     cgroup.add_task(pid)?;
     // Only now, with the VMM holding the slave: a failed launch sends no
     // master for a terminal nobody serves. vessel keeps no end of the pty.

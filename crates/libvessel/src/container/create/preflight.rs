@@ -30,6 +30,9 @@ pub(super) fn preflight(opts: &CreateOptions, bundle: &Bundle) -> Result<Preflig
     }
     let vm_plan = match use_vm {
         true => {
+            // What the config asks for comes before what the host has, so
+            // a refused field is named the same on every host.
+            vm::fields::check_fields(&bundle.spec)?;
             // Container mode checks this in its init plan; a VM has none,
             // and must fail the same way before anything exists.
             plan::check_console_socket(
@@ -37,8 +40,8 @@ pub(super) fn preflight(opts: &CreateOptions, bundle: &Bundle) -> Result<Preflig
                 opts.console_socket.is_some() || opts.console_fd.is_some(),
             )?;
             vm::guest_rules::check_seccomp(&bundle.spec, &bundle.seccomp_extra_flags)?;
-            vm::check_host(&bundle.spec)?;
             vm::net::namespace(&bundle.spec)?;
+            vm::check_host(&bundle.spec)?;
             Some(vm::plan_bundle(&bundle.dir, &bundle.spec)?)
         }
         false => None,

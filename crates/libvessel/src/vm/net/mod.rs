@@ -31,7 +31,7 @@ use nix::sched::CloneFlags;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use serde::{Deserialize, Serialize};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use vessel_protocol::net::{GuestNet, GuestRoute};
 
@@ -80,7 +80,12 @@ pub fn namespace(spec: &Spec) -> Result<NetNs, VmError> {
 /// Opens a network namespace path, refusing anything else and the host's.
 fn open_netns(path: &Path) -> Result<OwnedFd, VmError> {
     let what = format!("linux.namespaces: network path {}", path.display());
-    let f = std::fs::File::open(path).map_err(|e| VmError::Msg(format!("{what}: {e}")))?;
+    // Non-blocking: a config naming a FIFO must not hang `create` in open.
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| VmError::Msg(format!("{what}: {e}")))?;
     // SAFETY: NS_GET_NSTYPE takes no argument; f is an open descriptor.
     let kind = unsafe { libc::ioctl(f.as_raw_fd(), NS_GET_NSTYPE) };
     if kind != libc::CLONE_NEWNET {
