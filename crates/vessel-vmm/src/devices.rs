@@ -46,7 +46,14 @@ pub struct ConsoleSink {
     log: Option<File>,
     pending: Vec<u8>,
     tail: VecDeque<u8>,
+    /// Bytes written to the log so far; it stops at [`CONSOLE_LOG_MAX`].
+    logged: u64,
 }
+
+/// The most a guest may write to the console log on the host's disk: a
+/// guest root process can write the UART without end, and the log is the
+/// host's file. The in-memory tail keeps the latest lines regardless.
+pub const CONSOLE_LOG_MAX: u64 = 8 << 20;
 
 impl ConsoleSink {
     pub fn new(log: Option<File>) -> Self {
@@ -54,6 +61,7 @@ impl ConsoleSink {
             log,
             pending: Vec::new(),
             tail: VecDeque::new(),
+            logged: 0,
         }
     }
 
@@ -85,11 +93,19 @@ impl Write for ConsoleSink {
 
     fn flush(&mut self) -> io::Result<()> {
         if let Some(log) = self.log.as_mut() {
-            if !self.pending.is_empty() {
+            if !self.pending.is_empty() && self.logged < CONSOLE_LOG_MAX {
+                let room = (CONSOLE_LOG_MAX - self.logged) as usize;
+                let n = self.pending.len().min(room);
                 // A failing log must not stop the guest: the bytes are dropped.
-                let _ = log.write_all(&self.pending);
-                self.pending.clear();
+                let _ = log.write_all(&self.pending[..n]);
+                self.logged += n as u64;
+                if self.logged >= CONSOLE_LOG_MAX {
+                    let _ = log.write_all(
+                        b"\nvessel-vmm: console log full (8 MiB); the rest of the guest's console is dropped\n",
+                    );
+                }
             }
+            self.pending.clear();
         }
         Ok(())
     }
@@ -328,6 +344,25 @@ mod tests {
         c.write(CMOS_INDEX_PORT, 0x80 | RTC_REG_B); // with the NMI-mask bit
         c.write(CMOS_DATA_PORT, RTC_REG_B_24H | RTC_REG_B_BINARY);
         assert_eq!(c.read_register(RTC_MINUTES, t), 34);
+    }
+
+    #[test]
+    fn console_log_stops_at_its_cap() {
+        let path = std::env::temp_dir().join(format!("vessel-console-{}", std::process::id()));
+        let mut s = ConsoleSink::new(Some(File::create(&path).unwrap()));
+        let line = vec![b'x'; 4095];
+        for _ in 0..(CONSOLE_LOG_MAX / 4096 + 100) {
+            s.write_all(&line).unwrap();
+            s.write_all(b"\n").unwrap();
+        }
+        s.flush().unwrap();
+        let len = std::fs::metadata(&path).unwrap().len();
+        assert!(
+            len >= CONSOLE_LOG_MAX && len < CONSOLE_LOG_MAX + 200,
+            "{len}"
+        );
+        assert!(s.last_lines(1).starts_with("xxx"));
+        std::fs::remove_file(&path).unwrap();
     }
 
     #[test]

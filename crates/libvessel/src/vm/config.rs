@@ -234,7 +234,22 @@ pub fn kernel_path(spec: &Spec, vm_kernel_path: Option<&Path>) -> PathBuf {
 }
 
 /// The kernel command line: the base plus the spec's parameters.
+/// Kernel parameters a config may not set: they would replace the agent as
+/// the guest's init (and with it every rule it applies: capabilities,
+/// seccomp, module loading off), move the console the VMM logs, or change
+/// how a crashed guest ends; `vessel.` words are vessel's own.
+const RESERVED_PARAMETERS: &[&str] = &["rdinit", "init", "console", "panic", "reboot"];
+
 pub fn cmdline(parameters: &[String]) -> Result<String, VmError> {
+    for p in parameters {
+        let key = p.split('=').next().unwrap_or(p);
+        if RESERVED_PARAMETERS.contains(&key) || key.starts_with("vessel.") {
+            return Err(VmError::Msg(format!(
+                "vm.kernel.parameters: {p:?} sets {key}, which vessel reserves (it would \
+                 replace or bypass the guest agent, or the VMM's console)"
+            )));
+        }
+    }
     let mut line = String::from(BASE_CMDLINE);
     for p in parameters {
         line.push(' ');
@@ -370,6 +385,16 @@ mod tests {
             &json!({"vm": {"kernel": {"path": "/k", "parameters": "a=1  b"}}}),
         );
         assert_eq!(a.unwrap().kernel_parameters, vec!["a=1", "b"]);
+        for bad in [
+            "rdinit=/bin/sh",
+            "init=/x",
+            "console=ttyS1",
+            "vessel.tty_onlcr=0",
+        ] {
+            let e = cmdline(&[bad.to_string()]).unwrap_err().to_string();
+            assert!(e.contains("reserves") && e.contains(bad), "{e}");
+        }
+        assert!(cmdline(&["quiet".to_string(), "mitigations=off".to_string()]).is_ok());
         assert_eq!(b.unwrap().kernel_parameters, vec!["a=1", "b"]);
         assert!(!VmSection::from_json(&json!({})).unwrap().present);
         assert!(VmSection::from_json(&json!({"vm": {"kernel": {"path": 3}}})).is_err());
