@@ -368,6 +368,11 @@ if v create --bundle "$work/b3" vm3 > "$work/out3" 2> "$work/err3"; then
     alive() { [ -d "/proc/$1" ] && ! grep -q '^State:.*Z' "/proc/$1/status" 2> /dev/null; }
     i=0; while [ -n "$ep" ] && alive "$ep" && [ $i -lt 200 ]; do sleep 0.1; i=$((i + 1)); done
     check "exec -d: the stand-in ends when the process does" '[ -n "$ep" ] && ! alive "$ep"' "pid $ep still there"
+    # The agent's channel port: a root process in the guest (default
+    # capabilities, CAP_MKNOD among them) makes a node for it and tries it.
+    got=$(v exec vm3 sh -c 'd=; for p in /sys/class/virtio-ports/*; do [ "$(cat $p/name 2>/dev/null)" = vessel.agent ] && d=$(cat $p/dev); done; [ -n "$d" ] || d="$(sed -n "s/^ *\([0-9]*\) virtio-portsdev$/\1/p" /proc/devices):0"; busybox mknod /agentport c ${d%%:*} ${d##*:} || echo no-mknod; if echo forged > /agentport; then echo opened; else echo refused; fi' 2>&1)
+    check "exec: a root process in the guest cannot open the agent's port (one opener at a time, the agent holds it)" \
+      '! printf "%s\n" "$got" | grep -qx opened && [ "$(state_field vm3 status)" = running ]' "$got"
     got=$(v exec -t vm3 sh -c 'tty; [ -t 0 ] && echo stdin-is-tty' 2>&1 | tr -d '\r'); rc=$?
     check "exec -t: the process gets a terminal in the guest" 'printf "%s\n" "$got" | grep -q "^/dev/pts/[0-9]" && printf "%s\n" "$got" | grep -qx stdin-is-tty' "rc $rc: $got"
     esock=$work/exec-console.sock; rm -f "$esock"
