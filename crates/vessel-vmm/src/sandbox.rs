@@ -239,6 +239,18 @@ pub fn build_filter() -> Result<BpfProgram, VmmError> {
     .and_then(|c| SeccompRule::new(vec![c]))
     .map_err(|e| VmmError::new(format!("seccomp rule for prctl(PR_SET_NAME): {e}")))?;
     rules.insert(libc::SYS_prctl, vec![set_name]);
+    // fcntl(F_GETFD) only: std's debug builds check a descriptor that way
+    // before closing it (any OwnedFd, File or socket dropped after the
+    // filter is on); it reads one flag of one of the VMM's own fds.
+    let get_fd = SeccompCondition::new(
+        1,
+        SeccompCmpArgLen::Dword,
+        SeccompCmpOp::Eq,
+        libc::F_GETFD as u64,
+    )
+    .and_then(|c| SeccompRule::new(vec![c]))
+    .map_err(|e| VmmError::new(format!("seccomp rule for fcntl(F_GETFD): {e}")))?;
+    rules.insert(libc::SYS_fcntl, vec![get_fd]);
     let filter = SeccompFilter::new(
         rules,
         SeccompAction::KillProcess,
