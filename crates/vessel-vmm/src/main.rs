@@ -147,7 +147,7 @@ fn run(args: &VmmArgs) -> Result<Infallible, VmmError> {
         virtio::plan(args).len() as u32,
     )?;
 
-    let devices = create_devices(&vm, &mem, args)?;
+    let (devices, backends) = create_devices(&vm, &mem, args)?;
     let agent = devices.agent.clone();
     let _ = vcpu::DEVICES.set(devices.clone());
     let vcpus = create_vcpus(&kvm, &vm, args, entry)?;
@@ -171,7 +171,7 @@ fn run(args: &VmmArgs) -> Result<Infallible, VmmError> {
     pause::install_kick_handler()?;
 
     let report = sandbox::isolate_process(args.identity)?;
-    let filter = sandbox::build_filter()?;
+    let filter = sandbox::build_filter(&backends.sockets)?;
     if debug {
         for s in &report.skipped {
             eprintln!("vessel-vmm: sandbox step skipped: {s}");
@@ -186,6 +186,7 @@ fn run(args: &VmmArgs) -> Result<Infallible, VmmError> {
         tty,
         &filter,
         boot_timeout,
+        backends.relays,
     )?;
     if debug {
         eprintln!(
@@ -221,13 +222,22 @@ fn create_vm(kvm: &Kvm) -> Result<VmFd, VmmError> {
     Ok(vm)
 }
 
+/// What vhost-user devices leave for later steps: the sockets the seccomp
+/// filter lets them talk on, and the call relays their threads run.
+#[derive(Default)]
+struct Backends {
+    sockets: Vec<std::os::fd::RawFd>,
+    relays: Vec<Arc<virtio::fs::CallRelay>>,
+}
+
 /// The devices: COM1 (the kernel console, with its irqfd) and the virtio
-/// transports, the agent channel in slot 0.
+/// transports, the agent channel in slot 0. vhost-user backends are
+/// connected here, before the sandbox.
 fn create_devices(
     vm: &VmFd,
     mem: &vm_memory::GuestMemoryMmap,
     args: &VmmArgs,
-) -> Result<Arc<Devices>, VmmError> {
+) -> Result<(Arc<Devices>, Backends), VmmError> {
     let irq = |gsi: u32| -> Result<EventFd, VmmError> {
         let evt = EventFd::new(EFD_NONBLOCK)
             .map_err(|e| VmmError::new(format!("eventfd for IRQ {gsi}: {e}")))?;
@@ -247,21 +257,29 @@ fn create_devices(
     };
     let agent = AgentChannel::new();
     let mut transports = Vec::new();
+    let mut backends = Backends::default();
     for (slot, kind) in virtio::plan(args).into_iter().enumerate() {
         let device: Box<dyn virtio::VirtioDevice> = match kind {
             virtio::Kind::AgentChannel => Box::new(ConsoleDevice::new(
                 agent.clone(),
                 channel::FrameSink::to_stdio(),
             )),
+            virtio::Kind::Fs(share) => {
+                let (fs, socket) = virtio::fs::FsDevice::connect(&share)?;
+                backends.sockets.push(socket);
+                backends.relays.push(fs.relay());
+                Box::new(fs)
+            }
         };
         transports.push(MmioTransport::new(vm, mem.clone(), slot as u32, device)?);
     }
-    Ok(Arc::new(Devices::new(
+    let devices = Arc::new(Devices::new(
         irq(COM1_IRQ)?,
         ConsoleSink::new(console_log),
         agent,
         transports,
-    )))
+    ));
+    Ok((devices, backends))
 }
 
 /// The vCPUs, configured to start the guest at `entry`.
@@ -283,8 +301,10 @@ fn create_vcpus(
     Ok(vcpus)
 }
 
-/// The vCPU, stdin, agent-channel, signal-forwarding and interrupt-kick threads, with the seccomp filter on
-/// all of them before any touches the guest.
+/// The vCPU, stdin, agent-channel, signal-forwarding, interrupt-kick and
+/// vhost-user call-relay threads, with the seccomp filter on all of them
+/// before any touches the guest.
+#[allow(clippy::too_many_arguments)]
 fn start_threads(
     vcpus: Vec<VcpuFd>,
     devices: &Arc<Devices>,
@@ -293,11 +313,12 @@ fn start_threads(
     tty: bool,
     filter: &BpfProgram,
     boot_timeout: std::time::Duration,
+    relays: Vec<Arc<virtio::fs::CallRelay>>,
 ) -> Result<(), VmmError> {
     // Each thread first finishes its own start-up (glibc and std make a few
     // syscalls there) and waits at `ready`; the filter then goes on every
     // thread at once, and `go` lets them touch the guest.
-    let threads = vcpus.len() + 6;
+    let threads = vcpus.len() + 6 + relays.len();
     let (ready, go) = (
         Arc::new(Barrier::new(threads)),
         Arc::new(Barrier::new(threads)),
@@ -350,6 +371,14 @@ fn start_threads(
                 std::thread::sleep(INTERRUPT_KICK_PERIOD);
                 devices.kick_stale_interrupts();
             }
+        })?;
+    }
+    for relay in relays {
+        let (ready, go) = (ready.clone(), go.clone());
+        spawn("fs-calls", move || {
+            ready.wait();
+            go.wait();
+            relay.run()
         })?;
     }
     {

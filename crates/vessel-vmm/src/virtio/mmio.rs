@@ -294,6 +294,7 @@ impl MmioTransport {
         self.activated = true;
         self.device.activate(Activation {
             mem: self.mem.clone(),
+            driver_features: self.driver_features,
             queues,
             kicks,
             interrupt: self.interrupt.clone(),

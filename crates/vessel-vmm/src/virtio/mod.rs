@@ -12,6 +12,7 @@
 //! model does not have (no PIC).
 
 pub mod console;
+pub mod fs;
 pub mod mmio;
 
 use std::io;
@@ -28,12 +29,18 @@ use crate::layout::{VIRTIO_MMIO_BASE, VIRTIO_MMIO_FIRST_IRQ, VIRTIO_MMIO_SIZE};
 pub enum Kind {
     /// The agent channel (virtio-console), always slot 0.
     AgentChannel,
+    /// A virtio-fs share served by a vhost-user backend (`--virtiofs`).
+    Fs(crate::args::FsShare),
 }
 
 /// The devices `args` ask for, in slot order: slot N is the Nth entry. The
 /// ACPI tables declare exactly these, so the guest probes no empty slot.
-pub fn plan(_args: &crate::args::VmmArgs) -> Vec<Kind> {
-    vec![Kind::AgentChannel]
+pub fn plan(args: &crate::args::VmmArgs) -> Vec<Kind> {
+    let mut kinds = vec![Kind::AgentChannel];
+    if let Some(share) = &args.virtiofs {
+        kinds.push(Kind::Fs(share.clone()));
+    }
+    kinds
 }
 
 /// VIRTIO_F_VERSION_1: the device speaks virtio 1.x (little-endian, modern layout).
@@ -98,6 +105,8 @@ impl Interrupt {
 /// What a device gets when the driver has set it up (DRIVER_OK).
 pub struct Activation {
     pub mem: GuestMemoryMmap,
+    /// The features the driver accepted (a subset of the device's).
+    pub driver_features: u64,
     /// The queues as the driver configured them, in queue-index order.
     pub queues: Vec<Queue>,
     /// Each queue's kick: signalled when the guest writes its index to
@@ -135,6 +144,15 @@ pub fn read_config_bytes(config: &[u8], offset: u64, data: &mut [u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plan_puts_the_fs_share_after_the_agent_channel() {
+        let mut args = crate::args::parse(&["--kernel".into(), "/k".into()]).unwrap();
+        assert_eq!(plan(&args), vec![Kind::AgentChannel]);
+        let share = crate::args::parse_fs_share("/s:tag").unwrap();
+        args.virtiofs = Some(share.clone());
+        assert_eq!(plan(&args), vec![Kind::AgentChannel, Kind::Fs(share)]);
+    }
 
     #[test]
     fn slots_do_not_overlap() {
