@@ -193,12 +193,27 @@ fn boot_agent_in_qemu(kernel: &Path, bundle: &Bundle, send: &'static [u8]) -> Qe
     std::fs::create_dir_all(&work).unwrap();
     let config = std::fs::read(bundle.dir.join("config.json")).unwrap();
     let inputs = libvessel::vm::initramfs::Inputs {
-        rootfs: &bundle.rootfs(),
         agent: &workspace_bin("vessel-agent"),
         config: &config,
     };
-    let initrd = libvessel::vm::initramfs::build_cached(&inputs, &work.join("cache"))
+    let ours = libvessel::vm::initramfs::build_cached(&inputs, &work.join("cache"))
         .expect("build initramfs");
+    // No virtio-fs here (no vessel.fs= on the command line): the agent
+    // stays in its initramfs root, so the rootfs goes in an archive
+    // unpacked before vessel's (whose /init wins).
+    let initrd = work.join("initrd.img");
+    let rootfs_cpio = Command::new("sh")
+        .arg("-c")
+        .arg("cd \"$1\" && find . | cpio -o -H newc --quiet")
+        .arg("sh")
+        .arg(bundle.rootfs())
+        .output()
+        .expect("cpio the rootfs");
+    assert!(rootfs_cpio.status.success(), "cpio the rootfs");
+    let mut all = rootfs_cpio.stdout;
+    all.resize(all.len().div_ceil(4) * 4, 0);
+    all.extend(std::fs::read(&ours).unwrap());
+    std::fs::write(&initrd, all).unwrap();
     let sock = work.join("ch.sock");
     let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
     let relay = std::thread::spawn(move || {
@@ -329,7 +344,8 @@ fn agent_boots_under_qemu() {
     assert_eq!(r.stdout, want, "{ctx}");
     assert_eq!(r.stderr, "err-line\n", "{ctx}");
     assert!(
-        r.console.contains("skipping bind mount of /etc/hosts"),
+        r.console
+            .contains("skipping bind mount of /etc/hosts: no virtio-fs share"),
         "{ctx}"
     );
 

@@ -38,7 +38,7 @@ pub(super) fn preflight(opts: &CreateOptions, bundle: &Bundle) -> Result<Preflig
             )?;
             vm::guest_rules::check_seccomp(&bundle.spec, &bundle.seccomp_extra_flags)?;
             vm::check_host(&bundle.spec)?;
-            Some(vm::plan_bundle(&bundle.dir, &bundle.spec)?)
+            Some(vm::plan_bundle(&bundle.dir, &bundle.spec, &bundle.rootfs)?)
         }
         false => None,
     };
