@@ -63,6 +63,8 @@ fn vm_mode_in_nested_vm() {
     );
     let kernel = guest_kernel();
     let tests_script = repo.join("rootfs-tools/vm-tests.sh");
+    let fs_script = repo.join("rootfs-tools/vm-tests-fs.sh");
+    let virtiofsd = libvessel::vm::virtiofs::find_virtiofsd().unwrap_or_else(|e| panic!("{e}"));
     let boot = || {
         let mut c = nested_vm(
             ATTEMPT_SECS,
@@ -75,6 +77,8 @@ fn vm_mode_in_nested_vm() {
                 (script, "/usr/bin/script"),
                 (&kernel, "/var/lib/vessel/kernel/vmlinux"),
                 (&tests_script, "/vessel/vm-tests.sh"),
+                (&fs_script, "/vessel/vm-tests-fs.sh"),
+                (&virtiofsd, "/vessel/virtiofsd"),
             ],
         );
         c.args(["--", "sh", "/vessel/vm-tests.sh"]);
