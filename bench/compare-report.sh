@@ -42,7 +42,11 @@ python3 bench/compare-plot.py "$out/compare-host.json" docs/img/compare-host.svg
   "vessel compare on the host (container mode; VM mode refused here)"
 
 if [ "$nested" = 1 ]; then
-  [ -f "$kernel" ] || rootfs-tools/guest-kernel.sh "$kernel"
+  # Installs a missing kernel, and checks vessel's default one has its modules.
+  if [ -z "${VESSEL_VM_KERNEL:-}" ] || [ ! -f "$kernel" ]; then rootfs-tools/guest-kernel.sh "$kernel"; fi
+  # The kernel's modules (virtio), which the launcher finds beside it.
+  kfiles=(--file "$kernel:/var/lib/vessel/kernel/vmlinux")
+  if [ -d "$kernel.modules" ]; then kfiles+=(--file "$kernel.modules:/var/lib/vessel/kernel/vmlinux.modules"); fi
   mkdir -p "$work/bin"
   for b in vessel vessel-agent vessel-vmm vessel-compare vessel-probe; do strip -o "$work/bin/$b" "$bin/$b"; done
   cat > "$work/in-vm.sh" <<EOS
@@ -55,7 +59,7 @@ EOS
   echo "compare-report: nested VM run (minutes)" >&2
   rootfs-tools/nested-vm.sh --timeout 1800 --mem 2048 \
     --file "$work/bin/vessel:/vessel/vessel" --file "$work/bin/vessel-agent:/vessel/vessel-agent" \
-    --file "$work/bin/vessel-probe:/vessel/vessel-probe" --file "$work/bin/vessel-vmm:/vessel/vessel-vmm" --file "$work/bin/vessel-compare:/vessel/vessel-compare" --file "$kernel:/var/lib/vessel/kernel/vmlinux" \
+    --file "$work/bin/vessel-probe:/vessel/vessel-probe" --file "$work/bin/vessel-vmm:/vessel/vessel-vmm" --file "$work/bin/vessel-compare:/vessel/vessel-compare" "${kfiles[@]}" \
     --file "$work/bundle:/bundle" --file "$work/in-vm.sh:/in-vm.sh" -- sh /in-vm.sh > "$work/nested.log" 2>&1 || true
   sed -n '/^BEGIN-JSON/,/^END-JSON/p' "$work/nested.log" | sed '1d;$d' > "$out/compare-nested.json"
   sed -n '/^BEGIN-TXT/,/^END-TXT/p' "$work/nested.log" | sed '1d;$d' > "$out/compare-nested.txt"

@@ -19,7 +19,11 @@ N=${N:-200}
 if [ "${BUILD:-1}" = 1 ]; then (cd "$repo" && cargo build --workspace --release --quiet); fi
 bin=$repo/target/x86_64-unknown-linux-gnu/release
 kernel=${VESSEL_VM_KERNEL:-/var/lib/vessel/kernel/vmlinux}
-[ -f "$kernel" ] || "$repo/rootfs-tools/guest-kernel.sh" "$kernel"
+# Installs a missing kernel, and checks vessel's default one has its modules.
+if [ -z "${VESSEL_VM_KERNEL:-}" ] || [ ! -f "$kernel" ]; then "$repo/rootfs-tools/guest-kernel.sh" "$kernel"; fi
+# The kernel's modules (virtio), which the launcher finds beside it.
+kfiles=(--file "$kernel:/var/lib/vessel/kernel/vmlinux")
+if [ -d "$kernel.modules" ]; then kfiles+=(--file "$kernel.modules:/var/lib/vessel/kernel/vmlinux.modules"); fi
 
 work=$(mktemp -d /tmp/vessel-vm-stress.XXXXXX)
 trap 'rm -rf "$work"' EXIT
@@ -28,6 +32,6 @@ for b in vessel vessel-agent vessel-vmm; do strip -o "$work/$b" "$bin/$b"; done
 # test VM that froze.
 "$repo/rootfs-tools/nested-vm.sh" --timeout $((600 + N * 20)) --mem 2048 --cpus 2 \
   --file "$work/vessel:/vessel/vessel" --file "$work/vessel-agent:/vessel/vessel-agent" \
-  --file "$work/vessel-vmm:/vessel/vessel-vmm" --file "$kernel:/var/lib/vessel/kernel/vmlinux" \
+  --file "$work/vessel-vmm:/vessel/vessel-vmm" "${kfiles[@]}" \
   --file "$repo/rootfs-tools/vm-tests.sh:/vessel/vm-tests.sh" \
   -- sh /vessel/vm-tests.sh --stress "$N"

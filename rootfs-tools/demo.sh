@@ -51,6 +51,7 @@ if [ -e /sys/module/kvm_pvm ]; then
   "$here/nested-vm.sh" --cpus 2 --mem 2048 --timeout 600 \
     --file "$vessel:/vessel/vessel" --file "$bin/vessel-agent:/vessel/vessel-agent" --file "$bin/vessel-vmm:/vessel/vessel-vmm" \
     --file /var/lib/vessel/kernel/vmlinux:/var/lib/vessel/kernel/vmlinux \
+    --file /var/lib/vessel/kernel/vmlinux.modules:/var/lib/vessel/kernel/vmlinux.modules \
     --file "$bundle:/vessel/bundle" \
     -- sh -c 'echo "   L1 kernel $(uname -r), boot $(cat /proc/sys/kernel/random/boot_id)"; /vessel/vessel run --bundle /vessel/bundle demo-vm'
 fi

@@ -237,7 +237,7 @@ host_cmdline=$(cat /proc/cmdline)
 
 # --- Boot 1: output, exit status 3, stdin, sizing, a separate kernel. --------
 mkbundle "$work/b1" ', "vessel.vm.vcpus": "2", "vessel.vm.memory_mib": "192"' \
-  sh -c 'echo hello-from-vm; echo "bootid=$(cat /proc/sys/kernel/random/boot_id)"; echo "cmdline=$(cat /proc/cmdline)"; echo "nproc=$(nproc)"; echo "memkb=$(grep MemTotal /proc/meminfo | tr -s " " | cut -d" " -f2)"; echo "hostname=$(cat /proc/sys/kernel/hostname)"; echo "init_argv=$(tr "\\0" " " < /proc/1/cmdline)"; echo "modules_disabled=$(cat /proc/sys/kernel/modules_disabled)"; echo "model=$(grep -m1 "model name" /proc/cpuinfo | cut -d: -f2)"; echo "xsave_warnings=$(dmesg | grep -c "XSAVE consistency")"; echo "xsave_flag=$(grep -m1 -ow xsave /proc/cpuinfo)"; echo "xsave_log=$(dmesg | grep -i "fpu\|xsave\|xstate" | tr "\\n" "|")"; echo "rules=$(grep -E "^(CapEff|NoNewPrivs|Seccomp):" /proc/self/status | tr -d " \t\n")"; read line; echo "stdin=$line"; echo to-stderr >&2; exit 3'
+  sh -c 'echo hello-from-vm; echo "bootid=$(cat /proc/sys/kernel/random/boot_id)"; echo "cmdline=$(cat /proc/cmdline)"; echo "nproc=$(nproc)"; echo "memkb=$(grep MemTotal /proc/meminfo | tr -s " " | cut -d" " -f2)"; echo "hostname=$(cat /proc/sys/kernel/hostname)"; echo "init_argv=$(tr "\\0" " " < /proc/1/cmdline)"; echo "modules_disabled=$(cat /proc/sys/kernel/modules_disabled)"; echo "modules=$(cut -d" " -f1 /proc/modules | sort | tr "\\n" " ")"; echo "model=$(grep -m1 "model name" /proc/cpuinfo | cut -d: -f2)"; echo "xsave_warnings=$(dmesg | grep -c "XSAVE consistency")"; echo "xsave_flag=$(grep -m1 -ow xsave /proc/cpuinfo)"; echo "xsave_log=$(dmesg | grep -i "fpu\|xsave\|xstate" | tr "\\n" "|")"; echo "rules=$(grep -E "^(CapEff|NoNewPrivs|Seccomp):" /proc/self/status | tr -d " \t\n")"; read line; echo "stdin=$line"; echo to-stderr >&2; exit 3'
 # The workload's only capability: CAP_SYSLOG, for dmesg.
 sed -i 's|"process": {|"process": {"capabilities": {"bounding": ["CAP_SYSLOG"], "effective": ["CAP_SYSLOG"], "permitted": ["CAP_SYSLOG"]},|' "$work/b1/config.json"
 t0=$(uptime_s)
@@ -259,7 +259,17 @@ check "guest /proc/cmdline is vessel's, not the host's" \
   'case "$guest_cmdline" in *rdinit=/init*) [ "$guest_cmdline" != "$host_cmdline" ] ;; *) false ;; esac' "guest: $guest_cmdline"
 init_argv=$(sed -n 's/^init_argv=//p' "$work/out1")
 check "the agent gets no stray argv from the kernel command line" '[ "$init_argv" = "/init " ]' "/proc/1/cmdline: '$init_argv'"
-check "nomodule: module loading is off in the guest" 'grep -qx modules_disabled=1 "$work/out1"' "$(grep modules_disabled= "$work/out1")"
+# The agent loads the kernel's modules (guest-kernel.sh's load-order beside
+# it) before anything else, then turns module loading off.
+guest_modules=$(sed -n 's/^modules=//p' "$work/out1")
+want_modules=$(sed 's/\.ko$//; s/-/_/g' "$VESSEL_VM_KERNEL.modules/load-order" 2>/dev/null | tr '\n' ' ')
+all_listed() { # all_listed WORDS LIST: every word of WORDS is in the space-separated LIST
+  for w in $1; do case " $2" in *" $w "*) ;; *) return 1 ;; esac; done
+}
+check "the agent loaded the kernel's modules (virtio_mmio, virtio_console, ...)" \
+  'all_listed "virtio_mmio virtio_console $want_modules" "$guest_modules"' \
+  "guest /proc/modules: '$guest_modules'; load-order: '$want_modules'"
+check "module loading is off in the guest after that" 'grep -qx modules_disabled=1 "$work/out1"' "$(grep modules_disabled= "$work/out1")"
 model=$(sed -n 's/^model=//p' "$work/out1")
 check "the guest CPU has a brand string" '[ -n "$model" ] && case "$model" in *Hammer*) false ;; *) true ;; esac' "model name: '$model'"
 check "no XSAVE consistency warning in the guest kernel log" 'grep -qx xsave_warnings=0 "$work/out1"' "$(grep xsave_log= "$work/out1")"

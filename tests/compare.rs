@@ -15,6 +15,8 @@ fn probe_bin() -> PathBuf {
 
 /// Small workloads: the numbers are not the point here, the plumbing is.
 const SMALL: &[&str] = &[
+    "--stdout-mib",
+    "4",
     "--io-mib",
     "4",
     "--syscalls",
@@ -70,6 +72,7 @@ fn check_container_column(report: &Value) {
         "file_write_mib_s",
         "file_read_mib_s",
         "cpu_ms",
+        "stdout_mib_s",
     ] {
         let med = number(c, &format!("/cost/{m}/median"));
         assert!(med > 0.0, "{m} median {med}");
@@ -209,7 +212,7 @@ fn both_modes_in_nested_vm() {
     std::fs::write(
         &script,
         format!(
-            "export VESSEL_VM_KERNEL=/var/lib/vessel/kernel/vmlinux VESSEL_AGENT=/vessel/vessel-agent\n\
+            "export VESSEL_VM_KERNEL={VM_KERNEL} VESSEL_AGENT=/vessel/vessel-agent\n\
              timeout -s KILL 420 /vessel/vessel compare /cmp-bundle --mode both --runs 1 --format json \
              --probe /vessel/vessel-probe {} --timeout 300 > /root/report.json\n\
              rc=$?\n\
@@ -222,20 +225,17 @@ fn both_modes_in_nested_vm() {
     .unwrap();
     let start = Instant::now();
     let boot = || {
-        let mut c = nested_vm(
-            480,
-            None,
-            &[
-                (&vessel, "/vessel/vessel"),
-                (&agent, "/vessel/vessel-agent"),
-                (&vmm, "/vessel/vessel-vmm"),
-                (&tool, "/vessel/vessel-compare"),
-                (&probe, "/vessel/vessel-probe"),
-                (&kernel, "/var/lib/vessel/kernel/vmlinux"),
-                (&b.dir, "/cmp-bundle"),
-                (&script, "/vessel/compare-in-vm.sh"),
-            ],
-        );
+        let mut files: Vec<(&Path, &str)> = vec![
+            (&vessel, "/vessel/vessel"),
+            (&agent, "/vessel/vessel-agent"),
+            (&vmm, "/vessel/vessel-vmm"),
+            (&tool, "/vessel/vessel-compare"),
+            (&probe, "/vessel/vessel-probe"),
+            (&b.dir, "/cmp-bundle"),
+            (&script, "/vessel/compare-in-vm.sh"),
+        ];
+        files.extend(kernel.files());
+        let mut c = nested_vm(480, None, &files);
         c.args(["--", "sh", "/vessel/compare-in-vm.sh"]);
         run_with_timeout(c, Duration::from_secs(540))
     };

@@ -66,21 +66,18 @@ fn vm_mode_in_nested_vm() {
     let fs_script = repo.join("rootfs-tools/vm-tests-fs.sh");
     let virtiofsd = libvessel::vm::virtiofs::find_virtiofsd().unwrap_or_else(|e| panic!("{e}"));
     let boot = || {
-        let mut c = nested_vm(
-            ATTEMPT_SECS,
-            Some(2),
-            &[
-                (&vessel, "/vessel/vessel"),
-                (&agent, "/vessel/vessel-agent"),
-                (&vmm, "/vessel/vessel-vmm"),
-                (&receiver, "/vessel/console-receiver"),
-                (script, "/usr/bin/script"),
-                (&kernel, "/var/lib/vessel/kernel/vmlinux"),
-                (&tests_script, "/vessel/vm-tests.sh"),
-                (&fs_script, "/vessel/vm-tests-fs.sh"),
-                (&virtiofsd, "/vessel/virtiofsd"),
-            ],
-        );
+        let mut files: Vec<(&Path, &str)> = vec![
+            (&vessel, "/vessel/vessel"),
+            (&agent, "/vessel/vessel-agent"),
+            (&vmm, "/vessel/vessel-vmm"),
+            (&receiver, "/vessel/console-receiver"),
+            (script, "/usr/bin/script"),
+            (&tests_script, "/vessel/vm-tests.sh"),
+            (&fs_script, "/vessel/vm-tests-fs.sh"),
+            (&virtiofsd, "/vessel/virtiofsd"),
+        ];
+        files.extend(kernel.files());
+        let mut c = nested_vm(ATTEMPT_SECS, Some(2), &files);
         c.args(["--", "sh", "/vessel/vm-tests.sh"]);
         run_with_timeout(c, Duration::from_secs(ATTEMPT_LIMIT))
     };
@@ -176,19 +173,27 @@ fn vm_create_refused_on_kvm_pvm_host() {
     );
 }
 
+/// How the agent said the workload ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AgentEnd {
+    Exited(u8),
+    Killed(u8),
+}
+
 /// What one guest boot under QEMU gave back.
 struct QemuRun {
-    /// QEMU's exit status: isa-debug-exit makes it `(value << 1) | 1`.
-    qemu_status: i32,
+    /// The agent's 'X' or 'K' frame, if one came.
+    end: Option<AgentEnd>,
     stdout: String,
     stderr: String,
     console: String,
 }
 
 /// Boot vessel-agent as the guest's init under QEMU's software CPU (no KVM
-/// needed), with COM2 on a socket that speaks the frame protocol and
-/// isa-debug-exit on the exit ports. Checks the agent, the initramfs writer
-/// and the guest kernel without vessel's VMM.
+/// needed), on QEMU's microvm machine with its virtio-mmio devices declared
+/// in ACPI as vessel's VMM declares them, and a virtio console on a socket
+/// that speaks the frame protocol. Checks the agent, the initramfs writer,
+/// the guest kernel and its modules without vessel's VMM.
 fn boot_agent_in_qemu(kernel: &Path, bundle: &Bundle, send: &'static [u8]) -> QemuRun {
     use std::io::{Read, Write};
     use vessel_protocol::{Decoder, Frame};
@@ -199,6 +204,7 @@ fn boot_agent_in_qemu(kernel: &Path, bundle: &Bundle, send: &'static [u8]) -> Qe
     let inputs = libvessel::vm::initramfs::Inputs {
         agent: &workspace_bin("vessel-agent"),
         config: &config,
+        kernel,
     };
     let ours = libvessel::vm::initramfs::build_cached(&inputs, &work.join("cache"))
         .expect("build initramfs");
@@ -223,7 +229,7 @@ fn boot_agent_in_qemu(kernel: &Path, bundle: &Bundle, send: &'static [u8]) -> Qe
     let relay = std::thread::spawn(move || {
         let (mut s, _) = listener.accept().unwrap();
         s.set_read_timeout(Some(Duration::from_secs(90))).unwrap();
-        let (mut out, mut err, mut ready) = (Vec::new(), Vec::new(), false);
+        let (mut out, mut err, mut ready, mut end) = (Vec::new(), Vec::new(), false, None);
         let mut dec = Decoder::new();
         let mut buf = [0u8; 4096];
         loop {
@@ -232,19 +238,21 @@ fn boot_agent_in_qemu(kernel: &Path, bundle: &Bundle, send: &'static [u8]) -> Qe
                 Ok(n) => n,
             };
             let mut first = false;
-            dec.feed(&buf[..n], |f| match f {
-                Frame::Stdout(d) => {
-                    first |= !ready;
-                    out.extend_from_slice(d)
+            dec.feed(&buf[..n], |f| {
+                first |= !ready;
+                match f {
+                    Frame::Stdout(d) => out.extend_from_slice(d),
+                    Frame::Stderr(d) => err.extend_from_slice(d),
+                    Frame::Exit(c) => end = Some(AgentEnd::Exited(c)),
+                    Frame::Killed(s) => end = Some(AgentEnd::Killed(s)),
+                    _ => {}
                 }
-                Frame::Stderr(d) => {
-                    first |= !ready;
-                    err.extend_from_slice(d)
-                }
-                _ => {}
             });
+            if end.is_some() {
+                break;
+            }
             if first {
-                // The agent's first frame says COM2 is ready for input.
+                // The agent's first frame says the channel is ready for input.
                 ready = true;
                 std::thread::sleep(Duration::from_millis(300));
                 let _ = s.write_all(send); // the guest may be gone already
@@ -253,13 +261,14 @@ fn boot_agent_in_qemu(kernel: &Path, bundle: &Bundle, send: &'static [u8]) -> Qe
         (
             String::from_utf8_lossy(&out).into_owned(),
             String::from_utf8_lossy(&err).into_owned(),
+            end,
         )
     });
     let console = work.join("console.log");
     let mut c = Command::new("qemu-system-x86_64");
     c.args([
         "-M",
-        "pc",
+        "microvm,acpi=on,rtc=on",
         "-accel",
         "tcg",
         "-cpu",
@@ -279,15 +288,16 @@ fn boot_agent_in_qemu(kernel: &Path, bundle: &Bundle, send: &'static [u8]) -> Qe
     .arg("-chardev")
     .arg(format!("socket,id=ch,path={}", sock.display()))
     .args([
-        "-serial",
-        "chardev:ch",
         "-device",
-        "isa-debug-exit,iobase=0x501,iosize=2",
+        "virtio-serial-device",
+        "-device",
+        "virtconsole,chardev=ch",
     ]);
-    let out = run_with_timeout(c, Duration::from_secs(120));
-    let (stdout, stderr) = relay.join().unwrap();
+    // The status comes from the agent's frame; QEMU's own exit says nothing.
+    run_with_timeout(c, Duration::from_secs(120));
+    let (stdout, stderr, end) = relay.join().unwrap();
     QemuRun {
-        qemu_status: out.status.code().unwrap_or(-1),
+        end,
         stdout,
         stderr,
         console: std::fs::read_to_string(&console).unwrap_or_default(),
@@ -318,7 +328,9 @@ fn agent_boots_under_qemu() {
     }
 
     let script = "echo hello-out; echo err-line >&2; read l; echo got=$l; hostname; \
-                  grep -c ' /tmp tmpfs' /proc/mounts; ulimit -n; id -u; id -G; pwd; echo env=$VM_TEST; exit 3";
+                  grep -c ' /tmp tmpfs' /proc/mounts; ulimit -n; id -u; id -G; pwd; echo env=$VM_TEST; \
+                  echo modules=$(cut -d' ' -f1 /proc/modules | sort); \
+                  echo modules_disabled=$(cat /proc/sys/kernel/modules_disabled); exit 3";
     let mut b = Bundle::new(&["sh", "-c", script]);
     b.spec["hostname"] = serde_json::json!("agent-test");
     b.spec["process"]["cwd"] = serde_json::json!("/tmp");
@@ -334,17 +346,30 @@ fn agent_boots_under_qemu() {
         {"destination": "/etc/hosts", "type": "bind", "source": "/etc/hosts", "options": ["rbind", "ro"]}
     ]);
     b.write();
+    // The agent loads the modules beside the kernel (none without them),
+    // then turns module loading off (read before the initramfs is built).
+    let mut loaded: Vec<String> =
+        std::fs::read_to_string(format!("{}.modules/load-order", kernel.display()))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().strip_suffix(".ko").map(|m| m.replace('-', "_")))
+            .collect();
+    loaded.sort();
     let r = boot_agent_in_qemu(&kernel, &b, b"I\x06hello\nE\x00");
     let ctx = format!(
         "stdout: {}\nstderr: {}\nconsole: {}",
         r.stdout, r.stderr, r.console
     );
     assert_eq!(
-        r.qemu_status,
-        (3 << 1) | 1,
-        "exit code 3 through port 0x501\n{ctx}"
+        r.end,
+        Some(AgentEnd::Exited(3)),
+        "exit code 3 in an 'X' frame\n{ctx}"
     );
-    let want = "hello-out\ngot=hello\nagent-test\n1\n777\n1000\n1000 5\n/tmp\nenv=yes\n";
+    let want = format!(
+        "hello-out\ngot=hello\nagent-test\n1\n777\n1000\n1000 5\n/tmp\nenv=yes\n\
+         modules={}\nmodules_disabled=1\n",
+        loaded.join(" ")
+    );
     assert_eq!(r.stdout, want, "{ctx}");
     assert_eq!(r.stderr, "err-line\n", "{ctx}");
     assert!(
@@ -353,14 +378,14 @@ fn agent_boots_under_qemu() {
         "{ctx}"
     );
 
-    // A signal frame reaches the workload; its number comes back (port 0x502).
+    // A signal frame reaches the workload; its number comes back ('K').
     let b = Bundle::new(&["sh", "-c", "echo sleeping; exec sleep 1000"]);
     b.write();
     let r = boot_agent_in_qemu(&kernel, &b, b"S\x01\x0f");
     assert_eq!(
-        r.qemu_status,
-        (15 << 1) | 1,
-        "SIGTERM through port 0x502\n{}",
+        r.end,
+        Some(AgentEnd::Killed(15)),
+        "SIGTERM in a 'K' frame\n{}",
         r.console
     );
     // The frame is queued at boot, so the TERM may reach the workload
@@ -375,7 +400,7 @@ fn agent_boots_under_qemu() {
     let b = Bundle::new(&["no-such-program"]);
     b.write();
     let r = boot_agent_in_qemu(&kernel, &b, b"E\x00");
-    assert_eq!(r.qemu_status, (127 << 1) | 1, "{}", r.console);
+    assert_eq!(r.end, Some(AgentEnd::Exited(127)), "{}", r.console);
     assert!(
         r.stderr.contains("no-such-program") && r.stderr.contains("not found"),
         "{}",

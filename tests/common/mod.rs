@@ -13,7 +13,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+pub mod nested;
 pub mod test_user;
+
+#[allow(unused_imports)] // not every test binary boots the nested VM
+pub use nested::*;
 
 /// The runtime under test.
 pub fn runtime_bin() -> PathBuf {
@@ -21,68 +25,6 @@ pub fn runtime_bin() -> PathBuf {
         Some(p) => PathBuf::from(p),
         None => PathBuf::from(env!("CARGO_BIN_EXE_vessel")),
     }
-}
-
-/// A binary of another crate of the workspace (vessel-agent, vessel-vmm,
-/// vessel-compare, vessel-probe), which cargo builds next to `vessel` but
-/// does not build for this package's tests: the first call runs `cargo
-/// build --workspace --bins` (a no-op when they are up to date) so a test
-/// never runs a stale agent or VMM.
-pub fn workspace_bin(name: &str) -> PathBuf {
-    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
-    let built = BUILT.get_or_init(|| cargo_build(&["--workspace", "--bins"]));
-    if let Err(e) = built {
-        panic!("{name} is not built and building it failed ({e}): run `cargo build --workspace --bins`");
-    }
-    let bin = profile_dir().join(name);
-    assert!(
-        bin.is_file(),
-        "{} is missing after cargo build --workspace --bins",
-        bin.display()
-    );
-    bin
-}
-
-/// The target directory of the profile the tests were built with (where
-/// cargo put `vessel`).
-pub fn profile_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_vessel"))
-        .parent()
-        .expect("vessel has a directory")
-        .to_path_buf()
-}
-
-/// `cargo build --quiet ARGS` in the repo, `--release` when the tests are a
-/// release build, so what it builds lands in `profile_dir()`.
-pub fn cargo_build(args: &[&str]) -> Result<(), String> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.arg("build")
-        .args(args)
-        .arg("--quiet")
-        .current_dir(repo_dir());
-    if profile_dir().file_name().is_some_and(|n| n == "release") {
-        cmd.arg("--release");
-    }
-    match cmd.status() {
-        Ok(s) if s.success() => Ok(()),
-        other => Err(format!("cargo build {}: {other:?}", args.join(" "))),
-    }
-}
-
-/// `rootfs-tools/nested-vm.sh` for a 2 GiB test VM (with `cpus` CPUs, else
-/// its default) bounded at `timeout_secs`, with each (host path, path in
-/// the VM) copied in. The caller adds any other option, `--` and the command.
-pub fn nested_vm(timeout_secs: u64, cpus: Option<u32>, files: &[(&Path, &str)]) -> Command {
-    let mut c = Command::new(repo_dir().join("rootfs-tools/nested-vm.sh"));
-    c.args(["--timeout", &timeout_secs.to_string(), "--mem", "2048"]);
-    if let Some(n) = cpus {
-        c.args(["--cpus", &n.to_string()]);
-    }
-    for (src, dest) in files {
-        c.arg("--file").arg(format!("{}:{dest}", src.display()));
-    }
-    c
 }
 
 /// True when the runtime under test is vessel (some checks are vessel-only).
@@ -567,39 +509,6 @@ impl Runtime {
     pub fn run_detached(&self, args: &[&str]) -> Output {
         run_detached_io(self.cmd(args), Duration::from_secs(60))
     }
-}
-
-/// A stripped copy of `bin` at `dest` (debug info is most of a debug build,
-/// and every byte goes into a nested VM's RAM disk); a plain copy when
-/// `strip` is missing.
-pub fn strip_copy(bin: &Path, dest: &Path) {
-    let st = Command::new("strip").arg("-o").arg(dest).arg(bin).status();
-    if !matches!(st, Ok(s) if s.success()) {
-        fs::copy(bin, dest).unwrap_or_else(|e| panic!("copy {}: {e}", bin.display()));
-    }
-}
-
-/// `strip_copy` into `dir`, under the binary's own name.
-pub fn stripped(bin: &Path, dir: &Path) -> PathBuf {
-    let dest = dir.join(bin.file_name().expect("a binary has a file name"));
-    strip_copy(bin, &dest);
-    dest
-}
-
-/// The guest kernel for VM tests: $VESSEL_VM_KERNEL or vessel's default
-/// path, installed there by rootfs-tools/guest-kernel.sh when missing.
-pub fn guest_kernel() -> PathBuf {
-    let kernel = std::env::var_os("VESSEL_VM_KERNEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/lib/vessel/kernel/vmlinux"));
-    if !kernel.is_file() {
-        let st = Command::new(repo_dir().join("rootfs-tools/guest-kernel.sh"))
-            .arg(&kernel)
-            .status()
-            .expect("run guest-kernel.sh");
-        assert!(st.success(), "rootfs-tools/guest-kernel.sh failed");
-    }
-    kernel
 }
 
 /// Read from `f` until `needle` shows up (or the deadline); all read so far.

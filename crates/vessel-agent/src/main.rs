@@ -23,6 +23,7 @@
 //! serde_json; never on libvessel or the VMM.
 
 mod confine;
+mod modules;
 mod power;
 mod relay;
 mod resolve;
@@ -79,6 +80,7 @@ fn main() {
 /// its wait status.
 fn run(channel: &mut Option<File>) -> Result<i32, Failure> {
     setup::base_mounts().map_err(Failure::other)?;
+    modules::load().map_err(|e| Failure::other(e.to_string()))?;
     *channel = Some(relay::open_channel().map_err(Failure::other)?);
     let cfg = spec::load(spec::CONFIG_PATH).map_err(Failure::other)?;
     let process = cfg

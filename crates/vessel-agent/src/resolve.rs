@@ -137,7 +137,7 @@ mod tests {
 
     #[test]
     fn destinations_are_made_and_stay_inside_the_root() {
-        let d = scratch("resolve");
+        let d = scratch("dest-in-root");
         let (root, outside) = (d.join("root"), d.join("outside"));
         std::fs::create_dir_all(&root).unwrap();
         std::fs::create_dir_all(&outside).unwrap();

@@ -16,6 +16,7 @@
 //! It drives vessel through its CLI and reads cgroups through libvessel;
 //! `vessel-probe` (src/bin) depends on std and libc only.
 
+mod bulk;
 mod report;
 mod run;
 mod stats;
@@ -58,6 +59,10 @@ pub struct CompareArgs {
     /// MiB written and read back in the root filesystem per run.
     #[arg(long = "io-mib", default_value_t = 32)]
     pub io_mib: u64,
+    /// MiB of numbered lines the workload writes to stdout per run, checked
+    /// line by line on the host (0: none).
+    #[arg(long = "stdout-mib", default_value_t = 16)]
+    pub stdout_mib: u64,
     /// getpid and read calls timed per run.
     #[arg(long, default_value_t = 200_000)]
     pub syscalls: u64,
@@ -151,6 +156,7 @@ pub fn build_report(args: &CompareArgs) -> Result<Value> {
             "io_mib": args.io_mib,
             "syscalls": args.syscalls,
             "cpu_iters": args.cpu_iters,
+            "stdout_mib": args.stdout_mib,
             "probe": probe.display().to_string(),
             "no_pivot": no_pivot(args),
         },

@@ -16,6 +16,7 @@ const COST_LABELS: &[(&str, &str)] = &[
     ("file_write_mib_s", "file write + fsync"),
     ("file_read_mib_s", "file read back"),
     ("cpu_ms", "CPU-bound loop"),
+    ("stdout_mib_s", "bulk stdout, checked"),
 ];
 
 /// The columns, in order.
@@ -138,6 +139,7 @@ fn cost_label(report: &Value, key: &str) -> String {
         "file_write_mib_s" | "file_read_mib_s" => {
             format!("{label} ({} MiB)", report["params"]["io_mib"])
         }
+        "stdout_mib_s" => format!("{label} ({} MiB)", report["params"]["stdout_mib"]),
         "cpu_ms" => format!(
             "{label} ({} M iters)",
             report["params"]["cpu_iters"].as_u64().unwrap_or(0) / 1_000_000

@@ -31,6 +31,7 @@ pub const COST_METRICS: &[(&str, &str, &str)] = &[
     ),
     ("file_read_mib_s", "MiB/s", "/probe/cost/file_io/read_mib_s"),
     ("cpu_ms", "ms", "/probe/cost/cpu/ms"),
+    ("stdout_mib_s", "MiB/s", "/probe/cost/stdout/mib_s"),
 ];
 
 /// Run `mode` args.runs times and summarise it as the report's mode object.
@@ -134,7 +135,7 @@ fn run_once(
     let peak = cgroup.peak_bytes();
     drop(cgroup);
     let o = outcome.map_err(|e| failed(e.to_string()))?;
-    run_record(&o, peak, mode, index, args.timeout)
+    run_record(&o, peak, mode, index, args)
 }
 
 /// The probe's command line: the cost parameters and the host pid to aim
@@ -147,6 +148,8 @@ fn probe_args(args: &CompareArgs, host: &Value) -> Vec<String> {
         args.syscalls.to_string(),
         "--cpu-iters".into(),
         args.cpu_iters.to_string(),
+        "--stdout-mib".into(),
+        args.stdout_mib.to_string(),
     ];
     if let Some(pid) = host["pid"].as_u64() {
         probe_args.extend(["--host-pid".to_string(), pid.to_string()]);
@@ -174,8 +177,9 @@ fn run_record(
     peak: Option<u64>,
     mode: &str,
     index: u32,
-    timeout_s: u64,
+    args: &CompareArgs,
 ) -> std::result::Result<Value, RunError> {
+    let timeout_s = args.timeout;
     let stdout = String::from_utf8_lossy(&o.stdout);
     let stderr = String::from_utf8_lossy(&o.stderr).trim().to_string();
     if o.timed_out {
@@ -192,6 +196,9 @@ fn run_record(
             o.code
         )));
     }
+    // Output that arrives damaged makes the run fail, not just slow.
+    super::bulk::check(&o.stdout, args.stdout_mib)
+        .map_err(|e| failed(format!("{mode} run {index}: {e}")))?;
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     Ok(json!({
         "first_output_ms": o.first_output.map(ms),

@@ -25,10 +25,11 @@ pub const DEFAULT_KERNEL: &str = "/var/lib/vessel/kernel/vmlinux";
 /// The base kernel command line (the VM-mode contract); the spec's
 /// `vm.kernel.parameters` are appended. Every word must be a parameter the
 /// kernel knows: the kernel hands unknown ones to init (the agent) as argv.
-/// `nomodule` sets kernel.modules_disabled: nothing in the guest loads a
-/// module.
+/// No `nomodule`: the agent loads the kernel's modules from the initramfs
+/// (`<kernel>.modules/`, see `initramfs`) first thing, then sets
+/// kernel.modules_disabled itself, before any workload runs.
 pub const BASE_CMDLINE: &str = "console=ttyS0 quiet loglevel=1 panic=-1 rdinit=/init reboot=k \
-                                nomodule tsc=reliable no_timer_check";
+                                tsc=reliable no_timer_check";
 /// The boot protocol's command line limit (bytes, without the NUL).
 pub const MAX_CMDLINE: usize = 2047;
 

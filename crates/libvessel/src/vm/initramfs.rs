@@ -1,15 +1,22 @@
 //! The guest's initramfs: a newc cpio archive of `/init` (vessel-agent),
-//! `/.vessel/config.json` and the mount points the agent needs, kept in a
+//! `/.vessel/config.json`, the guest kernel's modules in `/.vessel/modules/`
+//! (see `vm::modules`) and the agent's mount points, kept in a
 //! content-addressed cache. The bundle's rootfs is not in it: the guest
-//! mounts it over virtio-fs (`virtiofs`), so guest RAM does not grow with
-//! the rootfs and the archive stays a few MiB.
+//! mounts it over virtio-fs (`vm::virtiofs`), so guest RAM does not grow
+//! with the rootfs and the cache holds no rootfs per config.
 //!
-//! The cache key hashes the agent's metadata (path, mode, size, times,
-//! inode, like `make` trusts timestamps) and the config bytes.
+//! The cache key hashes the agent's and each module's metadata, the config
+//! bytes and the modules' `load-order` and `stamp`, like `make` trusts
+//! timestamps: a file rewritten in place with the same size and forged
+//! times would be missed.
 
+use super::cpio::CpioWriter;
+#[cfg(test)]
+use super::cpio::{S_IFDIR, S_IFREG};
+use super::modules::{self, GuestModules};
 use super::VmError;
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -17,12 +24,7 @@ pub const DEFAULT_CACHE_DIR: &str = "/var/cache/vessel/initramfs";
 /// Older cache entries beyond this many are removed after a new one is built.
 pub const CACHE_KEEP: usize = 16;
 /// Bump when the archive layout changes so old entries are not reused.
-const FORMAT_VERSION: &[u8] = b"vessel-initramfs-2";
-
-const S_IFDIR: u32 = 0o040000;
-const S_IFREG: u32 = 0o100000;
-const S_IFLNK: u32 = 0o120000;
-const S_IFCHR: u32 = 0o020000;
+const FORMAT_VERSION: &[u8] = b"vessel-initramfs-3";
 
 fn io_err(what: &str, path: &Path) -> impl FnOnce(io::Error) -> VmError {
     let (what, path) = (what.to_owned(), path.to_path_buf());
@@ -35,6 +37,9 @@ pub struct Inputs<'a> {
     pub agent: &'a Path,
     /// The bundle's config.json bytes, installed as /.vessel/config.json.
     pub config: &'a [u8],
+    /// The guest kernel: its `<kernel>.modules/`, when there is one, goes in
+    /// as /.vessel/modules/.
+    pub kernel: &'a Path,
 }
 
 /// FNV-1a, 128 bits: stable across Rust versions and builds (the cache
@@ -80,154 +85,62 @@ fn hash_meta(h: &mut Fnv128, rel: &[u8], md: &fs::Metadata) {
 }
 
 /// The cache key of an initramfs (hex).
-fn cache_key(agent: &Path, config: &[u8]) -> Result<String, VmError> {
+fn cache_key(agent: &Path, config: &[u8], mods: Option<&GuestModules>) -> Result<String, VmError> {
     let mut h = Fnv128::new();
     h.field(FORMAT_VERSION);
     let amd = fs::metadata(agent).map_err(io_err("stat agent", agent))?;
     hash_meta(&mut h, agent.as_os_str().as_encoded_bytes(), &amd);
     h.field(config);
+    if let Some(m) = mods {
+        h.field(m.dir.as_os_str().as_encoded_bytes());
+        h.field(&m.load_order);
+        h.field(&m.stamp);
+        for f in &m.files {
+            let p = m.path(f);
+            let md = fs::metadata(&p).map_err(io_err("stat module", &p))?;
+            hash_meta(&mut h, f.as_bytes(), &md);
+        }
+    }
     Ok(format!("{:032x}", h.0))
-}
-
-/// Writes a newc ("070701") cpio stream.
-pub struct CpioWriter<W: Write> {
-    out: W,
-    next_ino: u32,
-    written: u64,
-}
-
-impl<W: Write> CpioWriter<W> {
-    pub fn new(out: W) -> CpioWriter<W> {
-        CpioWriter {
-            out,
-            next_ino: 1,
-            written: 0,
-        }
-    }
-
-    fn put(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.out.write_all(bytes)?;
-        self.written += bytes.len() as u64;
-        Ok(())
-    }
-
-    fn pad(&mut self) -> io::Result<()> {
-        let n = (4 - (self.written % 4) as usize) % 4;
-        self.put(&[0u8; 3][..n])
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn header(
-        &mut self,
-        name: &[u8],
-        mode: u32,
-        uid: u32,
-        gid: u32,
-        mtime: u32,
-        size: u32,
-        rdev: (u32, u32),
-    ) -> io::Result<()> {
-        let ino = self.next_ino;
-        self.next_ino += 1;
-        // Every entry has its own inode and nlink 1: hard links become copies.
-        let nlink = if mode & 0o170000 == S_IFDIR { 2 } else { 1 };
-        let fields = [
-            ino, mode, uid, gid, nlink, mtime, size, 0, 0, rdev.0, rdev.1,
-        ];
-        let mut h = String::with_capacity(110);
-        h.push_str("070701");
-        for f in fields {
-            h.push_str(&format!("{f:08x}"));
-        }
-        h.push_str(&format!("{:08x}{:08x}", name.len() + 1, 0));
-        self.put(h.as_bytes())?;
-        self.put(name)?;
-        self.put(&[0])?;
-        self.pad()
-    }
-
-    pub fn dir(
-        &mut self,
-        name: &[u8],
-        perm: u32,
-        uid: u32,
-        gid: u32,
-        mtime: u32,
-    ) -> io::Result<()> {
-        self.header(name, S_IFDIR | (perm & 0o7777), uid, gid, mtime, 0, (0, 0))
-    }
-
-    pub fn symlink(
-        &mut self,
-        name: &[u8],
-        target: &[u8],
-        uid: u32,
-        gid: u32,
-        mtime: u32,
-    ) -> io::Result<()> {
-        let size =
-            u32::try_from(target.len()).map_err(|_| io::Error::other("symlink target too long"))?;
-        self.header(name, S_IFLNK | 0o777, uid, gid, mtime, size, (0, 0))?;
-        self.put(target)?;
-        self.pad()
-    }
-
-    pub fn char_dev(&mut self, name: &[u8], perm: u32, major: u32, minor: u32) -> io::Result<()> {
-        self.header(name, S_IFCHR | (perm & 0o7777), 0, 0, 0, 0, (major, minor))
-    }
-
-    /// A regular file of exactly `size` bytes read from `data`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn file(
-        &mut self,
-        name: &[u8],
-        perm: u32,
-        uid: u32,
-        gid: u32,
-        mtime: u32,
-        size: u64,
-        data: &mut dyn Read,
-    ) -> io::Result<()> {
-        let size32 = u32::try_from(size)
-            .map_err(|_| io::Error::other("file larger than 4 GiB (cpio newc limit)"))?;
-        self.header(
-            name,
-            S_IFREG | (perm & 0o7777),
-            uid,
-            gid,
-            mtime,
-            size32,
-            (0, 0),
-        )?;
-        let copied = io::copy(&mut data.take(size), &mut self.out)?;
-        if copied != size {
-            return Err(io::Error::other(format!(
-                "file shrank while archiving ({copied} of {size} bytes)"
-            )));
-        }
-        self.written += copied;
-        self.pad()
-    }
-
-    /// The trailer entry; returns the writer.
-    pub fn finish(mut self) -> io::Result<W> {
-        self.header(b"TRAILER!!!", 0, 0, 0, 0, 0, (0, 0))?;
-        self.out.flush()?;
-        Ok(self.out)
-    }
 }
 
 fn mtime32(md: &fs::Metadata) -> u32 {
     md.mtime().clamp(0, u32::MAX as i64) as u32
 }
 
-/// Write the whole archive for `inputs` to `out`.
-fn write_archive<W: Write>(out: W, inputs: &Inputs) -> Result<W, VmError> {
+/// The kernel's modules and their `load-order` under /.vessel/modules/
+/// (the caller has written /.vessel).
+fn write_modules<W: Write>(w: &mut CpioWriter<W>, mods: &GuestModules) -> Result<(), VmError> {
+    let arch = Path::new("<initramfs>");
+    let name = |f: &str| format!("{}/{f}", modules::GUEST_DIR).into_bytes();
+    w.dir(modules::GUEST_DIR.as_bytes(), 0o700, 0, 0, 0)
+        .map_err(io_err("archive", arch))?;
+    let mut order = &mods.load_order[..];
+    let size = order.len() as u64;
+    w.file(&name(modules::LOAD_ORDER), 0o600, 0, 0, 0, size, &mut order)
+        .map_err(io_err("archive", arch))?;
+    for f in &mods.files {
+        let p = mods.path(f);
+        let mut file = File::open(&p).map_err(io_err("open module", &p))?;
+        let md = file.metadata().map_err(io_err("stat module", &p))?;
+        w.file(&name(f), 0o600, 0, 0, mtime32(&md), md.size(), &mut file)
+            .map_err(io_err("archive module", &p))?;
+    }
+    Ok(())
+}
+
+/// Write the whole archive for `inputs` (with the kernel's modules `mods`)
+/// to `out`.
+fn write_archive<W: Write>(
+    out: W,
+    inputs: &Inputs,
+    mods: Option<&GuestModules>,
+) -> Result<W, VmError> {
     let mut w = CpioWriter::new(out);
     let wrap = |what: &str, p: &Path| io_err(what, p);
     let arch = Path::new("<initramfs>");
-    // Mount points of the agent (the share on /.vessel/share, the guest's
-    // root on /.vessel/root, until it becomes /).
+    // Mount points of the agent: the kernel filesystems, the share on
+    // /.vessel/share and the guest's root on /.vessel/root until it is /.
     for (dir, perm) in [
         ("dev", 0o755),
         ("proc", 0o555),
@@ -254,6 +167,9 @@ fn write_archive<W: Write>(out: W, inputs: &Inputs) -> Result<W, VmError> {
         &mut cfg,
     )
     .map_err(wrap("archive", arch))?;
+    if let Some(m) = mods {
+        write_modules(&mut w, m)?;
+    }
     let mut agent = File::open(inputs.agent).map_err(wrap("open agent", inputs.agent))?;
     let amd = agent.metadata().map_err(wrap("stat agent", inputs.agent))?;
     w.file(b"init", 0o755, 0, 0, mtime32(&amd), amd.size(), &mut agent)
@@ -263,7 +179,8 @@ fn write_archive<W: Write>(out: W, inputs: &Inputs) -> Result<W, VmError> {
 
 /// Build (or reuse) the initramfs for `inputs` in `cache_dir`; returns its path.
 pub fn build_cached(inputs: &Inputs, cache_dir: &Path) -> Result<PathBuf, VmError> {
-    let key = cache_key(inputs.agent, inputs.config)?;
+    let mods = modules::find(inputs.kernel)?;
+    let key = cache_key(inputs.agent, inputs.config, mods.as_ref())?;
     let path = cache_dir.join(format!("{key}.cpio"));
     if path.is_file() {
         // Mark it recently used so pruning keeps it.
@@ -283,7 +200,8 @@ pub fn build_cached(inputs: &Inputs, cache_dir: &Path) -> Result<PathBuf, VmErro
             .mode(0o600)
             .open(&tmp)
             .map_err(io_err("create", &tmp))?;
-        let w = write_archive(BufWriter::with_capacity(1 << 20, f), inputs)?;
+        let out = BufWriter::with_capacity(1 << 20, f);
+        let w = write_archive(out, inputs, mods.as_ref())?;
         let f = w.into_inner().map_err(|e| {
             VmError::Msg(format!("initramfs: write {}: {}", tmp.display(), e.error()))
         })?;
@@ -320,6 +238,7 @@ fn prune(cache_dir: &Path, keep: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
     /// A minimal newc reader: (name, mode, rdev major, data).
     fn read_cpio(bytes: &[u8]) -> Vec<(String, u32, u32, Vec<u8>)> {
         let mut out = Vec::new();
@@ -357,9 +276,11 @@ mod tests {
         let agent = d.join("agent");
         fs::write(&agent, b"\x7fELF agent").unwrap();
         let cache = d.join("cache");
+        let kernel = d.join("vmlinux");
         let inputs = Inputs {
             agent: &agent,
             config: b"{\"ociVersion\":\"1.0.2\"}",
+            kernel: &kernel,
         };
 
         let path = build_cached(&inputs, &cache).unwrap();
@@ -377,13 +298,10 @@ mod tests {
         for dir in ["dev", "proc", "sys", "tmp", ".vessel/share", ".vessel/root"] {
             assert_eq!(find(dir).1 & 0o170000, S_IFDIR, "{dir}");
         }
-        // Nothing else: the rootfs comes over virtio-fs.
-        assert_eq!(
-            entries.len(),
-            10,
-            "{:?}",
-            entries.iter().map(|e| &e.0).collect::<Vec<_>>()
-        );
+        // Nothing else (no modules beside this kernel): the rootfs comes
+        // over virtio-fs.
+        let names: Vec<&str> = entries.iter().map(|e| e.0.as_str()).collect();
+        assert_eq!(entries.len(), 10, "{names:?}");
         let pos = |n: &str| entries.iter().position(|e| e.0 == n).unwrap();
         assert!(pos(".vessel") < pos(".vessel/config.json"));
 
@@ -398,6 +316,71 @@ mod tests {
             .unwrap()
             .flatten()
             .all(|e| !e.file_name().to_string_lossy().ends_with(".tmp")));
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn archive_holds_the_kernels_modules() {
+        let d = scratch("modules");
+        let agent = d.join("agent");
+        fs::write(&agent, b"agent").unwrap();
+        let kernel = d.join("vmlinux");
+        let mods = modules::dir_of(&kernel);
+        fs::create_dir_all(&mods).unwrap();
+        fs::write(mods.join("load-order"), b"a.ko\nb.ko\n").unwrap();
+        fs::write(mods.join("a.ko"), b"module a").unwrap();
+        fs::write(mods.join("b.ko"), b"module b").unwrap();
+        fs::write(mods.join("unlisted.ko"), b"not loaded").unwrap();
+        fs::write(mods.join("stamp"), b"package=one\n").unwrap();
+        let cache = d.join("cache");
+        let inputs = Inputs {
+            agent: &agent,
+            config: b"{}",
+            kernel: &kernel,
+        };
+        let path = build_cached(&inputs, &cache).unwrap();
+        let entries = read_cpio(&fs::read(&path).unwrap());
+        let names: Vec<&str> = entries
+            .iter()
+            .filter(|e| e.0.starts_with(".vessel/modules"))
+            .map(|e| e.0.as_str())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ".vessel/modules",
+                ".vessel/modules/load-order",
+                ".vessel/modules/a.ko",
+                ".vessel/modules/b.ko"
+            ]
+        );
+        let data = |n: &str| &entries.iter().find(|e| e.0 == n).unwrap().3;
+        assert_eq!(data(".vessel/modules/load-order"), b"a.ko\nb.ko\n");
+        assert_eq!(data(".vessel/modules/b.ko"), b"module b");
+        assert_eq!(build_cached(&inputs, &cache).unwrap(), path);
+
+        // Another stamp, or a module replaced (a new file renamed into
+        // place, as guest-kernel.sh does): a new key.
+        fs::write(mods.join("stamp"), b"package=two\n").unwrap();
+        let path2 = build_cached(&inputs, &cache).unwrap();
+        assert_ne!(path2, path);
+        fs::write(mods.join("a.ko.new"), b"module A").unwrap();
+        fs::rename(mods.join("a.ko.new"), mods.join("a.ko")).unwrap();
+        let path3 = build_cached(&inputs, &cache).unwrap();
+        assert_ne!(path3, path2);
+        let entries = read_cpio(&fs::read(&path3).unwrap());
+        assert_eq!(
+            entries
+                .iter()
+                .find(|e| e.0 == ".vessel/modules/a.ko")
+                .unwrap()
+                .3,
+            b"module A"
+        );
+        // A listed module missing: an error naming it.
+        fs::remove_file(mods.join("b.ko")).unwrap();
+        let e = build_cached(&inputs, &cache).unwrap_err().to_string();
+        assert!(e.contains("b.ko"), "{e}");
         fs::remove_dir_all(&d).unwrap();
     }
 

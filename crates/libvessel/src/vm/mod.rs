@@ -18,9 +18,11 @@
 pub mod config;
 pub mod console;
 mod control;
+mod cpio;
 pub mod guest_rules;
 pub mod initramfs;
 mod memory;
+pub mod modules;
 pub mod virtiofs;
 
 pub use control::{pause, resume, vcpus_paused};
@@ -260,6 +262,7 @@ pub fn launch(req: &LaunchRequest) -> Result<i32, VmError> {
     let inputs = initramfs::Inputs {
         agent: &agent,
         config: &config_bytes,
+        kernel: &plan.kernel,
     };
     let mut initrd = initramfs::build_cached(&inputs, &cache_dir())?;
     if let Some(user) = &plan.extra_initrd {

@@ -8,9 +8,13 @@
 //! Depends on libc and std only, so it is a small static binary that runs
 //! in any rootfs, as a guest's workload or a container's.
 //!
+//! With `--stdout-mib N`, N MiB of numbered lines come before that JSON line
+//! (see `bulk`).
+//!
 //! Usage: vessel-probe [--io-mib N] [--syscalls N] [--cpu-iters N]
-//!                     [--host-pid PID] [--io-dir DIR]
+//!                     [--stdout-mib N] [--host-pid PID] [--io-dir DIR]
 
+mod bulk;
 mod escape;
 mod json;
 
@@ -48,6 +52,7 @@ struct Options {
     io_mib: u64,
     syscalls: u64,
     cpu_iters: u64,
+    stdout_mib: u64,
     host_pid: Option<i32>,
     io_dir: String,
 }
@@ -58,6 +63,7 @@ impl Options {
             io_mib: 32,
             syscalls: 200_000,
             cpu_iters: 20_000_000,
+            stdout_mib: 0,
             host_pid: None,
             io_dir: "/".into(),
         };
@@ -72,6 +78,7 @@ impl Options {
                 "--io-mib" => o.io_mib = num(value()?)?,
                 "--syscalls" => o.syscalls = num(value()?)?.max(1),
                 "--cpu-iters" => o.cpu_iters = num(value()?)?.max(1),
+                "--stdout-mib" => o.stdout_mib = num(value()?)?,
                 "--host-pid" => o.host_pid = Some(num(value()?)? as i32),
                 "--io-dir" => o.io_dir = value()?,
                 other => return Err(format!("unknown argument {other:?}")),
@@ -89,6 +96,7 @@ fn cost(o: &Options) -> Json {
         ("read".into(), read_ns(o.syscalls, &o.io_dir)),
         ("file_io".into(), file_io(o.io_mib, &o.io_dir)),
         ("cpu".into(), cpu_work(o.cpu_iters)),
+        ("stdout".into(), bulk::write_bulk(o.stdout_mib, write_all)),
         ("self_vm_hwm_kib".into(), opt_num(status_field("VmHWM"))),
     ])
 }
