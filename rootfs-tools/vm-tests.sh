@@ -135,6 +135,8 @@ for f in "$VESSEL" "$VESSEL_AGENT" "$VESSEL_VM_KERNEL" "$BUSYBOX" "$RECEIVER"; d
   [ -e "$f" ] || { echo "FAIL - setup: $f missing"; exit 1; }
 done
 [ -e /dev/kvm ] || { echo "FAIL - setup: no /dev/kvm (run me inside rootfs-tools/nested-vm.sh)"; exit 1; }
+# Bundles bind /etc/hosts (shared over virtio-fs): the test VM has none of its own.
+[ -e /etc/hosts ] || printf '127.0.0.1 localhost vm-tests\n' > /etc/hosts
 rm -rf "$work"; mkdir -p "$work" "$root"
 # A heartbeat every 30 s: when the run outlives the harness's bound, its
 # output tells a hung check (heartbeats go on) from a test VM that stopped
