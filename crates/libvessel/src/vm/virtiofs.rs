@@ -129,6 +129,17 @@ pub fn plan_share(spec: &Spec, rootfs: &Path) -> Result<SharePlan, VmError> {
     })
 }
 
+/// virtiofsd's own sandbox: `namespace` (its mount, pid and net namespaces,
+/// pivot_root into the share), except on a host whose root is an initramfs,
+/// which pivot_root cannot move (a VM booted from one, as the nested test
+/// VM): `chroot` there, as container mode falls back to MS_MOVE + chroot.
+fn sandbox_kind() -> &'static str {
+    match crate::container::create::files::host_root_is_initramfs() {
+        true => "chroot",
+        false => "namespace",
+    }
+}
+
 /// One mount virtiofsd's child makes before exec.
 struct StagedMount {
     source: CString,
@@ -201,7 +212,7 @@ pub fn start(plan: &SharePlan, state_dir: &Path, procs: &[CString]) -> Result<Vi
     cmd.arg("--fd=3")
         .arg("--shared-dir")
         .arg(&staging)
-        .args(["--sandbox", "namespace", "--cache", "auto"])
+        .args(["--sandbox", sandbox_kind(), "--cache", "auto"])
         .arg("--announce-submounts")
         .stdin(Stdio::null())
         .stdout(log)
