@@ -20,20 +20,7 @@ mkdir -p "$work/vol-rw" "$work/vol-ro"
 echo from-host > "$work/vol-rw/host.txt"
 echo ro-content > "$work/vol-ro/host-ro.txt"
 rm -f "$work/vol-rw/from-guest.txt" "$work/vol-ro/f"
-mkbundle "$work/bfs" ', "vessel.vm.memory_mib": "256"' sh -c '
-  echo written-in-vm > /root/from-vm.txt
-  echo "data=$(cat /data/host.txt)"
-  echo guest-wrote > /data/from-guest.txt
-  if echo x > /ro/f 2>/dev/null; then echo ro=writable; else echo ro=refused; fi
-  echo "ro-read=$(cat /ro/host-ro.txt)"
-  echo "abs=$(cat /abs-link 2>&1)"; echo "up=$(cat /up-link 2>&1)"; echo "dir=$(cat /dir-link/etc/vessel-fs-secret 2>&1)"
-  [ -e /init ] && echo init=visible || echo init=hidden
-  [ -e /.vessel ] && echo dotvessel=visible || echo dotvessel=hidden
-  echo "big=$(tail -c 1048576 /big.img | wc -c)"
-  echo "hosts=$(head -1 /etc/hosts)"
-  echo "memkb=$(grep MemTotal /proc/meminfo | tr -s " " | cut -d" " -f2)"
-  echo "availkb=$(grep MemAvailable /proc/meminfo | tr -s " " | cut -d" " -f2)"
-  echo "rootfs=$(grep " / " /proc/mounts | cut -d" " -f3 | tr "\n" ,)"'
+mkbundle "$work/bfs" ', "vessel.vm.memory_mib": "256"' sh -c 'echo written-in-vm > /root/from-vm.txt; echo "data=$(cat /data/host.txt)"; echo guest-wrote > /data/from-guest.txt; if echo x > /ro/f 2>/dev/null; then echo ro=writable; else echo ro=refused; fi; echo "ro-read=$(cat /ro/host-ro.txt)"; echo "abs=$(cat /abs-link 2>&1)"; echo "up=$(cat /up-link 2>&1)"; echo "dir=$(cat /dir-link/etc/vessel-fs-secret 2>&1)"; [ -e /init ] && echo init=visible || echo init=hidden; [ -e /.vessel ] && echo dotvessel=visible || echo dotvessel=hidden; echo "big=$(tail -c 1048576 /big.img | wc -c)"; echo "hosts=$(head -1 /etc/hosts)"; echo "memkb=$(grep MemTotal /proc/meminfo | tr -s " " | cut -d" " -f2)"; echo "availkb=$(grep MemAvailable /proc/meminfo | tr -s " " | cut -d" " -f2)"; echo "rootfs=$(grep " / " /proc/mounts | cut -d" " -f3 | tr "\n" ,)"'
 sed -i 's|"mounts": \[|"mounts": [\n    {"destination": "/data", "type": "bind", "source": "'"$work/vol-rw"'", "options": ["rbind", "rw"]},\n    {"destination": "/ro", "type": "bind", "source": "'"$work/vol-ro"'", "options": ["rbind", "ro"]},|' "$work/bfs/config.json"
 ln -s /etc/vessel-fs-secret "$work/bfs/rootfs/abs-link"
 ln -s ../../../../../../../../etc/vessel-fs-secret "$work/bfs/rootfs/up-link"
