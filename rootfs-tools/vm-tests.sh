@@ -4,7 +4,7 @@
 # guest kernel copied in. Every guest boot costs ~15 s under the emulated
 # CPU, so the checks share three boots.
 #
-# Env: VESSEL (default /vessel/vessel), VESSEL_AGENT (default /vessel/vessel-agent),
+# Env: VESSEL, VESSEL_AGENT, VESSEL_VIRTIOFSD (default /vessel/{vessel,vessel-agent,virtiofsd}),
 #      CONSOLE_RECEIVER (default /vessel/console-receiver; examples/console-receiver.rs),
 #      VESSEL_VM_KERNEL (default /var/lib/vessel/kernel/vmlinux), BUSYBOX (default /bin/busybox).
 # Prints one line per check, "ok - NAME" or "FAIL - NAME: why"; exits 1 on any failure.
@@ -13,6 +13,7 @@ set -u
 
 VESSEL=${VESSEL:-/vessel/vessel}
 export VESSEL_AGENT=${VESSEL_AGENT:-/vessel/vessel-agent}
+export VESSEL_VIRTIOFSD=${VESSEL_VIRTIOFSD:-/vessel/virtiofsd}
 export VESSEL_VM_KERNEL=${VESSEL_VM_KERNEL:-/var/lib/vessel/kernel/vmlinux}
 export VESSEL_INITRAMFS_CACHE=${VESSEL_INITRAMFS_CACHE:-/var/tmp/vessel-initramfs}
 BUSYBOX=${BUSYBOX:-/bin/busybox}
@@ -134,6 +135,8 @@ for f in "$VESSEL" "$VESSEL_AGENT" "$VESSEL_VM_KERNEL" "$BUSYBOX" "$RECEIVER"; d
   [ -e "$f" ] || { echo "FAIL - setup: $f missing"; exit 1; }
 done
 [ -e /dev/kvm ] || { echo "FAIL - setup: no /dev/kvm (run me inside rootfs-tools/nested-vm.sh)"; exit 1; }
+# Bundles bind /etc/hosts (shared over virtio-fs): the test VM has none of its own.
+[ -e /etc/hosts ] || printf '127.0.0.1 localhost vm-tests\n' > /etc/hosts
 rm -rf "$work"; mkdir -p "$work" "$root"
 # A heartbeat every 30 s: when the run outlives the harness's bound, its
 # output tells a hung check (heartbeats go on) from a test VM that stopped
@@ -655,6 +658,7 @@ else
   kill $recvpid 2>/dev/null
 fi
 
+. "$(dirname "$0")/vm-tests-fs.sh"
 if [ "$failures" -gt 0 ]; then
   echo "vm-tests: $failures check(s) failed"
   for f in "$root"/*/console.log; do [ -f "$f" ] && { echo "--- $f"; tail -20 "$f"; }; done

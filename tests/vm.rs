@@ -83,6 +83,8 @@ fn vm_mode_in_nested_vm() {
         std::fs::canonicalize(p).unwrap_or_else(|e| panic!("{p}: {e}: apt-get install iproute2"))
     };
     let (ip, tc) = (real("/usr/sbin/ip"), real("/usr/sbin/tc"));
+    let fs_script = repo.join("rootfs-tools/vm-tests-fs.sh");
+    let virtiofsd = libvessel::vm::virtiofs::find_virtiofsd().unwrap_or_else(|e| panic!("{e}"));
     let boot = || {
         let mut files: Vec<(&Path, &str)> = vec![
             (&vessel, "/vessel/vessel"),
@@ -94,6 +96,8 @@ fn vm_mode_in_nested_vm() {
             (&net_script, "/vessel/vm-net-tests.sh"),
             (&ip, "/usr/sbin/ip"),
             (&tc, "/usr/sbin/tc"),
+            (&fs_script, "/vessel/vm-tests-fs.sh"),
+            (&virtiofsd, "/vessel/virtiofsd"),
         ];
         files.extend(kernel.files());
         let mut c = nested_vm(ATTEMPT_SECS, Some(2), &files);
@@ -232,13 +236,28 @@ fn boot_agent_in_qemu(kernel: &Path, bundle: &Bundle, send: &'static [u8]) -> Qe
     std::fs::create_dir_all(&work).unwrap();
     let config = std::fs::read(bundle.dir.join("config.json")).unwrap();
     let inputs = libvessel::vm::initramfs::Inputs {
-        rootfs: &bundle.rootfs(),
         agent: &workspace_bin("vessel-agent"),
         config: &config,
         kernel,
     };
-    let initrd = libvessel::vm::initramfs::build_cached(&inputs, &work.join("cache"))
+    let ours = libvessel::vm::initramfs::build_cached(&inputs, &work.join("cache"))
         .expect("build initramfs");
+    // No virtio-fs here (no vessel.fs= on the command line): the agent
+    // stays in its initramfs root, so the rootfs goes in an archive
+    // unpacked before vessel's (whose /init wins).
+    let initrd = work.join("initrd.img");
+    let rootfs_cpio = Command::new("sh")
+        .arg("-c")
+        .arg("cd \"$1\" && find . | cpio -o -H newc --quiet")
+        .arg("sh")
+        .arg(bundle.rootfs())
+        .output()
+        .expect("cpio the rootfs");
+    assert!(rootfs_cpio.status.success(), "cpio the rootfs");
+    let mut all = rootfs_cpio.stdout;
+    all.resize(all.len().div_ceil(4) * 4, 0);
+    all.extend(std::fs::read(&ours).unwrap());
+    std::fs::write(&initrd, all).unwrap();
     let sock = work.join("ch.sock");
     let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
     let relay = std::thread::spawn(move || {
@@ -388,7 +407,8 @@ fn agent_boots_under_qemu() {
     assert_eq!(r.stdout, want, "{ctx}");
     assert_eq!(r.stderr, "err-line\n", "{ctx}");
     assert!(
-        r.console.contains("skipping bind mount of /etc/hosts"),
+        r.console
+            .contains("skipping bind mount of /etc/hosts: no virtio-fs share"),
         "{ctx}"
     );
 

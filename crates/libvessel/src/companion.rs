@@ -16,6 +16,17 @@ const INSTALL_DIRS: &[&str] = &[
 /// file. When nothing is found, the message lists every place tried and
 /// ends with `hint`.
 pub fn find(name: &str, env: &str, explicit: Option<&Path>, hint: &str) -> Result<PathBuf, String> {
+    find_with(name, env, explicit, &[], hint)
+}
+
+/// [`find`], with `extra` paths (full file paths) tried last.
+pub fn find_with(
+    name: &str,
+    env: &str,
+    explicit: Option<&Path>,
+    extra: &[&str],
+    hint: &str,
+) -> Result<PathBuf, String> {
     if let Some(p) = explicit {
         return if p.is_file() {
             Ok(p.to_path_buf())
@@ -39,6 +50,7 @@ pub fn find(name: &str, env: &str, explicit: Option<&Path>, hint: &str) -> Resul
         }
     }
     tried.extend(INSTALL_DIRS.iter().map(|d| Path::new(d).join(name)));
+    tried.extend(extra.iter().map(PathBuf::from));
     if let Some(p) = tried.iter().find(|p| p.is_file()) {
         return Ok(p.clone());
     }

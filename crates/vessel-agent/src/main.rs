@@ -1,7 +1,9 @@
 //! vessel-agent: PID 1 of a VM-mode guest.
 //!
-//! It mounts the kernel filesystems and the spec's in-guest mounts, applies
-//! hostname and sysctls, brings up the network (`net`), masks and makes read-only the spec's paths, runs `process` with the spec's user, rlimits, cwd,
+//! It mounts the kernel filesystems, makes the bundle's rootfs (shared over
+//! virtio-fs, `share`) its root, mounts the spec's mounts and volumes under
+//! it, applies hostname and sysctls, brings up the network (`net`), masks
+//! and makes read-only the spec's paths, runs `process` with the spec's user, rlimits, cwd,
 //! env, capabilities, no_new_privs and seccomp profile (`confine`, on the
 //! code container mode uses: vessel-isolation), relays its stdio over the
 //! virtio-console port named `vessel.agent` (`port`) as frames of `vessel_protocol`, forwards
@@ -27,7 +29,9 @@ mod net;
 mod port;
 mod power;
 mod relay;
+mod resolve;
 mod setup;
+mod share;
 mod spawn;
 mod spec;
 mod tty;
@@ -85,10 +89,18 @@ fn run(channel: &mut Option<File>) -> Result<i32, Failure> {
         .process
         .as_ref()
         .ok_or_else(|| Failure::other("config.json has no process"))?;
-    setup::spec_mounts(&cfg).map_err(Failure::other)?;
+    // Read from the initramfs before the root moves away from it.
+    let guest_net = net::load().map_err(Failure::other)?;
+    // The rootfs over virtio-fs becomes the root before the spec's mounts,
+    // which go under it.
+    let mut volumes = match share::tag() {
+        Some(tag) => Some(share::enter(&tag, &cfg).map_err(Failure::other)?),
+        None => None,
+    };
+    setup::spec_mounts(&cfg, volumes.as_mut()).map_err(Failure::other)?;
     setup::hostname(&cfg).map_err(Failure::other)?;
     // Before the read-only paths (a read-only root): it writes /etc files.
-    net::setup().map_err(Failure::other)?;
+    net::setup(guest_net.as_ref()).map_err(Failure::other)?;
     setup::sysctls(&cfg).map_err(Failure::other)?;
     setup::protect_paths(&cfg).map_err(Failure::other)?;
     let mut sigfd = relay::sigchld_fd().map_err(Failure::other)?;

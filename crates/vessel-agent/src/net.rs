@@ -6,13 +6,12 @@
 //! aliases) and routes, and brought up. Plain IPv4 ioctls (SIOCSIF*,
 //! SIOCADDRT) on a datagram socket: no netlink code in the agent.
 //!
-//! Also writes /etc/resolv.conf and /etc/hosts from the copies the runtime
-//! put beside the settings (the bundle's bind mounts of them).
+//! /etc/resolv.conf and /etc/hosts come as the spec's bind mounts, which
+//! virtio-fs shares live.
 
 use std::fs::File;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::path::Path;
 use std::time::{Duration, Instant};
 use vessel_protocol::net::{self as proto, GuestNet, GuestRoute};
 
@@ -210,37 +209,29 @@ fn configure(sock: &Sock, net: &GuestNet) -> Result<(), String> {
     Ok(())
 }
 
-/// Copies `from` (in the initramfs) to `to`, when the runtime put it there.
-fn copy_file(from: &str, to: &str) -> Result<(), String> {
-    if !Path::new(from).exists() {
-        return Ok(());
-    }
-    let bytes = std::fs::read(from).map_err(|e| format!("read {from}: {e}"))?;
-    if let Some(dir) = Path::new(to).parent() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
-    }
-    // A symlink (a distribution's resolv.conf often is one) is replaced.
-    let _ = std::fs::remove_file(to);
-    std::fs::write(to, bytes).map_err(|e| format!("write {to}: {e}"))
-}
-
-/// `lo` up; the container's interface when there is one; the copied /etc
-/// files.
-pub fn setup() -> Result<(), String> {
-    let sock = Sock::new()?;
-    sock.up("lo")?;
+/// The network settings the runtime put in the initramfs, if any: read
+/// before the root moves to the shared rootfs, which hides the initramfs.
+pub fn load() -> Result<Option<GuestNet>, String> {
     match File::open(proto::NET_CONFIG_PATH) {
         Ok(f) => {
             let text = std::io::read_to_string(f)
                 .map_err(|e| format!("read {}: {e}", proto::NET_CONFIG_PATH))?;
-            let net = GuestNet::parse(&text)?;
-            configure(&sock, &net).map_err(|e| format!("network: {e}"))?;
+            Ok(Some(GuestNet::parse(&text)?))
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(format!("open {}: {e}", proto::NET_CONFIG_PATH)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("open {}: {e}", proto::NET_CONFIG_PATH)),
     }
-    copy_file(proto::RESOLV_CONF_PATH, "/etc/resolv.conf")?;
-    copy_file(proto::HOSTS_PATH, "/etc/hosts")
+}
+
+/// `lo` up, and the container's interface when there is one. (/etc files
+/// such as resolv.conf come as the spec's bind mounts, shared live.)
+pub fn setup(net: Option<&GuestNet>) -> Result<(), String> {
+    let sock = Sock::new()?;
+    sock.up("lo")?;
+    if let Some(net) = net {
+        configure(&sock, net).map_err(|e| format!("network: {e}"))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -3,8 +3,10 @@
 //! masked and read-only paths.
 
 use super::console_note;
+use super::share::Volumes;
 use super::spec::{Config, Mount};
 use nix::mount::{mount, MsFlags};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 
 /// Filesystems the agent always mounts; the spec's entries for these
@@ -80,24 +82,47 @@ pub fn parse_options(options: &[String]) -> (MsFlags, String) {
     (MsFlags::from_bits_truncate(flags & guest_only), data)
 }
 
-fn is_bind(m: &Mount) -> bool {
-    m.kind.as_deref() == Some("bind") || m.options.iter().any(|o| o == "bind" || o == "rbind")
+pub fn is_bind(m: &Mount) -> bool {
+    vessel_common::mount_options::is_bind(m.kind.as_deref(), &m.options)
 }
 
-/// The spec's mounts that can exist inside a guest; the rest (host bind
-/// mounts above all) are skipped with a note on the console.
-pub fn spec_mounts(cfg: &Config) -> Result<(), String> {
-    for m in &cfg.mounts {
+/// Attaches the shared volume of `mounts[index]` at its destination,
+/// resolved inside the root.
+fn bind_volume(index: usize, m: &Mount, volumes: &mut Volumes) -> Result<(), String> {
+    let dest = &m.destination;
+    let tree = volumes
+        .take(index)
+        .ok_or_else(|| format!("mounts[{index}] (bind on {dest}): no shared volume"))?;
+    let dir = nix::sys::stat::fstat(tree.as_raw_fd())
+        .map(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+        .map_err(|e| format!("mounts[{index}] (bind on {dest}): fstat: {e}"))?;
+    let root: OwnedFd = std::fs::File::open("/")
+        .map_err(|e| format!("open /: {e}"))?
+        .into();
+    let target = super::resolve::dest_in_root(&root, dest, dir)?;
+    super::share::attach(&tree, &target)
+        .map_err(|e| format!("mounts[{index}] (bind on {dest}): {e}"))
+}
+
+/// The spec's mounts that can exist inside a guest, in order. Bind mounts
+/// are the volumes the runtime shared (`share`); with no share (a guest
+/// booted without `vessel.fs=`, as by the QEMU test) they are skipped with
+/// a note on the console.
+pub fn spec_mounts(cfg: &Config, mut volumes: Option<&mut Volumes>) -> Result<(), String> {
+    for (index, m) in cfg.mounts.iter().enumerate() {
         let dest = m.destination.trim_end_matches('/');
         if BASE.iter().any(|(d, ..)| *d == dest) {
             continue;
         }
         let kind = m.kind.as_deref().unwrap_or("");
         if is_bind(m) {
-            console_note(&format!(
-                "skipping bind mount of {} on {dest}: host paths do not exist in the guest",
-                m.source.as_deref().unwrap_or("?")
-            ));
+            match volumes.as_deref_mut() {
+                Some(v) => bind_volume(index, m, v)?,
+                None => console_note(&format!(
+                    "skipping bind mount of {} on {dest}: no virtio-fs share",
+                    m.source.as_deref().unwrap_or("?")
+                )),
+            }
             continue;
         }
         let (flags, data) = parse_options(&m.options);
@@ -179,7 +204,13 @@ pub fn protect_paths(cfg: &Config) -> Result<(), String> {
             .map_err(|e| format!("make {p} read-only: {e}"))?;
     }
     if cfg.root.as_ref().is_some_and(|r| r.readonly) {
-        let flags = MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+        // A bind remount: read-only for this mount only, not for the
+        // virtio-fs superblock the volumes share with the root.
+        let kept = vessel_common::mount_options::mounted_flags(c"/");
+        let flags = MsFlags::MS_BIND
+            | MsFlags::MS_REMOUNT
+            | MsFlags::MS_RDONLY
+            | MsFlags::from_bits_truncate(kept);
         if let Err(e) = mount(None::<&str>, "/", None::<&str>, flags, None::<&str>) {
             console_note(&format!("could not make / read-only: {e}"));
         }

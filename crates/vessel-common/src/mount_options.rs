@@ -60,6 +60,13 @@ pub fn recursive_attrs(opts: &[String]) -> (u64, u64) {
 /// MS_NOSYMFOLLOW (linux/mount.h; not in every libc crate version).
 pub const MS_NOSYMFOLLOW: libc::c_ulong = 256;
 
+/// Is a config.json mount a bind of a host path? Its type is "bind", or an
+/// option says "bind"/"rbind" (how runc and container mode read it; VM mode
+/// shares such a source with the guest over virtio-fs).
+pub fn is_bind(kind: Option<&str>, opts: &[String]) -> bool {
+    kind == Some("bind") || opts.iter().any(|o| o == "bind" || o == "rbind")
+}
+
 /// Parse mount options into (flags, propagation, data, bind, recursive).
 pub fn parse_options(opts: &[String]) -> (libc::c_ulong, libc::c_ulong, String, bool) {
     let mut flags: libc::c_ulong = 0;

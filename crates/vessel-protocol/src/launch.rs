@@ -33,3 +33,50 @@ pub const DEFAULT_VCPUS: u32 = 1;
 /// ONLCR on the workload's pty: vessel relays the terminal itself
 /// (foreground `run`), as container mode clears ONLCR on its pty then.
 pub const CMDLINE_TTY_NO_ONLCR: &str = "vessel.tty_onlcr=0";
+
+/// Kernel command-line key naming the virtio-fs tag of the share that holds
+/// the guest's root (`vessel.fs=<tag>`; the dot keeps the kernel from
+/// passing it to init as an argument). Without it the agent stays in its
+/// initramfs root.
+pub const CMDLINE_FS_KEY: &str = "vessel.fs";
+/// The tag vessel gives the share (at most 36 bytes, virtio-fs's limit).
+pub const FS_TAG: &str = "vessel-root";
+/// In the share: the bundle's rootfs, the guest's root.
+pub const SHARE_ROOTFS: &str = "rootfs";
+/// In the share: `volumes/<n>` is the source of `mounts[n]` of config.json,
+/// for each bind mount (n is its index in `mounts`).
+pub const SHARE_VOLUMES: &str = "volumes";
+
+/// The share's tag from a kernel command line (`vessel.fs=<tag>`, the last
+/// one wins as for kernel parameters); None when absent or empty.
+pub fn fs_tag(cmdline: &str) -> Option<&str> {
+    cmdline
+        .split_ascii_whitespace()
+        .filter_map(|w| w.strip_prefix(CMDLINE_FS_KEY)?.strip_prefix('='))
+        .next_back()
+        .filter(|t| !t.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fs_tag_comes_from_the_command_line() {
+        assert_eq!(
+            fs_tag("console=ttyS0 vessel.fs=vessel-root quiet"),
+            Some("vessel-root")
+        );
+        assert_eq!(fs_tag("vessel.fs=a vessel.fs=b"), Some("b"));
+        for none in [
+            "",
+            "quiet",
+            "vessel.fs=",
+            "vessel.fsx=a",
+            "xvessel.fs=a",
+            "vessel.fs",
+        ] {
+            assert_eq!(fs_tag(none), None, "{none}");
+        }
+    }
+}

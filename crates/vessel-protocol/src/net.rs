@@ -11,19 +11,13 @@
 //! route 10.9.0.0/16
 //! ```
 //!
-//! A route without `via` is on the link (scope link). Files the agent
-//! copies into the guest's /etc sit beside it (`RESOLV_CONF_PATH`,
-//! `HOSTS_PATH`).
+//! A route without `via` is on the link (scope link).
 
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 
 /// Where the agent finds the settings in the guest.
 pub const NET_CONFIG_PATH: &str = "/.vessel/net";
-/// The content for the guest's /etc/resolv.conf, when the bundle binds one.
-pub const RESOLV_CONF_PATH: &str = "/.vessel/resolv.conf";
-/// The content for the guest's /etc/hosts, when the bundle binds one.
-pub const HOSTS_PATH: &str = "/.vessel/hosts";
 /// The longest interface name Linux takes (IFNAMSIZ - 1).
 pub const MAX_IFNAME: usize = 15;
 

@@ -28,11 +28,44 @@ pub struct VmmArgs {
     pub net: Option<NetParams>,
     /// `--exec-socket PATH`: where `vessel exec` connects (see `exec`).
     pub exec_socket: Option<PathBuf>,
+    /// `--virtiofs SOCKET:TAG`: a virtio-fs device whose backend (virtiofsd)
+    /// listens on SOCKET; the guest mounts it by TAG.
+    pub virtiofs: Option<FsShare>,
+}
+
+/// A virtio-fs share: the vhost-user socket of its backend and its tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FsShare {
+    pub socket: PathBuf,
+    pub tag: String,
+}
+
+/// The longest tag virtio-fs's configuration space holds (virtio spec 5.11.4).
+pub const MAX_FS_TAG: usize = 36;
+
+/// Parses `SOCKET:TAG` (the tag is after the last ':'; it is 1 to 36
+/// bytes, without ':' or whitespace).
+pub fn parse_fs_share(v: &str) -> Result<FsShare, String> {
+    let bad = |why: &str| format!("--virtiofs {v:?}: {why} (expected SOCKET:TAG)");
+    let (socket, tag) = v.rsplit_once(':').ok_or_else(|| bad("no ':'"))?;
+    if socket.is_empty() {
+        return Err(bad("empty socket path"));
+    }
+    if tag.is_empty() || tag.len() > MAX_FS_TAG {
+        return Err(bad(&format!("the tag must be 1 to {MAX_FS_TAG} bytes")));
+    }
+    if tag.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad("the tag must not hold whitespace"));
+    }
+    Ok(FsShare {
+        socket: PathBuf::from(socket),
+        tag: tag.to_string(),
+    })
 }
 
 pub const USAGE: &str = "usage: vessel-vmm --kernel PATH [--initrd PATH] [--cmdline STR] \
 [--vcpus N] [--mem-mib M] [--exec-fifo PATH] [--console-log PATH] [--uid U --gid G] [--tty] \
-[--exec-socket PATH] \
+[--exec-socket PATH] [--virtiofs SOCKET:TAG] \
 [--net-fd N --net-mac MAC --net-mtu M]";
 
 use vessel_protocol::launch::{DEFAULT_MEM_MIB, DEFAULT_VCPUS, MAX_MEM_MIB, MIN_MEM_MIB};
@@ -51,6 +84,7 @@ pub fn parse(args: &[String]) -> Result<VmmArgs, String> {
     let mut tty = false;
     let mut exec_socket = None;
     let (mut net_fd, mut net_mac, mut net_mtu) = (None, None, None);
+    let mut virtiofs = None;
 
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -99,6 +133,7 @@ pub fn parse(args: &[String]) -> Result<VmmArgs, String> {
             "--exec-fifo" => exec_fifo = Some(PathBuf::from(value()?)),
             "--console-log" => console_log = Some(PathBuf::from(value()?)),
             "--exec-socket" => exec_socket = Some(PathBuf::from(value()?)),
+            "--virtiofs" => virtiofs = Some(parse_fs_share(&value()?)?),
             "--uid" | "--gid" => {
                 let v = value()?;
                 let n: u32 = v
@@ -159,6 +194,7 @@ pub fn parse(args: &[String]) -> Result<VmmArgs, String> {
         identity,
         tty,
         exec_socket,
+        virtiofs,
     })
 }
 
@@ -197,6 +233,32 @@ mod tests {
         assert!(!a.tty);
         assert!(parse(&s(&["--tty", "--kernel", "/k"])).unwrap().tty);
         assert!(parse(&s(&["--kernel", "/k", "--tty=1"])).is_err());
+        assert_eq!(a.virtiofs, None);
+    }
+
+    #[test]
+    fn parses_a_virtiofs_share() {
+        let a = parse(&s(&[
+            "--kernel",
+            "/k",
+            "--virtiofs",
+            "/run/a:b/fs.sock:vessel-root",
+        ]))
+        .unwrap();
+        assert_eq!(
+            a.virtiofs,
+            Some(FsShare {
+                socket: PathBuf::from("/run/a:b/fs.sock"),
+                tag: "vessel-root".into()
+            })
+        );
+        let long = format!("/s:{}", "t".repeat(MAX_FS_TAG + 1));
+        for bad in ["/s", ":tag", "/s:", "/s:a b", long.as_str()] {
+            let err = parse(&s(&["--kernel", "/k", "--virtiofs", bad])).unwrap_err();
+            assert!(err.contains("--virtiofs"), "{bad}: {err}");
+        }
+        let max = format!("/s:{}", "t".repeat(MAX_FS_TAG));
+        assert!(parse(&s(&["--kernel", "/k", "--virtiofs", &max])).is_ok());
     }
 
     #[test]

@@ -157,7 +157,7 @@ fn run(args: &VmmArgs) -> Result<Infallible, VmmError> {
         virtio::plan(args).len() as u32,
     )?;
 
-    let (devices, mut workers) = create_devices(&vm, &mem, args, &execs)?;
+    let (devices, mut workers, vhost_sockets) = create_devices(&vm, &mem, args, &execs)?;
     if let Some(listener) = exec_listener {
         let (agent, execs) = (devices.agent.clone(), execs.clone());
         workers.push((
@@ -193,7 +193,7 @@ fn run(args: &VmmArgs) -> Result<Infallible, VmmError> {
     pause::install_kick_handler()?;
 
     let report = sandbox::isolate_process(args.identity)?;
-    let filter = sandbox::build_filter()?;
+    let filter = sandbox::build_filter(&vhost_sockets)?;
     if debug {
         for s in &report.skipped {
             eprintln!("vessel-vmm: sandbox step skipped: {s}");
@@ -247,14 +247,19 @@ fn create_vm(kvm: &Kvm) -> Result<VmFd, VmmError> {
 /// filter: its name and body.
 type Worker = (&'static str, Box<dyn FnOnce() + Send>);
 
+/// The devices, their threads, and the vhost-user sockets.
+type DeviceSet = (Arc<Devices>, Vec<Worker>, Vec<std::os::fd::RawFd>);
+
 /// The devices: COM1 (the kernel console, with its irqfd) and the virtio
-/// transports, the agent channel in slot 0; with the threads they need.
+/// transports, the agent channel in slot 0; with the threads they need and
+/// the vhost-user sockets the seccomp filter lets them talk on (backends
+/// are connected here, before the sandbox).
 fn create_devices(
     vm: &VmFd,
     mem: &vm_memory::GuestMemoryMmap,
     args: &VmmArgs,
     execs: &Arc<exec::ExecTable>,
-) -> Result<(Arc<Devices>, Vec<Worker>), VmmError> {
+) -> Result<DeviceSet, VmmError> {
     let irq = |gsi: u32| -> Result<EventFd, VmmError> {
         let evt = EventFd::new(EFD_NONBLOCK)
             .map_err(|e| VmmError::new(format!("eventfd for IRQ {gsi}: {e}")))?;
@@ -275,6 +280,7 @@ fn create_devices(
     let agent = AgentChannel::new();
     let mut transports = Vec::new();
     let mut workers: Vec<Worker> = Vec::new();
+    let mut vhost_sockets = Vec::new();
     for (slot, kind) in virtio::plan(args).into_iter().enumerate() {
         let device: Box<dyn virtio::VirtioDevice> = match kind {
             virtio::Kind::AgentChannel => Box::new(ConsoleDevice::new(
@@ -287,6 +293,13 @@ fn create_devices(
                 workers.push(("net", Box::new(move || worker.run())));
                 Box::new(device)
             }
+            virtio::Kind::Fs(share) => {
+                let (fs, socket) = virtio::fs::FsDevice::connect(&share)?;
+                vhost_sockets.push(socket);
+                let relay = fs.relay();
+                workers.push(("fs-call", Box::new(move || relay.run())));
+                Box::new(fs)
+            }
         };
         transports.push(MmioTransport::new(vm, mem.clone(), slot as u32, device)?);
     }
@@ -296,7 +309,7 @@ fn create_devices(
         agent,
         transports,
     );
-    Ok((Arc::new(devices), workers))
+    Ok((Arc::new(devices), workers, vhost_sockets))
 }
 
 /// The vCPUs, configured to start the guest at `entry`.

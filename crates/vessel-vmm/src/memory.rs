@@ -1,9 +1,17 @@
-//! Guest RAM: where it lies (below the 32-bit gap, then above 4 GiB) and the
-//! memory map the guest is told about.
+//! Guest RAM: where it lies (below the 32-bit gap, then above 4 GiB), what
+//! backs it (one sealed memfd, mapped MAP_SHARED, so a vhost-user backend
+//! such as virtiofsd can map the same pages) and the memory map the guest
+//! is told about.
+
+use std::fs::File;
+use std::os::fd::FromRawFd;
+use std::sync::Arc;
 
 use kvm_bindings::kvm_userspace_memory_region;
 use kvm_ioctls::VmFd;
-use vm_memory::{Address, GuestAddress, GuestMemory, GuestMemoryMmap, GuestMemoryRegion};
+use vm_memory::{
+    Address, FileOffset, GuestAddress, GuestMemory, GuestMemoryMmap, GuestMemoryRegion,
+};
 
 use super::layout::{EBDA_START, FIRST_ADDR_PAST_32BITS, HIMEM_START, MMIO_GAP_START};
 use super::VmmError;
@@ -62,13 +70,53 @@ pub fn memory_map(ranges: &[(u64, u64)]) -> Vec<MemRange> {
     map
 }
 
-/// Maps guest RAM in the VMM and registers each region with KVM.
+/// The file behind guest RAM: an anonymous memfd of `bytes`, sealed
+/// against shrinking or growing (a truncated backing file would turn guest
+/// RAM accesses into SIGBUS).
+fn memfd(bytes: u64) -> Result<File, VmmError> {
+    let err = |what: &str| {
+        VmmError::new(format!(
+            "guest RAM memfd: {what}: {}",
+            std::io::Error::last_os_error()
+        ))
+    };
+    // SAFETY: a NUL-terminated name and flags; the fd is checked below.
+    let fd = unsafe {
+        libc::memfd_create(
+            c"vessel-guest-ram".as_ptr(),
+            libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
+        )
+    };
+    if fd < 0 {
+        return Err(err("memfd_create"));
+    }
+    // SAFETY: `fd` was just created and is owned by nothing else.
+    let file = unsafe { File::from_raw_fd(fd) };
+    file.set_len(bytes)
+        .map_err(|e| VmmError::new(format!("guest RAM memfd: ftruncate {bytes}: {e}")))?;
+    let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
+    // SAFETY: fcntl on a file we own, integer arguments.
+    if unsafe { libc::fcntl(fd, libc::F_ADD_SEALS, seals) } != 0 {
+        return Err(err("F_ADD_SEALS"));
+    }
+    Ok(file)
+}
+
+/// Maps guest RAM in the VMM and registers each region with KVM. One code
+/// path with or without a vhost-user device: the memfd costs nothing more
+/// than anonymous memory, and its pages are charged to the VMM's cgroup.
 pub fn create_guest_memory(vm: &VmFd, mem_bytes: u64) -> Result<GuestMemoryMmap, VmmError> {
-    let ranges: Vec<(GuestAddress, usize)> = ram_ranges(mem_bytes)
+    let file = Arc::new(memfd(mem_bytes)?);
+    let mut offset = 0u64;
+    let ranges: Vec<(GuestAddress, usize, Option<FileOffset>)> = ram_ranges(mem_bytes)
         .into_iter()
-        .map(|(a, s)| (GuestAddress(a), s as usize))
+        .map(|(a, s)| {
+            let fo = FileOffset::from_arc(file.clone(), offset);
+            offset += s;
+            (GuestAddress(a), s as usize, Some(fo))
+        })
         .collect();
-    let mem = GuestMemoryMmap::from_ranges(&ranges)
+    let mem = GuestMemoryMmap::from_ranges_with_files(&ranges)
         .map_err(|e| VmmError::new(format!("mapping {mem_bytes} bytes of guest RAM: {e}")))?;
     for (slot, region) in mem.iter().enumerate() {
         let host = region

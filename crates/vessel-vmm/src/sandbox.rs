@@ -207,7 +207,14 @@ fn drop_capabilities() -> Result<(), caps::errors::CapsError> {
 }
 
 /// The seccomp allowlist as a BPF program; any other syscall kills the VMM.
-pub fn build_filter() -> Result<BpfProgram, VmmError> {
+/// `vhost_sockets` are the connected vhost-user sockets (virtio-fs): when
+/// the guest driver sets a device up, the vCPU thread handling that MMIO
+/// write sends the backend its rings with sendmsg (the call and kick
+/// eventfds and guest RAM's memfd go as SCM_RIGHTS) and reads each reply
+/// with recvmsg. Both are allowed on those fds only: not on stdio, the
+/// console log or any other descriptor, and no socket can be made or
+/// connected.
+pub fn build_filter(vhost_sockets: &[std::os::fd::RawFd]) -> Result<BpfProgram, VmmError> {
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
     for &(_, nr) in ALLOWED_SYSCALLS {
         rules.insert(nr, vec![]);
@@ -251,6 +258,19 @@ pub fn build_filter() -> Result<BpfProgram, VmmError> {
     .and_then(|c| SeccompRule::new(vec![c]))
     .map_err(|e| VmmError::new(format!("seccomp rule for fcntl(F_GETFD): {e}")))?;
     rules.insert(libc::SYS_fcntl, vec![get_fd]);
+    for nr in [libc::SYS_sendmsg, libc::SYS_recvmsg] {
+        let on_sockets = vhost_sockets
+            .iter()
+            .map(|&fd| {
+                SeccompCondition::new(0, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, fd as u64)
+                    .and_then(|c| SeccompRule::new(vec![c]))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| VmmError::new(format!("seccomp rule for sendmsg/recvmsg: {e}")))?;
+        if !on_sockets.is_empty() {
+            rules.insert(nr, on_sockets);
+        }
+    }
     let filter = SeccompFilter::new(
         rules,
         SeccompAction::KillProcess,
@@ -280,7 +300,8 @@ mod tests {
 
     #[test]
     fn filter_compiles_and_lists_kvm_run_ioctl() {
-        let prog = build_filter().unwrap();
+        let prog = build_filter(&[]).unwrap();
+        assert!(build_filter(&[7]).unwrap().len() > prog.len());
         assert!(prog.len() > ALLOWED_SYSCALLS.len());
         let names = allowed_names();
         assert!(names.contains(&"ioctl") && names.contains(&"exit_group"));
@@ -292,7 +313,7 @@ mod tests {
 
     #[test]
     fn filter_kills_a_forbidden_syscall_in_a_child() {
-        let prog = build_filter().unwrap();
+        let prog = build_filter(&[]).unwrap();
         // SAFETY: the child only makes raw syscalls and _exits.
         let pid = unsafe { libc::fork() };
         assert!(pid >= 0);

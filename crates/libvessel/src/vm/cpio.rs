@@ -4,7 +4,6 @@ use std::io::{self, Read, Write};
 
 pub const S_IFDIR: u32 = 0o040000;
 pub const S_IFREG: u32 = 0o100000;
-pub const S_IFLNK: u32 = 0o120000;
 pub const S_IFCHR: u32 = 0o020000;
 
 /// Writes a newc cpio stream.
@@ -73,21 +72,6 @@ impl<W: Write> CpioWriter<W> {
         mtime: u32,
     ) -> io::Result<()> {
         self.header(name, S_IFDIR | (perm & 0o7777), uid, gid, mtime, 0, (0, 0))
-    }
-
-    pub fn symlink(
-        &mut self,
-        name: &[u8],
-        target: &[u8],
-        uid: u32,
-        gid: u32,
-        mtime: u32,
-    ) -> io::Result<()> {
-        let size =
-            u32::try_from(target.len()).map_err(|_| io::Error::other("symlink target too long"))?;
-        self.header(name, S_IFLNK | 0o777, uid, gid, mtime, size, (0, 0))?;
-        self.put(target)?;
-        self.pad()
     }
 
     pub fn char_dev(&mut self, name: &[u8], perm: u32, major: u32, minor: u32) -> io::Result<()> {

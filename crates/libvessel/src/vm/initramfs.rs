@@ -1,31 +1,30 @@
-//! The guest's initramfs: a newc cpio archive of the bundle's rootfs plus
-//! `/init` (vessel-agent), `/.vessel/config.json` and the guest kernel's
-//! modules in `/.vessel/modules/` (see `vm::modules`), kept in a
-//! content-addressed cache so a second start of the same bundle costs one
-//! walk of the rootfs metadata.
+//! The guest's initramfs: a newc cpio archive of `/init` (vessel-agent),
+//! `/.vessel/config.json`, the guest kernel's modules in `/.vessel/modules/`
+//! (see `vm::modules`) and the agent's mount points, kept in a
+//! content-addressed cache. The bundle's rootfs is not in it: the guest
+//! mounts it over virtio-fs (`vm::virtiofs`), so guest RAM does not grow
+//! with the rootfs and the cache holds no rootfs per config.
 //!
-//! The cache key hashes the rootfs tree's metadata (path, type, mode, owner,
-//! size, mtime, ctime, inode), the agent's and each module's metadata, the
-//! config bytes and the modules' `load-order` and `stamp`, like `make`
-//! trusts timestamps: a file rewritten in place with the same size and
-//! forged times would be missed.
+//! The cache key hashes the agent's and each module's metadata, the config
+//! bytes and the modules' `load-order` and `stamp`, like `make` trusts
+//! timestamps: a file rewritten in place with the same size and forged
+//! times would be missed.
 
 use super::cpio::CpioWriter;
 #[cfg(test)]
-use super::cpio::{S_IFDIR, S_IFLNK, S_IFREG};
+use super::cpio::{S_IFDIR, S_IFREG};
 use super::modules::{self, GuestModules};
 use super::VmError;
-use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 pub const DEFAULT_CACHE_DIR: &str = "/var/cache/vessel/initramfs";
 /// Older cache entries beyond this many are removed after a new one is built.
 pub const CACHE_KEEP: usize = 16;
 /// Bump when the archive layout changes so old entries are not reused.
-const FORMAT_VERSION: &[u8] = b"vessel-initramfs-2";
+const FORMAT_VERSION: &[u8] = b"vessel-initramfs-3";
 
 fn io_err(what: &str, path: &Path) -> impl FnOnce(io::Error) -> VmError {
     let (what, path) = (what.to_owned(), path.to_path_buf());
@@ -34,7 +33,6 @@ fn io_err(what: &str, path: &Path) -> impl FnOnce(io::Error) -> VmError {
 
 /// What goes into one initramfs.
 pub struct Inputs<'a> {
-    pub rootfs: &'a Path,
     /// The static vessel-agent binary, installed as /init.
     pub agent: &'a Path,
     /// The bundle's config.json bytes, installed as /.vessel/config.json.
@@ -86,58 +84,10 @@ fn hash_meta(h: &mut Fnv128, rel: &[u8], md: &fs::Metadata) {
     }
 }
 
-/// One rootfs entry to archive, in walk order (parents before children).
-struct Entry {
-    /// Path relative to the rootfs, no leading '/'.
-    rel: PathBuf,
-    abs: PathBuf,
-    md: fs::Metadata,
-}
-
-/// Walk the rootfs depth-first, parents first, names sorted (a stable key
-/// and a reproducible archive). Entries vessel writes itself are left out.
-fn walk(rootfs: &Path) -> Result<Vec<Entry>, VmError> {
-    let mut out = Vec::new();
-    let mut stack = vec![PathBuf::new()];
-    while let Some(rel_dir) = stack.pop() {
-        let dir = rootfs.join(&rel_dir);
-        let mut names: Vec<_> = fs::read_dir(&dir)
-            .map_err(io_err("read directory", &dir))?
-            .map(|e| e.map(|e| e.file_name()))
-            .collect::<Result<_, _>>()
-            .map_err(io_err("read directory", &dir))?;
-        names.sort();
-        let mut subdirs = Vec::new();
-        for name in names {
-            let rel = rel_dir.join(&name);
-            if rel == Path::new("init") || rel == Path::new(".vessel") {
-                continue;
-            }
-            let abs = rootfs.join(&rel);
-            let md = fs::symlink_metadata(&abs).map_err(io_err("stat", &abs))?;
-            if md.is_dir() {
-                subdirs.push(rel.clone());
-            }
-            out.push(Entry { rel, abs, md });
-        }
-        // Reverse so the stack pops them in sorted order.
-        stack.extend(subdirs.into_iter().rev());
-    }
-    Ok(out)
-}
-
 /// The cache key of an initramfs (hex).
-fn cache_key(
-    entries: &[Entry],
-    agent: &Path,
-    config: &[u8],
-    mods: Option<&GuestModules>,
-) -> Result<String, VmError> {
+fn cache_key(agent: &Path, config: &[u8], mods: Option<&GuestModules>) -> Result<String, VmError> {
     let mut h = Fnv128::new();
     h.field(FORMAT_VERSION);
-    for e in entries {
-        hash_meta(&mut h, e.rel.as_os_str().as_encoded_bytes(), &e.md);
-    }
     let amd = fs::metadata(agent).map_err(io_err("stat agent", agent))?;
     hash_meta(&mut h, agent.as_os_str().as_encoded_bytes(), &amd);
     h.field(config);
@@ -179,59 +129,33 @@ fn write_modules<W: Write>(w: &mut CpioWriter<W>, mods: &GuestModules) -> Result
     Ok(())
 }
 
-/// Write the whole archive for `inputs` (walked as `entries`, with the
-/// kernel's modules `mods`) to `out`.
+/// Write the whole archive for `inputs` (with the kernel's modules `mods`)
+/// to `out`.
 fn write_archive<W: Write>(
     out: W,
     inputs: &Inputs,
-    entries: &[Entry],
     mods: Option<&GuestModules>,
 ) -> Result<W, VmError> {
     let mut w = CpioWriter::new(out);
     let wrap = |what: &str, p: &Path| io_err(what, p);
-    let mut seen: HashSet<Vec<u8>> = HashSet::new();
-    for e in entries {
-        let name = e.rel.as_os_str().as_encoded_bytes();
-        let (md, uid, gid, mtime) = (&e.md, e.md.uid(), e.md.gid(), mtime32(&e.md));
-        let ft = md.file_type();
-        let perm = md.mode() & 0o7777;
-        if ft.is_dir() {
-            w.dir(name, perm, uid, gid, mtime)
-                .map_err(wrap("archive", &e.abs))?;
-        } else if ft.is_symlink() {
-            let target = fs::read_link(&e.abs).map_err(wrap("readlink", &e.abs))?;
-            w.symlink(name, target.as_os_str().as_encoded_bytes(), uid, gid, mtime)
-                .map_err(wrap("archive", &e.abs))?;
-        } else if ft.is_file() {
-            let mut f = File::open(&e.abs).map_err(wrap("open", &e.abs))?;
-            w.file(name, perm, uid, gid, mtime, md.size(), &mut f)
-                .map_err(wrap("archive", &e.abs))?;
-        } else if ft.is_block_device() || ft.is_char_device() || ft.is_fifo() || ft.is_socket() {
-            // The guest's devtmpfs provides devices; fifos and sockets are runtime objects.
-            continue;
-        }
-        seen.insert(name.to_vec());
-    }
     let arch = Path::new("<initramfs>");
-    // Mount points the agent needs, when the rootfs lacks them.
+    // Mount points of the agent: the kernel filesystems, the share on
+    // /.vessel/share and the guest's root on /.vessel/root until it is /.
     for (dir, perm) in [
         ("dev", 0o755),
         ("proc", 0o555),
         ("sys", 0o555),
         ("tmp", 0o1777),
     ] {
-        if !seen.contains(dir.as_bytes()) {
-            w.dir(dir.as_bytes(), perm, 0, 0, 0)
-                .map_err(wrap("archive", arch))?;
-        }
-    }
-    // The kernel opens /dev/console for init's stdio before devtmpfs exists.
-    if !seen.contains(&b"dev/console"[..]) {
-        w.char_dev(b"dev/console", 0o600, 5, 1)
+        w.dir(dir.as_bytes(), perm, 0, 0, 0)
             .map_err(wrap("archive", arch))?;
     }
-    w.dir(b".vessel", 0o700, 0, 0, 0)
+    // The kernel opens /dev/console for init's stdio before devtmpfs exists.
+    w.char_dev(b"dev/console", 0o600, 5, 1)
         .map_err(wrap("archive", arch))?;
+    for dir in [&b".vessel"[..], b".vessel/share", b".vessel/root"] {
+        w.dir(dir, 0o700, 0, 0, 0).map_err(wrap("archive", arch))?;
+    }
     let mut cfg = inputs.config;
     w.file(
         b".vessel/config.json",
@@ -255,9 +179,8 @@ fn write_archive<W: Write>(
 
 /// Build (or reuse) the initramfs for `inputs` in `cache_dir`; returns its path.
 pub fn build_cached(inputs: &Inputs, cache_dir: &Path) -> Result<PathBuf, VmError> {
-    let entries = walk(inputs.rootfs)?;
     let mods = modules::find(inputs.kernel)?;
-    let key = cache_key(&entries, inputs.agent, inputs.config, mods.as_ref())?;
+    let key = cache_key(inputs.agent, inputs.config, mods.as_ref())?;
     let path = cache_dir.join(format!("{key}.cpio"));
     if path.is_file() {
         // Mark it recently used so pruning keeps it.
@@ -278,7 +201,7 @@ pub fn build_cached(inputs: &Inputs, cache_dir: &Path) -> Result<PathBuf, VmErro
             .open(&tmp)
             .map_err(io_err("create", &tmp))?;
         let out = BufWriter::with_capacity(1 << 20, f);
-        let w = write_archive(out, inputs, &entries, mods.as_ref())?;
+        let w = write_archive(out, inputs, mods.as_ref())?;
         let f = w.into_inner().map_err(|e| {
             VmError::Msg(format!("initramfs: write {}: {}", tmp.display(), e.error()))
         })?;
@@ -315,7 +238,6 @@ fn prune(cache_dir: &Path, keep: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::symlink;
 
     /// A minimal newc reader: (name, mode, rdev major, data).
     fn read_cpio(bytes: &[u8]) -> Vec<(String, u32, u32, Vec<u8>)> {
@@ -349,25 +271,13 @@ mod tests {
     }
 
     #[test]
-    fn archive_holds_rootfs_agent_and_config() {
+    fn archive_holds_the_agent_and_config_but_no_rootfs() {
         let d = scratch("archive");
-        let root = d.join("rootfs");
-        fs::create_dir_all(root.join("bin")).unwrap();
-        fs::write(root.join("bin/hello"), b"#!/bin/sh\necho hi\n").unwrap();
-        fs::hard_link(root.join("bin/hello"), root.join("bin/hello2")).unwrap();
-        symlink("hello", root.join("bin/link")).unwrap();
-        fs::write(root.join("init"), b"the bundle's own init is replaced").unwrap();
-        nix::unistd::mkfifo(
-            &root.join("fifo"),
-            nix::sys::stat::Mode::from_bits_truncate(0o644),
-        )
-        .unwrap();
         let agent = d.join("agent");
         fs::write(&agent, b"\x7fELF agent").unwrap();
         let cache = d.join("cache");
         let kernel = d.join("vmlinux");
         let inputs = Inputs {
-            rootfs: &root,
             agent: &agent,
             config: b"{\"ociVersion\":\"1.0.2\"}",
             kernel: &kernel,
@@ -381,23 +291,19 @@ mod tests {
                 .find(|e| e.0 == n)
                 .unwrap_or_else(|| panic!("{n} missing"))
         };
-        assert_eq!(find("bin/hello").3, b"#!/bin/sh\necho hi\n");
-        assert_eq!(find("bin/hello2").3, b"#!/bin/sh\necho hi\n");
-        assert_eq!(find("bin/link").1 & 0o170000, S_IFLNK);
-        assert_eq!(find("bin/link").3, b"hello");
-        assert_eq!(find("bin").1 & 0o170000, S_IFDIR);
         assert_eq!(find("init").3, b"\x7fELF agent");
         assert_eq!(find("init").1, S_IFREG | 0o755);
         assert_eq!(find(".vessel/config.json").3, b"{\"ociVersion\":\"1.0.2\"}");
         assert_eq!(find("dev/console").2, 5);
-        assert!(entries.iter().all(|e| e.0 != "fifo"));
-        assert_eq!(entries.iter().filter(|e| e.0 == "init").count(), 1);
-        // Parents come before their children.
+        for dir in ["dev", "proc", "sys", "tmp", ".vessel/share", ".vessel/root"] {
+            assert_eq!(find(dir).1 & 0o170000, S_IFDIR, "{dir}");
+        }
+        // Nothing else (no modules beside this kernel): the rootfs comes
+        // over virtio-fs.
+        let names: Vec<&str> = entries.iter().map(|e| e.0.as_str()).collect();
+        assert_eq!(entries.len(), 10, "{names:?}");
         let pos = |n: &str| entries.iter().position(|e| e.0 == n).unwrap();
-        assert!(pos("bin") < pos("bin/hello"));
         assert!(pos(".vessel") < pos(".vessel/config.json"));
-        // No modules directory beside the kernel: no modules in the archive.
-        assert!(entries.iter().all(|e| !e.0.starts_with(".vessel/modules")));
 
         // Same inputs: the cached file is reused; another config: a new entry.
         assert_eq!(build_cached(&inputs, &cache).unwrap(), path);
@@ -405,11 +311,7 @@ mod tests {
             config: b"{}",
             ..inputs
         };
-        let path2 = build_cached(&other, &cache).unwrap();
-        assert_ne!(path2, path);
-        // A changed rootfs file changes the key.
-        fs::write(root.join("bin/new"), b"x").unwrap();
-        assert_ne!(build_cached(&other, &cache).unwrap(), path2);
+        assert_ne!(build_cached(&other, &cache).unwrap(), path);
         assert!(fs::read_dir(&cache)
             .unwrap()
             .flatten()
@@ -420,10 +322,6 @@ mod tests {
     #[test]
     fn archive_holds_the_kernels_modules() {
         let d = scratch("modules");
-        let root = d.join("rootfs");
-        // A rootfs cannot bring modules of its own.
-        fs::create_dir_all(root.join(".vessel/modules")).unwrap();
-        fs::write(root.join(".vessel/modules/load-order"), b"evil.ko\n").unwrap();
         let agent = d.join("agent");
         fs::write(&agent, b"agent").unwrap();
         let kernel = d.join("vmlinux");
@@ -436,7 +334,6 @@ mod tests {
         fs::write(mods.join("stamp"), b"package=one\n").unwrap();
         let cache = d.join("cache");
         let inputs = Inputs {
-            rootfs: &root,
             agent: &agent,
             config: b"{}",
             kernel: &kernel,

@@ -10,10 +10,12 @@
 //!   cannot apply (by name); `guest_rules::check_seccomp` refuses a seccomp
 //!   profile the guest cannot apply (SCMP_ACT_NOTIFY, or one that does not
 //!   compile).
-//! - `launch` builds (or reuses) the initramfs, sizes the VM and spawns
-//!   the `vessel-vmm` binary (crate vessel-vmm), which waits on the exec FIFO; it returns the
-//!   VMM's pid, which `create` moves into the cgroup and records as the
-//!   container's pid. Signals to that pid reach the workload; its exit status
+//! - `launch` builds (or reuses) the initramfs (the agent, config.json and
+//!   modules), connects the network (`net`), starts virtiofsd on the rootfs
+//!   and the bind mounts (`virtiofs`), sizes the VM and spawns the
+//!   `vessel-vmm` binary (crate vessel-vmm), which waits on the exec FIFO; it
+//!   returns the VMM's pid, which `create` moves into the cgroup and records
+//!   as the container's pid. Signals to that pid reach the workload; its exit status
 //!   is the workload's.
 
 pub mod config;
@@ -27,6 +29,7 @@ pub mod initramfs;
 mod memory;
 pub mod modules;
 pub mod net;
+pub mod virtiofs;
 
 pub use control::{pause, resume, vcpus_paused};
 pub use memory::{check_memory_update, lift_memory_limit, memory_need_bytes};
@@ -144,6 +147,7 @@ pub fn check_host(spec: &Spec) -> Result<(), VmError> {
     check_kernel(&kernel)?;
     find_agent()?;
     find_vmm()?;
+    virtiofs::find_virtiofsd()?;
     Ok(())
 }
 
@@ -219,29 +223,33 @@ pub struct VmPlan {
     pub sizing: config::Sizing,
     /// A user initrd from `vm.kernel.initrd`, unpacked before vessel's own.
     pub extra_initrd: Option<PathBuf>,
+    /// What virtiofsd shares: the rootfs and the bind mounts.
+    pub share: virtiofs::SharePlan,
 }
 
-/// Size the VM and pick its kernel for a spec and its raw `vm` section.
-pub fn plan(spec: &Spec, vm: &VmSection) -> Result<VmPlan, VmError> {
+/// Size the VM, pick its kernel and plan its share for a spec, its raw `vm`
+/// section and its rootfs.
+pub fn plan(spec: &Spec, vm: &VmSection, rootfs: &Path) -> Result<VmPlan, VmError> {
     Ok(VmPlan {
         kernel: config::kernel_path(spec, vm.kernel_path.as_deref()),
         cmdline: config::cmdline(&vm.kernel_parameters)?,
         sizing: config::sizing(spec, vm)?,
         extra_initrd: vm.initrd.clone(),
+        share: virtiofs::plan_share(spec, rootfs)?,
     })
 }
 
 /// The VM's plan for a bundle, without side effects: `create` makes it
 /// before anything exists (it sizes the cgroup and is recorded in the
 /// state), and `launch` boots exactly that.
-pub fn plan_bundle(bundle: &Path, spec: &Spec) -> Result<VmPlan, VmError> {
+pub fn plan_bundle(bundle: &Path, spec: &Spec, rootfs: &Path) -> Result<VmPlan, VmError> {
     let config_path = bundle.join("config.json");
     let config_bytes = std::fs::read(&config_path)
         .map_err(|e| VmError::Msg(format!("read {}: {e}", config_path.display())))?;
     let doc: serde_json::Value = serde_json::from_slice(&config_bytes)
         .map_err(|e| VmError::Msg(format!("parse {}: {e}", config_path.display())))?;
     let vm = VmSection::from_json(&doc)?;
-    plan(spec, &vm)
+    plan(spec, &vm, rootfs)
 }
 
 /// `process.oomScoreAdj`, set on the VMM: on the host it is the container's
@@ -255,11 +263,13 @@ pub fn set_oom_score_adj(pid: i32, spec: &Spec) -> Result<(), VmError> {
         .map_err(|e| VmError::Msg(format!("process.oomScoreAdj {adj}: write {path}: {e}")))
 }
 
-/// Build the initramfs and spawn the VMM; returns its pid.
+/// Build the initramfs, connect the network, start virtiofsd and spawn the
+/// VMM; returns the VMM's pid. virtiofsd is in the container's cgroup (a
+/// later failure of `create` kills it with the cgroup); it is killed here
+/// if the VMM does not start.
 pub fn launch(req: &LaunchRequest) -> Result<i32, VmError> {
     let plan = req.plan;
     check_kernel(&plan.kernel)?;
-    let identity = vmm_identity()?;
     let vmm = find_vmm()?;
     let net = net::prepare(req.spec, req.state_dir)?;
     let undo_net = net::Undo::new(req.state_dir);
@@ -270,6 +280,59 @@ pub fn launch(req: &LaunchRequest) -> Result<i32, VmError> {
         cmdline.push(' ');
         cmdline.push_str(vessel_protocol::launch::CMDLINE_TTY_NO_ONLCR);
     }
+    cmdline.push_str(&format!(
+        " {}={}",
+        vessel_protocol::launch::CMDLINE_FS_KEY,
+        vessel_protocol::launch::FS_TAG
+    ));
+    // The VMM and virtiofsd join the container's cgroup before they run, so
+    // what they touch while starting is charged there (create moves the
+    // VMM's pid again afterwards, which reports any error).
+    let procs: Vec<std::ffi::CString> = req
+        .cgroup
+        .dirs
+        .iter()
+        .filter_map(|d| {
+            std::ffi::CString::new(d.join("cgroup.procs").into_os_string().into_vec()).ok()
+        })
+        .collect();
+    let fsd = virtiofs::start(&plan.share, req.state_dir, &procs)?;
+    let share = format!(
+        "{}:{}",
+        fsd.socket.display(),
+        vessel_protocol::launch::FS_TAG
+    );
+    let cmd = vmm_command(req, &vmm, &initrd, &cmdline, &share, procs, &net);
+    let child = cmd.and_then(|mut c| {
+        c.spawn().map_err(|e| {
+            VmError::Msg(format!(
+                "spawn the VMM {} for {}: {e}",
+                vmm.display(),
+                req.id
+            ))
+        })
+    });
+    let child = child.inspect_err(|_| fsd.kill())?;
+    // The VMM holds the tap now; `delete` gives the namespace back.
+    undo_net.disarm();
+    // The child is not waited for here: `create` records its pid and exits;
+    // whoever reaps vessel's children (the shim, or `run`) reaps it.
+    Ok(child.id() as i32)
+}
+
+/// The VMM's command line and stdio, and its pre-exec steps (own session,
+/// the container's cgroup, the container's network namespace and tap).
+fn vmm_command(
+    req: &LaunchRequest,
+    vmm: &Path,
+    initrd: &Path,
+    cmdline: &str,
+    share: &str,
+    procs: Vec<std::ffi::CString>,
+    net: &net::Prepared,
+) -> Result<Command, VmError> {
+    let plan = req.plan;
+    let identity = vmm_identity()?;
     let stdio =
         |what: &str| -> Result<Stdio, VmError> {
             match &req.terminal {
@@ -279,13 +342,13 @@ pub fn launch(req: &LaunchRequest) -> Result<i32, VmError> {
                 None => Ok(Stdio::inherit()),
             }
         };
-    let mut cmd = Command::new(&vmm);
+    let mut cmd = Command::new(vmm);
     cmd.arg("--kernel")
         .arg(&plan.kernel)
         .arg("--initrd")
-        .arg(&initrd)
+        .arg(initrd)
         .arg("--cmdline")
-        .arg(&cmdline)
+        .arg(cmdline)
         .arg("--vcpus")
         .arg(plan.sizing.vcpus.to_string())
         .arg("--mem-mib")
@@ -296,6 +359,8 @@ pub fn launch(req: &LaunchRequest) -> Result<i32, VmError> {
         .arg(req.state_dir.join("console.log"))
         .arg("--exec-socket")
         .arg(req.state_dir.join(exec::SOCKET_NAME))
+        .arg("--virtiofs")
+        .arg(share)
         .args(req.terminal.as_ref().map(|_| "--tty"))
         .args(
             identity
@@ -307,17 +372,6 @@ pub fn launch(req: &LaunchRequest) -> Result<i32, VmError> {
         .stdin(stdio("stdin")?)
         .stdout(stdio("stdout")?)
         .stderr(stdio("stderr")?);
-    // The VMM joins the container's cgroup before it exists as the VMM, so
-    // guest RAM it touches while loading the kernel is charged there (create
-    // moves the pid again afterwards, which reports any error).
-    let procs: Vec<std::ffi::CString> = req
-        .cgroup
-        .dirs
-        .iter()
-        .filter_map(|d| {
-            std::ffi::CString::new(d.join("cgroup.procs").into_os_string().into_vec()).ok()
-        })
-        .collect();
     let (net_join, net_tap) = net.raw_fds();
     // SAFETY: between fork and exec the closure only makes raw syscalls
     // (setsid, open, write, close, and `net::pre_exec`'s) on data prepared
@@ -339,22 +393,12 @@ pub fn launch(req: &LaunchRequest) -> Result<i32, VmError> {
             net::pre_exec(net_join, net_tap)
         });
     }
-    let child = cmd.spawn().map_err(|e| {
-        VmError::Msg(format!(
-            "spawn the VMM {} for {}: {e}",
-            vmm.display(),
-            req.id
-        ))
-    })?;
-    // The VMM holds the tap now; `delete` gives the namespace back.
-    undo_net.disarm();
-    // The child is not waited for here: `create` records its pid and exits;
-    // whoever reaps vessel's children (the shim, or `run`) reaps it.
-    Ok(child.id() as i32)
+    Ok(cmd)
 }
 
 /// The guest's initramfs: the user's initrd (if any), the cached one of
-/// the rootfs and agent, then this container's own files (`net`).
+/// the agent, its config and modules, then this container's own files
+/// (`net`). The rootfs is not in it: the guest reads it over virtio-fs.
 fn assemble_initrd(
     req: &LaunchRequest,
     guest_net: Option<&vessel_protocol::net::GuestNet>,
@@ -364,13 +408,12 @@ fn assemble_initrd(
         .map_err(|e| VmError::Msg(format!("read {}: {e}", config_path.display())))?;
     let agent = find_agent()?;
     let inputs = initramfs::Inputs {
-        rootfs: req.rootfs,
         agent: &agent,
         config: &config_bytes,
         kernel: &req.plan.kernel,
     };
     let mut initrd = initramfs::build_cached(&inputs, &cache_dir())?;
-    let guest = net::guest_archive(req.state_dir, guest_net, req.spec)?;
+    let guest = net::guest_archive(req.state_dir, guest_net)?;
     let parts: Vec<&Path> = (req.plan.extra_initrd.iter().map(PathBuf::as_path))
         .chain([initrd.as_path()])
         .chain(guest.as_deref())
@@ -382,8 +425,10 @@ fn assemble_initrd(
     Ok(initrd)
 }
 
-/// Refuse a rootfs that cannot fit in guest RAM: the kernel holds the
-/// archive and its unpacked copy at once, plus its own ~64 MiB.
+/// Refuse an initramfs that cannot fit in guest RAM: the kernel holds the
+/// archive and its unpacked copy at once, plus its own ~64 MiB. vessel's
+/// own is a few MiB (the rootfs is shared over virtio-fs); a large user
+/// initrd (`vm.kernel.initrd`) can still be too big.
 fn check_fits(initrd: &Path, mem_mib: u64) -> Result<(), VmError> {
     let size = std::fs::metadata(initrd)
         .map_err(|e| VmError::Msg(format!("stat {}: {e}", initrd.display())))?
@@ -391,7 +436,7 @@ fn check_fits(initrd: &Path, mem_mib: u64) -> Result<(), VmError> {
     let need_mib = (2 * size).div_ceil(1 << 20) + 64;
     if need_mib > mem_mib {
         return Err(VmError::Msg(format!(
-            "the rootfs initramfs is {} MiB and needs about {need_mib} MiB of guest RAM, \
+            "the initramfs is {} MiB and needs about {need_mib} MiB of guest RAM, \
              but the VM has {mem_mib} MiB: raise the memory limit or annotation {}",
             size.div_ceil(1 << 20),
             config::ANNOTATION_MEMORY_MIB
@@ -491,7 +536,8 @@ mod tests {
             "linux": {"resources": {"memory": {"limit": 512u64 << 20}}}
         });
         let vm = VmSection::from_json(&doc).unwrap();
-        let p = plan(&spec(doc), &vm).unwrap();
+        let p = plan(&spec(doc), &vm, Path::new("/b/rootfs")).unwrap();
+        assert_eq!(p.share.rootfs, PathBuf::from("/b/rootfs"));
         assert_eq!(p.kernel, PathBuf::from("/k/vmlinux"));
         assert!(p.cmdline.ends_with(" foo=1"));
         assert_eq!(

@@ -40,6 +40,10 @@ const REG_QUEUE_AVAIL_LOW: u64 = 0x090;
 const REG_QUEUE_AVAIL_HIGH: u64 = 0x094;
 const REG_QUEUE_USED_LOW: u64 = 0x0a0;
 const REG_QUEUE_USED_HIGH: u64 = 0x0a4;
+const REG_SHM_LEN_LOW: u64 = 0x0b0;
+const REG_SHM_LEN_HIGH: u64 = 0x0b4;
+const REG_SHM_BASE_LOW: u64 = 0x0b8;
+const REG_SHM_BASE_HIGH: u64 = 0x0bc;
 const REG_CONFIG_GENERATION: u64 = 0x0fc;
 const REG_CONFIG: u64 = 0x100;
 
@@ -167,6 +171,10 @@ impl MmioTransport {
             REG_INTERRUPT_STATUS => self.interrupt.status(),
             REG_STATUS => self.status,
             REG_CONFIG_GENERATION => 0,
+            // No shared memory regions: a length of -1 says so (virtio
+            // 4.2.2); 0 would announce one at address 0, which virtio-fs
+            // then fails to reserve for DAX, and its probe fails.
+            REG_SHM_LEN_LOW | REG_SHM_LEN_HIGH | REG_SHM_BASE_LOW | REG_SHM_BASE_HIGH => u32::MAX,
             _ => 0,
         }
     }
@@ -292,6 +300,7 @@ impl MmioTransport {
         self.activated = true;
         self.device.activate(Activation {
             mem: self.mem.clone(),
+            driver_features: self.driver_features,
             queues,
             kicks,
             interrupt: self.interrupt.clone(),
@@ -358,6 +367,8 @@ mod tests {
         assert_eq!(rd(&t, REG_MAGIC), MAGIC);
         assert_eq!(rd(&t, REG_VERSION), 2);
         assert_eq!(rd(&t, REG_DEVICE_ID), 3);
+        assert_eq!(rd(&t, REG_SHM_LEN_LOW), u32::MAX);
+        assert_eq!(rd(&t, REG_SHM_LEN_HIGH), u32::MAX);
         wr(&mut t, REG_DEVICE_FEATURES_SEL, 1);
         assert_eq!(rd(&t, REG_DEVICE_FEATURES), 1);
         // The driver asks for a bit that was not offered: it is dropped.

@@ -13,6 +13,7 @@
 
 pub mod console;
 mod console_control;
+pub mod fs;
 pub mod mmio;
 pub mod net;
 
@@ -33,6 +34,8 @@ pub enum Kind {
     /// The container's network interface (virtio-net on a tap), when the
     /// runtime passed one (`--net-fd`).
     Net(net::NetParams),
+    /// A virtio-fs share served by a vhost-user backend (`--virtiofs`).
+    Fs(crate::args::FsShare),
 }
 
 /// The devices `args` ask for, in slot order: slot N is the Nth entry. The
@@ -40,6 +43,9 @@ pub enum Kind {
 pub fn plan(args: &crate::args::VmmArgs) -> Vec<Kind> {
     let mut kinds = vec![Kind::AgentChannel];
     kinds.extend(args.net.map(Kind::Net));
+    if let Some(share) = &args.virtiofs {
+        kinds.push(Kind::Fs(share.clone()));
+    }
     kinds
 }
 
@@ -105,6 +111,8 @@ impl Interrupt {
 /// What a device gets when the driver has set it up (DRIVER_OK).
 pub struct Activation {
     pub mem: GuestMemoryMmap,
+    /// The features the driver accepted (a subset of the device's).
+    pub driver_features: u64,
     /// The queues as the driver configured them, in queue-index order.
     pub queues: Vec<Queue>,
     /// Each queue's kick: signalled when the guest writes its index to
@@ -142,6 +150,15 @@ pub fn read_config_bytes(config: &[u8], offset: u64, data: &mut [u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plan_puts_the_fs_share_after_the_agent_channel() {
+        let mut args = crate::args::parse(&["--kernel".into(), "/k".into()]).unwrap();
+        assert_eq!(plan(&args), vec![Kind::AgentChannel]);
+        let share = crate::args::parse_fs_share("/s:tag").unwrap();
+        args.virtiofs = Some(share.clone());
+        assert_eq!(plan(&args), vec![Kind::AgentChannel, Kind::Fs(share)]);
+    }
 
     #[test]
     fn slots_do_not_overlap() {

@@ -168,7 +168,7 @@ fn random_u64() -> u64 {
 /// pivot_root(2) cannot move an initramfs root (EINVAL): on such a host
 /// (a VM booted from an initramfs) fall back to MS_MOVE + chroot, as
 /// `--no-pivot` does, and say so in the log.
-pub(super) fn host_root_is_initramfs() -> bool {
+pub(crate) fn host_root_is_initramfs() -> bool {
     // One statfs settles the common case: an initramfs root is ramfs or
     // tmpfs; only then is mountinfo worth reading on create's path.
     const RAMFS_MAGIC: libc::c_long = 0x8584_58f6;

@@ -14,7 +14,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
-mod files;
+pub(crate) mod files;
 mod preflight;
 
 use preflight::{preflight, Preflight};

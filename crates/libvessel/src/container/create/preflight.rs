@@ -42,7 +42,7 @@ pub(super) fn preflight(opts: &CreateOptions, bundle: &Bundle) -> Result<Preflig
             vm::guest_rules::check_seccomp(&bundle.spec, &bundle.seccomp_extra_flags)?;
             vm::net::namespace(&bundle.spec)?;
             vm::check_host(&bundle.spec)?;
-            Some(vm::plan_bundle(&bundle.dir, &bundle.spec)?)
+            Some(vm::plan_bundle(&bundle.dir, &bundle.spec, &bundle.rootfs)?)
         }
         false => None,
     };
