@@ -10,7 +10,7 @@ mod common;
 
 use common::*;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// One boot of the outer test VM, in seconds: a run takes 30-100 s (loaded
@@ -229,6 +229,21 @@ struct QemuRun {
 /// that speaks the frame protocol. Checks the agent, the initramfs writer,
 /// the guest kernel and its modules without vessel's VMM.
 fn boot_agent_in_qemu(kernel: &Path, bundle: &Bundle, send: &'static [u8]) -> QemuRun {
+    let run = boot_agent_once(kernel, bundle, send);
+    if run.end.is_some() {
+        return run;
+    }
+    // Seen under heavy load on this 2-core host: a TCG guest whose frames
+    // never reach the socket. Say so, with what it printed, and boot again.
+    eprintln!(
+        "RETRY: no status frame from the agent under QEMU; stdout {:?}, stderr {:?}, console:\n{}",
+        run.stdout, run.stderr, run.console
+    );
+    skip("one QEMU boot of the agent gave no status frame (TCG under load); booted it again");
+    boot_agent_once(kernel, bundle, send)
+}
+
+fn boot_agent_once(kernel: &Path, bundle: &Bundle, send: &'static [u8]) -> QemuRun {
     use std::io::{Read, Write};
     use vessel_protocol::{Decoder, Frame};
 
@@ -259,10 +274,23 @@ fn boot_agent_in_qemu(kernel: &Path, bundle: &Bundle, send: &'static [u8]) -> Qe
     all.extend(std::fs::read(&ours).unwrap());
     std::fs::write(&initrd, all).unwrap();
     let sock = work.join("ch.sock");
+    let _ = std::fs::remove_file(&sock);
     let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
     let relay = std::thread::spawn(move || {
-        let (mut s, _) = listener.accept().unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(90))).unwrap();
+        // QEMU connects at start; a QEMU that fails to start never does.
+        listener.set_nonblocking(true).unwrap();
+        let started = Instant::now();
+        let mut s = loop {
+            match listener.accept() {
+                Ok((s, _)) => break s,
+                Err(_) if started.elapsed() < Duration::from_secs(60) => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                Err(e) => panic!("QEMU never connected to the channel socket: {e}"),
+            }
+        };
+        s.set_nonblocking(false).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(100))).unwrap();
         let (mut out, mut err, mut ready, mut end) = (Vec::new(), Vec::new(), false, None);
         let mut dec = Decoder::new();
         let mut buf = [0u8; 4096];
@@ -327,9 +355,14 @@ fn boot_agent_in_qemu(kernel: &Path, bundle: &Bundle, send: &'static [u8]) -> Qe
         "-device",
         "virtserialport,chardev=ch,name=vessel.agent",
     ]);
-    // The status comes from the agent's frame; QEMU's own exit says nothing.
-    run_with_timeout(c, Duration::from_secs(120));
+    // The status comes from the agent's frame; QEMU's own exit says nothing
+    // (the agent waits for a VMM to end the VM before powering off), so
+    // QEMU is stopped once the relay has the status, or has given up.
+    c.stdout(Stdio::null());
+    let mut qemu = c.spawn().expect("start qemu-system-x86_64");
     let (stdout, stderr, end) = relay.join().unwrap();
+    let _ = qemu.kill();
+    let _ = qemu.wait();
     QemuRun {
         end,
         stdout,
@@ -407,8 +440,8 @@ fn agent_boots_under_qemu() {
     assert_eq!(r.stdout, want, "{ctx}");
     assert_eq!(r.stderr, "err-line\n", "{ctx}");
     assert!(
-        r.console
-            .contains("skipping bind mount of /etc/hosts: no virtio-fs share"),
+        r.console.contains("skipping bind mount of /etc/hosts")
+            && r.console.contains("no virtio-fs share"),
         "{ctx}"
     );
 
