@@ -2,7 +2,7 @@
 //! unix socket in the container's state directory, bound before the sandbox
 //! step; accepting needs no access to the path afterwards). Each connection
 //! is one exec: the client sends exec frames with id 0 (`P` request chunks,
-//! `p`, then `i`/`e`/`s`), the VMM gives the exec an id of its own (1 to
+//! `p`, then `i`/`e`/`s`/`w`), the VMM gives the exec an id of its own (1 to
 //! 255), passes the frames on to the agent with that id, and sends the
 //! agent's answers for it (`o`, `r`, then `x` or `k`) back to the client,
 //! with id 0 again, closing the connection after the status.
@@ -249,7 +249,10 @@ fn read_client(c: &mut Conn, agent: &AgentChannel) -> bool {
                 ok &= *request_bytes <= MAX_REQUEST;
             }
             protocol::KIND_EXEC_START if !*started => *started = true,
-            protocol::KIND_EXEC_STDIN | protocol::KIND_EXEC_SIGNAL if *started => {}
+            protocol::KIND_EXEC_STDIN
+            | protocol::KIND_EXEC_SIGNAL
+            | protocol::KIND_EXEC_WINSIZE
+                if *started => {}
             protocol::KIND_EXEC_STDIN_EOF if *started => *stdin_closed = true,
             // Anything else (answers, frames out of order) is not passed on.
             _ => return,
