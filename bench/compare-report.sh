@@ -47,6 +47,9 @@ if [ "$nested" = 1 ]; then
   # The kernel's modules (virtio), which the launcher finds beside it.
   kfiles=(--file "$kernel:/var/lib/vessel/kernel/vmlinux")
   if [ -d "$kernel.modules" ]; then kfiles+=(--file "$kernel.modules:/var/lib/vessel/kernel/vmlinux.modules"); fi
+  # virtiofsd, which VM mode runs for every VM.
+  rootfs-tools/virtiofsd.sh >/dev/null
+  kfiles+=(--file "/var/lib/vessel/bin/virtiofsd:/var/lib/vessel/bin/virtiofsd")
   mkdir -p "$work/bin"
   for b in vessel vessel-agent vessel-vmm vessel-compare vessel-probe; do strip -o "$work/bin/$b" "$bin/$b"; done
   cat > "$work/in-vm.sh" <<EOS

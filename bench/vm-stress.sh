@@ -24,6 +24,9 @@ if [ -z "${VESSEL_VM_KERNEL:-}" ] || [ ! -f "$kernel" ]; then "$repo/rootfs-tool
 # The kernel's modules (virtio), which the launcher finds beside it.
 kfiles=(--file "$kernel:/var/lib/vessel/kernel/vmlinux")
 if [ -d "$kernel.modules" ]; then kfiles+=(--file "$kernel.modules:/var/lib/vessel/kernel/vmlinux.modules"); fi
+# virtiofsd, which VM mode runs for every VM (vm-tests.sh finds it at /vessel/virtiofsd).
+"$repo/rootfs-tools/virtiofsd.sh" >/dev/null
+kfiles+=(--file "/var/lib/vessel/bin/virtiofsd:/vessel/virtiofsd")
 
 work=$(mktemp -d /tmp/vessel-vm-stress.XXXXXX)
 trap 'rm -rf "$work"' EXIT

@@ -41,6 +41,8 @@ echo "== 2. the same bundle as a microVM (annotation vessel.sandbox=vm)"
 jq '.annotations["vessel.sandbox"] = "vm" | .annotations["vessel.vm.vcpus"] = "2"' \
   "$bundle/config.json" > "$bundle/c" && mv "$bundle/c" "$bundle/config.json"
 "$here/guest-kernel.sh" >/dev/null
+# virtiofsd shares the bundle's rootfs with the guest (a cargo build the first time).
+"$here/virtiofsd.sh" >/dev/null
 if "$vessel" --root "$root" run --bundle "$bundle" demo-vm 2> "$work/vm.err"; then
   exit 0
 fi
@@ -52,6 +54,7 @@ if [ -e /sys/module/kvm_pvm ]; then
     --file "$vessel:/vessel/vessel" --file "$bin/vessel-agent:/vessel/vessel-agent" --file "$bin/vessel-vmm:/vessel/vessel-vmm" \
     --file /var/lib/vessel/kernel/vmlinux:/var/lib/vessel/kernel/vmlinux \
     --file /var/lib/vessel/kernel/vmlinux.modules:/var/lib/vessel/kernel/vmlinux.modules \
+    --file /var/lib/vessel/bin/virtiofsd:/var/lib/vessel/bin/virtiofsd \
     --file "$bundle:/vessel/bundle" \
     -- sh -c 'echo "   L1 kernel $(uname -r), boot $(cat /proc/sys/kernel/random/boot_id)"; /vessel/vessel run --bundle /vessel/bundle demo-vm'
 fi

@@ -207,12 +207,13 @@ fn both_modes_in_nested_vm() {
     let tool = stripped(&workspace_bin("vessel-compare"), &dir);
     let probe = stripped(&probe_bin(), &dir);
     let kernel = guest_kernel();
+    let virtiofsd = virtiofsd();
     let b = Bundle::new(&["true"]);
     let script = dir.join("compare-in-vm.sh");
     std::fs::write(
         &script,
         format!(
-            "export VESSEL_VM_KERNEL={VM_KERNEL} VESSEL_AGENT=/vessel/vessel-agent\n\
+            "export VESSEL_VM_KERNEL={VM_KERNEL} VESSEL_AGENT=/vessel/vessel-agent VESSEL_VIRTIOFSD=/vessel/virtiofsd\n\
              timeout -s KILL 420 /vessel/vessel compare /cmp-bundle --mode both --runs 1 --format json \
              --probe /vessel/vessel-probe {} --timeout 300 > /root/report.json\n\
              rc=$?\n\
@@ -231,6 +232,7 @@ fn both_modes_in_nested_vm() {
             (&vmm, "/vessel/vessel-vmm"),
             (&tool, "/vessel/vessel-compare"),
             (&probe, "/vessel/vessel-probe"),
+            (&virtiofsd, "/vessel/virtiofsd"),
             (&b.dir, "/cmp-bundle"),
             (&script, "/vessel/compare-in-vm.sh"),
         ];

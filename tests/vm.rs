@@ -84,7 +84,7 @@ fn vm_mode_in_nested_vm() {
     };
     let (ip, tc) = (real("/usr/sbin/ip"), real("/usr/sbin/tc"));
     let fs_script = repo.join("rootfs-tools/vm-tests-fs.sh");
-    let virtiofsd = libvessel::vm::virtiofs::find_virtiofsd().unwrap_or_else(|e| panic!("{e}"));
+    let virtiofsd = virtiofsd();
     let boot = || {
         let mut files: Vec<(&Path, &str)> = vec![
             (&vessel, "/vessel/vessel"),

@@ -111,6 +111,20 @@ impl GuestKernel {
     }
 }
 
+/// virtiofsd, which VM mode runs for every VM: found as vessel finds it,
+/// installed by rootfs-tools/virtiofsd.sh (a cargo build, about a minute)
+/// when missing.
+pub fn virtiofsd() -> PathBuf {
+    if let Ok(p) = libvessel::vm::virtiofs::find_virtiofsd() {
+        return p;
+    }
+    let st = Command::new(repo_dir().join("rootfs-tools/virtiofsd.sh"))
+        .status()
+        .expect("run virtiofsd.sh");
+    assert!(st.success(), "rootfs-tools/virtiofsd.sh failed");
+    libvessel::vm::virtiofs::find_virtiofsd().unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// The guest kernel for VM tests: $VESSEL_VM_KERNEL or vessel's default
 /// path. rootfs-tools/guest-kernel.sh installs one that is missing, and
 /// checks vessel's default kernel has its modules from the same package
