@@ -122,6 +122,21 @@ fn vm_mode_in_nested_vm() {
         );
         skip("the first nested VM run failed with the outer VM frozen under TCG (soft lockups or silence); ran it again");
         out = boot();
+    } else if only_guest_crashes(&out) {
+        // Every failed check is a guest that crashed on its own (a triple
+        // fault or reset before any status, seen about once in five runs
+        // under QEMU TCG's emulated SVM): say so and boot once more.
+        let fails: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.starts_with("FAIL - "))
+            .map(str::to_owned)
+            .collect();
+        eprintln!(
+            "RETRY: every failed check was a guest crashing by itself:\n{}",
+            fails.join("\n")
+        );
+        skip("a nested VM run's only failures were guests that crashed on their own (TCG); ran it again");
+        out = boot();
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -212,6 +227,23 @@ fn vm_create_refused_on_kvm_pvm_host() {
 enum AgentEnd {
     Exited(u8),
     Killed(u8),
+}
+
+/// True when the run failed and each failed check names a guest that
+/// ended by itself without a status (a crash of the emulated guest, not a
+/// check of vessel's that failed).
+fn only_guest_crashes(out: &std::process::Output) -> bool {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let fails: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("FAIL - "))
+        .collect();
+    !fails.is_empty()
+        && fails.iter().all(|l| {
+            l.contains("triple fault")
+                || l.contains("the guest reset itself")
+                || l.contains("the guest crashed")
+        })
 }
 
 /// What one guest boot under QEMU gave back.
