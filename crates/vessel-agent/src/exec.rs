@@ -14,7 +14,6 @@ use super::spawn::{Failure, Workload};
 use super::spec::Process;
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{ErrorKind, Write};
 use std::os::fd::AsRawFd;
 use vessel_protocol as protocol;
 
@@ -234,22 +233,7 @@ impl Execs {
 /// Writes as much pending stdin as the exec's pipe takes now; closes it at
 /// the host's EOF once everything is written.
 fn write_pending(r: &mut Running) {
-    if let Some(f) = r.stdin.as_mut() {
-        while !r.pending.is_empty() {
-            match f.write(&r.pending) {
-                Ok(n) => {
-                    r.pending.drain(..n);
-                }
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                Err(_) => {
-                    r.pending.clear();
-                    r.stdin = None;
-                    break;
-                }
-            }
-        }
-    }
+    super::relay::write_pending(&mut r.stdin, &mut r.pending);
     if r.stdin_eof && r.pending.is_empty() {
         r.stdin = None;
     }

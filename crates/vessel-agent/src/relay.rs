@@ -78,6 +78,27 @@ fn reap_all() -> Vec<(i32, i32)> {
     }
 }
 
+/// Writes as much of `pending` as the process's stdin pipe takes now; on
+/// EPIPE (the process closed its stdin) the rest is dropped and the pipe
+/// closed. Serves the workload and every exec.
+pub fn write_pending(stdin: &mut Option<File>, pending: &mut Vec<u8>) {
+    let Some(f) = stdin.as_mut() else { return };
+    while !pending.is_empty() {
+        match f.write(pending) {
+            Ok(n) => {
+                pending.drain(..n);
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+            Err(_) => {
+                pending.clear();
+                *stdin = None;
+                break;
+            }
+        }
+    }
+}
+
 /// Forward what one output pipe holds now; `None` once it reached EOF.
 fn pump(fd: &mut Option<File>, kind: u8, channel: &mut File) {
     pump_to(fd, Stream::Workload(kind), channel)
@@ -373,22 +394,7 @@ impl Relay {
 
     /// Write as much pending stdin as the workload's pipe takes now.
     fn write_pending_stdin(&mut self) {
-        let Some(f) = self.stdin.as_mut() else { return };
-        while !self.pending.is_empty() {
-            match f.write(&self.pending) {
-                Ok(n) => {
-                    self.pending.drain(..n);
-                }
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                Err(_) => {
-                    // EPIPE: the workload closed its stdin; drop the rest.
-                    self.pending.clear();
-                    self.stdin = None;
-                    break;
-                }
-            }
-        }
+        write_pending(&mut self.stdin, &mut self.pending);
     }
 
     /// After the workload exited: forward its last output, close its stdin
