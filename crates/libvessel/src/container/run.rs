@@ -258,7 +258,8 @@ fn drain(m: RawFd, buf: &mut [u8]) {
     }
 }
 
-fn write_all(fd: RawFd, mut data: &[u8]) {
+/// Writes all of `data` to `fd`, giving up on an error (a reader gone).
+pub(crate) fn write_all(fd: RawFd, mut data: &[u8]) {
     while !data.is_empty() {
         // SAFETY: writing from a valid slice.
         let n = unsafe { libc::write(fd, data.as_ptr() as *const libc::c_void, data.len()) };

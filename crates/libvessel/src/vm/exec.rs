@@ -8,6 +8,7 @@
 //! so engines that wait on that pid (conmon, containerd's shim) see the
 //! process's status there.
 
+use crate::container::run::write_all;
 use crate::{Error, Result};
 use nix::sys::signal::SigSet;
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -263,17 +264,6 @@ fn pollfd(fd: i32) -> libc::pollfd {
         fd,
         events: libc::POLLIN,
         revents: 0,
-    }
-}
-
-fn write_all(fd: i32, mut data: &[u8]) {
-    while !data.is_empty() {
-        // SAFETY: writing a valid buffer of its length.
-        let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
-        if n <= 0 {
-            return;
-        }
-        data = &data[n as usize..];
     }
 }
 
