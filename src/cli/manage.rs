@@ -123,6 +123,9 @@ pub fn exec(root: &Path, a: ExecArgs) -> Result<i32> {
 }
 
 pub fn ps(root: &Path, id: &str, format: &str, args: &[String]) -> Result<i32> {
+    if let Some(procs) = manage::guest_processes(root, id)? {
+        return guest_ps(&procs, format, args);
+    }
     let pids = manage::pids(root, id)?;
     if format == "json" {
         out(&format!("{}\n", serde_json::json!(pids)));
@@ -148,6 +151,38 @@ pub fn ps(root: &Path, id: &str, format: &str, args: &[String]) -> Result<i32> {
         )));
     }
     out(&manage::filter_ps_table(&text, &pids)?);
+    Ok(0)
+}
+
+/// `ps` of a running VM: the workload's processes in the guest, numbered
+/// as its pid namespace there numbers them (docs/vm.md). `json` gives the
+/// pids as runc does; the table is the agent's (PID, PPID, UID, CMD), as
+/// no `ps` runs in the guest to take `ps` arguments.
+fn guest_ps(procs: &serde_json::Value, format: &str, args: &[String]) -> Result<i32> {
+    let list = procs.as_array().cloned().unwrap_or_default();
+    let field = |p: &serde_json::Value, k: &str| p.get(k).cloned().unwrap_or_default();
+    if format == "json" {
+        let pids: Vec<serde_json::Value> = list.iter().map(|p| field(p, "pid")).collect();
+        out(&format!("{}\n", serde_json::Value::Array(pids)));
+        return Ok(0);
+    }
+    if !args.is_empty() {
+        logging::warn(&format!(
+            "ps arguments {:?} are not applied in VM mode: the table comes from the guest's agent",
+            args.join(" ")
+        ));
+    }
+    let mut table = format!("{:>7} {:>7} {:>7} CMD\n", "PID", "PPID", "UID");
+    for p in &list {
+        table.push_str(&format!(
+            "{:>7} {:>7} {:>7} {}\n",
+            field(p, "pid"),
+            field(p, "ppid"),
+            field(p, "uid"),
+            field(p, "cmd").as_str().unwrap_or("")
+        ));
+    }
+    out(&table);
     Ok(0)
 }
 

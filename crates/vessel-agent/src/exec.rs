@@ -22,8 +22,9 @@ const MAX_REQUEST: usize = 1 << 20;
 /// Stdin an exec has not read yet, kept in the agent.
 const MAX_PENDING_STDIN: usize = 4 << 20;
 
-/// Starts a process with the workload's rules, on a pty when given one.
-pub type Spawner<'a> = dyn Fn(&Process, Option<crate::tty::Pty>) -> Result<Workload, Failure> + 'a;
+/// Starts a process in the workload's namespaces with its rules; with a
+/// terminal when given Some(clear ONLCR).
+pub type Spawner<'a> = dyn Fn(&Process, Option<bool>) -> Result<Workload, Failure> + 'a;
 
 struct Running {
     id: u8,
@@ -42,6 +43,8 @@ struct Running {
 pub struct Execs {
     requests: HashMap<u8, Vec<u8>>,
     running: Vec<Running>,
+    /// The workload's pid (as the agent sees it), for queries.
+    workload: i32,
 }
 
 fn nonblocking(f: File) -> File {
@@ -50,6 +53,14 @@ fn nonblocking(f: File) -> File {
 }
 
 impl Execs {
+    /// No execs yet; queries are about `workload` (its agent-side pid).
+    pub fn for_workload(workload: i32) -> Execs {
+        Execs {
+            workload,
+            ..Execs::default()
+        }
+    }
+
     /// A frame from the host for exec `id`.
     pub fn on_frame(&mut self, kind: u8, id: u8, data: &[u8], spawn: &Spawner, ch: &mut File) {
         match kind {
@@ -63,6 +74,7 @@ impl Execs {
                 let req = self.requests.remove(&id).unwrap_or_default();
                 self.start(id, &req, spawn, ch);
             }
+            protocol::KIND_EXEC_QUERY => self.query(id, data, ch),
             protocol::KIND_EXEC_STDIN => {
                 if let Some(r) = self.find(id) {
                     if r.stdin.is_some() && r.pending.len() + data.len() <= MAX_PENDING_STDIN {
@@ -105,13 +117,7 @@ impl Execs {
     fn start(&mut self, id: u8, req: &[u8], spawn: &Spawner, ch: &mut File) {
         let started = serde_json::from_slice::<Process>(req)
             .map_err(|e| Failure::other(format!("exec: process: {e}")))
-            .and_then(|p| {
-                let pty = match p.terminal {
-                    true => Some(crate::tty::open(p.clear_onlcr).map_err(Failure::other)?),
-                    false => None,
-                };
-                spawn(&p, pty)
-            });
+            .and_then(|p| spawn(&p, p.terminal.then_some(p.clear_onlcr)));
         match started {
             Ok(w) => self.running.push(Running {
                 id,
@@ -135,6 +141,27 @@ impl Execs {
                     Stream::Exec(protocol::KIND_EXEC_EXIT, id),
                     &[f.code as u8],
                 );
+            }
+        }
+    }
+
+    /// Answers a query (`query`) as an exec that prints the JSON and
+    /// exits 0.
+    fn query(&mut self, id: u8, what: &[u8], ch: &mut File) {
+        self.requests.remove(&id);
+        match super::query::answer(what, self.workload) {
+            Ok(json) => {
+                send_to(ch, Stream::Exec(protocol::KIND_EXEC_STDOUT, id), &json);
+                send_to(ch, Stream::Exec(protocol::KIND_EXEC_EXIT, id), &[0]);
+            }
+            Err(e) => {
+                let line = format!("vessel-agent: query: {e}\n");
+                send_to(
+                    ch,
+                    Stream::Exec(protocol::KIND_EXEC_STDERR, id),
+                    line.as_bytes(),
+                );
+                send_to(ch, Stream::Exec(protocol::KIND_EXEC_EXIT, id), &[125]);
             }
         }
     }

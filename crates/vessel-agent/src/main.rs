@@ -23,11 +23,14 @@
 //! serde_json; never on libvessel or the VMM.
 
 mod confine;
+mod enter;
 mod exec;
+mod handshake;
 mod modules;
 mod net;
 mod port;
 mod power;
+mod query;
 mod relay;
 mod resolve;
 mod setup;
@@ -36,10 +39,10 @@ mod spawn;
 mod spec;
 mod tty;
 
+use enter::Enter;
 use power::End;
 use spawn::Failure;
 use std::fs::File;
-use std::os::fd::AsRawFd;
 use vessel_protocol as protocol;
 
 /// A line on the kernel console (COM1).
@@ -91,35 +94,60 @@ fn run(channel: &mut Option<File>) -> Result<i32, Failure> {
         .ok_or_else(|| Failure::other("config.json has no process"))?;
     // Read from the initramfs before the root moves away from it.
     let guest_net = net::load().map_err(Failure::other)?;
-    // The rootfs over virtio-fs becomes the root before the spec's mounts,
-    // which go under it.
-    let mut volumes = match share::tag() {
-        Some(tag) => Some(share::enter(&tag, &cfg).map_err(Failure::other)?),
-        None => None,
-    };
-    setup::spec_mounts(&cfg, volumes.as_mut()).map_err(Failure::other)?;
-    setup::hostname(&cfg).map_err(Failure::other)?;
-    // Before the read-only paths (a read-only root): it writes /etc files.
-    net::setup(guest_net.as_ref()).map_err(Failure::other)?;
-    setup::sysctls(&cfg).map_err(Failure::other)?;
-    setup::protect_paths(&cfg).map_err(Failure::other)?;
     let mut sigfd = relay::sigchld_fd().map_err(Failure::other)?;
-    // After the spec's mounts: the pty comes from the devpts the workload
-    // sees, so its name (`tty`) resolves there.
     let ch = channel
         .as_mut()
         .ok_or_else(|| Failure::other("agent channel not open"))?;
-    let (pty, early) = match process.terminal {
-        true => {
-            let pty = tty::open(tty::cmdline_clears_onlcr()).map_err(Failure::other)?;
-            let early = relay::initial_window_size(ch, pty.master.as_raw_fd());
-            (Some(pty), early)
-        }
-        false => (None, relay::Early::default()),
+    // The container, set up by the workload's child in its own namespaces
+    // (`enter`); the agent keeps the initramfs as its root.
+    let set_up = || -> Result<(), Failure> {
+        // The rootfs over virtio-fs becomes the root before the spec's
+        // mounts, which go under it.
+        let mut volumes = match share::tag() {
+            Some(tag) => Some(share::enter(&tag, &cfg).map_err(Failure::other)?),
+            None => None,
+        };
+        setup::own_kernel_mounts().map_err(Failure::other)?;
+        setup::spec_mounts(&cfg, volumes.as_mut()).map_err(Failure::other)?;
+        setup::hostname(&cfg).map_err(Failure::other)?;
+        // Before the read-only paths (a read-only root): it writes /etc files.
+        net::setup(guest_net.as_ref()).map_err(Failure::other)?;
+        setup::sysctls(&cfg).map_err(Failure::other)?;
+        setup::protect_paths(&cfg).map_err(Failure::other)
     };
-    let workload = spawn::start(process, cfg.linux.as_ref(), &cfg.seccomp_extra_flags, pty)?;
-    let spawn_exec = |p: &spec::Process, pty: Option<tty::Pty>| {
-        spawn::start(p, cfg.linux.as_ref(), &cfg.seccomp_extra_flags, pty)
+    let tty = process.terminal.then(tty::cmdline_clears_onlcr);
+    let mut early = relay::Early::default();
+    let mut namespaces = None;
+    let mut on_ready = |pid: i32, master: Option<i32>| -> Result<(), Failure> {
+        namespaces = Some(enter::Namespaces::of(pid).map_err(Failure::other)?);
+        if let Some(master) = master {
+            early = relay::initial_window_size(ch, master);
+        }
+        Ok(())
+    };
+    let workload = spawn::start(
+        process,
+        cfg.linux.as_ref(),
+        &cfg.seccomp_extra_flags,
+        &Enter::Create(&set_up),
+        tty,
+        &mut on_ready,
+    )?;
+    let namespaces =
+        namespaces.ok_or_else(|| Failure::other("the workload's namespaces are unknown"))?;
+    if share::tag().is_some() {
+        // The workload's root is the share now, not the initramfs.
+        share::free_initramfs();
+    }
+    let spawn_exec = |p: &spec::Process, tty: Option<bool>| {
+        spawn::start(
+            p,
+            cfg.linux.as_ref(),
+            &cfg.seccomp_extra_flags,
+            &Enter::Join(&namespaces),
+            tty,
+            &mut |_, _| Ok(()),
+        )
     };
     Ok(relay::run(ch, workload, early, &mut sigfd, &spawn_exec))
 }

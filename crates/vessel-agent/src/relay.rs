@@ -327,7 +327,7 @@ impl Relay {
             stdin_eof: early.stdin_eof,
             decoder: early.decoder,
             tty: w.tty,
-            execs: Execs::default(),
+            execs: Execs::for_workload(w.pid),
         }
     }
 

@@ -43,6 +43,21 @@ const BASE: &[(&str, &str, &str, MsFlags)] = &[
     ),
 ];
 
+/// The workload's own instances of the kernel filesystems that belong to
+/// its namespaces, over the agent's copies it inherited: procfs for its
+/// pid namespace (the agent's would list the agent and the whole guest),
+/// devpts for its own ptys, /dev/shm for its ipc namespace.
+pub fn own_kernel_mounts() -> Result<(), String> {
+    for (dest, fstype, data, flags) in BASE {
+        if matches!(*dest, "/proc" | "/dev/pts" | "/dev/shm") {
+            nix::mount::umount2(*dest, nix::mount::MntFlags::MNT_DETACH)
+                .map_err(|e| format!("detach the agent's {dest}: {e}"))?;
+            mount_fs(dest, fstype, *flags, data)?;
+        }
+    }
+    Ok(())
+}
+
 /// Types that exist in a guest without anything from the host.
 const GUEST_TYPES: &[&str] = &["tmpfs", "proc", "sysfs", "devpts", "mqueue"];
 

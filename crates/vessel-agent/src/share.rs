@@ -105,7 +105,6 @@ pub fn enter(tag: &str, cfg: &Config) -> Result<Volumes, String> {
         )
         .map_err(|e| format!("move {fs} into the rootfs: {e}"))?;
     }
-    free_initramfs();
     switch_root()?;
     Ok(volumes)
 }
@@ -231,8 +230,12 @@ fn switch_root() -> Result<(), String> {
 
 /// Removes the initramfs's files (the agent binary, config.json, modules),
 /// as switch_root does: the memory goes back to the guest. Never crosses
-/// into another filesystem (the share and the moved mounts are elsewhere).
-fn free_initramfs() {
+/// into another filesystem (the share and the agent's mounts are
+/// elsewhere). Run by the agent in its own mount namespace once the
+/// workload's child has moved onto the share: from that child's namespace
+/// it would remove the directories the agent's /dev, /proc and /sys are
+/// mounted on, and the kernel would detach them.
+pub fn free_initramfs() {
     let Ok(root) = std::fs::symlink_metadata("/") else {
         return;
     };

@@ -4,6 +4,8 @@
 //! pipes the agent relays.
 
 use super::confine::{self, Confinement};
+use super::enter::Enter;
+use super::handshake;
 use super::spec::{Linux, Process};
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -142,15 +144,13 @@ fn step_name(step: usize) -> &'static str {
 
 /// Everything the child uses between fork and exec, built (and allocated)
 /// before the fork.
-struct Prepared<'a> {
-    path: String,
+struct Prepared {
     path_c: CString,
     /// Own the strings `argv` and `envp` point into.
     _argv_c: Vec<CString>,
     _envp_c: Vec<CString>,
     argv: Vec<*const libc::c_char>,
     envp: Vec<*const libc::c_char>,
-    cwd: &'a str,
     cwd_c: CString,
     limits: Vec<(libc::__rlimit_resource_t, libc::rlimit)>,
     groups: Vec<libc::gid_t>,
@@ -164,8 +164,6 @@ struct Prepared<'a> {
 struct Stdio {
     /// What the child dups onto 0, 1 and 2.
     child: [RawFd; 3],
-    /// Made the controlling terminal in the child (the pty slave).
-    ctty: Option<RawFd>,
     /// Closed in the agent once the child has them.
     child_ends: Vec<OwnedFd>,
     agent: Workload,
@@ -177,7 +175,6 @@ fn pipes() -> Result<Stdio, Failure> {
     let (err_r, err_w) = pipe()?;
     Ok(Stdio {
         child: [in_r.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()],
-        ctty: None,
         child_ends: vec![in_r, out_w, err_w],
         agent: Workload {
             pid: 0,
@@ -189,49 +186,47 @@ fn pipes() -> Result<Stdio, Failure> {
     })
 }
 
-fn terminal(pty: crate::tty::Pty) -> Result<Stdio, Failure> {
-    let writer = pty
-        .master
-        .try_clone()
-        .map_err(|e| Failure::other(format!("dup the pty master: {e}")))?;
-    let slave = pty.slave.as_raw_fd();
-    let master = pty.master.as_raw_fd();
-    Ok(Stdio {
-        child: [slave; 3],
-        ctty: Some(slave),
-        child_ends: vec![pty.slave],
-        agent: Workload {
-            pid: 0,
-            stdin: Some(writer),
-            stdout: pty.master,
-            stderr: None,
-            tty: Some(master),
-        },
-    })
-}
+/// How long the agent waits for a child's set-up: the workload's mounts
+/// the rootfs over virtio-fs (slow under an emulated CPU), an exec only
+/// joins namespaces.
+const CREATE_TIMEOUT_MS: i32 = 120_000;
+const JOIN_TIMEOUT_MS: i32 = 20_000;
 
-/// Fork and exec the workload, its stdio on pipes or, given one, on the
-/// pty's slave as its controlling terminal.
+/// Called once the child is set up and before it execs, with its pid and
+/// its pty master (the agent sets the first window size there and, for
+/// the workload, opens its namespaces for later execs).
+pub type OnReady<'a> = dyn FnMut(i32, Option<RawFd>) -> Result<(), Failure> + 'a;
+
+/// Fork a child that gets into the container (`enter`), resolves the
+/// executable there and, with a terminal (`tty` is Some(clear ONLCR)),
+/// opens its pty from the container's devpts; then exec it with the
+/// process's rules. Its stdio is pipes, or the pty's slave as its
+/// controlling terminal.
 pub fn start(
     p: &Process,
     linux: Option<&Linux>,
     seccomp_extra_flags: &[String],
-    pty: Option<crate::tty::Pty>,
+    enter: &Enter,
+    tty: Option<bool>,
+    on_ready: &mut OnReady,
 ) -> Result<Workload, Failure> {
     let confinement = confine::prepare(p, linux, seccomp_extra_flags)?;
-    let prep = prepare(p, confinement)?;
-
-    let stdio = match pty {
-        Some(pty) => terminal(pty)?,
-        None => pipes()?,
+    let stdio = match tty {
+        None => Some(pipes()?),
+        Some(_) => None,
     };
-    let (status_r, status_w) = pipe()?;
-    let fds = stdio.child;
-    let ctty = stdio.ctty.unwrap_or(-1);
-    let status_fd = status_w.as_raw_fd();
+    let (sock, child_sock) = handshake::pair()?;
+    let (what, timeout) = match enter {
+        Enter::Create(_) => {
+            crate::enter::new_pid_namespace_for_children()?;
+            ("the workload", CREATE_TIMEOUT_MS)
+        }
+        Enter::Join(_) => ("the exec", JOIN_TIMEOUT_MS),
+    };
 
-    // SAFETY: the agent is single-threaded, so the child may run anything
-    // between fork and exec; it uses only data prepared above.
+    // SAFETY: the agent is single-threaded, so the child may allocate and
+    // run the set-up code between fork and exec (no other thread can hold
+    // a lock); it ends in execve or _exit.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
         return Err(Failure::other(format!(
@@ -240,20 +235,124 @@ pub fn start(
         )));
     }
     if pid == 0 {
-        exec_in_child(&prep, fds, ctty, status_fd);
+        drop(sock);
+        let pipe_fds = stdio.as_ref().map(|s| s.child);
+        child_main(p, confinement, enter, tty, pipe_fds, child_sock.as_raw_fd());
     }
-    drop((stdio.child_ends, status_w));
-    if let Some((step, errno)) = read_child_failure(status_r) {
+    drop(child_sock);
+    let agent_stdio = stdio.map(|s| {
+        drop(s.child_ends);
+        s.agent
+    });
+    let give_up = |f: Failure| {
+        // SAFETY: kill and reap our own child, which has not exec'd.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+            libc::waitpid(pid, std::ptr::null_mut(), 0);
+        }
+        f
+    };
+    let master = handshake::await_ready(&sock, timeout, what).map_err(give_up)?;
+    let workload = match (agent_stdio, master) {
+        (Some(agent), _) => agent,
+        (None, Some(master)) => terminal_ends(master).map_err(give_up)?,
+        (None, None) => {
+            return Err(give_up(Failure::other(format!(
+                "{what}: no pty master from its set-up"
+            ))))
+        }
+    };
+    on_ready(pid, workload.tty).map_err(give_up)?;
+    handshake::send_go(&sock).map_err(give_up)?;
+    if let Some((step, errno)) = read_child_failure(sock) {
         let mut status = 0;
         // SAFETY: reaping our own child that has exited.
         unsafe { libc::waitpid(pid, &mut status, 0) };
-        return Err(step_failure(&prep, step, errno));
+        return Err(step_failure(p, step, errno));
     }
-    Ok(Workload { pid, ..stdio.agent })
+    Ok(Workload { pid, ..workload })
+}
+
+/// The agent's ends of a terminal: the master for output, a duplicate
+/// for input.
+fn terminal_ends(master: OwnedFd) -> Result<Workload, Failure> {
+    let writer = master
+        .try_clone()
+        .map_err(|e| Failure::other(format!("dup the pty master: {e}")))?;
+    let raw = master.as_raw_fd();
+    Ok(Workload {
+        pid: 0,
+        stdin: Some(writer),
+        stdout: master,
+        stderr: None,
+        tty: Some(raw),
+    })
+}
+
+/// The forked child: into the container, ready, then exec on the agent's
+/// go. Set-up failures go to the agent as a message; exec-time ones as
+/// (step, errno).
+fn child_main(
+    p: &Process,
+    confinement: Confinement,
+    enter: &Enter,
+    tty: Option<bool>,
+    pipe_fds: Option<[RawFd; 3]>,
+    sock: RawFd,
+) -> ! {
+    let set_up = || -> Result<(Prepared, Option<crate::tty::Pty>), Failure> {
+        crate::enter::enter(enter)?;
+        let prep = prepare(p, confinement)?;
+        let pty = match tty {
+            Some(clear_onlcr) => Some(crate::tty::open(clear_onlcr).map_err(Failure::other)?),
+            None => None,
+        };
+        Ok((prep, pty))
+    };
+    let (prep, pty) = match set_up() {
+        Ok(ready) => ready,
+        Err(f) => {
+            handshake::send_failed(sock, &f);
+            // SAFETY: ends the child without running the agent's exit code.
+            unsafe { libc::_exit(f.code) }
+        }
+    };
+    let (fds, ctty, slave) = match (pty, pipe_fds) {
+        (Some(pty), _) => {
+            let sent = handshake::send_ready(sock, Some(pty.master.as_raw_fd()));
+            // The workload must not hold its own master.
+            drop(pty.master);
+            if sent.is_err() {
+                // SAFETY: as above.
+                unsafe { libc::_exit(125) }
+            }
+            let s = pty.slave.as_raw_fd();
+            ([s; 3], s, Some(pty.slave))
+        }
+        (None, Some(fds)) => {
+            if handshake::send_ready(sock, None).is_err() {
+                // SAFETY: as above.
+                unsafe { libc::_exit(125) }
+            }
+            (fds, -1, None)
+        }
+        (None, None) => {
+            // SAFETY: as above.
+            unsafe { libc::_exit(125) }
+        }
+    };
+    if !handshake::wait_go(sock) {
+        // SAFETY: as above.
+        unsafe { libc::_exit(125) }
+    }
+    // The slave stays open (it is fds[0..3] and the controlling terminal)
+    // until execve dups it; it closes on exec.
+    let _slave = slave;
+    exec_in_child(&prep, fds, ctty, sock);
 }
 
 /// Resolve the executable and turn the spec's process into C data.
-fn prepare(p: &Process, confinement: Confinement) -> Result<Prepared<'_>, Failure> {
+fn prepare(p: &Process, confinement: Confinement) -> Result<Prepared, Failure> {
     let arg0 = p.args.first().map(String::as_str).unwrap_or("");
     let path = resolve(arg0, &p.env)?;
     let path_c = cstring(&path, "executable path")?;
@@ -269,13 +368,11 @@ fn prepare(p: &Process, confinement: Confinement) -> Result<Prepared<'_>, Failur
     let cwd_c = cstring(cwd, "cwd")?;
     let limits = rlimits(p)?;
     Ok(Prepared {
-        path,
         path_c,
         _argv_c: argv_c,
         _envp_c: envp_c,
         argv,
         envp,
-        cwd,
         cwd_c,
         limits,
         groups: p.user.additional_gids.clone(),
@@ -416,11 +513,14 @@ fn read_child_failure(status_r: OwnedFd) -> Option<(usize, i32)> {
 
 /// The failure for a step the child reported: exec keeps its not found /
 /// not executable exit code, every other step is 125.
-fn step_failure(prep: &Prepared, step: usize, errno: i32) -> Failure {
+fn step_failure(p: &Process, step: usize, errno: i32) -> Failure {
     let name = step_name(step);
     let what = match name {
-        "exec" => format!("exec {:?}", prep.path),
-        "chdir" => format!("chdir {:?}", prep.cwd),
+        "exec" => format!(
+            "exec {:?}",
+            p.args.first().map(String::as_str).unwrap_or("")
+        ),
+        "chdir" => format!("chdir {:?}", if p.cwd.is_empty() { "/" } else { &p.cwd }),
         other => other.to_owned(),
     };
     let mut fail = Failure::from_errno(&what, errno);

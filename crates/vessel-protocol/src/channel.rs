@@ -45,7 +45,7 @@ pub const KIND_EXIT: u8 = b'X';
 pub const KIND_KILLED: u8 = b'K';
 
 /// The frame set this build speaks; bumped when a kind changes meaning.
-pub const PROTOCOL_VERSION: u8 = 3;
+pub const PROTOCOL_VERSION: u8 = 4;
 
 // Exec: more processes in a running guest. Each frame's first payload byte
 // is the process id the VMM gave the exec (1 to 255; the workload has none),
@@ -73,7 +73,16 @@ pub const KIND_EXEC_STDERR: u8 = b'r';
 pub const KIND_EXEC_EXIT: u8 = b'x';
 /// A signal killed an exec (guest -> host, data: the signal number).
 pub const KIND_EXEC_KILLED: u8 = b'k';
-const EXEC_KINDS: [u8; 10] = [
+/// Instead of a process, a question about the guest (host -> guest, data:
+/// [`QUERY_PS`] or [`QUERY_STATS`]): the answer is JSON in `o` frames,
+/// then `x` 0; or an `r` message and `x` 125.
+pub const KIND_EXEC_QUERY: u8 = b'q';
+/// The workload's processes, as its pid namespace in the guest numbers them.
+pub const QUERY_PS: &[u8] = b"ps";
+/// The guest's memory, CPU time and process count.
+pub const QUERY_STATS: &[u8] = b"stats";
+const EXEC_KINDS: [u8; 11] = [
+    KIND_EXEC_QUERY,
     KIND_EXEC_REQUEST,
     KIND_EXEC_WINSIZE,
     KIND_EXEC_START,

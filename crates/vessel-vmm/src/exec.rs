@@ -249,6 +249,7 @@ fn read_client(c: &mut Conn, agent: &AgentChannel) -> bool {
                 ok &= *request_bytes <= MAX_REQUEST;
             }
             protocol::KIND_EXEC_START if !*started => *started = true,
+            protocol::KIND_EXEC_QUERY if !*started => *started = true,
             protocol::KIND_EXEC_STDIN
             | protocol::KIND_EXEC_SIGNAL
             | protocol::KIND_EXEC_WINSIZE

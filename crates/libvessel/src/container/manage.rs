@@ -54,6 +54,29 @@ pub fn pids(root: &Path, id: &str) -> Result<Vec<i32>> {
     Ok(cgroup_of(&st)?.pids()?)
 }
 
+/// For a running VM-mode container, the guest agent's answer to `what`
+/// (`vessel_protocol::QUERY_PS` or `QUERY_STATS`); None in container mode
+/// and for a VM that is not running (its vCPUs cannot answer while paused),
+/// where the host's cgroup is what there is.
+fn guest_query(root: &Path, id: &str, what: &[u8]) -> Result<Option<Value>> {
+    let (dir, st) = super::load(root, id)?;
+    guest_query_of(&dir, &st, what)
+}
+
+/// `ps` of a running VM: the workload's processes as its pid namespace in
+/// the guest numbers them (`pid`, `ppid`, `uid`, `cmd`); None when the
+/// host's cgroup is the answer (see `guest_query`).
+pub fn guest_processes(root: &Path, id: &str) -> Result<Option<Value>> {
+    guest_query(root, id, vessel_protocol::QUERY_PS)
+}
+
+fn guest_query_of(dir: &Path, st: &State, what: &[u8]) -> Result<Option<Value>> {
+    if st.sandbox != Sandbox::Vm || st.live_status(dir) != Status::Running {
+        return Ok(None);
+    }
+    crate::vm::exec::query(dir, what).map(Some)
+}
+
 /// runc's `ps` table: the header of `ps <args>` and the lines whose PID
 /// column is one of `pids`.
 pub fn filter_ps_table(output: &str, pids: &[i32]) -> Result<String> {
@@ -245,13 +268,28 @@ pub fn parse_go_duration(s: &str) -> Result<Duration> {
     Ok(Duration::from_secs_f64(total))
 }
 
-/// One line of `events` output.
-pub fn stats_event(id: &str, cg: &Cgroup) -> Result<String> {
+/// One line of `events` output: the cgroup's figures (for a VM, the
+/// VMM's and virtiofsd's), plus under "guest" the guest kernel's own for a
+/// running VM.
+pub fn stats_event(id: &str, cg: &Cgroup, guest: Option<Value>) -> Result<String> {
+    let mut data = cg.stats()?;
+    if let (Some(g), Some(obj)) = (guest, data.as_object_mut()) {
+        obj.insert("guest".into(), g);
+    }
     Ok(format!(
         r#"{{"type":"stats","id":{},"data":{}}}"#,
         json!(id),
-        cg.stats()?
+        data
     ))
+}
+
+/// The guest's figures for a stats event; a VM that cannot answer gets the
+/// error logged and no "guest" key.
+fn guest_stats(dir: &Path, st: &State) -> Option<Value> {
+    guest_query_of(dir, st, vessel_protocol::QUERY_STATS).unwrap_or_else(|e| {
+        crate::logging::warn(&e.to_string());
+        None
+    })
 }
 
 /// runc's field order: type, id (no data).
@@ -280,7 +318,7 @@ pub fn events(
     }
     let cg = cgroup_of(&st)?;
     if stats_once {
-        emit(&stats_event(id, cg)?);
+        emit(&stats_event(id, cg, guest_stats(&dir, &st))?);
         return Ok(());
     }
     let poll = interval.min(Duration::from_millis(100));
@@ -298,7 +336,7 @@ pub fn events(
         }
         if Instant::now() >= next_stats {
             next_stats += interval;
-            match stats_event(id, cg) {
+            match stats_event(id, cg, guest_stats(&dir, &st)) {
                 Ok(e) => emit(&e),
                 Err(e) => crate::logging::error(&e.to_string()),
             }

@@ -137,15 +137,7 @@ fn window_size() -> Option<[u8; protocol::WINSIZE_LEN]> {
 /// Connects to the VM's exec socket and sends `process` (the OCI process
 /// object); the stream then carries the exec's frames.
 fn request(state_dir: &Path, process: &Value) -> Result<UnixStream> {
-    let path = state_dir.join(SOCKET_NAME);
-    let (short, _dir) = vessel_common::socket_path::short(&path)
-        .map_err(|e| Error::Other(format!("exec socket {}: {e}", path.display())))?;
-    let mut s = UnixStream::connect(&short).map_err(|e| {
-        Error::Other(format!(
-            "exec: connecting to the VM's exec socket {}: {e} (is the VM running?)",
-            path.display()
-        ))
-    })?;
+    let mut s = connect(state_dir, "exec")?;
     let json = serde_json::to_vec(process).map_err(|e| Error::Other(format!("exec: {e}")))?;
     let mut msg = Vec::with_capacity(json.len() + json.len() / 254 * 3 + 6);
     protocol::encode_exec(protocol::KIND_EXEC_REQUEST, 0, &json, &mut msg);
@@ -153,6 +145,74 @@ fn request(state_dir: &Path, process: &Value) -> Result<UnixStream> {
     s.write_all(&msg)
         .map_err(|e| Error::Other(format!("exec: sending the request: {e}")))?;
     Ok(s)
+}
+
+/// The VMM's exec socket; `what` names the command in errors.
+fn connect(state_dir: &Path, what: &str) -> Result<UnixStream> {
+    let path = state_dir.join(SOCKET_NAME);
+    let (short, _dir) = vessel_common::socket_path::short(&path)
+        .map_err(|e| Error::Other(format!("exec socket {}: {e}", path.display())))?;
+    UnixStream::connect(&short).map_err(|e| {
+        Error::Other(format!(
+            "{what}: connecting to the VM's exec socket {}: {e} (is the VM running?)",
+            path.display()
+        ))
+    })
+}
+
+/// How long the agent may take to answer a query.
+const QUERY_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Asks the guest's agent `what` (`protocol::QUERY_PS` or `QUERY_STATS`)
+/// and returns its JSON answer.
+pub fn query(state_dir: &Path, what: &[u8]) -> Result<Value> {
+    let name = String::from_utf8_lossy(what).into_owned();
+    let mut s = connect(state_dir, &name)?;
+    let mut msg = Vec::new();
+    protocol::encode_exec(protocol::KIND_EXEC_QUERY, 0, what, &mut msg);
+    s.write_all(&msg)
+        .and_then(|()| s.set_read_timeout(Some(QUERY_WAIT)))
+        .map_err(|e| Error::Other(format!("{name}: asking the guest: {e}")))?;
+    let (mut out, mut err, mut code) = (Vec::new(), Vec::new(), None);
+    let mut decoder = Decoder::new();
+    let mut buf = [0u8; 16 * 1024];
+    while code.is_none() {
+        let n = match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) => {
+                return Err(Error::Other(format!(
+                    "{name}: no answer from the guest's agent: {e}"
+                )))
+            }
+        };
+        decoder.feed(&buf[..n], |f| match f {
+            Frame::Exec {
+                kind: protocol::KIND_EXEC_STDOUT,
+                data,
+                ..
+            } => out.extend_from_slice(data),
+            Frame::Exec {
+                kind: protocol::KIND_EXEC_STDERR,
+                data,
+                ..
+            } => err.extend_from_slice(data),
+            Frame::Exec {
+                kind: protocol::KIND_EXEC_EXIT | protocol::KIND_EXEC_KILLED,
+                data: [c, ..],
+                ..
+            } => code = Some(*c),
+            _ => {}
+        });
+    }
+    match code {
+        Some(0) => serde_json::from_slice(&out)
+            .map_err(|e| Error::Other(format!("{name}: the guest's answer is not JSON: {e}"))),
+        _ => Err(Error::Other(format!(
+            "{name}: the guest's agent could not answer: {}",
+            String::from_utf8_lossy(&err).trim()
+        ))),
+    }
 }
 
 /// Relays until the process ends; returns vessel's exit code (128 + N for

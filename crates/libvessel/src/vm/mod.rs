@@ -304,7 +304,7 @@ pub fn launch(req: &LaunchRequest) -> Result<i32, VmError> {
     );
     let cmd = vmm_command(req, &vmm, &initrd, &cmdline, &share, procs, &net);
     let child = cmd.and_then(|mut c| {
-        c.spawn().map_err(|e| {
+        spawn_in_own_pid_namespace(&mut c).map_err(|e| {
             VmError::Msg(format!(
                 "spawn the VMM {} for {}: {e}",
                 vmm.display(),
@@ -318,6 +318,35 @@ pub fn launch(req: &LaunchRequest) -> Result<i32, VmError> {
     // The child is not waited for here: `create` records its pid and exits;
     // whoever reaps vessel's children (the shim, or `run`) reaps it.
     Ok(child.id() as i32)
+}
+
+/// Spawns the VMM as PID 1 of a new pid namespace, as a container's init
+/// is: it sees and can signal no host process (its seccomp filter allows
+/// tgkill), and `podman top` on it lists only itself. The namespace is for
+/// this one child: vessel's own later children (hooks, `run`'s helpers) go
+/// back to vessel's namespace. A host that refuses a new pid namespace
+/// (no CAP_SYS_ADMIN) gets the VMM in vessel's, as before.
+fn spawn_in_own_pid_namespace(cmd: &mut Command) -> std::io::Result<std::process::Child> {
+    use nix::sched::{setns, unshare, CloneFlags};
+    let own = std::fs::File::open("/proc/self/ns/pid")?;
+    if let Err(e) = unshare(CloneFlags::CLONE_NEWPID) {
+        crate::logging::debug(&format!(
+            "the VMM shares vessel's pid namespace: unshare(CLONE_NEWPID): {e}"
+        ));
+        return cmd.spawn();
+    }
+    let mut spawned = cmd.spawn();
+    // pid_ns_for_children is per thread and this thread forked the VMM.
+    if let Err(e) = setns(&own, CloneFlags::CLONE_NEWPID) {
+        if let Ok(child) = spawned.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        return Err(std::io::Error::other(format!(
+            "return to vessel's pid namespace after spawning the VMM: {e}"
+        )));
+    }
+    spawned
 }
 
 /// The VMM's command line and stdio, and its pre-exec steps (own session,
