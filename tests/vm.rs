@@ -255,6 +255,10 @@ struct QemuRun {
     stdout: String,
     stderr: String,
     console: String,
+    /// For a failed boot: how long it took, and QEMU's status if it had
+    /// already exited when the relay ended.
+    took: Duration,
+    qemu: Option<std::process::ExitStatus>,
 }
 
 /// Boot vessel-agent as the guest's init under QEMU's software CPU (no KVM
@@ -270,7 +274,9 @@ fn boot_agent_in_qemu(kernel: &Path, bundle: &Bundle, send: &'static [u8]) -> Qe
     // Seen under heavy load on this 2-core host: a TCG guest whose frames
     // never reach the socket. Say so, with what it printed, and boot again.
     eprintln!(
-        "RETRY: no status frame from the agent under QEMU; stdout {:?}, stderr {:?}, console:\n{}",
+        "RETRY: no status frame from the agent under QEMU after {:.1} s (QEMU {}); stdout {:?}, stderr {:?}, console:\n{}",
+        run.took.as_secs_f64(),
+        run.qemu.map_or("still running".to_string(), |s| s.to_string()),
         run.stdout, run.stderr, run.console
     );
     skip("one QEMU boot of the agent gave no status frame (TCG under load); booted it again");
@@ -378,7 +384,8 @@ fn boot_agent_once(kernel: &Path, bundle: &Bundle, send: &'static [u8]) -> QemuR
     .arg(kernel)
     .arg("-initrd")
     .arg(&initrd)
-    .args(["-append", libvessel::vm::config::BASE_CMDLINE])
+    .arg("-append")
+    .arg(qemu_cmdline())
     .arg("-serial")
     .arg(format!("file:{}", console.display()))
     .arg("-chardev")
@@ -393,8 +400,10 @@ fn boot_agent_once(kernel: &Path, bundle: &Bundle, send: &'static [u8]) -> QemuR
     // (the agent waits for a VMM to end the VM before powering off), so
     // QEMU is stopped once the relay has the status, or has given up.
     c.stdout(Stdio::null());
+    let started = Instant::now();
     let mut qemu = c.spawn().expect("start qemu-system-x86_64");
     let (stdout, stderr, end) = relay.join().unwrap();
+    let exited = qemu.try_wait().ok().flatten();
     let _ = qemu.kill();
     let _ = qemu.wait();
     QemuRun {
@@ -402,6 +411,37 @@ fn boot_agent_once(kernel: &Path, bundle: &Bundle, send: &'static [u8]) -> QemuR
         stdout,
         stderr,
         console: std::fs::read_to_string(&console).unwrap_or_default(),
+        took: started.elapsed(),
+        qemu: exited,
+    }
+}
+
+/// The guest's command line under QEMU: vessel's, plus the TSC's rate.
+/// TCG's TSC runs at the host's; without the rate the guest calibrates it
+/// against the emulated PIT, which fails on a cold, loaded TCG ("tsc:
+/// Unable to calibrate against PIT") and then stalls the boot (seen on
+/// most first boots of a test run here).
+fn qemu_cmdline() -> String {
+    let mhz = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find_map(|l| l.strip_prefix("cpu MHz"))
+                .and_then(|v| {
+                    v.trim_start_matches([' ', '\t', ':'])
+                        .trim()
+                        .parse::<f64>()
+                        .ok()
+                })
+        })
+        .filter(|m| *m > 0.0);
+    match mhz {
+        Some(m) => format!(
+            "{} tsc_early_khz={}",
+            libvessel::vm::config::BASE_CMDLINE,
+            (m * 1000.0) as u64
+        ),
+        None => libvessel::vm::config::BASE_CMDLINE.to_string(),
     }
 }
 
