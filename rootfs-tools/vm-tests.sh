@@ -539,13 +539,24 @@ check "SCMP_ACT_NOTIFY in VM mode: create fails naming it" '[ "$rc" != 0 ] && gr
 check "SCMP_ACT_NOTIFY in VM mode: nothing left behind" '[ -z "$(nothing_left vm8 "")" ]' "$(nothing_left vm8 "")"
 
 # --- No boot: a missing kernel is refused at create with its own message. -------
-mkbundle "$work/b5" ', "vessel.vm.kernel": "/nonexistent/vmlinux"' true
+kdir=$(dirname "$VESSEL_VM_KERNEL")
+mkbundle "$work/b5" ", \"vessel.vm.kernel\": \"$kdir/nonexistent-vmlinux\"" true
 v create --bundle "$work/b5" vm5 > /dev/null 2> "$work/err5"
 rc=$?
 check "missing kernel: create fails" '[ "$rc" != 0 ]' "create succeeded"
 check "missing kernel: the error names the path and guest-kernel.sh" \
-  'grep -q /nonexistent/vmlinux "$work/err5" && grep -q guest-kernel.sh "$work/err5"' "stderr: $(cat "$work/err5")"
+  'grep -q "$kdir/nonexistent-vmlinux" "$work/err5" && grep -q guest-kernel.sh "$work/err5"' "stderr: $(cat "$work/err5")"
 check "missing kernel: nothing left behind" '[ -z "$(nothing_left vm5 "")" ]' "$(nothing_left vm5 "")"
+# A bundle may name a kernel only in the operator's directories: not a host
+# ELF it would read in the guest, not through a symlink or "..".
+ln -sf /bin/busybox "$kdir/escape-link"
+for bad in /bin/busybox "$kdir/../../../../bin/busybox" "$kdir/escape-link"; do
+  mkbundle "$work/b5" ", \"vessel.vm.kernel\": \"$bad\"" true
+  v create --bundle "$work/b5" vm5 > /dev/null 2> "$work/err5"; rc=$?
+  check "a bundle's kernel outside the operator's directories ($bad) is refused, naming VESSEL_VM_KERNEL_DIRS, leaving nothing" \
+    '[ "$rc" != 0 ] && grep -q "outside the directories" "$work/err5" && grep -q VESSEL_VM_KERNEL_DIRS "$work/err5" && [ -z "$(nothing_left vm5 "")" ]' "rc $rc: $(cat "$work/err5")"
+done
+rm -f "$kdir/escape-link"
 
 # --- process.terminal. -----------------------------------------------------------
 # tty_bundle DIR ARGS...: mkbundle with process.terminal and a 21x77 consoleSize.

@@ -218,19 +218,80 @@ pub fn cpuset_count(list: &str) -> Result<u32, VmError> {
     Ok(count)
 }
 
+/// Env: more directories (colon-separated) a bundle may take its guest
+/// kernel from, besides the default kernel's and `VESSEL_VM_KERNEL`'s.
+pub const ENV_KERNEL_DIRS: &str = "VESSEL_VM_KERNEL_DIRS";
+
 /// The guest kernel: annotation `vessel.vm.kernel`, then config.json's
 /// `vm.kernel.path`, then env `VESSEL_VM_KERNEL`, then the default.
-pub fn kernel_path(spec: &Spec, vm_kernel_path: Option<&Path>) -> PathBuf {
-    if let Some(p) = annotation(spec, ANNOTATION_KERNEL).filter(|p| !p.is_empty()) {
-        return PathBuf::from(p);
+///
+/// The first two come from the bundle, which a tenant writes: such a path
+/// must lie in a directory the operator chose (`allowed_kernel_dirs`), and
+/// stay there once its symlinks are resolved. Otherwise a bundle could have
+/// vessel load any host ELF file into guest memory, where the workload can
+/// read it, and learn from the errors which host files exist. A path
+/// outside is refused before anything looks at it.
+pub fn kernel_path(spec: &Spec, vm_kernel_path: Option<&Path>) -> Result<PathBuf, VmError> {
+    let from_bundle = annotation(spec, ANNOTATION_KERNEL)
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| vm_kernel_path.map(Path::to_path_buf));
+    match from_bundle {
+        Some(p) => bundle_kernel(&p, &allowed_kernel_dirs()),
+        None => Ok(operator_kernel()),
     }
-    if let Some(p) = vm_kernel_path {
-        return p.to_path_buf();
-    }
+}
+
+/// The operator's kernel: env `VESSEL_VM_KERNEL`, else the default.
+fn operator_kernel() -> PathBuf {
     match std::env::var_os(ENV_KERNEL).filter(|v| !v.is_empty()) {
         Some(p) => PathBuf::from(p),
         None => PathBuf::from(DEFAULT_KERNEL),
     }
+}
+
+/// Where a bundle may take its kernel from: the default kernel's
+/// directory, `VESSEL_VM_KERNEL`'s, and `VESSEL_VM_KERNEL_DIRS`.
+fn allowed_kernel_dirs() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = [PathBuf::from(DEFAULT_KERNEL), operator_kernel()]
+        .iter()
+        .filter_map(|k| k.parent().map(Path::to_path_buf))
+        .collect();
+    if let Some(extra) = std::env::var_os(ENV_KERNEL_DIRS) {
+        dirs.extend(std::env::split_paths(&extra).filter(|d| d.is_absolute()));
+    }
+    dirs.dedup();
+    dirs
+}
+
+/// A bundle's kernel path, if it is (lexically, then with its symlinks
+/// resolved) inside one of `allowed`. A missing file is left to the
+/// caller's existence check, which names it.
+fn bundle_kernel(path: &Path, allowed: &[PathBuf]) -> Result<PathBuf, VmError> {
+    let lexical_ok = path.is_absolute()
+        && !path
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+        && allowed.iter().any(|d| path.starts_with(d));
+    let resolved_ok = || match std::fs::canonicalize(path) {
+        Ok(real) => allowed.iter().any(|d| {
+            std::fs::canonicalize(d)
+                .map(|d| real.starts_with(d))
+                .unwrap_or(false)
+        }),
+        Err(_) => true,
+    };
+    if lexical_ok && resolved_ok() {
+        return Ok(path.to_path_buf());
+    }
+    let names: Vec<String> = allowed.iter().map(|d| d.display().to_string()).collect();
+    Err(VmError::Msg(format!(
+        "guest kernel {}, named by the bundle (annotation {ANNOTATION_KERNEL} or vm.kernel.path), \
+         is outside the directories the operator allows ({}): a bundle may only pick a kernel \
+         from those; the operator adds directories with {ENV_KERNEL_DIRS}",
+        path.display(),
+        names.join(", ")
+    )))
 }
 
 /// The kernel command line: the base plus the spec's parameters.
@@ -402,16 +463,47 @@ mod tests {
 
     #[test]
     fn kernel_path_precedence() {
-        let with_annotation = spec_from(json!({"annotations": {"vessel.vm.kernel": "/a"}}));
+        let with_annotation =
+            spec_from(json!({"annotations": {"vessel.vm.kernel": "/var/lib/vessel/kernel/a"}}));
         assert_eq!(
-            kernel_path(&with_annotation, Some(Path::new("/c"))),
-            PathBuf::from("/a")
+            kernel_path(
+                &with_annotation,
+                Some(Path::new("/var/lib/vessel/kernel/c"))
+            )
+            .unwrap(),
+            PathBuf::from("/var/lib/vessel/kernel/a")
         );
         let plain = spec_from(json!({}));
         assert_eq!(
-            kernel_path(&plain, Some(Path::new("/c"))),
-            PathBuf::from("/c")
+            kernel_path(&plain, Some(Path::new("/var/lib/vessel/kernel/c"))).unwrap(),
+            PathBuf::from("/var/lib/vessel/kernel/c")
         );
+    }
+
+    #[test]
+    fn a_bundle_kernel_must_stay_in_the_allowed_dirs() {
+        let dir = std::env::temp_dir().join(format!("vessel-kdirs-{}", std::process::id()));
+        let allowed = dir.join("kernels");
+        std::fs::create_dir_all(&allowed).unwrap();
+        std::fs::write(allowed.join("vmlinux"), b"x").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", allowed.join("escape")).unwrap();
+        let ok = |p: &Path| bundle_kernel(p, std::slice::from_ref(&allowed));
+        assert!(ok(&allowed.join("vmlinux")).is_ok());
+        // Missing: the caller's existence check names it.
+        assert!(ok(&allowed.join("missing")).is_ok());
+        for bad in [
+            PathBuf::from("/etc/passwd"),
+            allowed.join("../kernels/vmlinux"),
+            allowed.join("escape"),
+            PathBuf::from("vmlinux"),
+        ] {
+            let e = ok(&bad).unwrap_err().to_string();
+            assert!(
+                e.contains("outside the directories") && e.contains(ENV_KERNEL_DIRS),
+                "{e}"
+            );
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

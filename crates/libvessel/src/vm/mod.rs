@@ -143,7 +143,7 @@ pub fn check_host(spec: &Spec) -> Result<(), VmError> {
         .as_ref()
         .map(|vm| vm.kernel().path().as_path())
         .filter(|p| !p.as_os_str().is_empty());
-    let kernel = config::kernel_path(spec, vm_kernel);
+    let kernel = config::kernel_path(spec, vm_kernel)?;
     check_kernel(&kernel)?;
     find_agent()?;
     find_vmm()?;
@@ -231,7 +231,7 @@ pub struct VmPlan {
 /// section and its rootfs.
 pub fn plan(spec: &Spec, vm: &VmSection, rootfs: &Path) -> Result<VmPlan, VmError> {
     Ok(VmPlan {
-        kernel: config::kernel_path(spec, vm.kernel_path.as_deref()),
+        kernel: config::kernel_path(spec, vm.kernel_path.as_deref())?,
         cmdline: config::cmdline(&vm.kernel_parameters)?,
         sizing: config::sizing(spec, vm)?,
         extra_initrd: vm.initrd.clone(),
