@@ -86,6 +86,19 @@ kill $squatter 2> /dev/null; wait $squatter 2> /dev/null
 check "net: a network namespace a process is in is refused at create, untouched" \
   '[ $rc != 0 ] && grep -q "is in use (pid" "$work/err0" && [ ! -e "$root/busy" ] && $IP -n vnt -4 addr show eth0 | grep -q 10.200.0.2/24' \
   "rc $rc: $(cat "$work/err0")"
+# Two creates naming one namespace at once: one takes it, the other is
+# refused (a lock on the namespace holds it off until the first VMM is in
+# it), and the winner's set-up is intact, not torn down by the loser's undo.
+v create --bundle "$work/b" race1 > /dev/null 2> "$work/errr1" & r1=$!
+v create --bundle "$work/b" race2 > /dev/null 2> "$work/errr2" & r2=$!
+wait $r1; rc1=$?; wait $r2; rc2=$?
+won=''; [ $rc1 = 0 ] && won=race1; [ $rc2 = 0 ] && won="${won}race2"
+check "net: two creates racing for one namespace: exactly one wins, with its tap and tc redirect intact" \
+  '{ [ "$won" = race1 ] || [ "$won" = race2 ]; } && $IP -n vnt link show tap0_vessel > /dev/null && $TC -n vnt filter show dev eth0 ingress | grep -q "Redirect to device tap0_vessel"' \
+  "rc $rc1/$rc2: $(cat "$work/errr1" "$work/errr2"); $($IP -n vnt link 2>&1)"
+for r in race1 race2; do v delete -f $r > /dev/null 2>&1; done
+check "net: after the race's delete, eth0 has its address back and no tap is left" \
+  '$IP -n vnt addr show eth0 | grep -q "inet 10.200.0.2/24" && ! $IP -n vnt link show tap0_vessel 2> /dev/null' "$($IP -n vnt addr 2>&1)"
 t0=$(uptime_s)
 if v create --bundle "$work/b" web > "$work/out" 2> "$work/err"; then
   pid=$(v state web | tr -d '\n ' | sed -n 's/.*"pid":\([0-9]*\).*/\1/p')

@@ -107,6 +107,40 @@ fn open_netns(path: &Path) -> Result<OwnedFd, VmError> {
     Ok(f.into())
 }
 
+/// How long `create` waits for another vessel setting up the same
+/// namespace.
+const NETNS_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// An exclusive flock on the namespace's own nsfs file (one inode per
+/// namespace, whatever path names it; nothing to clean up): two creates
+/// naming one namespace would both pass the in-use check before either
+/// VMM is in it, then fight over its interface, one's undo tearing down
+/// the other's tap.
+fn lock_netns(ns: &OwnedFd, path: &Path) -> Result<(), VmError> {
+    let deadline = std::time::Instant::now() + NETNS_LOCK_WAIT;
+    loop {
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(ns.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EWOULDBLOCK) {
+            return Err(VmError::Msg(format!(
+                "lock network namespace {}: {e}",
+                path.display()
+            )));
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(VmError::Msg(format!(
+                "network namespace {}: another vessel has been setting it up for a VM for {} s",
+                path.display(),
+                NETNS_LOCK_WAIT.as_secs()
+            )));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// VM mode takes the namespace's interface over (its address moves to the
 /// guest), so the namespace must be the VM's alone: a path naming one that
 /// a process already lives in (another container's, a pod's pause
@@ -246,6 +280,10 @@ pub fn prepare(spec: &Spec, state_dir: &Path) -> Result<Prepared, VmError> {
         NetNs::Path(p) => p,
     };
     let ns = open_netns(&path)?;
+    // Held until this `create` exits (the descriptor is close-on-exec, so
+    // the VMM does not inherit it): by then the VMM is in the namespace,
+    // and the in-use check refuses the next one.
+    lock_netns(&ns, &path)?;
     refuse_if_in_use(&ns, &path)?;
     let taken = in_netns(&ns, || take_over(&path, state_dir))?;
     Ok(Prepared {
