@@ -38,6 +38,10 @@ pub struct VmmArgs {
 pub struct FsShare {
     pub socket: PathBuf,
     pub tag: String,
+    /// `--virtiofs-fd N`: the runtime's connection to the socket, inherited,
+    /// used instead of connecting (so virtiofsd sees the VMM's end close
+    /// even if the VMM dies before it would have connected).
+    pub fd: Option<i32>,
 }
 
 /// The longest tag virtio-fs's configuration space holds (virtio spec 5.11.4).
@@ -60,12 +64,13 @@ pub fn parse_fs_share(v: &str) -> Result<FsShare, String> {
     Ok(FsShare {
         socket: PathBuf::from(socket),
         tag: tag.to_string(),
+        fd: None,
     })
 }
 
 pub const USAGE: &str = "usage: vessel-vmm --kernel PATH [--initrd PATH] [--cmdline STR] \
 [--vcpus N] [--mem-mib M] [--exec-fifo PATH] [--console-log PATH] [--uid U --gid G] [--tty] \
-[--exec-socket PATH] [--virtiofs SOCKET:TAG] \
+[--exec-socket PATH] [--virtiofs SOCKET:TAG [--virtiofs-fd N]] \
 [--net-fd N --net-mac MAC --net-mtu M]";
 
 use vessel_protocol::launch::{DEFAULT_MEM_MIB, DEFAULT_VCPUS, MAX_MEM_MIB, MIN_MEM_MIB};
@@ -84,7 +89,8 @@ pub fn parse(args: &[String]) -> Result<VmmArgs, String> {
     let mut tty = false;
     let mut exec_socket = None;
     let (mut net_fd, mut net_mac, mut net_mtu) = (None, None, None);
-    let mut virtiofs = None;
+    let mut virtiofs: Option<FsShare> = None;
+    let mut virtiofs_fd = None;
 
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -134,6 +140,15 @@ pub fn parse(args: &[String]) -> Result<VmmArgs, String> {
             "--console-log" => console_log = Some(PathBuf::from(value()?)),
             "--exec-socket" => exec_socket = Some(PathBuf::from(value()?)),
             "--virtiofs" => virtiofs = Some(parse_fs_share(&value()?)?),
+            "--virtiofs-fd" => {
+                let v = value()?;
+                virtiofs_fd = Some(
+                    v.parse::<i32>()
+                        .ok()
+                        .filter(|fd| *fd >= 3)
+                        .ok_or_else(|| format!("--virtiofs-fd {v}: expected a descriptor >= 3"))?,
+                );
+            }
             "--uid" | "--gid" => {
                 let v = value()?;
                 let n: u32 = v
@@ -182,6 +197,11 @@ pub fn parse(args: &[String]) -> Result<VmmArgs, String> {
             ))
         }
     };
+    match (virtiofs.as_mut(), virtiofs_fd) {
+        (Some(share), fd) => share.fd = fd,
+        (None, Some(_)) => return Err(format!("--virtiofs-fd needs --virtiofs\n{USAGE}")),
+        (None, None) => {}
+    }
     Ok(VmmArgs {
         net,
         kernel,
@@ -249,7 +269,8 @@ mod tests {
             a.virtiofs,
             Some(FsShare {
                 socket: PathBuf::from("/run/a:b/fs.sock"),
-                tag: "vessel-root".into()
+                tag: "vessel-root".into(),
+                fd: None,
             })
         );
         let long = format!("/s:{}", "t".repeat(MAX_FS_TAG + 1));

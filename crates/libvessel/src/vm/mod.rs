@@ -37,6 +37,7 @@ pub use memory::{check_memory_update, lift_memory_limit, memory_need_bytes};
 use crate::cgroups::Cgroup;
 use config::VmSection;
 use oci_spec::runtime::Spec;
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -297,11 +298,7 @@ pub fn launch(req: &LaunchRequest) -> Result<i32, VmError> {
         })
         .collect();
     let fsd = virtiofs::start(&plan.share, req.state_dir, &procs)?;
-    let share = format!(
-        "{}:{}",
-        fsd.socket.display(),
-        vessel_protocol::launch::FS_TAG
-    );
+    let share = virtiofs::VmmShare::connect(&fsd).inspect_err(|_| fsd.kill())?;
     let cmd = vmm_command(req, &vmm, &initrd, &cmdline, &share, procs, &net);
     let child = cmd.and_then(|mut c| {
         spawn_in_own_pid_namespace(&mut c).map_err(|e| {
@@ -356,7 +353,7 @@ fn vmm_command(
     vmm: &Path,
     initrd: &Path,
     cmdline: &str,
-    share: &str,
+    share: &virtiofs::VmmShare,
     procs: Vec<std::ffi::CString>,
     net: &net::Prepared,
 ) -> Result<Command, VmError> {
@@ -389,7 +386,9 @@ fn vmm_command(
         .arg("--exec-socket")
         .arg(req.state_dir.join(exec::SOCKET_NAME))
         .arg("--virtiofs")
-        .arg(share)
+        .arg(&share.arg)
+        .arg("--virtiofs-fd")
+        .arg(virtiofs::VMM_FS_FD.to_string())
         .args(req.terminal.as_ref().map(|_| "--tty"))
         .args(
             identity
@@ -402,6 +401,7 @@ fn vmm_command(
         .stdout(stdio("stdout")?)
         .stderr(stdio("stderr")?);
     let (net_join, net_tap) = net.raw_fds();
+    let fs_fd = share.conn.as_raw_fd();
     // SAFETY: between fork and exec the closure only makes raw syscalls
     // (setsid, open, write, close, and `net::pre_exec`'s) on data prepared
     // above: async-signal-safe.
@@ -419,7 +419,14 @@ fn vmm_command(
                     libc::close(fd);
                 }
             }
-            net::pre_exec(net_join, net_tap)
+            net::pre_exec(net_join, net_tap)?;
+            // After the tap's dup2: `fs_fd` is above both targets
+            // (`virtiofs::connect`), so neither dup2 overwrites the other's
+            // source. dup2 clears close-on-exec on the copy.
+            if libc::dup2(fs_fd, virtiofs::VMM_FS_FD) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
         });
     }
     Ok(cmd)
@@ -561,13 +568,13 @@ mod tests {
     #[test]
     fn plan_uses_vm_section() {
         let doc = json!({
-            "vm": {"kernel": {"path": "/k/vmlinux", "parameters": ["foo=1"]}, "hwConfig": {"vcpus": 2}},
+            "vm": {"kernel": {"path": "/var/lib/vessel/kernel/vmlinux", "parameters": ["foo=1"]}, "hwConfig": {"vcpus": 2}},
             "linux": {"resources": {"memory": {"limit": 512u64 << 20}}}
         });
         let vm = VmSection::from_json(&doc).unwrap();
         let p = plan(&spec(doc), &vm, Path::new("/b/rootfs")).unwrap();
         assert_eq!(p.share.rootfs, PathBuf::from("/b/rootfs"));
-        assert_eq!(p.kernel, PathBuf::from("/k/vmlinux"));
+        assert_eq!(p.kernel, PathBuf::from("/var/lib/vessel/kernel/vmlinux"));
         assert!(p.cmdline.ends_with(" foo=1"));
         assert_eq!(
             p.sizing,

@@ -22,7 +22,7 @@
 use super::VmError;
 use oci_spec::runtime::Spec;
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt};
 use std::os::unix::net::UnixListener;
@@ -234,6 +234,49 @@ pub fn start(plan: &SharePlan, state_dir: &Path, procs: &[CString]) -> Result<Vi
         pid: child.id() as i32,
         socket,
     })
+}
+
+/// The descriptor the VMM gets its virtiofsd connection on (the tap is 3).
+pub const VMM_FS_FD: RawFd = 4;
+/// The runtime's copy of that connection is moved at or above this, so
+/// the pre-exec dup2s to 3 and 4 never overwrite a source.
+const HIGH_FD: RawFd = 64;
+
+/// What the VMM gets for its virtio-fs device: `--virtiofs SOCKET:TAG`,
+/// and a connection to virtiofsd it inherits (`--virtiofs-fd`) instead of
+/// connecting itself. virtiofsd ends when its one client goes; this way
+/// that client exists from `create` on. A VMM killed before it set its
+/// devices up (a created container's) used to leave virtiofsd waiting for
+/// a connection until `delete`.
+pub struct VmmShare {
+    pub arg: String,
+    pub conn: OwnedFd,
+}
+
+impl VmmShare {
+    /// Connects to `fsd`'s socket (bound before virtiofsd started, so this
+    /// connects at once).
+    pub fn connect(fsd: &Virtiofsd) -> Result<VmmShare, VmError> {
+        let socket = &fsd.socket;
+        let err = |e: std::io::Error| {
+            VmError::Msg(format!(
+                "virtiofs: connecting to virtiofsd at {}: {e}",
+                socket.display()
+            ))
+        };
+        let (short, _dir) = vessel_common::socket_path::short(socket).map_err(err)?;
+        let stream = std::os::unix::net::UnixStream::connect(short).map_err(err)?;
+        // SAFETY: F_DUPFD_CLOEXEC on a descriptor we own returns a new one.
+        let high = unsafe { libc::fcntl(stream.as_raw_fd(), libc::F_DUPFD_CLOEXEC, HIGH_FD) };
+        if high < 0 {
+            return Err(err(std::io::Error::last_os_error()));
+        }
+        Ok(VmmShare {
+            arg: format!("{}:{}", socket.display(), vessel_protocol::launch::FS_TAG),
+            // SAFETY: `high` is a new descriptor nothing else owns.
+            conn: unsafe { OwnedFd::from_raw_fd(high) },
+        })
+    }
 }
 
 /// In virtiofsd's child: its own session, the container's cgroup, a mount

@@ -86,6 +86,21 @@ pub struct FsDevice {
     activated: bool,
 }
 
+/// The runtime's connection to virtiofsd, inherited as descriptor `fd`:
+/// checked to be a socket, then owned (close-on-exec) by the VMM.
+fn take_socket(fd: RawFd) -> Result<UnixStream, String> {
+    use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+    fcntl(fd, FcntlArg::F_GETFD).map_err(|e| format!("{fd} is not an open descriptor: {e}"))?;
+    let st = nix::sys::stat::fstat(fd).map_err(|e| format!("fstat {fd}: {e}"))?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFSOCK {
+        return Err(format!("{fd} is not a socket"));
+    }
+    fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).map_err(|e| format!("F_SETFD {fd}: {e}"))?;
+    // SAFETY: the runtime gave this open socket to the VMM; nothing else in
+    // the VMM owns it.
+    Ok(unsafe { UnixStream::from_raw_fd(fd) })
+}
+
 impl FsDevice {
     /// Connects to the backend's socket and runs the handshake that needs
     /// no guest: SET_OWNER, GET_FEATURES, the protocol features. Returns the
@@ -98,9 +113,14 @@ impl FsDevice {
                 share.socket.display()
             ))
         };
-        let (short, _dir) =
-            vessel_common::socket_path::short(&share.socket).map_err(|e| ctx("connecting", &e))?;
-        let sock = UnixStream::connect(&short).map_err(|e| ctx("connecting", &e))?;
+        let sock = match share.fd {
+            Some(fd) => take_socket(fd).map_err(|e| ctx("--virtiofs-fd", &e))?,
+            None => {
+                let (short, _dir) = vessel_common::socket_path::short(&share.socket)
+                    .map_err(|e| ctx("connecting", &e))?;
+                UnixStream::connect(&short).map_err(|e| ctx("connecting", &e))?
+            }
+        };
         let fd = sock.as_raw_fd();
         let mut frontend = Frontend::from_stream(sock, QUEUES as u64);
         frontend.set_owner().map_err(|e| ctx("SET_OWNER", &e))?;
