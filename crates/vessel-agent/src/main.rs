@@ -107,7 +107,7 @@ fn run(channel: &mut Option<File>) -> Result<i32, Failure> {
             Some(tag) => Some(share::enter(&tag, &cfg).map_err(Failure::other)?),
             None => None,
         };
-        setup::own_kernel_mounts().map_err(Failure::other)?;
+        setup::own_kernel_mounts(&cfg).map_err(Failure::other)?;
         setup::spec_mounts(&cfg, volumes.as_mut()).map_err(Failure::other)?;
         setup::hostname(&cfg).map_err(Failure::other)?;
         // Before the read-only paths (a read-only root): it writes /etc files.

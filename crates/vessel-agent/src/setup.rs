@@ -46,14 +46,29 @@ const BASE: &[(&str, &str, &str, MsFlags)] = &[
 /// The workload's own instances of the kernel filesystems that belong to
 /// its namespaces, over the agent's copies it inherited: procfs for its
 /// pid namespace (the agent's would list the agent and the whole guest),
-/// devpts for its own ptys, /dev/shm for its ipc namespace.
-pub fn own_kernel_mounts() -> Result<(), String> {
+/// devpts for its own ptys, /dev/shm for its ipc namespace. Where the
+/// spec's own entry for one of the kernel filesystems asks for `ro` (the
+/// default spec's /sys), that mount is made read-only in the workload's
+/// namespace (the agent's stays as it is).
+pub fn own_kernel_mounts(cfg: &Config) -> Result<(), String> {
     for (dest, fstype, data, flags) in BASE {
         if matches!(*dest, "/proc" | "/dev/pts" | "/dev/shm") {
             nix::mount::umount2(*dest, nix::mount::MntFlags::MNT_DETACH)
                 .map_err(|e| format!("detach the agent's {dest}: {e}"))?;
             mount_fs(dest, fstype, *flags, data)?;
         }
+    }
+    for m in &cfg.mounts {
+        let dest = m.destination.trim_end_matches('/');
+        let Some((_, _, _, flags)) = BASE.iter().find(|(d, ..)| *d == dest && *d != "/dev") else {
+            continue;
+        };
+        if !parse_options(&m.options).0.contains(MsFlags::MS_RDONLY) {
+            continue;
+        }
+        let ro = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | *flags;
+        mount(None::<&str>, dest, None::<&str>, ro, None::<&str>)
+            .map_err(|e| format!("make {dest} read-only as the spec asks: {e}"))?;
     }
     Ok(())
 }
