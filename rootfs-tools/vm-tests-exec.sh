@@ -21,6 +21,13 @@ check "ps: the guest's table shows the workload as PID 1 (parent 0, uid 0)" 'ech
 got=$(v events --stats vm3 2>&1)
 check "events --stats: the guest's memory, CPU and pids next to the host cgroup's" \
   'echo "$got" | grep -q "\"guest\":{" && echo "$got" | grep -q "\"available\":[1-9]" && echo "$got" | grep -q "\"pids\":{\"current\":[1-9]"' "$got"
+# The workload's cgroup in the guest: pids.max from the spec, seen as its
+# cgroup namespace's root; a burst of 150 background sleeps stops at it
+# (then they are killed and reaped, so the next execs can fork again).
+got=$(v exec vm3 sh -c 'echo "max=$(cat /sys/fs/cgroup/pids.max)"; echo "cg=$(cat /proc/self/cgroup)"; p=; for i in $(seq 150); do sleep 8 & p="$p $!"; done 2> /tmp/forks.err; echo "procs=$(ls -d /proc/[0-9]* | wc -l)"; echo "refused=$(grep -c "fork" /tmp/forks.err)"; kill $p 2> /dev/null; wait' 2>&1)
+procs=$(echo "$got" | sed -n 's/^procs=//p')
+check "in-guest cgroup: pids.max 100 from the spec, the cgroup namespace's root, forks refused past it" \
+  'echo "$got" | grep -qx max=100 && echo "$got" | grep -qx "cg=0::/" && [ -n "$procs" ] && [ "$procs" -le 100 ] && ! echo "$got" | grep -qx refused=0' "$got"
 # An escape probe, as in container mode: without CAP_SYS_ADMIN or
 # CAP_SYS_RAWIO a root process mounts nothing, reaches no raw I/O port or
 # physical memory, and /proc/sys is read-only.

@@ -331,7 +331,7 @@ fi
 # the guest's /tmp, for the memory measurement and the update checks.
 mkbundle "$work/b3" '' sh -c 'head -c 100m /dev/zero > /tmp/fill; echo up; i=0; while :; do i=$((i + 1)); echo "tick $i"; sleep 0.2; done'
 # /proc/sys read-only, as the default spec has it (the escape probe).
-sed -i 's/"namespaces": \[/"resources": {"memory": {"limit": 268435456}}, "readonlyPaths": ["\/proc\/sys"], "namespaces": [/' "$work/b3/config.json"
+sed -i 's/"namespaces": \[/"resources": {"memory": {"limit": 268435456}, "pids": {"limit": 100}}, "readonlyPaths": ["\/proc\/sys"], "namespaces": [/' "$work/b3/config.json"
 cgdir() { echo "/sys/fs/cgroup$(sed -n 's/^0:://p' "/proc/$1/cgroup")"; }
 ticks() { grep -c '^tick ' "$work/out3"; }
 wait_ticks() { # wait_ticks MORE-THAN SECONDS

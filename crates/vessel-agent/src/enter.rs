@@ -3,6 +3,9 @@
 //! agent (PID 1 of the guest, which keeps the initramfs as its root) nor
 //! the guest's other processes; every exec joins those namespaces.
 //!
+//! Each child first joins the workload's cgroup in the guest (`cgroup.rs`),
+//! and the workload's cgroup namespace has that group as its root.
+//!
 //! The pid namespace is the agent's `unshare(CLONE_NEWPID)`: every child
 //! the agent forks afterwards (the workload first, as the namespace's
 //! PID 1, then each exec) lands in it. The others are unshared by the
@@ -24,7 +27,8 @@ pub enum Enter<'a> {
     Join(&'a Namespaces),
 }
 
-/// The workload's mount, ipc and uts namespaces, held open for execs.
+/// The workload's cgroup, mount, ipc and uts namespaces, held open for
+/// execs.
 pub struct Namespaces {
     /// In the order they are joined: the mount namespace last, as it moves
     /// the root.
@@ -36,6 +40,7 @@ impl Namespaces {
     pub fn of(pid: i32) -> Result<Namespaces, String> {
         let mut files = Vec::new();
         for (name, flag) in [
+            ("cgroup", CloneFlags::CLONE_NEWCGROUP),
             ("ipc", CloneFlags::CLONE_NEWIPC),
             ("uts", CloneFlags::CLONE_NEWUTS),
             ("mnt", CloneFlags::CLONE_NEWNS),
@@ -57,14 +62,22 @@ pub fn new_pid_namespace_for_children() -> Result<(), Failure> {
 
 /// In the forked child: get into the container.
 pub fn enter(how: &Enter) -> Result<(), Failure> {
+    // First, while the agent's mounts are still this child's: the
+    // workload's cgroup, which the cgroup namespace then has as its root.
+    super::cgroup::join().map_err(Failure::other)?;
     match how {
         Enter::Create(set_up) => {
-            unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWUTS)
-                .map_err(|e| {
-                    Failure::other(format!(
-                        "unshare the workload's mount, ipc and uts namespaces: {e}"
-                    ))
-                })?;
+            unshare(
+                CloneFlags::CLONE_NEWNS
+                    | CloneFlags::CLONE_NEWIPC
+                    | CloneFlags::CLONE_NEWUTS
+                    | CloneFlags::CLONE_NEWCGROUP,
+            )
+            .map_err(|e| {
+                Failure::other(format!(
+                    "unshare the workload's mount, ipc, uts and cgroup namespaces: {e}"
+                ))
+            })?;
             set_up()
         }
         Enter::Join(ns) => {

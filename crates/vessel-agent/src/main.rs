@@ -22,6 +22,7 @@
 //! container mode's init), oci-spec (the types of those two), nix, libc and
 //! serde_json; never on libvessel or the VMM.
 
+mod cgroup;
 mod confine;
 mod enter;
 mod exec;
@@ -94,6 +95,7 @@ fn run(channel: &mut Option<File>) -> Result<i32, Failure> {
         .ok_or_else(|| Failure::other("config.json has no process"))?;
     // Read from the initramfs before the root moves away from it.
     let guest_net = net::load().map_err(Failure::other)?;
+    cgroup::prepare(cfg.linux.as_ref()).map_err(Failure::other)?;
     let mut sigfd = relay::sigchld_fd().map_err(Failure::other)?;
     let ch = channel
         .as_mut()

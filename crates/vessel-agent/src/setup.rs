@@ -58,6 +58,12 @@ pub fn own_kernel_mounts(cfg: &Config) -> Result<(), String> {
             mount_fs(dest, fstype, *flags, data)?;
         }
     }
+    // The agent's cgroup2 (the guest's whole tree) came along under /sys:
+    // the spec's cgroup mount, if any, mounts the workload's own view.
+    match nix::mount::umount2(crate::cgroup::MOUNT, nix::mount::MntFlags::MNT_DETACH) {
+        Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
+        Err(e) => return Err(format!("detach the agent's {}: {e}", crate::cgroup::MOUNT)),
+    }
     for m in &cfg.mounts {
         let dest = m.destination.trim_end_matches('/');
         let Some((_, _, _, flags)) = BASE.iter().find(|(d, ..)| *d == dest && *d != "/dev") else {

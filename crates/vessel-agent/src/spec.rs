@@ -94,6 +94,20 @@ pub struct Linux {
     pub masked_paths: Vec<String>,
     #[serde(default, rename = "readonlyPaths")]
     pub readonly_paths: Vec<String>,
+    pub resources: Option<Resources>,
+}
+
+/// The part of `linux.resources` the guest applies to the workload's own
+/// cgroup (`cgroup.rs`); the rest bounds the VM on the host.
+#[derive(Debug, Default, Deserialize)]
+pub struct Resources {
+    pub pids: Option<Pids>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct Pids {
+    #[serde(default)]
+    pub limit: i64,
 }
 
 #[derive(Debug, Default, Deserialize)]
