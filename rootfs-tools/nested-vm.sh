@@ -167,11 +167,17 @@ if [ -f /nested/host-root ]; then
   echo /nested/modprobe > /proc/sys/kernel/modprobe
   # --file: copied from the host's view (its /tmp is not hidden there).
   [ -f /nested/files ] && while IFS="$(printf '\t')" read -r src dest; do
+    [ "$src" = "$dest" ] && case "$src" in /tmp/*|/var/tmp/*) ;; *) continue ;; esac # visible as it is
     mkdir -p "$r$(dirname "$dest")" && cp -a "/nested/lower$src" "$r$dest" || echo "nested-vm: copy of $src failed"
   done < /nested/files
   cp /nested/cmd $r/run/nested-vm.cmd
   echo "nested-vm: up after $(cut -d' ' -f1 /proc/uptime) s (host root)"
-  chroot $r /usr/bin/env NESTED_VM_HOST_ROOT=1 /bin/sh -c 'cd /root && exec /bin/sh /run/nested-vm.cmd'
+  # The overlay is moved onto / of a mount namespace of its own (as
+  # switch_root does), not merely chrooted into: setns(2) into a container's
+  # mount namespace (runc's and vessel's exec) lands on the namespace's
+  # topmost root mount, which a chroot would leave to be the initramfs. The
+  # initial namespace keeps the initramfs for the modprobe helper.
+  unshare -m sh -c 'cd /nested/root && mount --move . / && exec chroot . /usr/bin/env NESTED_VM_HOST_ROOT=1 /bin/sh -c "cd /root && exec /bin/sh /run/nested-vm.cmd"'
   echo "nested-vm-exit-status=$?"
   poweroff -f
 fi
