@@ -155,7 +155,7 @@ podman_checks() {
   fi
   local cid=$out
   wait_for 90 http "http://127.0.0.1:$port/" "hello from $mode"
-  echo "# $t: httpd answered $(elapsed "$t0") s after run"
+  echo "# $t: httpd answered $(elapsed "$t0") s after run; console log: $(consoles "$cid" | head -1)"
   check "$t: run -d -p $port:80 busybox httpd answers curl on 127.0.0.1:$port from the L1 host" \
     'http "http://127.0.0.1:$port/" "hello from $mode"' \
     "got '$(curl -s --max-time 3 "http://127.0.0.1:$port/" 2>&1 | head -2)'; logs: $(P "$rt" logs "$id" 2>&1 | oneline); $(consoles "$cid" | oneline 1500)"
@@ -240,9 +240,22 @@ podman_checks() {
     '[ $rc = 7 ] && echo "$out" | grep -q "^/dev/pts/" && echo "$out" | grep -q got=typed' "rc $rc, out '$(echo "$out" | oneline)'"
 }
 
+# refusal ENGINE-NAME CMD...: CMD asks VM mode for a host device; vessel-vm
+# refuses it at create, and the engine (which reads vessel's --log JSON)
+# shows vessel's message naming the field.
+refusal() {
+  local t=$1 out rc; shift
+  out=$("$@" 2>&1); rc=$?
+  echo "# $t: $(echo "$out" | grep -m1 linux.devices | cut -c1-400)"
+  check "$t: a host device is refused at create and the engine shows vessel's message (linux.devices)" \
+    '[ $rc != 0 ] && echo "$out" | grep -q "linux.devices /dev/fuse"' "rc $rc: $(echo "$out" | oneline)"
+}
+
 if [ "$only" != containerd ]; then
   if podman_setup; then
     ok "podman: private containers.conf/storage.conf, image imported"
+    refusal podman/vm P "$VESSEL_DIR/vessel-vm" run --rm --name prefused --device /dev/fuse "$IMG" true
+    P "$VESSEL_DIR/vessel-vm" rm -f prefused > /dev/null 2>&1
     podman_checks container "$VESSEL_DIR/vessel" 8080
     podman_checks vm "$VESSEL_DIR/vessel-vm" 8081
     check "podman: the exit status of a stopped TERM-trapping workload is the same in both modes" \
@@ -350,6 +363,10 @@ containerd_checks() {
 if [ "$only" != podman ]; then
   if containerd_setup > "$work/containerd-setup.out" 2>&1; then
     ok "containerd: private config, OCI layout image imported"
+    mkdir -p "$work/ctr-runc" "$work/ctr-fifo"
+    refusal containerd/vm C run --rm --runc-binary "$VESSEL_DIR/vessel-vm" --runc-root "$work/ctr-runc" \
+      --fifo-dir "$work/ctr-fifo" --device /dev/fuse "$IMG" crefused true
+    C container delete crefused > /dev/null 2>&1
     containerd_checks container "$VESSEL_DIR/vessel" 201
     containerd_checks vm "$VESSEL_DIR/vessel-vm" 202
     check "containerd: the exit status of a TERM-trapping task is the same in both modes" \
