@@ -201,8 +201,12 @@ fi
 (cd "$root" && find . | cpio -o -H newc 2>/dev/null | gzip -1 > "$work/initrd.gz")
 
 # --- --host-root: virtiofsd shares / read-only; guest RAM must be shared. --
-qemu_fs=()
+qemu_fs=() append_extra=''
 if [ "$host_root" = 1 ]; then
+  # A CPU stuck in the kernel for 60 s (seen once under TCG: the engines
+  # spinning from the first minute on) panics with its stack on the console
+  # and ends the VM, instead of the run silently using up its timeout.
+  append_extra=' softlockup_panic=1 watchdog_thresh=30'
   vfsd=${VESSEL_VIRTIOFSD:-/var/lib/vessel/bin/virtiofsd}
   [ -x "$vfsd" ] || die "missing virtiofsd at $vfsd (run rootfs-tools/virtiofsd.sh)"
   need unshare util-linux
@@ -230,7 +234,7 @@ set +e
 timeout -k 10 "$timeout_s" qemu-system-x86_64 -M q35 -accel tcg -cpu max -smp "$cpus" -m "$mem" \
   -nographic -serial stdio -monitor none -no-reboot -nodefaults ${qemu_fs[@]+"${qemu_fs[@]}"} \
   -kernel "$vmlinuz" -initrd "$work/initrd.gz" \
-  -append "console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init" </dev/null 2>&1 |
+  -append "console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init$append_extra" </dev/null 2>&1 |
   stdbuf -oL tr -d '\033\r' | tee "$out" | grep --line-buffered -av '^nested-vm-exit-status='
 rc=${PIPESTATUS[0]}
 set -e

@@ -19,8 +19,8 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 /// One boot of the test VM; the bound is only for a VM that froze.
-const ATTEMPT_SECS: u64 = 720;
-const ATTEMPT_LIMIT: u64 = 780;
+const ATTEMPT_SECS: u64 = 660;
+const ATTEMPT_LIMIT: u64 = 720;
 
 /// What the host needs: the engines and the tools the script drives (they
 /// run in the test VM from the host's own root), and QEMU for the VM.
@@ -128,11 +128,18 @@ fn engines_drive_vessel_vm_in_nested_vm() {
     let start = Instant::now();
     let mut out = boot();
     if l1_froze(&out) {
+        // The checks that ran, then the console's end (the stuck CPU's stack).
         let stdout = String::from_utf8_lossy(&out.stdout);
-        let tail: Vec<&str> = stdout.lines().rev().take(25).collect();
+        let results: Vec<&str> = stdout
+            .lines()
+            .filter(|l| l.starts_with("ok - ") || l.starts_with("FAIL - "))
+            .collect();
+        let tail: Vec<&str> = stdout.lines().rev().take(60).collect();
         eprintln!(
-            "RETRY: the outer test VM froze (soft lockups, or silent until its bound; exit {:?}); its console ended:\n{}",
+            "RETRY: the outer test VM froze (soft lockups, or silent until its bound; exit {:?}); \
+             its checks so far:\n{}\nits console ended:\n{}",
             out.status.code(),
+            results.join("\n"),
             tail.into_iter().rev().collect::<Vec<_>>().join("\n")
         );
         skip("the first nested VM run froze under TCG (soft lockups or silence); ran it again");
