@@ -18,15 +18,17 @@
 #   directory of its RAM root, not a fresh tmpfs mounted over copied files.
 #   Inside the VM: /dev/kvm, cgroup2 with controllers enabled, busybox for the
 #   usual commands, $NESTED_VM=1.
-#   --host-root: the command runs chrooted in this host's / instead, shared
-#   read-only over virtio-fs (virtiofsd on the host, $VESSEL_VIRTIOFSD or
+#   --host-root: the command runs in this host's root filesystem instead
+#   (only that one: other host mounts are not seen), shared read-only over
+#   virtio-fs (virtiofsd on the host, $VESSEL_VIRTIOFSD or
 #   /var/lib/vessel/bin/virtiofsd) under an overlay whose upper layer is the
-#   VM's RAM, with its own /proc, /sys, cgroup2, /dev, /run, /tmp, /var/tmp
-#   (tmpfs, so overlayfs users such as podman can stack on them), the VM
-#   kernel's modules at /lib/modules/VER and module autoloading (iptables,
-#   bridge, veth) through the host's modprobe: the host's installed tools
-#   (podman, containerd, iptables) run in the VM. --file copies SRC from the
-#   shared root to DEST inside the overlay. $NESTED_VM_HOST_ROOT=1.
+#   VM's RAM, made the root of a mount namespace, with its own /proc, /sys,
+#   cgroup2, /dev, /run, /tmp, /var/tmp (tmpfs, so overlayfs users such as
+#   podman can stack on them), the VM kernel's modules at /lib/modules/VER
+#   and module autoloading (iptables, bridge, veth) through the host's
+#   modprobe: the host's installed tools (podman, containerd, iptables) run
+#   in the VM. --file copies SRC from the shared root to DEST inside the
+#   overlay. A CPU stuck for 60 s panics the VM. $NESTED_VM_HOST_ROOT=1.
 # Env: NESTED_VM_CACHE (default /var/cache/vessel/nested-vm) keeps the kernel package.
 # Needs (Debian): qemu-system-x86 busybox-static cpio gzip, apt for the kernel package.
 # Exit: the command's status; 124 on timeout; 125 when the VM ended without a status;
@@ -44,7 +46,7 @@ while [ $# -gt 0 ]; do
     --module) modules+=("$2"); shift 2 ;;
     --host-root) host_root=1; shift ;;
     --) shift; break ;;
-    -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,36p' "$0"; exit 0 ;;
     *) echo "nested-vm: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
