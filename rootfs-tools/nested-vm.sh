@@ -46,7 +46,7 @@ while [ $# -gt 0 ]; do
     --module) modules+=("$2"); shift 2 ;;
     --host-root) host_root=1; shift ;;
     --) shift; break ;;
-    -h|--help) sed -n '2,36p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,35p' "$0"; exit 0 ;;
     *) echo "nested-vm: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
