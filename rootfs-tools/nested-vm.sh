@@ -221,7 +221,9 @@ if [ "$host_root" = 1 ]; then
     "$vfsd" --socket-path "$work/hostroot.sock" --shared-dir "$work/hostroot" --readonly --cache always \
     --sandbox namespace --log-level error 2> "$work/virtiofsd.log" &
   vfsd_pid=$!
-  trap 'kill "$vfsd_pid" 2>/dev/null; wait "$vfsd_pid" 2>/dev/null; rm -rf "$work"' EXIT
+  # (It has usually exited with QEMU already: a failing kill must not end
+  # the trap under set -e.)
+  trap 'kill "$vfsd_pid" 2>/dev/null || true; wait "$vfsd_pid" 2>/dev/null || true; rm -rf "$work"' EXIT
   for _ in $(seq 50); do [ -S "$work/hostroot.sock" ] && break; sleep 0.1; done
   [ -S "$work/hostroot.sock" ] || die "virtiofsd did not start: $(cat "$work/virtiofsd.log")"
   qemu_fs=(-object "memory-backend-memfd,id=mem,size=${mem}M,share=on" -numa node,memdev=mem
