@@ -149,3 +149,40 @@ pub fn guest_kernel() -> GuestKernel {
         kernel,
     }
 }
+
+/// `nested_vm` with `--host-root`: the command runs in this host's own `/`
+/// (shared read-only over virtio-fs, under an overlay in the VM's RAM), so
+/// the host's installed podman, containerd and iptables run in the VM too;
+/// `mem_mib` replaces the 2 GiB default. virtiofsd for the share is the one
+/// VM mode uses (`virtiofsd()`).
+pub fn nested_vm_host_root(
+    timeout_secs: u64,
+    cpus: Option<u32>,
+    mem_mib: u32,
+    files: &[(&Path, &str)],
+) -> Command {
+    let mut c = nested_vm(timeout_secs, cpus, files);
+    c.args(["--mem", &mem_mib.to_string(), "--host-root"]);
+    c.env("VESSEL_VIRTIOFSD", virtiofsd());
+    c
+}
+
+/// The programs of `names` found neither on `$PATH` nor in the sbin dirs.
+pub fn missing_programs(names: &[&str]) -> Vec<String> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    let dirs: Vec<PathBuf> = std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
+        .collect();
+    names
+        .iter()
+        .filter(|n| {
+            let p = Path::new(n);
+            if p.is_absolute() {
+                !p.exists()
+            } else {
+                !dirs.iter().any(|d| d.join(n).is_file())
+            }
+        })
+        .map(|n| n.to_string())
+        .collect()
+}
