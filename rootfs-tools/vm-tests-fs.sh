@@ -14,7 +14,7 @@ fs_left() {
 }
 
 # Boot 6: the rootfs is the guest's root, live both ways; volumes rw and ro;
-# hostile symlinks; a 450 MiB file in the rootfs with 256 MiB of guest RAM.
+# hostile symlinks; a 500 MiB (sparse) file in the rootfs with 256 MiB of guest RAM.
 echo L1-SECRET-$$ > /etc/vessel-fs-secret
 mkdir -p "$work/vol-rw" "$work/vol-ro"
 echo from-host > "$work/vol-rw/host.txt"
@@ -26,14 +26,14 @@ ln -s /etc/vessel-fs-secret "$work/bfs/rootfs/abs-link"
 ln -s ../../../../../../../../etc/vessel-fs-secret "$work/bfs/rootfs/up-link"
 ln -s ../../../../../../../.. "$work/bfs/rootfs/dir-link"
 for a in tail sed; do ln -s busybox "$work/bfs/rootfs/bin/$a"; done
-truncate -s 450M "$work/bfs/rootfs/big.img"
+truncate -s 500M "$work/bfs/rootfs/big.img"
 t0=$(uptime_s)
 v run --bundle "$work/bfs" vmfs < /dev/null > "$work/outfs" 2> "$work/errfs"
 rc=$?
-echo "# boot 6 (virtio-fs rootfs and volumes, 256 MiB guest, 450 MiB file): $(elapsed "$t0") s"
+echo "# boot 6 (virtio-fs rootfs and volumes, 256 MiB guest, 500 MiB file): $(elapsed "$t0") s"
 outfs=$(cat "$work/outfs")
 echo "# guest memory: $(grep -E '^(memkb|availkb)=' "$work/outfs" | tr '\n' ' ')"
-check "virtio-fs: a 450 MiB rootfs boots with 256 MiB of guest RAM" '[ "$rc" = 0 ] && grep -qx big=1048576 "$work/outfs"' "rc $rc, out: $outfs / err: $(cat "$work/errfs")"
+check "virtio-fs: a rootfs with a 500 MiB file boots with 256 MiB of guest RAM" '[ "$rc" = 0 ] && grep -qx big=1048576 "$work/outfs"' "rc $rc, out: $outfs / err: $(cat "$work/errfs")"
 check "virtio-fs: the guest's root is the shared rootfs" 'grep -qx "rootfs=virtiofs," "$work/outfs"' "$(grep rootfs= "$work/outfs")"
 check "virtio-fs: a file written in the VM lands in the bundle's rootfs" 'grep -qx written-in-vm "$work/bfs/rootfs/root/from-vm.txt"' "$(ls -la "$work/bfs/rootfs/root" 2>&1)"
 check "virtio-fs: a host file in a volume is read in the guest" 'grep -qx data=from-host "$work/outfs"' "out: $outfs"
