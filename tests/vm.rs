@@ -232,23 +232,6 @@ enum AgentEnd {
     Killed(u8),
 }
 
-/// True when the run failed and each failed check names a guest that
-/// ended by itself without a status (a crash of the emulated guest, not a
-/// check of vessel's that failed).
-fn only_guest_crashes(out: &std::process::Output) -> bool {
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let fails: Vec<&str> = stdout
-        .lines()
-        .filter(|l| l.starts_with("FAIL - "))
-        .collect();
-    !fails.is_empty()
-        && fails.iter().all(|l| {
-            l.contains("triple fault")
-                || l.contains("the guest reset itself")
-                || l.contains("the guest crashed")
-        })
-}
-
 /// What one guest boot under QEMU gave back.
 struct QemuRun {
     /// The agent's 'X' or 'K' frame, if one came.

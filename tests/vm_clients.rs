@@ -60,23 +60,6 @@ fn l1_froze(out: &Output) -> bool {
     !out.status.success() && (stdout.contains("soft lockup") || silent_timeout)
 }
 
-/// Every failed check shows a guest that crashed on its own (a triple
-/// fault or reset before any status, seen about once in five nested runs
-/// under QEMU TCG's emulated SVM; see tests/vm.rs): retried once.
-fn only_guest_crashes(out: &Output) -> bool {
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let fails: Vec<&str> = stdout
-        .lines()
-        .filter(|l| l.starts_with("FAIL - "))
-        .collect();
-    !fails.is_empty()
-        && fails.iter().all(|l| {
-            l.contains("triple fault")
-                || l.contains("the guest reset itself")
-                || l.contains("the guest crashed")
-        })
-}
-
 #[test]
 fn engines_drive_vessel_vm_in_nested_vm() {
     if std::env::var("VESSEL_VM_TESTS").as_deref() != Ok("1") {
