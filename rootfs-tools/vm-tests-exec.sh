@@ -21,15 +21,28 @@ check "ps: the guest's table shows the workload as PID 1 (parent 0, uid 0)" 'ech
 got=$(v events --stats vm3 2>&1)
 check "events --stats: the guest's memory, CPU and pids next to the host cgroup's" \
   'echo "$got" | grep -q "\"guest\":{" && echo "$got" | grep -q "\"available\":[1-9]" && echo "$got" | grep -q "\"pids\":{\"current\":[1-9]"' "$got"
-# The workload's cgroup in the guest: pids.max from the spec, seen as its
-# cgroup namespace's root. (No fork burst here: it shares the group with
-# the workload, whose own next fork, as in container mode, would then be
-# refused and end it.) Each read is an exec of one program.
-max=$(v exec vm3 cat /sys/fs/cgroup/pids.max 2>&1)
+# The workload's cgroup in the guest: pids, memory and CPU values from the
+# spec, seen as its cgroup namespace's root. (No fork burst here: it shares
+# the group with the workload, whose own next fork, as in container mode,
+# would then be refused and end it.) Each read is an exec of one program.
+lim=$(v exec vm3 cat /sys/fs/cgroup/pids.max /sys/fs/cgroup/memory.max /sys/fs/cgroup/cpu.max /sys/fs/cgroup/cpu.weight 2>&1)
 cg=$(v exec vm3 cat /proc/self/cgroup 2>&1)
 cur=$(v exec vm3 cat /sys/fs/cgroup/pids.current 2>&1)
-check "in-guest cgroup: pids.max 100 from the spec, at the cgroup namespace's root, counting the workload's processes" \
-  '[ "$max" = 100 ] && [ "$cg" = "0::/" ] && [ "$cur" -ge 2 ] 2> /dev/null && [ "$cur" -le 100 ]' "max $max; cgroup $cg; current $cur"
+check "in-guest cgroup: pids.max, memory.max, cpu.max and cpu.weight from the spec, at the cgroup namespace's root, counting the workload's processes" \
+  '[ "$(echo $lim)" = "100 268435456 80000 100000 20" ] && [ "$cg" = "0::/" ] && [ "$cur" -ge 2 ] 2> /dev/null && [ "$cur" -le 100 ]' "limits $(echo $lim); cgroup $cg; current $cur"
+# The workload's /dev is a tmpfs with the default nodes, as container
+# mode's; none of the guest kernel's devices (mem, port, kmsg, the serial
+# consoles, the agent's channel port) shows there.
+got=$(v exec vm3 sh -c 'grep " /dev " /proc/mounts | head -c 10; echo; ls /dev | tr "\n" " "' 2>&1)
+own_dev() { # own_dev OUTPUT: the mount line, then the names in /dev
+  local names; names=" $(echo "$1" | sed -n 2p) "
+  echo "$1" | head -1 | grep -q "^tmpfs /dev" || return 1
+  for n in null zero full random urandom tty ptmx pts shm fd; do
+    echo "$names" | grep -q " $n " || return 1
+  done
+  ! echo "$names" | grep -Eq " (mem|port|kmsg|console|ttyS0|vport[^ ]*|hvc0) "
+}
+check "exec: /dev is a tmpfs with the default nodes and none of the guest's devices" 'own_dev "$got"' "$got"
 # An escape probe, as in container mode: without CAP_SYS_ADMIN or
 # CAP_SYS_RAWIO a root process mounts nothing, reaches no raw I/O port or
 # physical memory, and /proc/sys is read-only.

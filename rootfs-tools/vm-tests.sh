@@ -331,7 +331,7 @@ fi
 # the guest's /tmp, for the memory measurement and the update checks.
 mkbundle "$work/b3" '' sh -c 'head -c 100m /dev/zero > /tmp/fill; echo up; i=0; while :; do i=$((i + 1)); echo "tick $i"; sleep 0.2; done'
 # /proc/sys read-only, as the default spec has it (the escape probe).
-sed -i 's/"namespaces": \[/"resources": {"memory": {"limit": 268435456}, "pids": {"limit": 100}}, "readonlyPaths": ["\/proc\/sys"], "namespaces": [/' "$work/b3/config.json"
+sed -i 's/"namespaces": \[/"resources": {"memory": {"limit": 268435456}, "pids": {"limit": 100}, "cpu": {"shares": 512, "quota": 80000, "period": 100000}}, "readonlyPaths": ["\/proc\/sys"], "namespaces": [/' "$work/b3/config.json"
 cgdir() { echo "/sys/fs/cgroup$(sed -n 's/^0:://p' "/proc/$1/cgroup")"; }
 ticks() { grep -c '^tick ' "$work/out3"; }
 wait_ticks() { # wait_ticks MORE-THAN SECONDS
@@ -365,7 +365,9 @@ if v create --bundle "$work/b3" vm3 > "$work/out3" 2> "$work/err3"; then
     done
     . "$(dirname "$0")/vm-tests-exec.sh"
     v update --cpu-quota 50000 --cpu-period 100000 vm3 2> "$work/err3u"; rc=$?
-    check "update --cpu-quota lands in the VMM's cgroup" '[ "$rc" = 0 ] && [ "$(cat "$cg3/cpu.max")" = "50000 100000" ]' "rc $rc: $(cat "$work/err3u"); cpu.max $(cat "$cg3/cpu.max")"
+    got=$(v exec vm3 cat /sys/fs/cgroup/cpu.max 2>&1)
+    check "update --cpu-quota lands in the VMM's cgroup and in the workload's cgroup in the guest" \
+      '[ "$rc" = 0 ] && [ "$(cat "$cg3/cpu.max")" = "50000 100000" ] && [ "$got" = "50000 100000" ]' "rc $rc: $(cat "$work/err3u"); cpu.max $(cat "$cg3/cpu.max"), in the guest $got"
     v update --memory 48M vm3 2> "$work/err3u"; rc=$?
     check "update --memory 48M of a VM is refused, naming guest RAM" \
       '[ "$rc" != 0 ] && grep -q "guest RAM, fixed at boot" "$work/err3u" && grep -q "nothing was changed" "$work/err3u"' "rc $rc: $(cat "$work/err3u")"
@@ -373,7 +375,9 @@ if v create --bundle "$work/b3" vm3 > "$work/out3" 2> "$work/err3"; then
     check "after the refused update the VM still runs, its limit unchanged" \
       '[ "$(state_field vm3 status)" = running ] && wait_ticks "$n0" 20 && [ "$(cat "$cg3/memory.max")" = 304087040 ]' "$(v state vm3 2>&1); memory.max $(cat "$cg3/memory.max")"
     v update --memory 512M vm3 2> "$work/err3u"; rc=$?
-    check "update --memory at or above guest RAM + overhead is applied" '[ "$rc" = 0 ] && [ "$(cat "$cg3/memory.max")" = 536870912 ]' "rc $rc: $(cat "$work/err3u"); memory.max $(cat "$cg3/memory.max")"
+    got=$(v exec vm3 cat /sys/fs/cgroup/memory.max 2>&1)
+    check "update --memory at or above guest RAM + overhead is applied, on the host and in the guest" \
+      '[ "$rc" = 0 ] && [ "$(cat "$cg3/memory.max")" = 536870912 ] && [ "$got" = 536870912 ]' "rc $rc: $(cat "$work/err3u"); memory.max $(cat "$cg3/memory.max"), in the guest $got"
     check "no OOM kill in the VM's cgroup" '[ "$(sed -n "s/^oom_kill //p" "$cg3/memory.events")" = 0 ]' "$(cat "$cg3/memory.events")"
     t1=$(uptime_s)
     v pause vm3 2> "$work/err3p"; rc=$?
@@ -585,7 +589,7 @@ check "terminal without --console-socket: nothing left behind" \
   '[ -z "$(nothing_left vm8 "")" ] && [ "$(vmm_procs)" = 0 ]' "$(nothing_left vm8 "") vmm processes: $(vmm_procs)"
 
 # Boot 4: foreground run under script(1): vessel relays the pty itself.
-tty_bundle "$work/b6" sh -c 'tty; [ -t 0 ] && echo stdin-is-tty; [ -t 1 ] && echo stdout-is-tty; echo done; read line; echo "got:$line"; exit 7'
+tty_bundle "$work/b6" sh -c 'tty; [ -t 0 ] && echo stdin-is-tty; [ -t 1 ] && echo stdout-is-tty; [ /dev/console -ef "$(tty)" ] && echo console-is-tty; echo done; read line; echo "got:$line"; exit 7'
 rm -f "$work/hold6"; mkfifo "$work/hold6"
 # A line typed in, and script's stdin kept open (at EOF it may end the
 # session early).
@@ -598,6 +602,7 @@ echo "# boot 4 (terminal run under script to exit): $(elapsed "$t0") s"
 out6=$(tr -d '\r' < "$work/out6")
 check "terminal run: the workload's tty is a /dev/pts path" 'printf "%s\n" "$out6" | grep -q "^/dev/pts/[0-9]"' "out: $out6 / err: $(cat "$work/err6")"
 check "terminal run: stdin and stdout are a terminal" 'printf "%s\n" "$out6" | grep -qx stdin-is-tty && printf "%s\n" "$out6" | grep -qx stdout-is-tty' "out: $out6"
+check "terminal run: /dev/console is the workload's pty, as container mode makes it" 'printf "%s\n" "$out6" | grep -qx console-is-tty' "out: $out6"
 check "terminal run: the exit status (7) comes back through script" '[ "$rc" = 7 ]' "got $rc; out: $out6 / err: $(cat "$work/err6")"
 check "terminal run: a line typed on the caller's terminal reaches the workload" 'printf "%s\n" "$out6" | grep -qx got:typed-in' "out: $out6"
 check "terminal run: no CR added to the workload's output (ONLCR cleared, as container mode's relay)" '! grep -q "done$cr" "$work/out6"' "$(od -c "$work/out6" | head -5)"

@@ -4,7 +4,8 @@
 //! workload's namespace are picked, and NSpid's last field is the pid the
 //! workload sees), `stats` gives the guest kernel's own figures: memory
 //! from /proc/meminfo, CPU time from /proc/stat, the workload's process
-//! count. Both are JSON.
+//! count. Both are JSON. `update` writes new limits into the workload's
+//! cgroup in the guest.
 
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -15,6 +16,9 @@ pub fn answer(what: &[u8], workload: i32) -> Result<Vec<u8>, String> {
     let value = match what {
         vessel_protocol::QUERY_PS => ps(workload)?,
         vessel_protocol::QUERY_STATS => stats(workload)?,
+        w if w.starts_with(vessel_protocol::QUERY_UPDATE) => {
+            update(&w[vessel_protocol::QUERY_UPDATE.len()..])?
+        }
         other => {
             return Err(format!(
                 "unknown query {:?}",
@@ -23,6 +27,15 @@ pub fn answer(what: &[u8], workload: i32) -> Result<Vec<u8>, String> {
         }
     };
     Ok(value.to_string().into_bytes())
+}
+
+/// `update`: the changed `linux.resources`, written into the workload's
+/// group; answers `{}`.
+fn update(json: &[u8]) -> Result<Value, String> {
+    let r: super::spec::Resources =
+        serde_json::from_slice(json).map_err(|e| format!("update: bad resources JSON: {e}"))?;
+    super::cgroup::apply(&r)?;
+    Ok(json!({}))
 }
 
 /// One process of the workload's pid namespace.

@@ -9,8 +9,9 @@ use nix::mount::{mount, MsFlags};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 
-/// Filesystems the agent always mounts; the spec's entries for these
-/// destinations are already satisfied (a tmpfs /dev would hide the devices).
+/// Filesystems the agent mounts for itself; the workload's namespace gets
+/// its own /proc, /dev, /dev/pts and /dev/shm (`own_kernel_mounts`), so
+/// the spec's entries for these destinations are satisfied there.
 const BASE: &[(&str, &str, &str, MsFlags)] = &[
     (
         "/proc",
@@ -44,19 +45,18 @@ const BASE: &[(&str, &str, &str, MsFlags)] = &[
 ];
 
 /// The workload's own instances of the kernel filesystems that belong to
-/// its namespaces, over the agent's copies it inherited: procfs for its
-/// pid namespace (the agent's would list the agent and the whole guest),
-/// devpts for its own ptys, /dev/shm for its ipc namespace. Where the
-/// spec's own entry for one of the kernel filesystems asks for `ro` (the
-/// default spec's /sys), that mount is made read-only in the workload's
-/// namespace (the agent's stays as it is).
+/// its namespaces, over the agent's copies it inherited: a /dev of its own
+/// (`own_dev`), procfs for its pid namespace (the agent's would list the
+/// agent and the whole guest). Where the spec's own entry for one of the
+/// kernel filesystems asks for `ro` (the default spec's /sys), that mount
+/// is made read-only in the workload's namespace (the agent's stays as it
+/// is).
 pub fn own_kernel_mounts(cfg: &Config) -> Result<(), String> {
-    for (dest, fstype, data, flags) in BASE {
-        if matches!(*dest, "/proc" | "/dev/pts" | "/dev/shm") {
-            nix::mount::umount2(*dest, nix::mount::MntFlags::MNT_DETACH)
-                .map_err(|e| format!("detach the agent's {dest}: {e}"))?;
-            mount_fs(dest, fstype, *flags, data)?;
-        }
+    own_dev(cfg)?;
+    nix::mount::umount2("/proc", nix::mount::MntFlags::MNT_DETACH)
+        .map_err(|e| format!("detach the agent's /proc: {e}"))?;
+    for (dest, fstype, data, flags) in BASE.iter().filter(|(d, ..)| *d == "/proc") {
+        mount_fs(dest, fstype, *flags, data)?;
     }
     // The agent's cgroup2 (the guest's whole tree) came along under /sys:
     // the spec's cgroup mount, if any, mounts the workload's own view.
@@ -66,18 +66,98 @@ pub fn own_kernel_mounts(cfg: &Config) -> Result<(), String> {
     }
     for m in &cfg.mounts {
         let dest = m.destination.trim_end_matches('/');
-        let Some((_, _, _, flags)) = BASE.iter().find(|(d, ..)| *d == dest && *d != "/dev") else {
+        let Some((_, _, _, flags)) = BASE.iter().find(|(d, ..)| *d == dest) else {
             continue;
         };
         if !parse_options(&m.options).0.contains(MsFlags::MS_RDONLY) {
             continue;
         }
-        let ro = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | *flags;
+        let flags = if dest == "/dev" {
+            parse_options(&m.options).0
+        } else {
+            *flags
+        };
+        let ro = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | flags;
         mount(None::<&str>, dest, None::<&str>, ro, None::<&str>)
             .map_err(|e| format!("make {dest} read-only as the spec asks: {e}"))?;
     }
     Ok(())
 }
+
+/// runc's /dev when the spec's entry gives no options.
+const DEV_DEFAULT: (MsFlags, &str) = (
+    MsFlags::MS_NOSUID.union(MsFlags::MS_STRICTATIME),
+    "mode=755,size=65536k",
+);
+
+/// The workload's /dev as container mode builds it, instead of the
+/// guest's devtmpfs, which holds every device node the guest kernel has
+/// (mem, port, kmsg, the consoles, the agent's channel port): a tmpfs
+/// with the spec's /dev options, the default device nodes
+/// (`vessel_common::devices`, the only ones VM mode accepts in
+/// `linux.devices`), the standard links, and its own devpts and /dev/shm
+/// (for its ipc namespace). With a terminal, /dev/console is the
+/// workload's pty (`tty::bind_console`).
+fn own_dev(cfg: &Config) -> Result<(), String> {
+    use nix::sys::stat::{makedev, mknod, Mode, SFlag};
+    nix::mount::umount2("/dev", nix::mount::MntFlags::MNT_DETACH)
+        .map_err(|e| format!("detach the guest's /dev: {e}"))?;
+    let spec_dev = cfg.mounts.iter().find(|m| {
+        m.destination.trim_end_matches('/') == "/dev" && m.kind.as_deref() == Some("tmpfs")
+    });
+    let (flags, data) = match spec_dev {
+        Some(m) => parse_options(&m.options),
+        None => (DEV_DEFAULT.0, DEV_DEFAULT.1.to_string()),
+    };
+    // Read-only, if asked, only once the nodes are in (`own_kernel_mounts`).
+    mount_fs("/dev", "tmpfs", flags - MsFlags::MS_RDONLY, &data)?;
+    for (name, major, minor) in vessel_common::devices::DEFAULT_DEVICES {
+        let path = format!("/dev/{name}");
+        let mode = Mode::from_bits_truncate(0o666);
+        mknod(
+            path.as_str(),
+            SFlag::S_IFCHR,
+            mode,
+            makedev(major.into(), minor.into()),
+        )
+        .map_err(|e| format!("mknod {path}: {e}"))?;
+        // Not narrowed by the agent's umask.
+        nix::sys::stat::fchmodat(
+            None,
+            path.as_str(),
+            mode,
+            nix::sys::stat::FchmodatFlags::FollowSymlink,
+        )
+        .map_err(|e| format!("chmod {path}: {e}"))?;
+    }
+    for (link, target) in DEV_LINKS.iter().chain([("/dev/ptmx", "pts/ptmx")].iter()) {
+        std::os::unix::fs::symlink(target, link)
+            .map_err(|e| format!("symlink {link} -> {target}: {e}"))?;
+    }
+    if cfg.process.as_ref().is_some_and(|p| p.terminal) {
+        // What `tty::bind_console` mounts the pty on, made before /dev
+        // may turn read-only.
+        std::fs::File::create(CONSOLE).map_err(|e| format!("create {CONSOLE}: {e}"))?;
+    }
+    for (dest, fstype, data, flags) in BASE {
+        if matches!(*dest, "/dev/pts" | "/dev/shm") {
+            mount_fs(dest, fstype, *flags, data)?;
+        }
+    }
+    Ok(())
+}
+
+/// The workload's console with a terminal.
+pub const CONSOLE: &str = "/dev/console";
+
+/// The /dev links runc creates.
+const DEV_LINKS: [(&str, &str); 5] = [
+    ("/dev/fd", "/proc/self/fd"),
+    ("/dev/stdin", "/proc/self/fd/0"),
+    ("/dev/stdout", "/proc/self/fd/1"),
+    ("/dev/stderr", "/proc/self/fd/2"),
+    ("/dev/core", "/proc/kcore"),
+];
 
 /// Types that exist in a guest without anything from the host.
 const GUEST_TYPES: &[&str] = &["tmpfs", "proc", "sysfs", "devpts", "mqueue"];
@@ -95,13 +175,7 @@ pub fn base_mounts() -> Result<(), String> {
     for (dest, fstype, data, flags) in BASE {
         mount_fs(dest, fstype, *flags, data)?;
     }
-    for (link, target) in [
-        ("/dev/fd", "/proc/self/fd"),
-        ("/dev/stdin", "/proc/self/fd/0"),
-        ("/dev/stdout", "/proc/self/fd/1"),
-        ("/dev/stderr", "/proc/self/fd/2"),
-        ("/dev/core", "/proc/kcore"),
-    ] {
+    for (link, target) in DEV_LINKS {
         if !Path::new(link).exists() {
             let _ = std::os::unix::fs::symlink(target, link);
         }

@@ -307,6 +307,9 @@ fn child_main(
             Some(clear_onlcr) => Some(crate::tty::open(clear_onlcr).map_err(Failure::other)?),
             None => None,
         };
+        if let (Some(pty), Enter::Create(_)) = (&pty, enter) {
+            crate::tty::bind_console(pty).map_err(Failure::other)?;
+        }
         Ok((prep, pty))
     };
     let (prep, pty) = match set_up() {

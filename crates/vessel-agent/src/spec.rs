@@ -98,16 +98,32 @@ pub struct Linux {
 }
 
 /// The part of `linux.resources` the guest applies to the workload's own
-/// cgroup (`cgroup.rs`); the rest bounds the VM on the host.
+/// cgroup (`cgroup.rs`), at boot and at `update`; all of it also bounds
+/// the whole VM on the host.
 #[derive(Debug, Default, Deserialize)]
 pub struct Resources {
     pub pids: Option<Pids>,
+    pub memory: Option<Memory>,
+    pub cpu: Option<Cpu>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 pub struct Pids {
     #[serde(default)]
     pub limit: i64,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct Memory {
+    pub limit: Option<i64>,
+    pub reservation: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct Cpu {
+    pub shares: Option<u64>,
+    pub quota: Option<i64>,
+    pub period: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

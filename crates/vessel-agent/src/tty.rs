@@ -52,3 +52,18 @@ pub fn set_window_size(master: i32, rows: u16, cols: u16) -> Result<(), String> 
     vessel_common::pty::set_window_size(master, rows, cols)
         .map_err(|e| format!("TIOCSWINSZ {rows}x{cols}: {e}"))
 }
+
+/// The workload's /dev/console is its terminal, as container mode makes
+/// it: the pty slave bind-mounted on the empty file `setup::own_dev` made.
+pub fn bind_console(pty: &Pty) -> Result<(), String> {
+    let console = crate::setup::CONSOLE;
+    let slave = format!("/proc/self/fd/{}", pty.slave.as_raw_fd());
+    nix::mount::mount(
+        Some(slave.as_str()),
+        console,
+        None::<&str>,
+        nix::mount::MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(|e| format!("bind the workload's pty on {console}: {e}"))
+}

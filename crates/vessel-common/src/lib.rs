@@ -8,6 +8,8 @@
 //! copied into every guest, and nothing here may pull in the container
 //! library or the VMM.
 
+pub mod cgroup_units;
+pub mod devices;
 pub mod kvm;
 pub mod mount_options;
 pub mod pty;

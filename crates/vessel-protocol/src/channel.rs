@@ -74,13 +74,16 @@ pub const KIND_EXEC_EXIT: u8 = b'x';
 /// A signal killed an exec (guest -> host, data: the signal number).
 pub const KIND_EXEC_KILLED: u8 = b'k';
 /// Instead of a process, a question about the guest (host -> guest, data:
-/// [`QUERY_PS`] or [`QUERY_STATS`]): the answer is JSON in `o` frames,
+/// [`QUERY_PS`], [`QUERY_STATS`] or [`QUERY_UPDATE`]): the answer is JSON in `o` frames,
 /// then `x` 0; or an `r` message and `x` 125.
 pub const KIND_EXEC_QUERY: u8 = b'q';
 /// The workload's processes, as its pid namespace in the guest numbers them.
 pub const QUERY_PS: &[u8] = b"ps";
 /// The guest's memory, CPU time and process count.
 pub const QUERY_STATS: &[u8] = b"stats";
+/// New values for the workload's cgroup in the guest: this prefix, then
+/// the `linux.resources` JSON of what changes (as `update` gives it).
+pub const QUERY_UPDATE: &[u8] = b"update ";
 const EXEC_KINDS: [u8; 11] = [
     KIND_EXEC_QUERY,
     KIND_EXEC_REQUEST,

@@ -328,23 +328,7 @@ pub fn plan(mounts: &[CgroupMount], own: &[OwnCgroup], inner: &Inner) -> Result<
     })
 }
 
-/// runc's cgroup v1 shares to v2 weight mapping: [2, 262144] onto [1, 10000].
-pub fn shares_to_weight(shares: u64) -> u64 {
-    if shares == 0 {
-        return 0;
-    }
-    let shares = shares.clamp(2, 262_144);
-    1 + ((shares - 2) * 9999) / 262_142
-}
-
-/// runc's blkio weight [10, 1000] to io.weight [1, 10000].
-pub fn blkio_weight_to_io_weight(weight: u64) -> u64 {
-    if weight == 0 {
-        return 0;
-    }
-    let weight = weight.clamp(10, 1000);
-    1 + ((weight - 10) * 9999) / 990
-}
+pub use vessel_common::cgroup_units::{blkio_weight_to_io_weight, shares_to_weight};
 
 #[cfg(test)]
 mod tests {
@@ -518,19 +502,5 @@ mod tests {
             Inner::Absolute("/a/b".into())
         );
         assert!(parse_proc_cgroup("garbage\n").is_err());
-    }
-
-    #[test]
-    fn shares_to_weight_matches_runc() {
-        assert_eq!(shares_to_weight(0), 0);
-        assert_eq!(shares_to_weight(2), 1);
-        assert_eq!(shares_to_weight(1024), 1 + (1022 * 9999) / 262_142);
-        assert_eq!(shares_to_weight(1024), 39);
-        assert_eq!(shares_to_weight(262_144), 10_000);
-        assert_eq!(shares_to_weight(1), 1);
-        assert_eq!(shares_to_weight(u64::MAX), 10_000);
-        assert_eq!(blkio_weight_to_io_weight(10), 1);
-        assert_eq!(blkio_weight_to_io_weight(1000), 10_000);
-        assert_eq!(blkio_weight_to_io_weight(500), 1 + (490 * 9999) / 990);
     }
 }

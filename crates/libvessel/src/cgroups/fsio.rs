@@ -89,11 +89,5 @@ pub fn exists(dir: &Path, file: &str) -> bool {
     dir.join(file).exists()
 }
 
-/// `-1` (or any negative) means unlimited: "max" on v2, "-1" on v1.
-pub fn v2_limit(v: i64) -> String {
-    if v < 0 {
-        "max".into()
-    } else {
-        v.to_string()
-    }
-}
+/// `-1` (or any negative) means unlimited: "max" on v2.
+pub use vessel_common::cgroup_units::v2_limit;

@@ -136,24 +136,12 @@ pub fn set_cpu(dir: &Path, c: &LinuxCpu) -> Result<(), CgroupError> {
     if let Some(s) = c.shares().filter(|s| *s != 0) {
         write(dir, "cpu.weight", &detect::shares_to_weight(s).to_string())?;
     }
-    let quota = c.quota().unwrap_or(0);
-    let period = c.period().unwrap_or(0);
-    if quota != 0 || period != 0 {
-        let mut max = if quota > 0 {
-            quota.to_string()
-        } else if quota == 0 {
-            // A period alone (`update --cpu-period`) keeps the quota, as
-            // runc's update does with its merged config.
-            fsio::read(&dir.join("cpu.max"))
-                .ok()
-                .and_then(|t| t.split_whitespace().next().map(str::to_string))
-                .unwrap_or_else(|| "max".to_string())
-        } else {
-            "max".to_string()
-        };
-        if period != 0 {
-            max.push_str(&format!(" {period}"));
-        }
+    // A period alone (`update --cpu-period`) keeps the quota, as runc's
+    // update does with its merged config.
+    let current = fsio::read(&dir.join("cpu.max")).ok();
+    let current_quota = current.as_deref().and_then(|t| t.split_whitespace().next());
+    let (quota, period) = (c.quota().unwrap_or(0), c.period().unwrap_or(0));
+    if let Some(max) = vessel_common::cgroup_units::cpu_max(quota, period, current_quota) {
         write(dir, "cpu.max", &max)?;
     }
     if let Some(b) = c.burst() {

@@ -3,7 +3,7 @@
 
 use crate::cgroups::Cgroup;
 use crate::container::state::{Sandbox, State, Status};
-use crate::{Error, Result};
+use crate::{logging, Error, Result};
 use oci_spec::runtime::LinuxResources;
 use serde_json::{json, Value};
 use std::path::Path;
@@ -120,7 +120,52 @@ pub fn update(root: &Path, id: &str, delta: &LinuxResources) -> Result<()> {
         delta.set_devices(None);
     }
     cgroup_of(&st)?.apply(&delta)?;
+    if st.sandbox == Sandbox::Vm {
+        update_guest(&dir, &st, &delta)?;
+    }
     Ok(())
+}
+
+/// The workload's own cgroup in a running VM's guest gets the pids, memory
+/// and CPU values too (the agent writes them as it did at boot), so what
+/// the workload reads in its cgroup files follows `update`. A paused or
+/// created VM cannot answer: its guest keeps the values it had, and a
+/// warning says so.
+fn update_guest(dir: &Path, st: &State, delta: &LinuxResources) -> Result<()> {
+    let mut guest = serde_json::Map::new();
+    for (key, v) in [
+        ("pids", serde_json::to_value(delta.pids())),
+        ("memory", serde_json::to_value(delta.memory())),
+        ("cpu", serde_json::to_value(delta.cpu())),
+    ] {
+        match v {
+            Ok(Value::Null) => {}
+            Ok(v) => {
+                guest.insert(key.into(), v);
+            }
+            Err(e) => return Err(Error::Other(format!("update: encode {key}: {e}"))),
+        }
+    }
+    if guest.is_empty() {
+        return Ok(());
+    }
+    if st.live_status(dir) != Status::Running {
+        logging::warn(&format!(
+            "container {}: the VM's cgroup on the host is updated; the workload's cgroup \
+             inside the guest keeps its values (a {} VM cannot be reached)",
+            st.id,
+            st.live_status(dir).as_str()
+        ));
+        return Ok(());
+    }
+    let mut what = vessel_protocol::QUERY_UPDATE.to_vec();
+    what.extend_from_slice(Value::Object(guest).to_string().as_bytes());
+    crate::vm::exec::query(dir, &what).map(|_| ()).map_err(|e| {
+        Error::Other(format!(
+            "container {}: the VM's cgroup on the host is updated, the guest's is not: {e}",
+            st.id
+        ))
+    })
 }
 
 /// runc's update flags, as given on the command line.

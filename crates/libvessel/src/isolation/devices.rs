@@ -21,14 +21,7 @@ pub struct DeviceOp {
 }
 
 /// /dev/null, zero, full, random, urandom, tty (runtime-spec "Default Devices").
-const DEFAULTS: [(&str, u64, u64); 6] = [
-    ("null", 1, 3),
-    ("zero", 1, 5),
-    ("full", 1, 7),
-    ("random", 1, 8),
-    ("urandom", 1, 9),
-    ("tty", 5, 0),
-];
+use vessel_common::devices::DEFAULT_DEVICES as DEFAULTS;
 
 pub fn plan(spec_devices: &[LinuxDevice]) -> Result<Vec<DeviceOp>> {
     let mut ops = Vec::new();
@@ -43,8 +36,8 @@ pub fn plan(spec_devices: &[LinuxDevice]) -> Result<Vec<DeviceOp>> {
             dest: cstring("device", format!("dev/{name}"))?,
             host: cstring("device", format!("/dev/{name}"))?,
             kind: libc::S_IFCHR,
-            major,
-            minor,
+            major: major.into(),
+            minor: minor.into(),
             mode: 0o666,
             uid: 0,
             gid: 0,

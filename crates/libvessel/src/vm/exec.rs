@@ -166,7 +166,9 @@ const QUERY_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Asks the guest's agent `what` (`protocol::QUERY_PS` or `QUERY_STATS`)
 /// and returns its JSON answer.
 pub fn query(state_dir: &Path, what: &[u8]) -> Result<Value> {
-    let name = String::from_utf8_lossy(what).into_owned();
+    // The query's name (an `update` carries its JSON after it).
+    let name =
+        String::from_utf8_lossy(what.split(|b| *b == b' ').next().unwrap_or(what)).into_owned();
     let mut s = connect(state_dir, &name)?;
     let mut msg = Vec::new();
     protocol::encode_exec(protocol::KIND_EXEC_QUERY, 0, what, &mut msg);

@@ -18,23 +18,13 @@ use super::VmError;
 use oci_spec::runtime::{
     Hook, LinuxDevice, LinuxDeviceType, LinuxNamespaceType, LinuxPersonalityDomain, Spec,
 };
+use vessel_common::devices::DEFAULT_DEVICES;
 
 /// AppArmor profiles accepted without effect: they confine a workload on
 /// the host kernel, where a VM-mode workload never runs (Podman's
 /// `containers-default-<version>`, Docker's, containerd CRI's).
 const DEFAULT_APPARMOR: &[&str] = &["unconfined", "docker-default", "cri-containerd.apparmor.d"];
 const PODMAN_APPARMOR_PREFIX: &str = "containers-default-";
-
-/// Devices the guest's devtmpfs has already, as engines list them:
-/// (path, major, minor), all character devices.
-const DEFAULT_DEVICES: &[(&str, i64, i64)] = &[
-    ("/dev/null", 1, 3),
-    ("/dev/zero", 1, 5),
-    ("/dev/full", 1, 7),
-    ("/dev/random", 1, 8),
-    ("/dev/urandom", 1, 9),
-    ("/dev/tty", 5, 0),
-];
 
 /// Root propagation values that ask for nothing a guest's root lacks.
 const PRIVATE_PROPAGATION: &[&str] = &["", "private", "rprivate", "unbindable", "runbindable"];
@@ -190,7 +180,7 @@ fn devices(list: &[LinuxDevice], refused: &mut Vec<String>) {
         refused.push(format!(
             "linux.devices {} ({} {}:{}): a host device node cannot be passed into a guest \
              (accepted: the defaults /dev/null, zero, full, random, urandom and tty, which the \
-             guest has)",
+             guest's agent creates)",
             d.path().display(),
             d.typ().as_str(),
             d.major(),
@@ -199,10 +189,14 @@ fn devices(list: &[LinuxDevice], refused: &mut Vec<String>) {
     }
 }
 
+/// A default device (`vessel_common::devices`) as engines list it; the
+/// guest agent creates those in the workload's /dev.
 fn is_default_device(d: &LinuxDevice) -> bool {
-    let known = DEFAULT_DEVICES
-        .iter()
-        .any(|(p, ma, mi)| d.path().as_os_str() == *p && d.major() == *ma && d.minor() == *mi);
+    let known = DEFAULT_DEVICES.iter().any(|(name, ma, mi)| {
+        d.path().as_os_str() == format!("/dev/{name}").as_str()
+            && d.major() == i64::from(*ma)
+            && d.minor() == i64::from(*mi)
+    });
     known
         && matches!(d.typ(), LinuxDeviceType::C | LinuxDeviceType::U)
         && d.file_mode().is_none_or(|m| m & 0o7777 == 0o666)
@@ -239,8 +233,8 @@ mod tests {
     fn engine_defaults_pass() {
         let defaults: Vec<Value> = DEFAULT_DEVICES
             .iter()
-            .map(|(p, ma, mi)| {
-                json!({"path": p, "type": "c", "major": ma, "minor": mi,
+            .map(|(name, ma, mi)| {
+                json!({"path": format!("/dev/{name}"), "type": "c", "major": ma, "minor": mi,
                        "fileMode": 0o20666, "uid": 0, "gid": 0})
             })
             .collect();
