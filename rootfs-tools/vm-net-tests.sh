@@ -148,6 +148,56 @@ else
 fi
 $IP netns del vnt 2> /dev/null; $IP link del veth-h 2> /dev/null
 
+# A createRuntime hook makes the container's interface, as a CNI-style hook
+# does for runc: the spec names no namespace path, vessel makes the
+# namespace, the hook finds it through the VMM's pid, and vessel connects
+# what the hook made to the guest only after the hook returned.
+cat > "$work/hook.sh" <<EOF
+#!/bin/sh
+# Hooks run with only the spec's environment (none here).
+PATH=/usr/sbin:/usr/bin:/sbin:/bin
+pid=\$(sed -n 's/.*"pid": *\([0-9]*\).*/\1/p')
+echo "\$pid" > "$work/hook-pid"
+$IP netns attach hookns "\$pid" || exit 1
+$IP link add veth-k type veth peer name eth0 netns hookns || exit 1
+$IP addr add 10.201.0.1/24 dev veth-k && $IP link set veth-k up
+$IP -n hookns link set lo up && $IP -n hookns link set eth0 up
+$IP -n hookns addr add 10.201.0.2/24 dev eth0
+$IP -n hookns route add default via 10.201.0.1
+$IP -n hookns link show eth0 | sed -n 's/.*link\/ether \([0-9a-f:]*\).*/\1/p' > "$work/hook-mac"
+$IP netns del hookns
+EOF
+chmod +x "$work/hook.sh"
+bundle ', {"type": "network"}'
+sed -i "s|\"annotations\"|\"hooks\": {\"createRuntime\": [{\"path\": \"$work/hook.sh\"}]}, \"annotations\"|" "$work/b/config.json"
+sed -i 's/"args": \["sh", "-c", "ip addr;/"args": ["sh", "-c", "ip addr; ip route;/' "$work/b/config.json"
+t0=$(uptime_s)
+if v create --bundle "$work/b" hooked > "$work/outk" 2> "$work/errk"; then
+  echo "# net: create with a createRuntime hook (the guest booted within it): $(awk -v a="$t0" -v b="$(uptime_s)" 'BEGIN{printf "%.1f", b-a}') s"
+  pidk=$(v state hooked | tr -d '\n ' | sed -n 's/.*"pid":\([0-9]*\).*/\1/p')
+  check "hook: the createRuntime hook ran with the VMM's pid" '[ -n "$pidk" ] && [ "$(cat "$work/hook-pid" 2>/dev/null)" = "$pidk" ]' \
+    "state pid $pidk, hook saw $(cat "$work/hook-pid" 2>&1)"
+  v start hooked 2>> "$work/errk"
+  i=0 got=''
+  while [ $i -lt 60 ]; do
+    got=$(printf 'GET /index.html HTTP/1.0\r\n\r\n' | nc -w 2 10.201.0.2 80 2> /dev/null | tail -1)
+    [ "$got" = "hello from the guest" ] && break
+    sleep 1; i=$((i + 1))
+  done
+  check "hook: the L1 host reaches httpd in the guest through the interface the hook made" '[ "$got" = "hello from the guest" ]' \
+    "got '$got'; out: $(cat "$work/outk"); err: $(cat "$work/errk"); console: $(tail -5 "$root/hooked/console.log" 2>/dev/null)"
+  out=$(cat "$work/outk")
+  hmac=$(cat "$work/hook-mac" 2>/dev/null)
+  check "hook: the guest's eth0 has the hook's address, MAC and default route" \
+    'printf "%s\n" "$out" | grep -q "inet 10.201.0.2/24" && [ -n "$hmac" ] && printf "%s\n" "$out" | grep -qi "link/ether $hmac" && printf "%s\n" "$out" | grep -q "default via 10.201.0.1"' "mac $hmac: $out"
+  v kill hooked KILL; sleep 1; v delete -f hooked 2>> "$work/errk"
+  check "hook: after delete the namespace is gone with the VMM, and the hook's veth with it" \
+    '! $IP link show veth-k > /dev/null 2>&1 && [ ! -e "$root/hooked" ]' "$($IP link show veth-k 2>&1)"
+else
+  fail "hook: create with a createRuntime hook that makes the interface" "$(cat "$work/errk")"
+fi
+$IP link del veth-k 2> /dev/null
+
 if [ "$failures" -gt 0 ]; then
   echo "vm-net-tests: $failures check(s) failed"
   for f in "$root"/*/console.log; do [ -f "$f" ] && { echo "--- $f"; tail -20 "$f"; }; done

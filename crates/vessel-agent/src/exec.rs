@@ -74,7 +74,10 @@ impl Execs {
                 let req = self.requests.remove(&id).unwrap_or_default();
                 self.start(id, &req, spawn, ch);
             }
-            protocol::KIND_EXEC_QUERY => self.query(id, data, ch),
+            protocol::KIND_EXEC_QUERY => {
+                let arg = self.requests.remove(&id).unwrap_or_default();
+                self.query(id, data, &arg, ch);
+            }
             protocol::KIND_EXEC_STDIN => {
                 if let Some(r) = self.find(id) {
                     if r.stdin.is_some() && r.pending.len() + data.len() <= MAX_PENDING_STDIN {
@@ -147,9 +150,8 @@ impl Execs {
 
     /// Answers a query (`query`) as an exec that prints the JSON and
     /// exits 0.
-    fn query(&mut self, id: u8, what: &[u8], ch: &mut File) {
-        self.requests.remove(&id);
-        match super::query::answer(what, self.workload) {
+    fn query(&mut self, id: u8, what: &[u8], arg: &[u8], ch: &mut File) {
+        match super::query::answer(what, arg, self.workload) {
             Ok(json) => {
                 send_to(ch, Stream::Exec(protocol::KIND_EXEC_STDOUT, id), &json);
                 send_to(ch, Stream::Exec(protocol::KIND_EXEC_EXIT, id), &[0]);

@@ -27,6 +27,7 @@ mod confine;
 mod enter;
 mod exec;
 mod handshake;
+mod late_net;
 mod modules;
 mod net;
 mod port;
@@ -93,13 +94,28 @@ fn run(channel: &mut Option<File>) -> Result<i32, Failure> {
         .process
         .as_ref()
         .ok_or_else(|| Failure::other("config.json has no process"))?;
+    let late_net = std::fs::read_to_string("/proc/cmdline")
+        .is_ok_and(|c| vessel_protocol::launch::net_late(&c));
     // Read from the initramfs before the root moves away from it.
-    let guest_net = net::load().map_err(Failure::other)?;
+    let guest_net = match late_net {
+        true => None,
+        false => net::load().map_err(Failure::other)?,
+    };
     cgroup::prepare(cfg.linux.as_ref()).map_err(Failure::other)?;
     let mut sigfd = relay::sigchld_fd().map_err(Failure::other)?;
     let ch = channel
         .as_mut()
         .ok_or_else(|| Failure::other("agent channel not open"))?;
+    let (guest_net, mut early) = match late_net {
+        true => late_net::receive(ch).map_err(Failure::other)?,
+        false => (guest_net, relay::Early::default()),
+    };
+    // The interface as the VMM made it: the container's MAC, or a
+    // stand-in the agent replaces when the network came late.
+    let device_mac = match late_net {
+        true => vessel_protocol::launch::LATE_NET_MAC,
+        false => guest_net.as_ref().map(|n| n.mac).unwrap_or_default(),
+    };
     // The container, set up by the workload's child in its own namespaces
     // (`enter`); the agent keeps the initramfs as its root.
     let set_up = || -> Result<(), Failure> {
@@ -113,17 +129,16 @@ fn run(channel: &mut Option<File>) -> Result<i32, Failure> {
         setup::spec_mounts(&cfg, volumes.as_mut()).map_err(Failure::other)?;
         setup::hostname(&cfg).map_err(Failure::other)?;
         // Before the read-only paths (a read-only root): it writes /etc files.
-        net::setup(guest_net.as_ref()).map_err(Failure::other)?;
+        net::setup(guest_net.as_ref(), device_mac).map_err(Failure::other)?;
         setup::sysctls(&cfg).map_err(Failure::other)?;
         setup::protect_paths(&cfg).map_err(Failure::other)
     };
     let tty = process.terminal.then(tty::cmdline_clears_onlcr);
-    let mut early = relay::Early::default();
     let mut namespaces = None;
     let mut on_ready = |pid: i32, master: Option<i32>| -> Result<(), Failure> {
         namespaces = Some(enter::Namespaces::of(pid).map_err(Failure::other)?);
         if let Some(master) = master {
-            early = relay::initial_window_size(ch, master);
+            early = relay::initial_window_size(ch, master, std::mem::take(&mut early));
         }
         Ok(())
     };

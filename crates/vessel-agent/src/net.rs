@@ -174,9 +174,21 @@ fn find_by_mac(mac: &[u8; 6]) -> Result<String, String> {
     }
 }
 
-/// Applies `net` (see the module comment).
-fn configure(sock: &Sock, net: &GuestNet) -> Result<(), String> {
-    let found = find_by_mac(&net.mac)?;
+/// Applies `net` to the interface whose MAC is `device_mac` (see the
+/// module comment).
+fn configure(sock: &Sock, net: &GuestNet, device_mac: [u8; 6]) -> Result<(), String> {
+    let found = find_by_mac(&device_mac)?;
+    if device_mac != net.mac {
+        // Still down: a MAC changes only then.
+        let mut r = ifreq(&found);
+        r[16..18].copy_from_slice(&libc::ARPHRD_ETHER.to_ne_bytes());
+        r[18..24].copy_from_slice(&net.mac);
+        sock.ioctl(
+            libc::SIOCSIFHWADDR,
+            &mut r,
+            &format!("{found}: SIOCSIFHWADDR {}", proto::format_mac(&net.mac)),
+        )?;
+    }
     if found != net.name {
         let mut r = ifreq(&found);
         let n = net.name.len().min(proto::MAX_IFNAME);
@@ -223,13 +235,14 @@ pub fn load() -> Result<Option<GuestNet>, String> {
     }
 }
 
-/// `lo` up, and the container's interface when there is one. (/etc files
-/// such as resolv.conf come as the spec's bind mounts, shared live.)
-pub fn setup(net: Option<&GuestNet>) -> Result<(), String> {
+/// `lo` up, and the container's interface when there is one, found by
+/// the MAC the VMM gave it (`device_mac`). (/etc files such as resolv.conf
+/// come as the spec's bind mounts, shared live.)
+pub fn setup(net: Option<&GuestNet>, device_mac: [u8; 6]) -> Result<(), String> {
     let sock = Sock::new()?;
     sock.up("lo")?;
     if let Some(net) = net {
-        configure(&sock, net).map_err(|e| format!("network: {e}"))?;
+        configure(&sock, net, device_mac).map_err(|e| format!("network: {e}"))?;
     }
     Ok(())
 }

@@ -10,15 +10,13 @@
 use serde_json::{json, Value};
 use std::collections::HashMap;
 
-/// The answer to `what` about the workload whose agent-side pid is
-/// `workload`.
-pub fn answer(what: &[u8], workload: i32) -> Result<Vec<u8>, String> {
+/// The answer to `what` (with its argument `arg`) about the workload whose
+/// agent-side pid is `workload`.
+pub fn answer(what: &[u8], arg: &[u8], workload: i32) -> Result<Vec<u8>, String> {
     let value = match what {
         vessel_protocol::QUERY_PS => ps(workload)?,
         vessel_protocol::QUERY_STATS => stats(workload)?,
-        w if w.starts_with(vessel_protocol::QUERY_UPDATE) => {
-            update(&w[vessel_protocol::QUERY_UPDATE.len()..])?
-        }
+        vessel_protocol::QUERY_UPDATE => update(arg)?,
         other => {
             return Err(format!(
                 "unknown query {:?}",
@@ -200,6 +198,7 @@ mod tests {
         let me = std::process::id() as i32;
         let procs = processes(me).unwrap();
         assert!(procs.iter().any(|p| p.agent_pid == me));
-        assert!(answer(b"nonsense", me).is_err());
+        assert!(answer(b"nonsense", b"", me).is_err());
+        assert!(answer(vessel_protocol::QUERY_UPDATE, b"not json", me).is_err());
     }
 }

@@ -155,18 +155,31 @@ const INITIAL_SIZE_WAIT_MS: u64 = 10_000;
 /// What the host sent before the workload existed, kept for the relay.
 #[derive(Default)]
 pub struct Early {
-    decoder: protocol::Decoder,
-    stdin: Vec<u8>,
-    stdin_eof: bool,
-    signals: Vec<u8>,
+    pub decoder: protocol::Decoder,
+    pub stdin: Vec<u8>,
+    pub stdin_eof: bool,
+    pub signals: Vec<u8>,
+}
+
+impl Early {
+    /// Keeps a frame for the workload that came before it existed (stdin,
+    /// its end, a signal); false for any other.
+    pub fn keep(&mut self, frame: &Frame) -> bool {
+        match frame {
+            Frame::Stdin(data) => self.stdin.extend_from_slice(data),
+            Frame::StdinEof => self.stdin_eof = true,
+            Frame::Signal(sig) => self.signals.push(*sig),
+            _ => return false,
+        }
+        true
+    }
 }
 
 /// With a terminal: wait for the VMM's first window-size frame (it sends
 /// one as soon as the guest is ready, 0x0 when its terminal has none) and
 /// set it on the pty `master`, so the workload's first look at its size
 /// is right. Whatever came before it is kept for the relay.
-pub fn initial_window_size(channel: &mut File, master: i32) -> Early {
-    let mut early = Early::default();
+pub fn initial_window_size(channel: &mut File, master: i32, mut early: Early) -> Early {
     let deadline =
         std::time::Instant::now() + std::time::Duration::from_millis(INITIAL_SIZE_WAIT_MS);
     let mut got = false;
@@ -199,12 +212,7 @@ pub fn initial_window_size(channel: &mut File, master: i32) -> Early {
         };
         // Frames after the size are kept as well (the decoder only
         // hands out whole frames).
-        let Early {
-            decoder,
-            stdin,
-            stdin_eof,
-            signals,
-        } = &mut early;
+        let mut decoder = std::mem::take(&mut early.decoder);
         decoder.feed(&buf[..n], |frame| match frame {
             Frame::WindowSize { rows, cols } => {
                 got = true;
@@ -212,11 +220,10 @@ pub fn initial_window_size(channel: &mut File, master: i32) -> Early {
                     console_note(&e);
                 }
             }
-            Frame::Stdin(data) => stdin.extend_from_slice(data),
-            Frame::StdinEof => *stdin_eof = true,
-            Frame::Signal(sig) => signals.push(sig),
+            other if early.keep(&other) => {}
             other => console_note(&format!("ignoring unexpected frame {other:?}")),
         });
+        early.decoder = decoder;
     }
     early
 }

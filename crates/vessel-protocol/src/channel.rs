@@ -73,17 +73,24 @@ pub const KIND_EXEC_STDERR: u8 = b'r';
 pub const KIND_EXEC_EXIT: u8 = b'x';
 /// A signal killed an exec (guest -> host, data: the signal number).
 pub const KIND_EXEC_KILLED: u8 = b'k';
-/// Instead of a process, a question about the guest (host -> guest, data:
-/// [`QUERY_PS`], [`QUERY_STATS`] or [`QUERY_UPDATE`]): the answer is JSON in `o` frames,
-/// then `x` 0; or an `r` message and `x` 125.
+/// Instead of a process, a question about the guest or an instruction to
+/// its agent (host -> guest, data: its name, [`QUERY_PS`], [`QUERY_STATS`],
+/// [`QUERY_UPDATE`] or [`QUERY_NET`]; an argument, if it takes one, comes
+/// first as `P` chunks, as an exec's request does): the answer is JSON in
+/// `o` frames, then `x` 0; or an `r` message and `x` 125.
 pub const KIND_EXEC_QUERY: u8 = b'q';
 /// The workload's processes, as its pid namespace in the guest numbers them.
 pub const QUERY_PS: &[u8] = b"ps";
 /// The guest's memory, CPU time and process count.
 pub const QUERY_STATS: &[u8] = b"stats";
-/// New values for the workload's cgroup in the guest: this prefix, then
-/// the `linux.resources` JSON of what changes (as `update` gives it).
-pub const QUERY_UPDATE: &[u8] = b"update ";
+/// New values for the workload's cgroup in the guest; the argument is the
+/// `linux.resources` JSON of what changes (as `update` gives it).
+pub const QUERY_UPDATE: &[u8] = b"update";
+/// The guest's network, when the runtime connects it after the VMM has
+/// started (`launch::CMDLINE_NET_LATE`); the argument is
+/// `net::GuestNet::render`'s text, empty for no interface. The agent waits
+/// for it before it sets the workload up.
+pub const QUERY_NET: &[u8] = b"net";
 const EXEC_KINDS: [u8; 11] = [
     KIND_EXEC_QUERY,
     KIND_EXEC_REQUEST,

@@ -49,6 +49,25 @@ pub const SHARE_ROOTFS: &str = "rootfs";
 /// for each bind mount (n is its index in `mounts`).
 pub const SHARE_VOLUMES: &str = "volumes";
 
+/// Kernel command-line token by which the runtime tells the agent that the
+/// guest's network comes over the channel (`QUERY_NET`) once the runtime
+/// has connected it, after the hooks that set the namespace up
+/// (`prestart`, `createRuntime`), instead of in the initramfs.
+pub const CMDLINE_NET_LATE: &str = "vessel.net=late";
+/// The MAC the VMM's virtio-net device carries until the agent gives the
+/// interface the one of the container's (a locally administered address).
+pub const LATE_NET_MAC: [u8; 6] = [0x02, 0x76, 0x65, 0x73, 0x73, 0x6c];
+/// The virtio-net MTU in that case: the most a late interface may have
+/// (a larger one would make the guest's driver post 64 KiB buffers).
+pub const LATE_NET_MTU: u16 = 1500;
+
+/// Whether a kernel command line carries [`CMDLINE_NET_LATE`].
+pub fn net_late(cmdline: &str) -> bool {
+    cmdline
+        .split_ascii_whitespace()
+        .any(|w| w == CMDLINE_NET_LATE)
+}
+
 /// The share's tag from a kernel command line (`vessel.fs=<tag>`, the last
 /// one wins as for kernel parameters); None when absent or empty.
 pub fn fs_tag(cmdline: &str) -> Option<&str> {

@@ -74,7 +74,7 @@ fn guest_query_of(dir: &Path, st: &State, what: &[u8]) -> Result<Option<Value>> 
     if st.sandbox != Sandbox::Vm || st.live_status(dir) != Status::Running {
         return Ok(None);
     }
-    crate::vm::exec::query(dir, what).map(Some)
+    crate::vm::exec::query(dir, what, &[]).map(Some)
 }
 
 /// runc's `ps` table: the header of `ps <args>` and the lines whose PID
@@ -158,14 +158,16 @@ fn update_guest(dir: &Path, st: &State, delta: &LinuxResources) -> Result<()> {
         ));
         return Ok(());
     }
-    let mut what = vessel_protocol::QUERY_UPDATE.to_vec();
-    what.extend_from_slice(Value::Object(guest).to_string().as_bytes());
-    crate::vm::exec::query(dir, &what).map(|_| ()).map_err(|e| {
-        Error::Other(format!(
-            "container {}: the VM's cgroup on the host is updated, the guest's is not: {e}",
-            st.id
-        ))
-    })
+    let arg = Value::Object(guest).to_string();
+    let what = vessel_protocol::QUERY_UPDATE;
+    crate::vm::exec::query(dir, what, arg.as_bytes())
+        .map(|_| ())
+        .map_err(|e| {
+            Error::Other(format!(
+                "container {}: the VM's cgroup on the host is updated, the guest's is not: {e}",
+                st.id
+            ))
+        })
 }
 
 /// runc's update flags, as given on the command line.

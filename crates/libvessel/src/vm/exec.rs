@@ -17,6 +17,7 @@ use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
+use std::time::{Duration, Instant};
 use vessel_protocol::{self as protocol, Decoder, Frame};
 
 /// The VMM's exec socket, in the container's state directory.
@@ -161,19 +162,58 @@ fn connect(state_dir: &Path, what: &str) -> Result<UnixStream> {
 }
 
 /// How long the agent may take to answer a query.
-const QUERY_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+const QUERY_WAIT: Duration = Duration::from_secs(30);
 
-/// Asks the guest's agent `what` (`protocol::QUERY_PS` or `QUERY_STATS`)
-/// and returns its JSON answer.
-pub fn query(state_dir: &Path, what: &[u8]) -> Result<Value> {
-    // The query's name (an `update` carries its JSON after it).
-    let name =
-        String::from_utf8_lossy(what.split(|b| *b == b' ').next().unwrap_or(what)).into_owned();
-    let mut s = connect(state_dir, &name)?;
+/// Asks the guest's agent `what` (`protocol::QUERY_PS`, `QUERY_STATS`,
+/// `QUERY_UPDATE`) with its argument (empty for none) and returns its
+/// JSON answer.
+pub fn query(state_dir: &Path, what: &[u8], arg: &[u8]) -> Result<Value> {
+    let name = String::from_utf8_lossy(what).into_owned();
+    let s = connect(state_dir, &name)?;
+    ask(s, &name, what, arg, QUERY_WAIT)
+}
+
+/// Gives a created VM's agent its network (`protocol::QUERY_NET`, the
+/// rendered settings, empty for none) and waits until it has them: the
+/// guest may still be booting, so the exec socket may not be bound yet
+/// and the answer comes once the agent is up; both within `wait`.
+pub fn give_network(state_dir: &Path, vmm_pid: i32, net: &str, wait: Duration) -> Result<()> {
+    let name = "network";
+    let deadline = Instant::now() + wait;
+    let s = loop {
+        match connect(state_dir, name) {
+            Ok(s) => break s,
+            Err(e) => {
+                // SAFETY: kill with signal 0 only checks that the pid exists.
+                let alive = unsafe { libc::kill(vmm_pid, 0) } == 0;
+                if !alive || Instant::now() >= deadline {
+                    return Err(e);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    };
+    let left = deadline.saturating_duration_since(Instant::now());
+    ask(
+        s,
+        name,
+        protocol::QUERY_NET,
+        net.as_bytes(),
+        left.max(Duration::from_secs(1)),
+    )
+    .map(|_| ())
+}
+
+/// Sends query `what` with `arg` on `s` and reads the answer, for `wait`
+/// at most.
+fn ask(mut s: UnixStream, name: &str, what: &[u8], arg: &[u8], wait: Duration) -> Result<Value> {
     let mut msg = Vec::new();
+    if !arg.is_empty() {
+        protocol::encode_exec(protocol::KIND_EXEC_REQUEST, 0, arg, &mut msg);
+    }
     protocol::encode_exec(protocol::KIND_EXEC_QUERY, 0, what, &mut msg);
     s.write_all(&msg)
-        .and_then(|()| s.set_read_timeout(Some(QUERY_WAIT)))
+        .and_then(|()| s.set_read_timeout(Some(wait)))
         .map_err(|e| Error::Other(format!("{name}: asking the guest: {e}")))?;
     let (mut out, mut err, mut code) = (Vec::new(), Vec::new(), None);
     let mut decoder = Decoder::new();

@@ -105,25 +105,16 @@ fn lsm_labels(spec: &Spec, refused: &mut Vec<String>) {
     }
 }
 
-/// Hooks that act on the container's namespaces or rootfs as it is made:
-/// in VM mode those are the guest's, built before any hook could run.
-/// poststart and poststop run on the host as in container mode.
+/// Hooks that run inside the container as it is made: in VM mode that is
+/// the guest, where vessel runs no hook. prestart and createRuntime run on
+/// the host, with the VMM's pid, before the guest gets its network
+/// (`vm::Launched::connect_network`); poststart and poststop run on the
+/// host as in container mode.
 fn hooks(spec: &Spec, refused: &mut Vec<String>) {
     let Some(h) = spec.hooks() else {
         return;
     };
-    #[allow(deprecated)]
-    let lists: [(&str, &Option<Vec<Hook>>, &str); 4] = [
-        (
-            "prestart",
-            h.prestart(),
-            "sets up the container's namespaces from the host",
-        ),
-        (
-            "createRuntime",
-            h.create_runtime(),
-            "sets up the container's namespaces from the host",
-        ),
+    let lists: [(&str, &Option<Vec<Hook>>, &str); 2] = [
         (
             "createContainer",
             h.create_container(),
@@ -138,8 +129,8 @@ fn hooks(spec: &Spec, refused: &mut Vec<String>) {
     for (name, list, what) in lists {
         if list.as_ref().is_some_and(|l| !l.is_empty()) {
             refused.push(format!(
-                "hooks.{name}: such a hook {what}, and in VM mode those are the guest's, built \
-                 before any hook could act on them"
+                "hooks.{name}: such a hook {what}, which in VM mode is inside the guest, where \
+                 no hook runs (prestart, createRuntime, poststart and poststop run on the host)"
             ));
         }
     }
@@ -247,7 +238,8 @@ mod tests {
             check_fields(&spec(json!({
                 "process": {"cwd": "/", "user": {"uid": 0, "gid": 0},
                             "apparmorProfile": profile, "selinuxLabel": "", "oomScoreAdj": 0},
-                "hooks": {"prestart": [], "poststop": [{"path": "/bin/true"}]},
+                "hooks": {"prestart": [{"path": "/bin/true"}], "createRuntime": [],
+                          "poststop": [{"path": "/bin/true"}]},
                 "linux": {"devices": defaults, "mountLabel": "", "rootfsPropagation": "rprivate",
                           "personality": {"domain": "LINUX"}, "timeOffsets": {},
                           "uidMappings": [],
@@ -273,8 +265,8 @@ mod tests {
             ),
             (json!({"linux": {"mountLabel": "x"}}), "linux.mountLabel"),
             (
-                json!({"hooks": {"createRuntime": [{"path": "/bin/true"}]}}),
-                "hooks.createRuntime",
+                json!({"hooks": {"createContainer": [{"path": "/bin/true"}]}}),
+                "hooks.createContainer",
             ),
             (
                 json!({"hooks": {"startContainer": [{"path": "/bin/true"}]}}),
@@ -323,11 +315,11 @@ mod tests {
     #[test]
     fn one_error_names_every_field() {
         let err = refusal(json!({
-            "hooks": {"prestart": [{"path": "/bin/true"}]},
+            "hooks": {"startContainer": [{"path": "/bin/true"}]},
             "linux": {"mountLabel": "x", "personality": {"domain": "LINUX32"}}
         }));
         for field in [
-            "hooks.prestart",
+            "hooks.startContainer",
             "linux.mountLabel",
             "linux.personality.domain",
         ] {

@@ -264,19 +264,65 @@ pub fn set_oom_score_adj(pid: i32, spec: &Spec) -> Result<(), VmError> {
         .map_err(|e| VmError::Msg(format!("process.oomScoreAdj {adj}: write {path}: {e}")))
 }
 
-/// Build the initramfs, connect the network, start virtiofsd and spawn the
-/// VMM; returns the VMM's pid. virtiofsd is in the container's cgroup (a
-/// later failure of `create` kills it with the cgroup); it is killed here
-/// if the VMM does not start.
-pub fn launch(req: &LaunchRequest) -> Result<i32, VmError> {
+/// A VMM `launch` started.
+pub struct Launched {
+    pub pid: i32,
+    /// Kept until `create` ends: it holds the namespace's lock and, with
+    /// late connection, what `connect_network` needs.
+    net: net::Prepared,
+}
+
+/// How long `create` waits for a guest to take its network when it is
+/// given after the hooks: the guest boots meanwhile (seconds on hardware
+/// KVM, up to tens of seconds under emulation).
+const LATE_NET_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+
+impl Launched {
+    /// With `prestart` or `createRuntime` hooks, once they ran: connects
+    /// the namespace's interface (which a hook may have made) to the VM
+    /// and gives the guest its settings, waiting until the agent has
+    /// them. Nothing to do otherwise: the network was connected before
+    /// the VMM started.
+    pub fn connect_network(&self, state_dir: &Path) -> crate::Result<()> {
+        if self.net.late_tap.is_none() {
+            return Ok(());
+        }
+        let guest = self.net.connect_late(state_dir)?;
+        let text = guest.map(|g| g.render()).unwrap_or_default();
+        exec::give_network(state_dir, self.pid, &text, LATE_NET_WAIT)
+    }
+}
+
+/// Whether `spec`'s network is connected after its hooks ran: the hooks
+/// that set a container's namespaces up (`prestart`, `createRuntime`)
+/// run once the VMM is in its network namespace, and what they make there
+/// must reach the guest.
+pub fn network_after_hooks(spec: &Spec) -> bool {
+    spec.hooks().as_ref().is_some_and(|h| {
+        h.prestart().as_ref().is_some_and(|v| !v.is_empty())
+            || h.create_runtime().as_ref().is_some_and(|v| !v.is_empty())
+    })
+}
+
+/// Build the initramfs, connect the network (or, with hooks, only make
+/// the tap: `Launched::connect_network`), start virtiofsd and spawn the
+/// VMM. virtiofsd is in the container's cgroup (a later failure of
+/// `create` kills it with the cgroup); it is killed here if the VMM does
+/// not start.
+pub fn launch(req: &LaunchRequest) -> Result<Launched, VmError> {
     let plan = req.plan;
     check_kernel(&plan.kernel)?;
     let vmm = find_vmm()?;
-    let net = net::prepare(req.spec, req.state_dir)?;
+    let late = network_after_hooks(req.spec);
+    let net = net::prepare(req.spec, req.state_dir, late)?;
     let undo_net = net::Undo::new(req.state_dir);
     let initrd = assemble_initrd(req, net.link.as_ref().map(|l| &l.1))?;
 
     let mut cmdline = plan.cmdline.clone();
+    if late {
+        cmdline.push(' ');
+        cmdline.push_str(vessel_protocol::launch::CMDLINE_NET_LATE);
+    }
     if req.terminal.as_ref().is_some_and(|t| t.relayed) {
         cmdline.push(' ');
         cmdline.push_str(vessel_protocol::launch::CMDLINE_TTY_NO_ONLCR);
@@ -314,7 +360,10 @@ pub fn launch(req: &LaunchRequest) -> Result<i32, VmError> {
     undo_net.disarm();
     // The child is not waited for here: `create` records its pid and exits;
     // whoever reaps vessel's children (the shim, or `run`) reaps it.
-    Ok(child.id() as i32)
+    Ok(Launched {
+        pid: child.id() as i32,
+        net,
+    })
 }
 
 /// Spawns the VMM as PID 1 of a new pid namespace, as a container's init

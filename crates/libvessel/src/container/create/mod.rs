@@ -408,11 +408,19 @@ fn launch_vm(
         exec_fifo: fifo,
         cgroup,
     };
-    let pid = vm::launch(&req)?;
+    let launched = vm::launch(&req)?;
+    let pid = launched.pid;
     cleanup.pid = pid;
     record_pid(st, dir, pid)?;
     vm::set_oom_score_adj(pid, &bundle.spec)?;
     cgroup.add_task(pid)?;
+    // The hooks that set the container's namespaces up run on the host,
+    // as runc runs them, with the VMM's pid: its network namespace is the
+    // container's. Then what they made there is connected to the guest.
+    if let Some(h) = bundle.spec.hooks() {
+        run_vm_create_hooks(h, &state_json(st, dir, pid, "creating"))?;
+    }
+    launched.connect_network(dir)?;
     // Only now, with the VMM holding the slave: a failed launch sends no
     // master for a terminal nobody serves. vessel keeps no end of the pty.
     if let Some((socket, pty)) = console {
@@ -531,8 +539,10 @@ fn state_json(st: &State, dir: &Path, pid: i32, status: &str) -> String {
     v.to_string()
 }
 
-/// prestart, createRuntime and createContainer hooks, in that order.
-fn run_create_hooks(h: &oci_spec::runtime::Hooks, state: &str, pid: i32) -> Result<()> {
+/// The create hooks that run in the runtime's namespaces: prestart, then
+/// createRuntime (VM mode runs only these; `vm::fields` refuses the
+/// others, which belong inside the container).
+fn run_vm_create_hooks(h: &oci_spec::runtime::Hooks, state: &str) -> Result<()> {
     #[allow(deprecated)]
     hooks::run(
         "prestart",
@@ -545,7 +555,12 @@ fn run_create_hooks(h: &oci_spec::runtime::Hooks, state: &str, pid: i32) -> Resu
         h.create_runtime().as_deref().unwrap_or(&[]),
         state,
         None,
-    )?;
+    )
+}
+
+/// prestart, createRuntime and createContainer hooks, in that order.
+fn run_create_hooks(h: &oci_spec::runtime::Hooks, state: &str, pid: i32) -> Result<()> {
+    run_vm_create_hooks(h, state)?;
     hooks::run(
         "createContainer",
         h.create_container().as_deref().unwrap_or(&[]),

@@ -180,36 +180,72 @@ fn processes_in_netns(dev: u64, ino: u64) -> Vec<i32> {
         .collect()
 }
 
-/// What `connect` made, for the VMM's launch.
+/// What `prepare` made, for the VMM's launch.
 pub struct Prepared {
     /// The namespace to join; None: a new one.
     pub join: Option<OwnedFd>,
     /// The tap and the guest's settings, when there is an interface.
     pub link: Option<(OwnedFd, GuestNet)>,
+    /// With late connection (`prepare`'s `late`): the tap, made in the
+    /// namespace before anything is connected to it; `connect_late` joins
+    /// it to the namespace's interface after the hooks.
+    pub late_tap: Option<OwnedFd>,
+    /// The namespace's path, when the spec named one.
+    pub path: Option<PathBuf>,
 }
 
 impl Prepared {
     /// `--net-fd`, `--net-mac`, `--net-mtu` for the VMM.
     pub fn vmm_args(&self) -> Vec<String> {
-        match &self.link {
-            None => Vec::new(),
-            Some((_, g)) => vec![
-                "--net-fd".into(),
-                VMM_TAP_FD.to_string(),
-                "--net-mac".into(),
-                vessel_protocol::net::format_mac(&g.mac),
-                "--net-mtu".into(),
-                g.mtu.to_string(),
-            ],
-        }
+        let (mac, mtu) = match (&self.link, &self.late_tap) {
+            (Some((_, g)), _) => (g.mac, g.mtu.to_string()),
+            (None, Some(_)) => (
+                vessel_protocol::launch::LATE_NET_MAC,
+                vessel_protocol::launch::LATE_NET_MTU.to_string(),
+            ),
+            (None, None) => return Vec::new(),
+        };
+        vec![
+            "--net-fd".into(),
+            VMM_TAP_FD.to_string(),
+            "--net-mac".into(),
+            vessel_protocol::net::format_mac(&mac),
+            "--net-mtu".into(),
+            mtu,
+        ]
     }
 
     /// The raw descriptors `pre_exec` uses: (namespace, tap).
     pub fn raw_fds(&self) -> (Option<RawFd>, Option<RawFd>) {
+        let tap = self
+            .link
+            .as_ref()
+            .map(|(t, _)| t)
+            .or(self.late_tap.as_ref());
         (
             self.join.as_ref().map(|f| f.as_raw_fd()),
-            self.link.as_ref().map(|(t, _)| t.as_raw_fd()),
+            tap.map(|t| t.as_raw_fd()),
         )
+    }
+
+    /// With late connection, after the hooks: joins the namespace's
+    /// interface (which a hook may have made) to the tap, as `prepare`
+    /// does otherwise, and returns the guest's settings (None: the
+    /// namespace has no interface). What it takes is recorded for
+    /// `restore` only in a namespace the spec named: a new one ends with
+    /// the VMM, and naming it by the VMM's pid could, once that pid is
+    /// reused, point `restore` at a stranger's namespace.
+    pub fn connect_late(&self, state_dir: &Path) -> Result<Option<GuestNet>, VmError> {
+        let (Some(ns), Some(_)) = (&self.join, &self.late_tap) else {
+            return Ok(None);
+        };
+        let what = match &self.path {
+            Some(p) => p.clone(),
+            None => PathBuf::from("the VM's new network namespace"),
+        };
+        let record = self.path.is_some().then_some(state_dir);
+        let taken = in_netns(ns, || take_over(&what, record, true))?;
+        Ok(taken.map(|(_, g)| g))
     }
 }
 
@@ -268,41 +304,103 @@ fn in_netns<T: Send>(
     })
 }
 
-/// Prepares the VM's network for `spec` (see the module comment).
-pub fn prepare(spec: &Spec, state_dir: &Path) -> Result<Prepared, VmError> {
-    let path = match namespace(spec)? {
-        NetNs::New => {
+/// Prepares the VM's network for `spec` (see the module comment). With
+/// `late` (a spec whose hooks set the namespace up), the tap is made in
+/// the namespace now, a new namespace is made here rather than by the
+/// VMM (so the tap can go in first; the hooks find it through the VMM's
+/// pid), and nothing is connected until `Prepared::connect_late`.
+pub fn prepare(spec: &Spec, state_dir: &Path, late: bool) -> Result<Prepared, VmError> {
+    let (ns, path) = match namespace(spec)? {
+        NetNs::New if !late => {
             return Ok(Prepared {
                 join: None,
                 link: None,
+                late_tap: None,
+                path: None,
             })
         }
-        NetNs::Path(p) => p,
+        NetNs::New => (new_netns()?, None),
+        NetNs::Path(p) => {
+            let ns = open_netns(&p)?;
+            // Held until this `create` exits (the descriptor is
+            // close-on-exec, so the VMM does not inherit it): by then the
+            // VMM is in the namespace, and the in-use check refuses the
+            // next one.
+            lock_netns(&ns, &p)?;
+            refuse_if_in_use(&ns, &p)?;
+            (ns, Some(p))
+        }
     };
-    let ns = open_netns(&path)?;
-    // Held until this `create` exits (the descriptor is close-on-exec, so
-    // the VMM does not inherit it): by then the VMM is in the namespace,
-    // and the in-use check refuses the next one.
-    lock_netns(&ns, &path)?;
-    refuse_if_in_use(&ns, &path)?;
-    let taken = in_netns(&ns, || take_over(&path, state_dir))?;
+    if late {
+        let what = path
+            .clone()
+            .unwrap_or_else(|| "a new network namespace".into());
+        let tap = in_netns(&ns, || {
+            refuse_tap_exists()
+                .and_then(|()| tap::create(TAP_NAME))
+                .map_err(|e| VmError::Msg(format!("VM network in {}: {e}", what.display())))
+        })?;
+        return Ok(Prepared {
+            join: Some(ns),
+            link: None,
+            late_tap: Some(tap),
+            path,
+        });
+    }
+    let what = path.clone().unwrap_or_default();
+    let taken = in_netns(&ns, || take_over(&what, Some(state_dir), false))?;
     Ok(Prepared {
         join: Some(ns),
-        link: taken,
+        link: taken.and_then(|(tap, g)| Some((tap?, g))),
+        late_tap: None,
+        path,
     })
 }
 
-/// In the namespace: the interface, the tap, the tc redirect, the address
-/// removal; undone on any failure.
-fn take_over(path: &Path, state_dir: &Path) -> Result<Option<(OwnedFd, GuestNet)>, VmError> {
-    let ctx = |e: VmError| VmError::Msg(format!("VM network in {}: {e}", path.display()));
-    let links = ip::parse_links(&ip::run("ip", &["-j", "addr", "show"]).map_err(ctx)?)?;
-    let others: Vec<&ip::Link> = links.iter().filter(|l| !l.loopback).collect();
-    if others.iter().any(|l| l.name == TAP_NAME) {
-        return Err(ctx(VmError::Msg(format!(
+/// A new network namespace (only `lo`), held by the returned descriptor.
+fn new_netns() -> Result<OwnedFd, VmError> {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            nix::sched::unshare(CloneFlags::CLONE_NEWNET)
+                .map_err(|e| VmError::Msg(format!("a new network namespace for the VM: {e}")))?;
+            std::fs::File::open("/proc/thread-self/ns/net")
+                .map(OwnedFd::from)
+                .map_err(|e| VmError::Msg(format!("open the VM's new network namespace: {e}")))
+        })
+        .join()
+        .unwrap_or_else(|_| Err(VmError::Msg("the network set-up thread panicked".into())))
+    })
+}
+
+/// Refuses a namespace that has vessel's tap already (another VM's).
+fn refuse_tap_exists() -> Result<(), VmError> {
+    let links = ip::parse_links(&ip::run("ip", &["-j", "addr", "show"])?)?;
+    if links.iter().any(|l| l.name == TAP_NAME) {
+        return Err(VmError::Msg(format!(
             "{TAP_NAME} exists: the namespace is already connected to a VM"
-        ))));
+        )));
     }
+    Ok(())
+}
+
+/// In the namespace: the interface, the tap (made here unless `late`,
+/// when `prepare` made it before the hooks), the tc redirect, the address
+/// removal; undone on any failure. What was taken is recorded in the
+/// state dir `record_in`, if given, for `restore`.
+fn take_over(
+    path: &Path,
+    record_in: Option<&Path>,
+    late: bool,
+) -> Result<Option<(Option<OwnedFd>, GuestNet)>, VmError> {
+    let ctx = |e: VmError| VmError::Msg(format!("VM network in {}: {e}", path.display()));
+    if !late {
+        refuse_tap_exists().map_err(ctx)?;
+    }
+    let links = ip::parse_links(&ip::run("ip", &["-j", "addr", "show"]).map_err(ctx)?)?;
+    let others: Vec<&ip::Link> = links
+        .iter()
+        .filter(|l| !l.loopback && l.name != TAP_NAME)
+        .collect();
     let iface = match others[..] {
         [] => return Ok(None),
         [one] => one,
@@ -321,9 +419,13 @@ fn take_over(path: &Path, state_dir: &Path) -> Result<Option<(OwnedFd, GuestNet)
             iface.name
         )))
     })?;
+    let most = match late {
+        true => vessel_protocol::launch::LATE_NET_MTU,
+        false => u16::MAX,
+    };
     let mtu = u16::try_from(iface.mtu)
         .ok()
-        .filter(|m| *m >= 68)
+        .filter(|m| *m >= 68 && *m <= most)
         .ok_or_else(|| {
             ctx(VmError::Msg(format!(
                 "{}: MTU {} not supported",
@@ -347,11 +449,18 @@ fn take_over(path: &Path, state_dir: &Path) -> Result<Option<(OwnedFd, GuestNet)
         addrs: iface.v4.clone(),
         routes: routes.into_iter().filter(|r| !r.kernel).collect(),
     };
-    let tap = tap::create(TAP_NAME).map_err(ctx)?;
-    save_record(state_dir, &record)?;
+    let tap = match late {
+        true => None,
+        false => Some(tap::create(TAP_NAME).map_err(ctx)?),
+    };
+    if let Some(dir) = record_in {
+        save_record(dir, &record)?;
+    }
     if let Err(e) = redirect(&record.iface, mtu, &record.addrs) {
         undo(&record);
-        let _ = std::fs::remove_file(state_dir.join(RECORD));
+        if let Some(dir) = record_in {
+            let _ = std::fs::remove_file(dir.join(RECORD));
+        }
         return Err(ctx(e));
     }
     let mut guest_routes: Vec<GuestRoute> = record
