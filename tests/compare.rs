@@ -307,6 +307,12 @@ fn both_modes_in_nested_vm() {
     let kernel = guest_kernel();
     let virtiofsd = virtiofsd();
     let b = Bundle::new(&["true"]);
+    // compare's network and vessel's takeover of it drive iproute2: the
+    // test VM's own ip is busybox's (no netns, no -j) and it has no tc.
+    let real = |p: &str| {
+        std::fs::canonicalize(p).unwrap_or_else(|e| panic!("{p}: {e}: apt-get install iproute2"))
+    };
+    let (ip, tc) = (real("/usr/sbin/ip"), real("/usr/sbin/tc"));
     let script = dir.join("compare-in-vm.sh");
     std::fs::write(
         &script,
@@ -335,9 +341,14 @@ fn both_modes_in_nested_vm() {
             (&virtiofsd, "/vessel/virtiofsd"),
             (&b.dir, "/cmp-bundle"),
             (&script, "/vessel/compare-in-vm.sh"),
+            (&ip, "/usr/sbin/ip"),
+            (&tc, "/usr/sbin/tc"),
         ];
         files.extend(kernel.files());
         let mut c = nested_vm(480, None, &files);
+        for m in NET_MODULES {
+            c.args(["--module", m]);
+        }
         c.args(["--", "sh", "/vessel/compare-in-vm.sh"]);
         run_with_timeout(c, Duration::from_secs(540))
     };
