@@ -80,19 +80,23 @@ fn round_trips(s: &mut TcpStream, n: u64) -> Result<Vec<(String, Json)>, String>
     }
     let mean = us.iter().sum::<f64>() / us.len() as f64;
     us.sort_by(f64::total_cmp);
-    let m = us.len() / 2;
-    let median = if us.len() % 2 == 1 {
-        us[m]
-    } else {
-        (us[m - 1] + us[m]) / 2.0
-    };
     f.extend([
-        ("rtt_median_us".into(), Json::Num(median)),
+        ("rtt_median_us".into(), Json::Num(median(&us))),
         ("rtt_mean_us".into(), Json::Num(mean)),
         ("rtt_min_us".into(), Json::Num(us[0])),
         ("rtt_max_us".into(), Json::Num(us[us.len() - 1])),
     ]);
     Ok(f)
+}
+
+/// The median of sorted, non-empty `v`.
+fn median(v: &[f64]) -> f64 {
+    let m = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[m]
+    } else {
+        (v[m - 1] + v[m]) / 2.0
+    }
 }
 
 /// `mib` MiB of the pattern, then the host's 8-byte count; MiB/s.
@@ -122,4 +126,36 @@ fn send(s: &mut TcpStream, mib: u64) -> Result<Vec<(String, Json)>, String> {
         f.push(("send_mib_s".into(), Json::Num(mib as f64 / secs)));
     }
     Ok(f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(median(&[1.0, 2.0, 9.0]), 2.0);
+        assert_eq!(median(&[1.0, 2.0, 4.0, 9.0]), 3.0);
+        assert_eq!(median(&[5.0]), 5.0);
+    }
+
+    #[test]
+    fn no_target_and_a_bad_target_are_reported() {
+        let o = NetOptions {
+            target: None,
+            mib: 1,
+            rtts: 1,
+        };
+        assert!(net(&o).to_string().contains("no --net-target"));
+        let o = NetOptions {
+            target: Some("not-an-address".into()),
+            mib: 1,
+            rtts: 1,
+        };
+        let r = net(&o).to_string();
+        assert!(
+            r.contains("is not ADDR:PORT") && r.contains("\"target\":\"not-an-address\""),
+            "{r}"
+        );
+    }
 }
