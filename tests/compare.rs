@@ -386,6 +386,13 @@ fn both_modes_in_nested_vm() {
         out.status.code()
     );
     let (c, vm) = (&report["modes"]["container"], &report["modes"]["vm"]);
+    // The medians, for whoever reads the test's output (one run each).
+    for (key, m) in c["cost"].as_object().into_iter().flatten() {
+        eprintln!(
+            "nested compare: {key}: container {} / vm {} {}",
+            m["median"], vm["cost"][key]["median"], m["unit"]
+        );
+    }
     assert_eq!(c["status"], "ok", "{c:#}");
     assert_eq!(vm["status"], "ok", "{vm:#}");
     for mode in [c, vm] {
