@@ -9,8 +9,9 @@
 # Writes bench/results/compare-{host,nested}.{json,txt} and docs/img/compare-{host,nested}.svg.
 #
 # Usage: bench/compare-report.sh [--runs N] [--skip-nested]
-# Env: IO_MIB (8), CPU_ITERS (2000000), SYSCALLS (50000): kept small so the
-#      emulated runs finish in minutes; VESSEL_VM_KERNEL (/var/lib/vessel/kernel/vmlinux).
+# Env: IO_MIB (8), CPU_ITERS (2000000), SYSCALLS (50000), NET_MIB (16), NET_RTTS (1000):
+#      kept small so the emulated runs finish in minutes; VESSEL_VM_KERNEL
+#      (/var/lib/vessel/kernel/vmlinux).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=3 nested=1
@@ -22,6 +23,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 io=${IO_MIB:-8} cpu=${CPU_ITERS:-2000000} sys=${SYSCALLS:-50000}
+net_mib=${NET_MIB:-16} net_rtts=${NET_RTTS:-1000}
 kernel=${VESSEL_VM_KERNEL:-/var/lib/vessel/kernel/vmlinux}
 
 cargo build --workspace --bins >/dev/null
@@ -33,7 +35,7 @@ trap 'rm -rf "$work"' EXIT
 # A busybox bundle with the default spec.
 rootfs-tools/mkrootfs.sh "$work/bundle/rootfs" >/dev/null
 cp runtime-spec/config.json "$work/bundle/config.json"
-params=(--runs "$runs" --io-mib "$io" --cpu-iters "$cpu" --syscalls "$sys")
+params=(--runs "$runs" --io-mib "$io" --cpu-iters "$cpu" --syscalls "$sys" --net-mib "$net_mib" --net-rtts "$net_rtts")
 
 echo "compare-report: host run" >&2
 "$bin/vessel" compare "$work/bundle" "${params[@]}" --format json > "$out/compare-host.json"
@@ -50,6 +52,12 @@ if [ "$nested" = 1 ]; then
   # virtiofsd, which VM mode runs for every VM.
   rootfs-tools/virtiofsd.sh >/dev/null
   kfiles+=(--file "/var/lib/vessel/bin/virtiofsd:/var/lib/vessel/bin/virtiofsd")
+  # The network rows: compare's namespace and veth, vessel's tap and tc redirect need
+  # iproute2 (the test VM's own ip is busybox's, and it has no tc) and these modules.
+  for t in ip tc; do kfiles+=(--file "$(readlink -f /usr/sbin/$t):/usr/sbin/$t"); done
+  for m in drivers/net/veth drivers/net/tun net/sched/sch_ingress net/sched/cls_matchall net/sched/act_mirred; do
+    kfiles+=(--module "$m")
+  done
   mkdir -p "$work/bin"
   for b in vessel vessel-agent vessel-vmm vessel-compare vessel-probe; do strip -o "$work/bin/$b" "$bin/$b"; done
   cat > "$work/in-vm.sh" <<EOS

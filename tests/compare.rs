@@ -23,6 +23,10 @@ const SMALL: &[&str] = &[
     "20000",
     "--cpu-iters",
     "1000000",
+    "--net-mib",
+    "4",
+    "--net-rtts",
+    "200",
 ];
 
 fn compare(rt: &Runtime, b: &Bundle, mode: &str) -> (Option<i32>, Value, String) {
@@ -73,10 +77,14 @@ fn check_container_column(report: &Value) {
         "file_read_mib_s",
         "cpu_ms",
         "stdout_mib_s",
+        "net_rtt_us",
+        "net_send_mib_s",
     ] {
         let med = number(c, &format!("/cost/{m}/median"));
         assert!(med > 0.0, "{m} median {med}");
     }
+    assert!(c["net_error"].is_null(), "{:#}", c["net_error"]);
+    check_net_record(c);
     assert!(number(c, "/cost/exit_ms/median") >= number(c, "/cost/first_output_ms/median"));
     let iso = &c["isolation"];
     assert_eq!(
@@ -108,6 +116,85 @@ fn check_container_column(report: &Value) {
     assert_eq!(esc["host_pid"]["visible"], false, "{esc:#}");
 }
 
+/// Every run of `mode` had compare's own network: a namespace of its own,
+/// the probe's TCP figures confirmed by the server on the host end.
+fn check_net_record(mode: &Value) {
+    for run in mode["runs"].as_array().unwrap() {
+        let net = &run["net"];
+        assert!(
+            net["netns_path"]
+                .as_str()
+                .unwrap()
+                .starts_with("/run/netns/vessel-compare-"),
+            "{net:#}"
+        );
+        assert_eq!(net["server"]["ok"], true, "{net:#}");
+        assert_eq!(net["server"]["bytes"], 4 << 20, "{net:#}");
+        let p = &run["probe"]["cost"]["net"];
+        assert_eq!(p["rtts"], 200, "{p:#}");
+        assert!(
+            p["target"].as_str().unwrap().starts_with(
+                net["host_addr"]
+                    .as_str()
+                    .unwrap()
+                    .split('/')
+                    .next()
+                    .unwrap()
+            ),
+            "the probe talked to the host end: {p:#} {net:#}"
+        );
+    }
+}
+
+/// The namespace names and veth host ends this compare process (its pid
+/// is in the report) could have made, that still exist.
+fn compare_network_left(
+    entries_netns: &[String],
+    entries_links: &[String],
+    report: &Value,
+) -> Vec<String> {
+    let pid = report["host"]["pid"].as_u64().expect("host.pid");
+    let ns_prefix = format!("vessel-compare-{pid}-");
+    let link = format!("vcmp{pid}");
+    entries_netns
+        .iter()
+        .filter(|n| n.starts_with(&ns_prefix))
+        .chain(entries_links.iter().filter(|l| **l == link))
+        .cloned()
+        .collect()
+}
+
+fn dir_names(dir: &str) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// After compare: none of its namespaces or veths is left on this host.
+fn assert_no_network_left(report: &Value) {
+    let left = compare_network_left(
+        &dir_names("/run/netns"),
+        &dir_names("/sys/class/net"),
+        report,
+    );
+    assert!(left.is_empty(), "compare left network behind: {left:?}");
+    for mode in ["container", "vm"] {
+        for run in report["modes"][mode]["runs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            if let Some(p) = run["net"]["netns_path"].as_str() {
+                assert!(!Path::new(p).exists(), "{p} is left");
+            }
+        }
+    }
+}
+
 fn vm_impossible_here() -> Option<&'static str> {
     if Path::new("/sys/module/kvm_pvm").exists() {
         Some("kvm_pvm")
@@ -126,6 +213,7 @@ fn container_mode_report() {
     let (code, report, stderr) = compare(&rt, &b, "container");
     assert_eq!(code, Some(0), "stderr: {stderr}");
     check_container_column(&report);
+    assert_no_network_left(&report);
     assert_eq!(report["modes"]["vm"]["status"], "skipped");
     assert_eq!(report["runs"], 1);
     // The user's bundle is untouched: same config, no probe in its rootfs.
@@ -152,6 +240,8 @@ fn vm_column_says_why_the_host_refuses() {
     let why = vm["error"].as_str().unwrap();
     assert!(why.contains(reason), "the VM column names {reason}: {why}");
     assert!(vm.get("cost").is_none());
+    // The refused VM run had its network too; it is gone with the rest.
+    assert_no_network_left(&report);
 
     // --mode vm alone: the same reason, and a failing exit.
     let (code, report, _) = compare(&rt, &b, "vm");
@@ -183,12 +273,20 @@ fn table_output_for_a_person() {
         "peak memory",
         "same kernel as host",
         "init_module",
+        "TCP round trip to host",
+        "TCP send to host, 4 MiB",
     ] {
         assert!(out.contains(want), "table lacks {want:?}:\n{out}");
     }
     // Medians with a spread: "N unit (min-max)".
     let line = out.lines().find(|l| l.contains("create -> exit")).unwrap();
     assert!(line.contains(" ms (") && line.contains('-'), "{line}");
+    let line = out.lines().find(|l| l.contains("TCP round trip")).unwrap();
+    assert!(line.contains(" µs ("), "{line}");
+    assert!(
+        !out.contains("(TCP rows,"),
+        "the network worked here:\n{out}"
+    );
 }
 
 /// Both modes inside the nested VM (real, emulated KVM): both columns are
@@ -209,6 +307,12 @@ fn both_modes_in_nested_vm() {
     let kernel = guest_kernel();
     let virtiofsd = virtiofsd();
     let b = Bundle::new(&["true"]);
+    // compare's network and vessel's takeover of it drive iproute2: the
+    // test VM's own ip is busybox's (no netns, no -j) and it has no tc.
+    let real = |p: &str| {
+        std::fs::canonicalize(p).unwrap_or_else(|e| panic!("{p}: {e}: apt-get install iproute2"))
+    };
+    let (ip, tc) = (real("/usr/sbin/ip"), real("/usr/sbin/tc"));
     let script = dir.join("compare-in-vm.sh");
     std::fs::write(
         &script,
@@ -219,7 +323,9 @@ fn both_modes_in_nested_vm() {
              rc=$?\n\
              if [ $rc = 137 ] || [ $rc = 124 ]; then echo COMPARE-HUNG; ps -o pid,ppid,stat,args 2>/dev/null || ps; \
              for f in /run/vessel/*/console.log; do [ -f \"$f\" ] && tail -20 \"$f\"; done; fi\n\
-             echo BEGIN-REPORT; cat /root/report.json; echo END-REPORT\nexit $rc\n",
+             echo BEGIN-REPORT; cat /root/report.json; echo END-REPORT\n\
+             echo BEGIN-NETNS; ls /run/netns 2>/dev/null; echo END-NETNS\n\
+             echo BEGIN-LINKS; ls /sys/class/net; echo END-LINKS\nexit $rc\n",
             SMALL.join(" ")
         ),
     )
@@ -235,9 +341,14 @@ fn both_modes_in_nested_vm() {
             (&virtiofsd, "/vessel/virtiofsd"),
             (&b.dir, "/cmp-bundle"),
             (&script, "/vessel/compare-in-vm.sh"),
+            (&ip, "/usr/sbin/ip"),
+            (&tc, "/usr/sbin/tc"),
         ];
         files.extend(kernel.files());
         let mut c = nested_vm(480, None, &files);
+        for m in NET_MODULES {
+            c.args(["--module", m]);
+        }
         c.args(["--", "sh", "/vessel/compare-in-vm.sh"]);
         run_with_timeout(c, Duration::from_secs(540))
     };
@@ -275,13 +386,41 @@ fn both_modes_in_nested_vm() {
         out.status.code()
     );
     let (c, vm) = (&report["modes"]["container"], &report["modes"]["vm"]);
+    // The medians, for whoever reads the test's output (one run each).
+    for (key, m) in c["cost"].as_object().into_iter().flatten() {
+        eprintln!(
+            "nested compare: {key}: container {} / vm {} {}",
+            m["median"], vm["cost"][key]["median"], m["unit"]
+        );
+    }
     assert_eq!(c["status"], "ok", "{c:#}");
     assert_eq!(vm["status"], "ok", "{vm:#}");
     for mode in [c, vm] {
         assert!(number(mode, "/cost/exit_ms/median") > 0.0);
         assert!(number(mode, "/cost/getpid_ns/median") > 0.0);
         assert!(mode["isolation"]["kernel_release"].is_string());
+        // TCP to the host through the run's namespace: in VM mode through
+        // virtio-net, the tap and tc redirect vessel put in front of eth0.
+        assert!(mode["net_error"].is_null(), "{:#}", mode["net_error"]);
+        assert!(number(mode, "/cost/net_rtt_us/median") > 0.0);
+        assert!(number(mode, "/cost/net_send_mib_s/median") > 0.0);
+        check_net_record(mode);
     }
+    let section = |name: &str| -> Vec<String> {
+        stdout
+            .split(&format!("BEGIN-{name}"))
+            .nth(1)
+            .and_then(|s| s.split(&format!("END-{name}")).next())
+            .unwrap_or_else(|| panic!("no {name} listing from the nested VM:\n{stdout}"))
+            .split_whitespace()
+            .map(str::to_string)
+            .collect()
+    };
+    let left = compare_network_left(&section("NETNS"), &section("LINKS"), &report);
+    assert!(
+        left.is_empty(),
+        "compare left network behind in the nested VM: {left:?}"
+    );
     let (cb, vb) = (&c["isolation"]["boot_id"], &vm["isolation"]["boot_id"]);
     assert!(cb.is_string() && vb.is_string());
     assert_ne!(cb, vb, "the guest runs its own kernel");

@@ -44,16 +44,6 @@ fn last_lines(s: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
-/// The outer test VM's modules vm-net-tests.sh needs: a veth pair, the
-/// tap, and tc's ingress qdisc, matchall filter and mirred action.
-const NET_MODULES: [&str; 5] = [
-    "drivers/net/veth",
-    "drivers/net/tun",
-    "net/sched/sch_ingress",
-    "net/sched/cls_matchall",
-    "net/sched/act_mirred",
-];
-
 #[test]
 fn vm_mode_in_nested_vm() {
     if std::env::var("VESSEL_VM_TESTS").as_deref() != Ok("1") {

@@ -71,6 +71,17 @@ pub fn nested_vm(timeout_secs: u64, cpus: Option<u32>, files: &[(&Path, &str)]) 
     c
 }
 
+/// The outer test VM's modules VM-mode networking needs (vm-net-tests.sh,
+/// compare's network rows): a veth pair, the tap, and tc's ingress qdisc,
+/// matchall filter and mirred action.
+pub const NET_MODULES: [&str; 5] = [
+    "drivers/net/veth",
+    "drivers/net/tun",
+    "net/sched/sch_ingress",
+    "net/sched/cls_matchall",
+    "net/sched/act_mirred",
+];
+
 /// A stripped copy of `bin` at `dest` (debug info is most of a debug build,
 /// and every byte goes into a nested VM's RAM disk); a plain copy when
 /// `strip` is missing.

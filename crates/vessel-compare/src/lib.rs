@@ -1,6 +1,7 @@
 //! vessel-compare (`vessel compare`): run one bundle in container mode and in VM mode with
 //! vessel-probe as its workload, several times each, and report what each
-//! isolation level costs (start-up, memory, syscalls, file I/O, CPU) and
+//! isolation level costs (start-up, memory, syscalls, file I/O, CPU, TCP to
+//! the host over a network namespace of its own) and
 //! what it reveals or permits (kernel, /proc, /sys, /dev, escape attempts).
 //!
 //! The user's bundle is never modified: the rootfs is copied into a work
@@ -17,9 +18,12 @@
 //! `vessel-probe` (src/bin) depends on std and libc only.
 
 mod bulk;
+mod interrupt;
+mod net;
 mod report;
 mod run;
 mod stats;
+mod tcpserver;
 mod workdir;
 
 use libvessel::{Error, Result};
@@ -63,6 +67,14 @@ pub struct CompareArgs {
     /// line by line on the host (0: none).
     #[arg(long = "stdout-mib", default_value_t = 16)]
     pub stdout_mib: u64,
+    /// MiB sent over TCP from the workload to compare on the host per run,
+    /// through the run's own network namespace and veth (0: no send test).
+    #[arg(long = "net-mib", default_value_t = 16)]
+    pub net_mib: u64,
+    /// One-byte TCP round trips to the host timed per run (0: none; with
+    /// --net-mib 0, no network is set up at all).
+    #[arg(long = "net-rtts", default_value_t = 1000)]
+    pub net_rtts: u64,
     /// getpid and read calls timed per run.
     #[arg(long, default_value_t = 200_000)]
     pub syscalls: u64,
@@ -100,6 +112,7 @@ impl CompareArgs {
 /// asked for worked, or when only VM mode is refused by the host under
 /// `--mode both`).
 pub fn compare(args: &CompareArgs) -> Result<i32> {
+    interrupt::install()?;
     let report = build_report(args)?;
     let text = if args.format == "json" {
         format!(
@@ -111,6 +124,9 @@ pub fn compare(args: &CompareArgs) -> Result<i32> {
         render_table(&report)
     };
     out(&text);
+    if let Some(sig) = interrupt::requested() {
+        return Ok(128 + sig);
+    }
     Ok(exit_code(args.mode, &report))
 }
 
@@ -139,10 +155,13 @@ pub fn build_report(args: &CompareArgs) -> Result<Value> {
     let vessel = find_vessel(args.vessel.as_deref())?;
     let probe = workdir::find_probe(args.probe.as_deref())?;
     let work = workdir::WorkDir::prepare(&args.bundle, &probe, args.work_dir.as_deref())?;
+    net::sweep_stale();
     let host = host_facts();
     let mut modes = serde_json::Map::new();
     for mode in ["container", "vm"] {
-        let v = if args.modes().contains(&mode) {
+        let v = if let Some(sig) = interrupt::requested() {
+            json!({"status": "skipped", "error": format!("interrupted (signal {sig})")})
+        } else if args.modes().contains(&mode) {
             run::run_mode(&vessel, &work, mode, args, &host)
         } else {
             json!({"status": "skipped", "error": "not requested (--mode)"})
@@ -157,6 +176,8 @@ pub fn build_report(args: &CompareArgs) -> Result<Value> {
             "syscalls": args.syscalls,
             "cpu_iters": args.cpu_iters,
             "stdout_mib": args.stdout_mib,
+            "net_mib": args.net_mib,
+            "net_rtts": args.net_rtts,
             "probe": probe.display().to_string(),
             "no_pivot": no_pivot(args),
         },

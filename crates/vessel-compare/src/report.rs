@@ -17,6 +17,8 @@ const COST_LABELS: &[(&str, &str)] = &[
     ("file_read_mib_s", "file read back"),
     ("cpu_ms", "CPU-bound loop"),
     ("stdout_mib_s", "bulk stdout, checked"),
+    ("net_rtt_us", "TCP round trip to host"),
+    ("net_send_mib_s", "TCP send to host"),
 ];
 
 /// The columns, in order.
@@ -69,6 +71,7 @@ pub fn render_table(report: &Value) -> String {
     s.push_str(&mode_failures(report));
     s.push_str("cost\n");
     s.push_str(&cost_rows(report));
+    s.push_str(&net_notes(report));
     s.push_str("isolation\n");
     s.push_str(&isolation_rows(report));
     s.push_str("escape probes (ok = the kernel allowed it)\n");
@@ -140,12 +143,25 @@ fn cost_label(report: &Value, key: &str) -> String {
             format!("{label} ({} MiB)", report["params"]["io_mib"])
         }
         "stdout_mib_s" => format!("{label} ({} MiB)", report["params"]["stdout_mib"]),
+        "net_send_mib_s" => format!("{label}, {} MiB", report["params"]["net_mib"]),
         "cpu_ms" => format!(
             "{label} ({} M iters)",
             report["params"]["cpu_iters"].as_u64().unwrap_or(0) / 1_000_000
         ),
         _ => label.to_string(),
     }
+}
+
+/// Under the cost rows: why a mode that ran has no (or fewer) TCP figures.
+fn net_notes(report: &Value) -> String {
+    let mut s = String::new();
+    for name in MODES {
+        let m = mode(report, name);
+        if let (Some("ok"), Some(why)) = (m["status"].as_str(), m["net_error"].as_str()) {
+            s.push_str(&format!("  (TCP rows, {name}: {why})\n"));
+        }
+    }
+    s
 }
 
 fn isolation_rows(report: &Value) -> String {
@@ -301,5 +317,36 @@ mod tests {
             .find(|l| l.contains("same kernel as host"))
             .unwrap();
         assert!(same.contains("yes"), "{same}");
+    }
+
+    #[test]
+    fn tcp_rows_and_the_reason_they_are_empty() {
+        let r = json!({
+            "bundle": "/b", "runs": 1, "params": {"net_mib": 16, "net_rtts": 1000},
+            "host": {},
+            "modes": {
+                "container": {"status": "ok", "net_error": null,
+                    "cost": {"net_rtt_us": {"median": 41.5, "min": 40.0, "max": 43.0},
+                             "net_send_mib_s": {"median": 900.0, "min": 850.0, "max": 950.0}}},
+                "vm": {"status": "ok", "net_error": "network setup failed: ip netns add x: EPERM",
+                    "cost": {"net_rtt_us": null, "net_send_mib_s": null}}
+            }
+        });
+        let t = render_table(&r);
+        let rtt = t
+            .lines()
+            .find(|l| l.contains("TCP round trip to host"))
+            .unwrap();
+        assert!(rtt.contains("41.5 µs (40.0-43.0)"), "{t}");
+        let send = t
+            .lines()
+            .find(|l| l.contains("TCP send to host, 16 MiB"))
+            .unwrap();
+        assert!(send.contains("900 MiB/s (850-950)"), "{t}");
+        assert!(
+            t.contains("(TCP rows, vm: network setup failed: ip netns add x: EPERM)"),
+            "{t}"
+        );
+        assert!(!t.contains("TCP rows, container"), "{t}");
     }
 }

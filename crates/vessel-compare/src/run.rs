@@ -2,9 +2,11 @@
 //! from spawn (create) to the workload's first output and to its exit, in a
 //! parent cgroup whose memory peak covers everything vessel started.
 
+use super::net::{RunNet, PREFIX};
 use super::stats::Summary;
+use super::tcpserver::Server;
 use super::workdir::WorkDir;
-use super::CompareArgs;
+use super::{interrupt, CompareArgs};
 use libvessel::cgroups::{Cgroup, Target};
 use libvessel::{Error, Result};
 use serde_json::{json, Value};
@@ -32,6 +34,8 @@ pub const COST_METRICS: &[(&str, &str, &str)] = &[
     ("file_read_mib_s", "MiB/s", "/probe/cost/file_io/read_mib_s"),
     ("cpu_ms", "ms", "/probe/cost/cpu/ms"),
     ("stdout_mib_s", "MiB/s", "/probe/cost/stdout/mib_s"),
+    ("net_rtt_us", "µs", "/probe/cost/net/rtt_median_us"),
+    ("net_send_mib_s", "MiB/s", "/probe/cost/net/send_mib_s"),
 ];
 
 /// Run `mode` args.runs times and summarise it as the report's mode object.
@@ -83,6 +87,7 @@ pub fn run_mode(
     let mut out = json!({
         "status": if error.is_some() { "failed" } else { "ok" },
         "cost": Value::Object(cost),
+        "net_error": net_error(&records),
         "isolation": isolation,
         "escape": first["escape"].clone(),
         "runs": records,
@@ -114,11 +119,21 @@ fn run_once(
     args: &CompareArgs,
     host: &Value,
 ) -> std::result::Result<Value, RunError> {
+    if let Some(sig) = interrupt::requested() {
+        return Err(failed(format!("interrupted (signal {sig})")));
+    }
     let tag = format!("vessel-compare-{}-{mode}-{index}", std::process::id());
     let id = tag.clone();
     let cgroup = RunCgroup::create(&tag).map_err(|e| failed(e.to_string()))?;
+    // Dropped at the end of this function, after the container is deleted.
+    let mut net = RunNetwork::start(args, &format!("{mode}-{index}"));
     let bundle = work
-        .bundle_for(mode, &format!("/{tag}/ctr"), &probe_args(args, host))
+        .bundle_for(
+            mode,
+            &format!("/{tag}/ctr"),
+            &probe_args(args, host, net.target()),
+            net.netns_path(),
+        )
         .map_err(|e| failed(e.to_string()))?;
     let no_pivot = mode == "container" && super::no_pivot(args);
     let outcome = spawn_timed(
@@ -130,17 +145,122 @@ fn run_once(
         args.timeout,
         no_pivot,
     );
+    let net_record = net.finish();
     // Whatever happened, leave no container behind, then read the peak.
     delete_container(vessel, &work.state_root, &id);
     let peak = cgroup.peak_bytes();
     drop(cgroup);
+    drop(net);
     let o = outcome.map_err(|e| failed(e.to_string()))?;
-    run_record(&o, peak, mode, index, args)
+    let mut record = run_record(&o, peak, mode, index, args)?;
+    check_net(&record["probe"], &net_record)
+        .map_err(|e| failed(format!("{mode} run {index}: {e}")))?;
+    record["net"] = net_record;
+    Ok(record)
 }
 
-/// The probe's command line: the cost parameters and the host pid to aim
-/// the escape probes at.
-fn probe_args(args: &CompareArgs, host: &Value) -> Vec<String> {
+/// One run's network namespace and veth with compare's TCP server on the
+/// host end, or why there is none.
+struct RunNetwork {
+    net: Option<RunNet>,
+    server: Option<Server>,
+    error: Option<String>,
+}
+
+impl RunNetwork {
+    fn start(args: &CompareArgs, tag: &str) -> RunNetwork {
+        let none = |e: String| RunNetwork {
+            net: None,
+            server: None,
+            error: Some(e),
+        };
+        if args.net_mib == 0 && args.net_rtts == 0 {
+            return none("not requested (--net-mib 0 --net-rtts 0)".into());
+        }
+        let net = match RunNet::setup(tag) {
+            Ok(n) => n,
+            Err(e) => return none(format!("network setup failed: {e}")),
+        };
+        let limit = Duration::from_secs(args.timeout);
+        match Server::start(
+            net.host_addr,
+            net.guest_addr,
+            args.net_rtts,
+            args.net_mib << 20,
+            limit,
+        ) {
+            Ok(s) => RunNetwork {
+                net: Some(net),
+                server: Some(s),
+                error: None,
+            },
+            Err(e) => none(format!("TCP server: {e}")),
+        }
+    }
+
+    /// The probe's `--net-target`, when the network is up.
+    fn target(&self) -> Option<String> {
+        self.server.as_ref().map(|s| s.addr().to_string())
+    }
+
+    fn netns_path(&self) -> Option<&Path> {
+        self.net.as_ref().map(|n| n.netns_path.as_path())
+    }
+
+    /// Stop the server (the run is over); the run record's `net`: what was
+    /// set up and what the server saw, or why there was no network.
+    fn finish(&mut self) -> Value {
+        let server = self.server.take().map(Server::finish);
+        match (&self.net, &self.error) {
+            (Some(n), _) => json!({
+                "netns": n.netns,
+                "netns_path": n.netns_path.display().to_string(),
+                "host_if": n.host_if,
+                "host_addr": format!("{}/{PREFIX}", n.host_addr),
+                "guest_addr": format!("{}/{PREFIX}", n.guest_addr),
+                "server": server,
+            }),
+            (None, e) => json!({"error": e}),
+        }
+    }
+}
+
+/// A probe that reports network figures the server does not confirm (its
+/// count or check of the data failed) fails the run, as damaged stdout does.
+fn check_net(probe: &Value, net: &Value) -> std::result::Result<(), String> {
+    let figures = &probe["cost"]["net"];
+    let claims = figures.get("rtt_median_us").is_some() || figures.get("send_mib_s").is_some();
+    if claims && net["server"]["ok"] != true {
+        return Err(format!(
+            "the probe reports TCP figures but the server on the host end disagrees: {}",
+            net["server"]["error"]
+                .as_str()
+                .unwrap_or("no server result")
+        ));
+    }
+    Ok(())
+}
+
+/// Why a mode's network rows are empty or thin: the first run whose network
+/// was not set up, or whose probe could not finish the test (with what the
+/// server saw); None when every run measured.
+fn net_error(records: &[Value]) -> Option<String> {
+    records.iter().find_map(|r| {
+        if let Some(e) = r["net"]["error"].as_str() {
+            return Some(e.to_string());
+        }
+        let probe = r["probe"]["cost"]["net"]["error"].as_str()?;
+        Some(match r["net"]["server"]["error"].as_str() {
+            Some(s) => format!("probe: {probe}; {s}"),
+            None => format!("probe: {probe}"),
+        })
+    })
+}
+
+/// The probe's command line: the cost parameters, the TCP target on the
+/// host end (when compare made a network) and the host pid to aim the
+/// escape probes at.
+fn probe_args(args: &CompareArgs, host: &Value, net_target: Option<String>) -> Vec<String> {
     let mut probe_args = vec![
         "--io-mib".to_string(),
         args.io_mib.to_string(),
@@ -151,6 +271,16 @@ fn probe_args(args: &CompareArgs, host: &Value) -> Vec<String> {
         "--stdout-mib".into(),
         args.stdout_mib.to_string(),
     ];
+    if let Some(t) = net_target {
+        probe_args.extend([
+            "--net-target".to_string(),
+            t,
+            "--net-mib".into(),
+            args.net_mib.to_string(),
+            "--net-rtts".into(),
+            args.net_rtts.to_string(),
+        ]);
+    }
     if let Some(pid) = host["pid"].as_u64() {
         probe_args.extend(["--host-pid".to_string(), pid.to_string()]);
     }
@@ -380,6 +510,13 @@ fn wait_or_kill(
         if t0.elapsed() > limit {
             let _ = child.kill();
             return Ok((child.wait().ok(), true));
+        }
+        if let Some(sig) = interrupt::requested() {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(Error::Other(format!(
+                "interrupted (signal {sig}): the run was killed"
+            )));
         }
         std::thread::sleep(Duration::from_millis(1));
     }

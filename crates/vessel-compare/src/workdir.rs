@@ -96,16 +96,21 @@ impl WorkDir {
         Ok(work)
     }
 
-    /// Write the bundle for one run of `mode` and return its directory.
+    /// Write the bundle for one run of `mode` and return its directory;
+    /// `netns`: the run's network namespace, when compare made one.
     pub fn bundle_for(
         &self,
         mode: &str,
         cgroups_path: &str,
         probe_args: &[String],
+        netns: Option<&Path>,
     ) -> Result<PathBuf> {
         let dir = self.dir.join(format!("bundle-{mode}"));
         fs::create_dir_all(&dir).map_err(Error::io("create", &dir))?;
-        let spec = probe_spec(&self.spec, &self.rootfs, mode, cgroups_path, probe_args);
+        let mut spec = probe_spec(&self.spec, &self.rootfs, mode, cgroups_path, probe_args);
+        if let Some(ns) = netns {
+            join_network_namespace(&mut spec, ns);
+        }
         let path = dir.join("config.json");
         let text = serde_json::to_vec_pretty(&spec)
             .map_err(|e| Error::Other(format!("serialize {}: {e}", path.display())))?;
@@ -149,9 +154,48 @@ pub fn probe_spec(
     spec
 }
 
+/// Make `linux.namespaces` name `path` as the network namespace, in place
+/// of any network entry the user's spec had.
+pub fn join_network_namespace(spec: &mut Value, path: &Path) {
+    let entry = json!({"type": "network", "path": path.display().to_string()});
+    let mut list: Vec<Value> = spec["linux"]["namespaces"]
+        .as_array()
+        .map(|l| {
+            l.iter()
+                .filter(|n| n["type"] != "network")
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    list.push(entry);
+    if !spec["linux"].is_object() {
+        spec["linux"] = json!({});
+    }
+    spec["linux"]["namespaces"] = json!(list);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_runs_network_namespace_replaces_the_users() {
+        let mut s = json!({"linux": {"namespaces": [
+            {"type": "pid"}, {"type": "network"}, {"type": "mount"}
+        ]}});
+        join_network_namespace(&mut s, Path::new("/run/netns/n1"));
+        assert_eq!(
+            s["linux"]["namespaces"],
+            json!([{"type": "pid"}, {"type": "mount"}, {"type": "network", "path": "/run/netns/n1"}])
+        );
+        // A spec without namespaces gets just the network one.
+        let mut s = json!({});
+        join_network_namespace(&mut s, Path::new("/run/netns/n2"));
+        assert_eq!(
+            s["linux"]["namespaces"],
+            json!([{"type": "network", "path": "/run/netns/n2"}])
+        );
+    }
 
     #[test]
     fn probe_spec_keeps_the_rest_and_sets_what_compare_needs() {

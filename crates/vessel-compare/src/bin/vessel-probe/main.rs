@@ -9,14 +9,17 @@
 //! in any rootfs, as a guest's workload or a container's.
 //!
 //! With `--stdout-mib N`, N MiB of numbered lines come before that JSON line
-//! (see `bulk`).
+//! (see `bulk`). With `--net-target ADDR:PORT`, TCP round trips and a bulk
+//! send to `vessel compare`'s server on the host (see `net`).
 //!
 //! Usage: vessel-probe [--io-mib N] [--syscalls N] [--cpu-iters N]
 //!                     [--stdout-mib N] [--host-pid PID] [--io-dir DIR]
+//!                     [--net-target ADDR:PORT] [--net-mib N] [--net-rtts N]
 
 mod bulk;
 mod escape;
 mod json;
+mod net;
 
 use escape::escape;
 use json::Json;
@@ -55,6 +58,7 @@ struct Options {
     stdout_mib: u64,
     host_pid: Option<i32>,
     io_dir: String,
+    net: net::NetOptions,
 }
 
 impl Options {
@@ -66,6 +70,11 @@ impl Options {
             stdout_mib: 0,
             host_pid: None,
             io_dir: "/".into(),
+            net: net::NetOptions {
+                target: None,
+                mib: 16,
+                rtts: 1000,
+            },
         };
         let mut it = args.into_iter();
         while let Some(a) = it.next() {
@@ -81,6 +90,9 @@ impl Options {
                 "--stdout-mib" => o.stdout_mib = num(value()?)?,
                 "--host-pid" => o.host_pid = Some(num(value()?)? as i32),
                 "--io-dir" => o.io_dir = value()?,
+                "--net-target" => o.net.target = Some(value()?),
+                "--net-mib" => o.net.mib = num(value()?)?,
+                "--net-rtts" => o.net.rtts = num(value()?)?,
                 other => return Err(format!("unknown argument {other:?}")),
             }
         }
@@ -96,6 +108,7 @@ fn cost(o: &Options) -> Json {
         ("read".into(), read_ns(o.syscalls, &o.io_dir)),
         ("file_io".into(), file_io(o.io_mib, &o.io_dir)),
         ("cpu".into(), cpu_work(o.cpu_iters)),
+        ("net".into(), net::net(&o.net)),
         ("stdout".into(), bulk::write_bulk(o.stdout_mib, write_all)),
         ("self_vm_hwm_kib".into(), opt_num(status_field("VmHWM"))),
     ])
