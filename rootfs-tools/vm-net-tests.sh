@@ -173,7 +173,7 @@ sed -i "s|\"annotations\"|\"hooks\": {\"createRuntime\": [{\"path\": \"$work/hoo
 sed -i 's/"args": \["sh", "-c", "ip addr;/"args": ["sh", "-c", "ip addr; ip route;/' "$work/b/config.json"
 t0=$(uptime_s)
 if v create --bundle "$work/b" hooked > "$work/outk" 2> "$work/errk"; then
-  echo "# net: create with a createRuntime hook (the guest booted within it): $(awk -v a="$t0" -v b="$(uptime_s)" 'BEGIN{printf "%.1f", b-a}') s"
+  echo "# net: create with a createRuntime hook: $(awk -v a="$t0" -v b="$(uptime_s)" 'BEGIN{printf "%.1f", b-a}') s"
   pidk=$(v state hooked | tr -d '\n ' | sed -n 's/.*"pid":\([0-9]*\).*/\1/p')
   check "hook: the createRuntime hook ran with the VMM's pid" '[ -n "$pidk" ] && [ "$(cat "$work/hook-pid" 2>/dev/null)" = "$pidk" ]' \
     "state pid $pidk, hook saw $(cat "$work/hook-pid" 2>&1)"

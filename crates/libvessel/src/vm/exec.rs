@@ -173,14 +173,17 @@ pub fn query(state_dir: &Path, what: &[u8], arg: &[u8]) -> Result<Value> {
     ask(s, &name, what, arg, QUERY_WAIT)
 }
 
-/// Gives a created VM's agent its network (`protocol::QUERY_NET`, the
-/// rendered settings, empty for none) and waits until it has them: the
-/// guest may still be booting, so the exec socket may not be bound yet
-/// and the answer comes once the agent is up; both within `wait`.
-pub fn give_network(state_dir: &Path, vmm_pid: i32, net: &str, wait: Duration) -> Result<()> {
+/// Leaves a created VM's network settings (`protocol::QUERY_NET`, the
+/// rendered settings, empty for none) for its agent. The guest boots only
+/// at `start`, and the VMM serves its exec socket only then, so the query
+/// waits in the socket's queue (it outlives this end's close) and nobody
+/// reads the answer: a setting the guest cannot apply fails the agent's
+/// set-up at start, which reports it as any set-up failure. The socket
+/// appears once the VMM has set up; waited for up to `wait`.
+pub fn leave_network(state_dir: &Path, vmm_pid: i32, net: &str, wait: Duration) -> Result<()> {
     let name = "network";
     let deadline = Instant::now() + wait;
-    let s = loop {
+    let mut s = loop {
         match connect(state_dir, name) {
             Ok(s) => break s,
             Err(e) => {
@@ -193,15 +196,11 @@ pub fn give_network(state_dir: &Path, vmm_pid: i32, net: &str, wait: Duration) -
             }
         }
     };
-    let left = deadline.saturating_duration_since(Instant::now());
-    ask(
-        s,
-        name,
-        protocol::QUERY_NET,
-        net.as_bytes(),
-        left.max(Duration::from_secs(1)),
-    )
-    .map(|_| ())
+    let mut msg = Vec::new();
+    protocol::encode_exec(protocol::KIND_EXEC_REQUEST, 0, net.as_bytes(), &mut msg);
+    protocol::encode_exec(protocol::KIND_EXEC_QUERY, 0, protocol::QUERY_NET, &mut msg);
+    s.write_all(&msg)
+        .map_err(|e| Error::Other(format!("{name}: leaving the settings for the guest: {e}")))
 }
 
 /// Sends query `what` with `arg` on `s` and reads the answer, for `wait`

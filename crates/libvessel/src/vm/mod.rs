@@ -272,24 +272,23 @@ pub struct Launched {
     net: net::Prepared,
 }
 
-/// How long `create` waits for a guest to take its network when it is
-/// given after the hooks: the guest boots meanwhile (seconds on hardware
-/// KVM, up to tens of seconds under emulation).
-const LATE_NET_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+/// How long `create` waits for the VMM's exec socket, where it leaves the
+/// network a late connection gives the guest.
+const LATE_NET_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl Launched {
     /// With `prestart` or `createRuntime` hooks, once they ran: connects
     /// the namespace's interface (which a hook may have made) to the VM
-    /// and gives the guest its settings, waiting until the agent has
-    /// them. Nothing to do otherwise: the network was connected before
-    /// the VMM started.
+    /// and leaves the guest its settings, which the agent takes at boot
+    /// (`start`) before it sets the workload up. Nothing to do otherwise:
+    /// the network was connected before the VMM started.
     pub fn connect_network(&self, state_dir: &Path) -> crate::Result<()> {
         if self.net.late_tap.is_none() {
             return Ok(());
         }
         let guest = self.net.connect_late(state_dir)?;
         let text = guest.map(|g| g.render()).unwrap_or_default();
-        exec::give_network(state_dir, self.pid, &text, LATE_NET_WAIT)
+        exec::leave_network(state_dir, self.pid, &text, LATE_NET_WAIT)
     }
 }
 
