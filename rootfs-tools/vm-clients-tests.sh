@@ -185,14 +185,13 @@ podman_checks() {
   # top: podman reads the processes itself (psgo) or runs ps in the container.
   out=$(P "$rt" top "$id" 2>&1); rc=$?
   if [ "$mode" = vm ]; then
-    # Podman's psgo reads /proc itself in the mount and pid namespaces of
-    # the container's pid, which in VM mode is the VMM in its empty jail
-    # (its own pid namespace since the jail has one): no guest process can
-    # show there. A documented limit (docs/vm.md); `top` with ps options
-    # runs ps in the guest and is checked below.
-    echo "# KNOWN LIMITATION: podman top without ps options in VM mode: rc $rc: $(echo "$out" | oneline)"
-    check "$t: top without ps options fails with podman's own /proc error, showing no host process" \
-      '[ $rc != 0 ] && echo "$out" | grep -q "open /proc/" && ! echo "$out" | grep -qE "kthreadd|conmon|podman "' "rc $rc: $(echo "$out" | oneline)"
+    # Podman's psgo reads /proc itself in the mount namespace of the
+    # container's pid, which in VM mode is the VMM in its jail, whose only
+    # procfs is that of the VMM's own pid namespace: the host's view of a
+    # VM container, one process. The guest's processes are in `top` with
+    # ps options (ps run in the guest, below) and `vessel ps`.
+    check "$t: top without ps options lists the VMM, the container's one host process, and no other host process" \
+      '[ $rc = 0 ] && echo "$out" | grep -q "vessel-vmm" && [ "$(echo "$out" | wc -l)" = 2 ] && ! echo "$out" | grep -qE "kthreadd|conmon|podman "' "rc $rc: $(echo "$out" | oneline)"
   else
     check "$t: top lists the workload's processes (httpd) and only the container's" \
       '[ $rc = 0 ] && echo "$out" | grep -q httpd && ! echo "$out" | grep -qE "kthreadd|conmon|podman"' "rc $rc: $(echo "$out" | oneline)"

@@ -363,6 +363,9 @@ if v create --bundle "$work/b3" vm3 > "$work/out3" 2> "$work/err3"; then
     for ns in ipc uts mnt pid; do
       check "the VMM has its own $ns namespace" '[ "$(readlink "/proc/$pid3/ns/$ns")" != "$(readlink "/proc/self/ns/$ns")" ]' "VMM $(readlink "/proc/$pid3/ns/$ns"), host $(readlink "/proc/self/ns/$ns")"
     done
+    jail=$(ls -A "/proc/$pid3/root" 2>&1 | tr '\n' ' '); jailprocs=$(ls "/proc/$pid3/root/proc" 2>&1 | grep -c '^[0-9]')
+    check "the VMM's root holds only a procfs of its own pid namespace, listing the VMM alone" \
+      '[ "$jail" = "proc " ] && [ "$jailprocs" = 1 ]' "root: $jail; pids in its /proc: $jailprocs"
     . "$(dirname "$0")/vm-tests-exec.sh"
     v update --cpu-quota 50000 --cpu-period 100000 vm3 2> "$work/err3u"; rc=$?
     got=$(v exec vm3 cat /sys/fs/cgroup/cpu.max 2>&1)

@@ -1,6 +1,7 @@
 //! The VMM's own defence in depth, applied after the VM is set up and before
 //! any guest code runs: its own ipc and uts namespaces, an empty read-only
-//! root in a private mount namespace, an unprivileged uid/gid, no
+//! root in a private mount namespace (with only a procfs of its own pid
+//! namespace), an unprivileged uid/gid, no
 //! capabilities, no_new_privs, not dumpable, and a seccomp allowlist.
 //!
 //! Order matters: the filesystem and capability steps run while the VMM is
@@ -178,6 +179,8 @@ fn empty_root() -> Result<(), String> {
         Err(_) => chroot(".").map_err(|e| format!("chroot {dir}: {e}"))?,
     }
     chdir("/").map_err(|e| format!("chdir / in the new root: {e}"))?;
+    // Its failure is reported once the root is read-only all the same.
+    let proc = own_proc(flags);
     mount(
         None::<&str>,
         "/",
@@ -185,7 +188,30 @@ fn empty_root() -> Result<(), String> {
         MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | flags,
         None::<&str>,
     )
-    .map_err(|e| format!("remounting the new root read-only: {e}"))
+    .map_err(|e| format!("remounting the new root read-only: {e}"))?;
+    proc
+}
+
+/// A read-only procfs of the VMM's own pid namespace at /proc of the empty
+/// root, when the VMM is PID 1 of one (`vm::spawn_in_own_pid_namespace`):
+/// it lists only the VMM. Engines read a container's processes in its
+/// mount namespace (`podman top` joins it and reads /proc); they then see
+/// the host's view of a VM container, its one process, instead of failing.
+/// The VMM itself opens nothing there (its seccomp filter allows no open).
+/// In the host's pid namespace it would list every host process: none.
+fn own_proc(flags: MsFlags) -> Result<(), String> {
+    if std::process::id() != 1 {
+        return Ok(());
+    }
+    std::fs::create_dir("/proc").map_err(|e| format!("mkdir /proc in the new root: {e}"))?;
+    mount(
+        Some("proc"),
+        "/proc",
+        Some("proc"),
+        flags | MsFlags::MS_RDONLY,
+        None::<&str>,
+    )
+    .map_err(|e| format!("mounting the VMM's procfs: {e}"))
 }
 
 /// The bounding set goes first, while CAP_SETPCAP is still held (the uid
