@@ -3,10 +3,9 @@
 //! container, with the spec's `linux.resources` pids, memory and CPU
 //! values written as runc writes them on a cgroup2 host (the conversions
 //! are shared with the runtime: `vessel_common::cgroup_units`). A fork
-//! bomb then stops at the limit and a memory hog is OOM-killed inside its
-//! group, as in container mode, while the agent (outside the group, and
-//! the guest's init, which the OOM killer spares) still starts execs and
-//! answers queries; software inside sees the limits it was given in its
+//! bomb then stops at the limit, as in container mode, while the agent
+//! (outside the group, and the guest's init, which the OOM killer spares)
+//! still starts execs and answers queries; software inside sees the limits it was given in its
 //! own cgroup files. The workload sees the group as its cgroup
 //! namespace's root (`enter.rs`), so it cannot raise its own limit. The
 //! same values also bound the whole VM on the host; `update` writes both
