@@ -14,7 +14,6 @@
 use serde_json::Value;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 /// Where the /30s are carved from: private, and away from the ranges
 /// Podman (10.88/16), Docker (172.17/16) and QEMU's user network (10.0.2/24)
@@ -27,8 +26,6 @@ pub const PREFIX: u8 = 30;
 const NETNS_PREFIX: &str = "vessel-compare-";
 const LINK_PREFIX: &str = "vcmp";
 const NETNS_DIR: &str = "/run/netns";
-/// Where iproute2 is looked for: fixed system directories, not PATH.
-const IP_DIRS: [&str; 4] = ["/usr/sbin", "/sbin", "/usr/bin", "/bin"];
 
 /// The network of one run; removed on drop.
 #[derive(Debug)]
@@ -208,39 +205,11 @@ fn choose_subnet(pid: u32, used: &[(Ipv4Addr, u8)]) -> Option<(Ipv4Addr, Ipv4Add
     })
 }
 
-/// Find `ip` in the system directories.
-fn ip_path() -> Result<PathBuf, String> {
-    IP_DIRS
-        .iter()
-        .map(|d| Path::new(d).join("ip"))
-        .find(|p| p.is_file())
-        .ok_or_else(|| {
-            format!(
-                "iproute2's ip is not installed (looked in {}): the network rows need it",
-                IP_DIRS.join(", ")
-            )
-        })
-}
-
-/// Run `ip args`; its stdout, or an error naming the command and its stderr.
+/// Run `ip args` (libvessel's iproute2 runner: system directories only,
+/// a clean environment); its stdout, or an error naming the command and
+/// its stderr.
 fn ip(args: &[&str]) -> Result<String, String> {
-    let path = ip_path()?;
-    let out = Command::new(&path)
-        .args(args)
-        .stdin(Stdio::null())
-        .env_clear()
-        .env("LC_ALL", "C")
-        .output()
-        .map_err(|e| format!("run {} {}: {e}", path.display(), args.join(" ")))?;
-    if !out.status.success() {
-        return Err(format!(
-            "ip {} failed ({}): {}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    libvessel::vm::net::iproute2("ip", args).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -19,14 +19,14 @@ fn find(name: &str) -> Result<PathBuf, VmError> {
         .find(|p| p.is_file())
         .ok_or_else(|| {
             VmError::Msg(format!(
-                "VM mode networking needs iproute2's {name} (not found in {}): \
-                 apt-get install iproute2",
+                "iproute2's {name} is not installed (not found in {}): apt-get install iproute2",
                 DIRS.join(", ")
             ))
         })
 }
 
 /// Runs `tool args` and returns its stdout; an error names the command.
+/// Also `vessel compare`'s, for the network it gives each run.
 pub fn run(tool: &str, args: &[&str]) -> Result<String, VmError> {
     let path = find(tool)?;
     let out = Command::new(&path)

@@ -23,6 +23,8 @@ mod ip;
 mod tap;
 
 pub use files::guest_archive;
+/// iproute2's `ip`/`tc`, from fixed system directories only.
+pub use ip::run as iproute2;
 
 use super::VmError;
 use crate::logging;
