@@ -27,6 +27,19 @@ fail() { echo "FAIL - $1: $2"; failures=$((failures + 1)); }
 check() { if eval "$2"; then ok "$1"; else fail "$1" "$3"; fi; }
 v() { timeout -k 10 120 "$VESSEL" --root "$root" "$@"; }
 uptime_s() { cut -d' ' -f1 /proc/uptime; }
+# http_page ADDR: the last line of ADDR:80/index.html once the guest's httpd
+# serves the test page, trying for up to 60 s (the last answer otherwise).
+# nc, not wget: the static busybox's wget crashes resolving the "http"
+# service name without NSS files.
+http_page() {
+  hp_i=0 hp_page=''
+  while [ $hp_i -lt 60 ]; do
+    hp_page=$(printf 'GET /index.html HTTP/1.0\r\n\r\n' | nc -w 2 "$1" 80 2> /dev/null | tail -1)
+    [ "$hp_page" = "hello from the guest" ] && break
+    sleep 1; hp_i=$((hp_i + 1))
+  done
+  echo "$hp_page"
+}
 
 for f in "$VESSEL" "$VESSEL_AGENT" "$VESSEL_VM_KERNEL" "$IP" "$TC"; do
   [ -e "$f" ] || { echo "FAIL - net setup: $f missing"; exit 1; }
@@ -112,14 +125,7 @@ if v create --bundle "$work/b" web > "$work/out" 2> "$work/err"; then
     '$TC -n vnt filter show dev eth0 ingress | grep -q "Redirect to device tap0_vessel" && $TC -n vnt filter show dev tap0_vessel ingress | grep -q "Redirect to device eth0"' \
     "$($TC -n vnt filter show dev eth0 ingress 2>&1)"
   v start web 2>> "$work/err"
-  i=0 got=''
-  while [ $i -lt 60 ]; do
-    # nc, not wget: the static busybox's wget crashes resolving the
-    # "http" service name without NSS files.
-    got=$(printf 'GET /index.html HTTP/1.0\r\n\r\n' | nc -w 2 10.200.0.2 80 2> /dev/null | tail -1)
-    [ "$got" = "hello from the guest" ] && break
-    sleep 1; i=$((i + 1))
-  done
+  got=$(http_page 10.200.0.2)
   echo "# net: httpd answered $(awk -v a="$t0" -v b="$(uptime_s)" 'BEGIN{printf "%.1f", b-a}') s after create"
   check "net: the L1 host reaches httpd in the guest at 10.200.0.2:80" '[ "$got" = "hello from the guest" ]' \
     "got '$got'; out: $(cat "$work/out"); err: $(cat "$work/err"); console: $(tail -5 "$root/web/console.log" 2>/dev/null)"
@@ -178,12 +184,7 @@ if v create --bundle "$work/b" hooked > "$work/outk" 2> "$work/errk"; then
   check "hook: the createRuntime hook ran with the VMM's pid" '[ -n "$pidk" ] && [ "$(cat "$work/hook-pid" 2>/dev/null)" = "$pidk" ]' \
     "state pid $pidk, hook saw $(cat "$work/hook-pid" 2>&1)"
   v start hooked 2>> "$work/errk"
-  i=0 got=''
-  while [ $i -lt 60 ]; do
-    got=$(printf 'GET /index.html HTTP/1.0\r\n\r\n' | nc -w 2 10.201.0.2 80 2> /dev/null | tail -1)
-    [ "$got" = "hello from the guest" ] && break
-    sleep 1; i=$((i + 1))
-  done
+  got=$(http_page 10.201.0.2)
   check "hook: the L1 host reaches httpd in the guest through the interface the hook made" '[ "$got" = "hello from the guest" ]' \
     "got '$got'; out: $(cat "$work/outk"); err: $(cat "$work/errk"); console: $(tail -5 "$root/hooked/console.log" 2>/dev/null)"
   out=$(cat "$work/outk")

@@ -148,24 +148,10 @@ impl Execs {
         }
     }
 
-    /// Answers a query (`query`) as an exec that prints the JSON and
-    /// exits 0.
+    /// Answers a query (`query`).
     fn query(&mut self, id: u8, what: &[u8], arg: &[u8], ch: &mut File) {
-        match super::query::answer(what, arg, self.workload) {
-            Ok(json) => {
-                send_to(ch, Stream::Exec(protocol::KIND_EXEC_STDOUT, id), &json);
-                send_to(ch, Stream::Exec(protocol::KIND_EXEC_EXIT, id), &[0]);
-            }
-            Err(e) => {
-                let line = format!("vessel-agent: query: {e}\n");
-                send_to(
-                    ch,
-                    Stream::Exec(protocol::KIND_EXEC_STDERR, id),
-                    line.as_bytes(),
-                );
-                send_to(ch, Stream::Exec(protocol::KIND_EXEC_EXIT, id), &[125]);
-            }
-        }
+        let answer = super::query::answer(what, arg, self.workload);
+        send_answer(ch, id, answer.map_err(|e| format!("query: {e}")));
     }
 
     /// What to poll: each exec's output pipes, and its stdin while some is
@@ -265,5 +251,25 @@ fn write_pending(r: &mut Running) {
     super::relay::write_pending(&mut r.stdin, &mut r.pending);
     if r.stdin_eof && r.pending.is_empty() {
         r.stdin = None;
+    }
+}
+
+/// Answers query `id` as an exec would end: the JSON on stdout and
+/// status 0, or `vessel-agent: <error>` on stderr and status 125.
+pub fn send_answer(ch: &mut File, id: u8, answer: Result<Vec<u8>, String>) {
+    match answer {
+        Ok(json) => {
+            send_to(ch, Stream::Exec(protocol::KIND_EXEC_STDOUT, id), &json);
+            send_to(ch, Stream::Exec(protocol::KIND_EXEC_EXIT, id), &[0]);
+        }
+        Err(e) => {
+            let line = format!("vessel-agent: {e}\n");
+            send_to(
+                ch,
+                Stream::Exec(protocol::KIND_EXEC_STDERR, id),
+                line.as_bytes(),
+            );
+            send_to(ch, Stream::Exec(protocol::KIND_EXEC_EXIT, id), &[125]);
+        }
     }
 }

@@ -9,12 +9,10 @@
 //! is not created yet.
 
 use super::console_note;
-use super::port::{send_to, Stream};
-use super::relay::Early;
+use super::exec::send_answer;
+use super::relay::{read_some, Early};
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{ErrorKind, Read};
-use std::os::fd::AsRawFd;
 use vessel_protocol::net::GuestNet;
 use vessel_protocol::{self as protocol, Frame};
 
@@ -28,21 +26,10 @@ pub fn receive(channel: &mut File) -> Result<(Option<GuestNet>, Early), String> 
     let mut args: HashMap<u8, Vec<u8>> = HashMap::new();
     let mut answer: Option<Result<Option<GuestNet>, String>> = None;
     while answer.is_none() {
-        let mut p = libc::pollfd {
-            fd: channel.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: poll on one valid pollfd.
-        if unsafe { libc::poll(&mut p, 1, -1) } <= 0 {
-            continue;
-        }
         let mut buf = [0u8; 4096];
-        let n = match channel.read(&mut buf) {
-            Ok(n) => n,
-            Err(e) if matches!(e.kind(), ErrorKind::Interrupted | ErrorKind::WouldBlock) => {
-                continue
-            }
+        let n = match read_some(channel, &mut buf, -1) {
+            Ok(Some(n)) => n,
+            Ok(None) => continue,
             Err(e) => return Err(format!("read the agent channel: {e}")),
         };
         let mut decoder = std::mem::take(&mut early.decoder);
@@ -64,7 +51,8 @@ pub fn receive(channel: &mut File) -> Result<(Option<GuestNet>, Early), String> 
             } => {
                 let arg = args.remove(&id).unwrap_or_default();
                 let got = settings(&arg);
-                reply(channel, id, got.as_ref().err());
+                let reply = got.as_ref().map(|_| b"{}".to_vec()).map_err(String::clone);
+                send_answer(channel, id, reply);
                 answer = Some(got);
             }
             Frame::Exec {
@@ -73,14 +61,9 @@ pub fn receive(channel: &mut File) -> Result<(Option<GuestNet>, Early), String> 
                 ..
             } => {
                 args.remove(&id);
-                reply(
-                    channel,
-                    id,
-                    Some(
-                        &"the container is still being created (its network is not set up yet)"
-                            .into(),
-                    ),
-                );
+                let refusal =
+                    "the container is still being created (its network is not set up yet)";
+                send_answer(channel, id, Err(refusal.into()));
             }
             other if early.keep(&other) => {}
             other => console_note(&format!("ignoring a frame before the network: {other:?}")),
@@ -99,25 +82,6 @@ fn settings(arg: &[u8]) -> Result<Option<GuestNet>, String> {
         return Ok(None);
     }
     GuestNet::parse(text).map(Some)
-}
-
-/// Answers query `id`: `{}` and status 0, or the error and 125.
-fn reply(channel: &mut File, id: u8, err: Option<&String>) {
-    match err {
-        None => {
-            send_to(channel, Stream::Exec(protocol::KIND_EXEC_STDOUT, id), b"{}");
-            send_to(channel, Stream::Exec(protocol::KIND_EXEC_EXIT, id), &[0]);
-        }
-        Some(e) => {
-            let line = format!("vessel-agent: {e}\n");
-            send_to(
-                channel,
-                Stream::Exec(protocol::KIND_EXEC_STDERR, id),
-                line.as_bytes(),
-            );
-            send_to(channel, Stream::Exec(protocol::KIND_EXEC_EXIT, id), &[125]);
-        }
-    }
 }
 
 #[cfg(test)]

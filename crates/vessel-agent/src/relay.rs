@@ -189,22 +189,10 @@ pub fn initial_window_size(channel: &mut File, master: i32, mut early: Early) ->
             console_note("no window size from the host; the workload starts with none");
             break;
         }
-        let mut p = libc::pollfd {
-            fd: channel.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: poll on one valid pollfd.
-        let n = unsafe { libc::poll(&mut p, 1, left.as_millis().min(1000) as i32) };
-        if n <= 0 {
-            continue;
-        }
         let mut buf = [0u8; 512];
-        let n = match channel.read(&mut buf) {
-            Ok(n) => n,
-            Err(e) if matches!(e.kind(), ErrorKind::Interrupted | ErrorKind::WouldBlock) => {
-                continue
-            }
+        let n = match read_some(channel, &mut buf, left.as_millis().min(1000) as i32) {
+            Ok(Some(n)) => n,
+            Ok(None) => continue,
             Err(e) => {
                 console_note(&format!("read the agent channel: {e}"));
                 break;
@@ -226,6 +214,30 @@ pub fn initial_window_size(channel: &mut File, master: i32, mut early: Early) ->
         early.decoder = decoder;
     }
     early
+}
+
+/// Waits up to `timeout_ms` (-1: no bound) for the channel to be readable
+/// and reads what is there; None when nothing came (the time ran out, a
+/// signal, or nothing to read after all).
+pub fn read_some(
+    channel: &mut File,
+    buf: &mut [u8],
+    timeout_ms: i32,
+) -> std::io::Result<Option<usize>> {
+    let mut p = libc::pollfd {
+        fd: channel.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: poll on one valid pollfd.
+    if unsafe { libc::poll(&mut p, 1, timeout_ms) } <= 0 {
+        return Ok(None);
+    }
+    match channel.read(buf) {
+        Ok(n) => Ok(Some(n)),
+        Err(e) if matches!(e.kind(), ErrorKind::Interrupted | ErrorKind::WouldBlock) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// Relay until the workload exits; returns its wait status. `early` is what

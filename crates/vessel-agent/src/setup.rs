@@ -69,14 +69,12 @@ pub fn own_kernel_mounts(cfg: &Config) -> Result<(), String> {
         let Some((_, _, _, flags)) = BASE.iter().find(|(d, ..)| *d == dest) else {
             continue;
         };
-        if !parse_options(&m.options).0.contains(MsFlags::MS_RDONLY) {
+        let spec_flags = parse_options(&m.options).0;
+        if !spec_flags.contains(MsFlags::MS_RDONLY) {
             continue;
         }
-        let flags = if dest == "/dev" {
-            parse_options(&m.options).0
-        } else {
-            *flags
-        };
+        // /dev is the tmpfs `own_dev` made with the spec's own flags.
+        let flags = if dest == "/dev" { spec_flags } else { *flags };
         let ro = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | flags;
         mount(None::<&str>, dest, None::<&str>, ro, None::<&str>)
             .map_err(|e| format!("make {dest} read-only as the spec asks: {e}"))?;

@@ -149,12 +149,13 @@ fn update_guest(dir: &Path, st: &State, delta: &LinuxResources) -> Result<()> {
     if guest.is_empty() {
         return Ok(());
     }
-    if st.live_status(dir) != Status::Running {
+    let status = st.live_status(dir);
+    if status != Status::Running {
         logging::warn(&format!(
             "container {}: the VM's cgroup on the host is updated; the workload's cgroup \
              inside the guest keeps its values (a {} VM cannot be reached)",
             st.id,
-            st.live_status(dir).as_str()
+            status.as_str()
         ));
         return Ok(());
     }

@@ -196,22 +196,25 @@ pub fn leave_network(state_dir: &Path, vmm_pid: i32, net: &str, wait: Duration) 
             }
         }
     };
-    let mut msg = Vec::new();
-    protocol::encode_exec(protocol::KIND_EXEC_REQUEST, 0, net.as_bytes(), &mut msg);
-    protocol::encode_exec(protocol::KIND_EXEC_QUERY, 0, protocol::QUERY_NET, &mut msg);
-    s.write_all(&msg)
+    s.write_all(&query_frames(protocol::QUERY_NET, net.as_bytes()))
         .map_err(|e| Error::Other(format!("{name}: leaving the settings for the guest: {e}")))
 }
 
-/// Sends query `what` with `arg` on `s` and reads the answer, for `wait`
-/// at most.
-fn ask(mut s: UnixStream, name: &str, what: &[u8], arg: &[u8], wait: Duration) -> Result<Value> {
+/// Query `what`: its argument (if any) as request chunks, then the `q`
+/// frame naming it.
+fn query_frames(what: &[u8], arg: &[u8]) -> Vec<u8> {
     let mut msg = Vec::new();
     if !arg.is_empty() {
         protocol::encode_exec(protocol::KIND_EXEC_REQUEST, 0, arg, &mut msg);
     }
     protocol::encode_exec(protocol::KIND_EXEC_QUERY, 0, what, &mut msg);
-    s.write_all(&msg)
+    msg
+}
+
+/// Sends query `what` with `arg` on `s` and reads the answer, for `wait`
+/// at most.
+fn ask(mut s: UnixStream, name: &str, what: &[u8], arg: &[u8], wait: Duration) -> Result<Value> {
+    s.write_all(&query_frames(what, arg))
         .and_then(|()| s.set_read_timeout(Some(wait)))
         .map_err(|e| Error::Other(format!("{name}: asking the guest: {e}")))?;
     let (mut out, mut err, mut code) = (Vec::new(), Vec::new(), None);
