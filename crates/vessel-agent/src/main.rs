@@ -94,27 +94,24 @@ fn run(channel: &mut Option<File>) -> Result<i32, Failure> {
         .process
         .as_ref()
         .ok_or_else(|| Failure::other("config.json has no process"))?;
-    let late_net = std::fs::read_to_string("/proc/cmdline")
-        .is_ok_and(|c| vessel_protocol::launch::net_late(&c));
-    // Read from the initramfs before the root moves away from it.
-    let guest_net = match late_net {
-        true => None,
-        false => net::load().map_err(Failure::other)?,
-    };
     cgroup::prepare(cfg.linux.as_ref()).map_err(Failure::other)?;
     let mut sigfd = relay::sigchld_fd().map_err(Failure::other)?;
     let ch = channel
         .as_mut()
         .ok_or_else(|| Failure::other("agent channel not open"))?;
-    let (guest_net, mut early) = match late_net {
-        true => late_net::receive(ch).map_err(Failure::other)?,
-        false => (guest_net, relay::Early::default()),
-    };
-    // The interface as the VMM made it: the container's MAC, or a
-    // stand-in the agent replaces when the network came late.
-    let device_mac = match late_net {
-        true => vessel_protocol::launch::LATE_NET_MAC,
-        false => guest_net.as_ref().map(|n| n.mac).unwrap_or_default(),
+    // The guest's network, from the initramfs or, when the runtime
+    // connected it after the hooks, from the channel; and the MAC the
+    // VMM gave the interface: the container's, or a stand-in the agent
+    // replaces.
+    let late_net = std::fs::read_to_string("/proc/cmdline")
+        .is_ok_and(|c| vessel_protocol::launch::net_late(&c));
+    let (guest_net, mut early, device_mac) = if late_net {
+        let (net, early) = late_net::receive(ch).map_err(Failure::other)?;
+        (net, early, vessel_protocol::launch::LATE_NET_MAC)
+    } else {
+        let net = net::load().map_err(Failure::other)?;
+        let mac = net.as_ref().map(|n| n.mac).unwrap_or_default();
+        (net, relay::Early::default(), mac)
     };
     // The container, set up by the workload's child in its own namespaces
     // (`enter`); the agent keeps the initramfs as its root.
